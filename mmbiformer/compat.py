@@ -1,0 +1,57 @@
+"""Fixes for known breakages of the pinned OpenMMLab stack on current packages.
+
+Applied once on ``import mmbiformer`` (configs pull it in with ``custom_imports``):
+
+* torch >= 2.6 loads with ``weights_only=True``, and mmengine 0.10.7's plain
+  ``torch.load`` then refuses the checkpoints its own Runner saved (``HistoryBuffer``
+  and numpy values in ``message_hub``). We allow-list exactly those types for safe
+  loading; arbitrary objects stay forbidden.
+* transformers >= 5 breaks ``import mmpretrain.models`` (its BLIP code) and with it
+  ``import mmdet.models`` when mmpretrain is installed. mmpretrain's multimodal
+  models are switched off (mmbiformer uses none of them).
+"""
+import argparse
+from importlib import metadata
+
+import numpy as np
+import torch
+
+
+def _numpy_safe_globals() -> list:
+    core = getattr(np, '_core', None) or np.core
+    dtype_classes = {type(np.dtype(t)) for t in set(np.sctypeDict.values())}
+    return [core.multiarray._reconstruct, core.multiarray.scalar, np.ndarray, np.dtype,
+            *sorted(dtype_classes, key=lambda c: c.__name__)]
+
+
+def allow_runner_checkpoints() -> None:
+    """Let ``torch.load(weights_only=True)`` read mmengine Runner checkpoints."""
+    if not hasattr(torch.serialization, 'add_safe_globals'):
+        return  # torch < 2.4 loads without weights_only by default
+    from mmengine.logging import HistoryBuffer
+    # argparse.Namespace: official BiFormer checkpoints may keep their ``args``.
+    torch.serialization.add_safe_globals(
+        [HistoryBuffer, argparse.Namespace, *_numpy_safe_globals()])
+
+
+def _major_version(package: str) -> int:
+    try:
+        return int(metadata.version(package).split('.')[0])
+    except (metadata.PackageNotFoundError, ValueError):
+        return 0
+
+
+def disable_broken_mmpretrain_multimodal() -> None:
+    """Turn off mmpretrain's multimodal models where transformers >= 5 breaks them."""
+    if _major_version('transformers') < 5:
+        return
+    try:
+        import mmpretrain.utils.dependency as dependency
+    except ImportError:
+        return
+    dependency.WITH_MULTIMODAL = False
+
+
+def apply() -> None:
+    allow_runner_checkpoints()
+    disable_broken_mmpretrain_multimodal()

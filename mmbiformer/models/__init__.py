@@ -1,0 +1,3 @@
+from .backbones import BiFormer
+
+__all__ = ['BiFormer']

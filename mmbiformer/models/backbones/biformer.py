@@ -1,0 +1,324 @@
+"""BiFormer backbone for mmpretrain, mmdet and mmsegmentation.
+
+Module names follow the official BiFormer code, so official ImageNet checkpoints load
+with their key names as published (``downsample_layers.*``, ``stages.*``, ``norm.*``).
+"""
+import copy
+from typing import Dict, Sequence, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torch.utils.checkpoint as cp
+from mmcv.cnn import build_norm_layer
+from mmcv.cnn.bricks import DropPath
+from mmengine.logging import print_log
+from mmengine.model import BaseModule
+from mmengine.model.weight_init import trunc_normal_
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from ...ops.bra import BiLevelRoutingAttention
+from ...registry import MODELS
+
+# Architecture presets (official facts). ``topks`` of -2: global attention with LePE.
+ARCH_SETTINGS: Dict[str, dict] = {
+    'tiny': dict(depths=[2, 2, 8, 2], embed_dims=[64, 128, 256, 512],
+                 topks=[1, 4, 16, -2], head_dim=32, mlp_ratio=3),
+    'small': dict(depths=[4, 4, 18, 4], embed_dims=[64, 128, 256, 512],
+                  topks=[1, 4, 16, -2], head_dim=32, mlp_ratio=3),
+    'base': dict(depths=[4, 4, 18, 4], embed_dims=[96, 192, 384, 768],
+                 topks=[1, 4, 16, -2], head_dim=32, mlp_ratio=3),
+}
+ARCH_ALIASES = {'t': 'tiny', 's': 'small', 'b': 'base'}
+_ARCH_REQUIRED = ('depths', 'embed_dims', 'topks', 'head_dim', 'mlp_ratio')
+_ARCH_OPTIONAL = ('qk_dims', 'side_dwconv', 'kv_downsample_mode', 'kv_per_wins',
+                  'kv_downsample_ratios', 'param_attention', 'param_routing',
+                  'diff_routing', 'soft_routing', 'global_heads')
+
+
+class LayerNorm2d(nn.LayerNorm):
+    """LayerNorm over the channels of an NCHW map."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.permute(0, 2, 3, 1)
+        x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+        return x.permute(0, 3, 1, 2)
+
+
+class GlobalAttentionLePE(nn.Module):
+    """Plain multi-head self-attention over all tokens, plus LePE.
+
+    LePE is a depthwise conv of the attention's (normed) input, added before ``proj``;
+    the qkv projection has no bias (official last-stage attention, ``topk=-2``).
+    """
+
+    def __init__(self, dim: int, num_heads: int = 8, side_dwconv: int = 5,
+                 with_lepe: bool = True):
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f'dim ({dim}) must be divisible by num_heads ({num_heads})')
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(dim, dim * 3, bias=False)
+        self.proj = nn.Linear(dim, dim)
+        self.lepe = (nn.Conv2d(dim, dim, side_dwconv, padding=side_dwconv // 2,
+                               groups=dim) if with_lepe and side_dwconv > 0 else None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # NHWC
+        N, H, W, C = x.shape
+        qkv = self.qkv(x.reshape(N, H * W, C)).view(N, H * W, 3, self.num_heads, -1)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)
+        out = F.scaled_dot_product_attention(q, k, v)  # scale head_dim ** -0.5
+        out = out.transpose(1, 2).reshape(N, H, W, C)
+        if self.lepe is not None:
+            out = out + self.lepe(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        return self.proj(out)
+
+
+class BiFormerBlock(nn.Module):
+    """Conv position encoding, then pre-norm attention and MLP residuals (NCHW io)."""
+
+    def __init__(self, dim: int, num_heads: int, topk: int, n_win: int, mlp_ratio: float,
+                 drop_path: float = 0., qk_dim: int = None, side_dwconv: int = 5,
+                 auto_pad: bool = True, global_heads: int = 8, **bra_kwargs):
+        super().__init__()
+        self.pos_embed = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        if topk > 0:
+            self.attn = BiLevelRoutingAttention(
+                dim, num_heads=num_heads, n_win=n_win, qk_dim=qk_dim, topk=topk,
+                side_dwconv=side_dwconv, auto_pad=auto_pad, **bra_kwargs)
+        elif topk in (-1, -2):
+            self.attn = GlobalAttentionLePE(dim, global_heads, side_dwconv,
+                                            with_lepe=topk == -2)
+        else:
+            raise ValueError(f'topk must be >= 1 (routing), -1 (global attention) or '
+                             f'-2 (global attention with LePE), got {topk!r}')
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        hidden = int(mlp_ratio * dim)
+        # Index 1 is an empty slot in the official MLP; kept so keys read mlp.0 / mlp.3.
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.Identity(), nn.GELU(),
+                                 nn.Linear(hidden, dim))
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.pos_embed(x)
+        x = x.permute(0, 2, 3, 1)
+        x = x + self.drop_path(self.attn(self.norm1(x)))
+        x = x + self.drop_path(self.mlp(self.norm2(x)))
+        return x.permute(0, 3, 1, 2)
+
+
+def _resolve_arch(arch: Union[str, dict]) -> dict:
+    if isinstance(arch, str):
+        name = ARCH_ALIASES.get(arch.lower(), arch.lower())
+        if name not in ARCH_SETTINGS:
+            raise ValueError(f'arch must be one of {sorted(ARCH_SETTINGS)} (or '
+                             f'{sorted(ARCH_ALIASES)}) or a dict, got {arch!r}')
+        return copy.deepcopy(ARCH_SETTINGS[name])
+    if not isinstance(arch, dict):
+        raise ValueError(f'arch must be a str or a dict, got {type(arch).__name__}')
+    missing = [k for k in _ARCH_REQUIRED if k not in arch]
+    unknown = [k for k in arch if k not in _ARCH_REQUIRED + _ARCH_OPTIONAL]
+    if missing or unknown:
+        raise ValueError(f'arch dict: missing keys {missing}, unknown keys {unknown}; '
+                         f'required {list(_ARCH_REQUIRED)}, optional {list(_ARCH_OPTIONAL)}')
+    arch = copy.deepcopy(arch)
+    for key in ('depths', 'embed_dims', 'topks'):
+        if len(arch[key]) != 4:
+            raise ValueError(f'arch[{key!r}] needs 4 entries (one per stage), '
+                             f'got {arch[key]!r}')
+    return arch
+
+
+def _per_stage(value, name: str) -> list:
+    values = list(value) if isinstance(value, (list, tuple)) else [value] * 4
+    if len(values) != 4:
+        raise ValueError(f'{name} needs 4 entries (one per stage), got {value!r}')
+    return values
+
+
+@MODELS.register_module()
+class BiFormer(BaseModule):
+    """BiFormer: Vision Transformer with Bi-Level Routing Attention (CVPR 2023).
+
+    Args:
+        arch (str | dict): ``'tiny'``, ``'small'``, ``'base'`` (or ``t``/``s``/``b``),
+            or a dict with ``depths``, ``embed_dims``, ``topks``, ``head_dim``,
+            ``mlp_ratio`` (optional: ``qk_dims``, ``side_dwconv``, BRA options).
+        in_channels (int): Input image channels.
+        n_win (int): Regions per side in BRA: 7 for 224 classification, 16 for
+            detection, 8 for segmentation (official choices).
+        out_indices (Sequence[int]): Stages (0-3) whose outputs are returned.
+        out_norm (str): ``'layernorm'``: a channel LayerNorm (eps 1e-6) on each
+            returned stage (``extra_norms.i``, dense prediction); ``'batchnorm'``: the
+            official classification ``norm`` (BatchNorm2d) on the last stage, which
+            must then be the only one returned; ``'none'``.
+        drop_path_rate (float): Stochastic depth, linear over all blocks.
+        frozen_stages (int): Number of leading stages (with their downsampling
+            layer and output norm) to freeze; 0 freezes nothing.
+        norm_eval (bool): Keep BatchNorm layers in eval mode while training.
+        with_cp (bool): Activation checkpointing per block (saves memory).
+        auto_pad (bool): Pad feature maps to multiples of ``n_win`` inside BRA, so
+            any input size works.
+        norm_cfg (dict): Norm of the convolutional stem/downsampling layers, e.g.
+            ``dict(type='SyncBN')`` for distributed dense training.
+        init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=PATH)``
+            loads an official BiFormer ImageNet checkpoint (weights under ``model``)
+            or one of ours (``state_dict`` with ``backbone.`` keys, or bare).
+    """
+
+    def __init__(self,
+                 arch: Union[str, dict] = 'small',
+                 in_channels: int = 3,
+                 n_win: int = 7,
+                 out_indices: Sequence[int] = (0, 1, 2, 3),
+                 out_norm: str = 'layernorm',
+                 drop_path_rate: float = 0.,
+                 frozen_stages: int = 0,
+                 norm_eval: bool = False,
+                 with_cp: bool = False,
+                 auto_pad: bool = True,
+                 norm_cfg: dict = dict(type='BN'),
+                 init_cfg: dict = None):
+        super().__init__(init_cfg=init_cfg)
+        arch = _resolve_arch(arch)
+        self.arch_settings = arch
+        dims = list(arch['embed_dims'])
+        self.embed_dims = dims
+        self.num_features = dims
+        depths = list(arch['depths'])
+        qk_dims = _per_stage(arch.get('qk_dims', dims), 'qk_dims')
+
+        if isinstance(out_indices, int):
+            out_indices = (out_indices, )
+        out_indices = tuple(i + 4 if i < 0 else i for i in out_indices)
+        if not out_indices or any(i not in range(4) for i in out_indices):
+            raise ValueError(f'out_indices must be a non-empty subset of (0, 1, 2, 3), '
+                             f'got {out_indices!r}')
+        if out_norm not in ('layernorm', 'batchnorm', 'none'):
+            raise ValueError(f"out_norm must be 'layernorm', 'batchnorm' or 'none', "
+                             f'got {out_norm!r}')
+        if out_norm == 'batchnorm' and out_indices != (3, ):
+            raise ValueError("out_norm='batchnorm' is the classification norm of the "
+                             f'last stage: use out_indices=(3,), got {out_indices!r}')
+        if not (isinstance(frozen_stages, int) and 0 <= frozen_stages <= 4):
+            raise ValueError(f'frozen_stages must be an int in [0, 4], got {frozen_stages!r}')
+        if not 0 <= drop_path_rate < 1:
+            raise ValueError(f'drop_path_rate must be in [0, 1), got {drop_path_rate!r}')
+        self.out_indices = out_indices
+        self.out_norm = out_norm
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
+        self.with_cp = with_cp
+        self.n_win = n_win
+
+        def norm(c):
+            return build_norm_layer(norm_cfg, c)[1]
+
+        self.downsample_layers = nn.ModuleList([
+            nn.Sequential(
+                nn.Conv2d(in_channels, dims[0] // 2, 3, stride=2, padding=1),
+                norm(dims[0] // 2), nn.GELU(),
+                nn.Conv2d(dims[0] // 2, dims[0], 3, stride=2, padding=1), norm(dims[0]))
+        ] + [
+            nn.Sequential(nn.Conv2d(dims[i], dims[i + 1], 3, stride=2, padding=1),
+                          norm(dims[i + 1])) for i in range(3)
+        ])
+
+        bra_kwargs = {k: arch[k] for k in ('kv_downsample_mode', 'param_attention',
+                                           'param_routing', 'diff_routing',
+                                           'soft_routing') if k in arch}
+        kv_per_wins = _per_stage(arch.get('kv_per_wins', -1), 'kv_per_wins')
+        kv_ratios = _per_stage(arch.get('kv_downsample_ratios', -1),
+                               'kv_downsample_ratios')
+        dpr = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        self.stages = nn.ModuleList()
+        for i in range(4):
+            blocks = [
+                BiFormerBlock(
+                    dims[i], num_heads=qk_dims[i] // arch['head_dim'], topk=arch['topks'][i],
+                    n_win=n_win, mlp_ratio=arch['mlp_ratio'],
+                    drop_path=dpr[sum(depths[:i]) + j], qk_dim=qk_dims[i],
+                    side_dwconv=arch.get('side_dwconv', 5), auto_pad=auto_pad,
+                    global_heads=arch.get('global_heads', 8),
+                    kv_per_win=kv_per_wins[i], kv_downsample_ratio=kv_ratios[i],
+                    **bra_kwargs) for j in range(depths[i])
+            ]
+            self.stages.append(nn.Sequential(*blocks))
+
+        if out_norm == 'layernorm':
+            # A ModuleDict keyed '0'..'3' gives the official names extra_norms.i.
+            self.extra_norms = nn.ModuleDict(
+                {str(i): LayerNorm2d(dims[i], eps=1e-6) for i in out_indices})
+        elif out_norm == 'batchnorm':
+            self.norm = nn.BatchNorm2d(dims[-1])
+        self._freeze_stages()
+
+    # -- weights -------------------------------------------------------------
+    def _default_init(self, m: nn.Module) -> None:
+        if isinstance(m, nn.Linear):
+            trunc_normal_(m.weight, std=.02)
+            if m.bias is not None:
+                nn.init.constant_(m.bias, 0)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.constant_(m.bias, 0)
+            nn.init.constant_(m.weight, 1.0)
+
+    def init_weights(self) -> None:
+        cfg = self.init_cfg
+        if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
+            from ...checkpoint import load_pretrained_backbone
+            self.apply(self._default_init)  # for any key the checkpoint lacks
+            load_pretrained_backbone(self, cfg['checkpoint'],
+                                     prefix=cfg.get('prefix', None))
+            self._is_init = True
+        elif cfg is None:
+            self.apply(self._default_init)
+        else:
+            super().init_weights()
+
+    # -- training behaviour ------------------------------------------------------
+    def _freeze_stages(self) -> None:
+        for i in range(self.frozen_stages):
+            modules = [self.downsample_layers[i], self.stages[i]]
+            if self.out_norm == 'layernorm' and str(i) in self.extra_norms:
+                modules.append(self.extra_norms[str(i)])
+            for m in modules:
+                m.eval()
+                for p in m.parameters():
+                    p.requires_grad = False
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self._freeze_stages()
+        if mode and self.norm_eval:
+            for m in self.modules():
+                if isinstance(m, _BatchNorm):
+                    m.eval()
+        return self
+
+    # -- forward -----------------------------------------------------------------
+    def _run_stage(self, stage: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+        for block in stage:
+            if self.with_cp and x.requires_grad:
+                x = cp.checkpoint(block, x, use_reentrant=False)
+            else:
+                x = block(x)
+        return x
+
+    def forward(self, x: torch.Tensor) -> tuple:
+        if x.dim() != 4:
+            raise ValueError(f'BiFormer expects an NCHW image batch, got shape '
+                             f'{tuple(x.shape)}')
+        outs = []
+        for i in range(4):
+            x = self._run_stage(self.stages[i], self.downsample_layers[i](x))
+            if i in self.out_indices:
+                if self.out_norm == 'layernorm':
+                    outs.append(self.extra_norms[str(i)](x).contiguous())
+                elif self.out_norm == 'batchnorm':
+                    outs.append(self.norm(x))
+                else:
+                    outs.append(x)
+        return tuple(outs)
+

@@ -1,0 +1,3 @@
+from .bra import BiLevelRoutingAttention
+
+__all__ = ['BiLevelRoutingAttention']

@@ -1,0 +1,252 @@
+"""Bi-Level Routing Attention (BRA), the plain-PyTorch reference path.
+
+This module is the specification: faster implementations are tested against it.
+Tensors are NHWC unless a name says otherwise. Symbols used below:
+
+* ``S``  regions per side (``n_win``), so ``S*S`` regions;
+* ``h, w`` tokens per region side after auto-padding, ``t`` KV tokens per region
+  after optional KV down-sampling;
+* ``m`` heads.
+
+Numerics follow the official BiFormer code: one ``Linear(dim, 2*qk_dim+dim)`` gives
+q | k | v; region-level q/k are token means (detached unless ``diff_routing``); the
+softmax scale is ``qk_dim ** -0.5`` for both routing and token attention; the local
+context enhancement (LCE) is a depthwise conv of V at full resolution added before the
+output projection; with ``auto_pad`` the input is zero-padded before the projection.
+"""
+from typing import Optional, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+KV_DOWNSAMPLE_MODES = ('identity', 'ada_avgpool', 'ada_maxpool', 'avgpool', 'maxpool')
+PARAM_ATTENTION_MODES = ('qkvo', 'qkv')
+
+
+class QKVLinear(nn.Module):
+    """One projection producing q | k | v (``qkv.qkv.*`` in official checkpoints)."""
+
+    def __init__(self, dim: int, qk_dim: int, bias: bool = True):
+        super().__init__()
+        self.qkv = nn.Linear(dim, 2 * qk_dim + dim, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.qkv(x)
+
+
+def _check(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ValueError(msg)
+
+
+def _build_kv_down(mode: str, kv_per_win: Optional[int],
+                   ratio: Optional[int]) -> nn.Module:
+    if mode == 'identity':
+        return nn.Identity()
+    if mode in ('ada_avgpool', 'ada_maxpool'):
+        _check(isinstance(kv_per_win, int) and kv_per_win >= 1,
+               f"kv_per_win must be an int >= 1 with kv_downsample_mode='{mode}', "
+               f'got {kv_per_win!r}')
+        pool = nn.AdaptiveAvgPool2d if mode == 'ada_avgpool' else nn.AdaptiveMaxPool2d
+        return pool(kv_per_win)
+    _check(isinstance(ratio, int) and ratio >= 1,
+           f"kv_downsample_ratio must be an int >= 1 with kv_downsample_mode='{mode}', "
+           f'got {ratio!r}')
+    if ratio == 1:
+        return nn.Identity()
+    return nn.AvgPool2d(ratio) if mode == 'avgpool' else nn.MaxPool2d(ratio)
+
+
+def pad_to_multiple(x: torch.Tensor, n_win: int) -> torch.Tensor:
+    """Zero-pad an NHWC tensor at the bottom/right to multiples of ``n_win``."""
+    H, W = x.shape[1:3]
+    pad_b = (-H) % n_win
+    pad_r = (-W) % n_win
+    if pad_b or pad_r:
+        x = F.pad(x, (0, 0, 0, pad_r, 0, pad_b))
+    return x
+
+
+def to_regions(x: torch.Tensor, n_win: int) -> torch.Tensor:
+    """(N, S*h, S*w, C) -> (N, S*S, h*w, C), regions in row-major order."""
+    N, H, W, C = x.shape
+    h, w = H // n_win, W // n_win
+    x = x.view(N, n_win, h, n_win, w, C).permute(0, 1, 3, 2, 4, 5)
+    return x.reshape(N, n_win * n_win, h * w, C)
+
+
+def from_regions(x: torch.Tensor, n_win: int, h: int, w: int) -> torch.Tensor:
+    """Inverse of :func:`to_regions`."""
+    N, _, _, C = x.shape
+    x = x.view(N, n_win, n_win, h, w, C).permute(0, 1, 3, 2, 4, 5)
+    return x.reshape(N, n_win * h, n_win * w, C)
+
+
+class BiLevelRoutingAttention(nn.Module):
+    """Bi-Level Routing Attention (BiFormer, CVPR 2023).
+
+    Args:
+        dim (int): Input / output channels (and V channels).
+        num_heads (int): Attention heads; must divide ``dim`` and ``qk_dim``.
+        n_win (int): Regions per side (``S``); the map is split into ``S x S``.
+        qk_dim (int, optional): Q/K channels. Defaults to ``dim``.
+        qk_scale (float, optional): Softmax scale. Defaults to ``qk_dim ** -0.5``.
+        topk (int): Regions each region attends to, ``1 <= topk <= n_win**2``.
+        kv_downsample_mode (str): One of ``identity``, ``ada_avgpool``,
+            ``ada_maxpool``, ``avgpool``, ``maxpool``: how K/V tokens of a region are
+            reduced before token-to-token attention.
+        kv_per_win (int): Output side of the adaptive pools (``ada_*`` modes).
+        kv_downsample_ratio (int): Pool stride of ``avgpool`` / ``maxpool``.
+        param_attention (str): ``qkvo`` (output projection ``wo``) or ``qkv``.
+        param_routing (bool): Learnable ``Linear`` on region q/k before routing
+            (needs ``diff_routing``).
+        diff_routing (bool): Let gradients flow through the routing logits (needs
+            ``soft_routing``, the only differentiable routing defined).
+        soft_routing (bool): Scale gathered K/V by the softmax of the top-k logits.
+        side_dwconv (int): Kernel of the LCE depthwise conv on V (odd; 0 disables).
+        auto_pad (bool): Zero-pad H, W to multiples of ``n_win`` and crop back, so
+            any size works. Without it, sizes must be multiples of ``n_win``.
+    """
+
+    def __init__(self,
+                 dim: int,
+                 num_heads: int = 8,
+                 n_win: int = 7,
+                 qk_dim: Optional[int] = None,
+                 qk_scale: Optional[float] = None,
+                 topk: int = 4,
+                 kv_downsample_mode: str = 'identity',
+                 kv_per_win: Optional[int] = 4,
+                 kv_downsample_ratio: Optional[int] = 4,
+                 param_attention: str = 'qkvo',
+                 param_routing: bool = False,
+                 diff_routing: bool = False,
+                 soft_routing: bool = False,
+                 side_dwconv: int = 3,
+                 auto_pad: bool = False):
+        super().__init__()
+        qk_dim = qk_dim or dim
+        _check(isinstance(n_win, int) and n_win >= 1,
+               f'n_win must be an int >= 1, got {n_win!r}')
+        _check(isinstance(num_heads, int) and num_heads >= 1,
+               f'num_heads must be an int >= 1, got {num_heads!r}')
+        _check(dim % num_heads == 0 and qk_dim % num_heads == 0,
+               f'dim ({dim}) and qk_dim ({qk_dim}) must be divisible by '
+               f'num_heads ({num_heads})')
+        _check(isinstance(topk, int) and 1 <= topk <= n_win**2,
+               f'topk must be an int in [1, n_win**2 = {n_win**2}], got {topk!r}')
+        _check(kv_downsample_mode in KV_DOWNSAMPLE_MODES,
+               f'kv_downsample_mode must be one of {KV_DOWNSAMPLE_MODES}, '
+               f'got {kv_downsample_mode!r}')
+        _check(param_attention in PARAM_ATTENTION_MODES,
+               f'param_attention must be one of {PARAM_ATTENTION_MODES}, '
+               f'got {param_attention!r}')
+        _check(not param_routing or diff_routing,
+               'param_routing=True needs diff_routing=True (a learnable routing '
+               'projection gets no gradient otherwise)')
+        _check(not diff_routing or soft_routing,
+               'diff_routing=True needs soft_routing=True (hard differentiable '
+               'routing is not defined by BiFormer)')
+        _check(isinstance(side_dwconv, int) and side_dwconv >= 0
+               and (side_dwconv == 0 or side_dwconv % 2 == 1),
+               f'side_dwconv must be 0 (off) or an odd kernel size, got {side_dwconv!r}')
+
+        self.dim = dim
+        self.qk_dim = qk_dim
+        self.num_heads = num_heads
+        self.n_win = n_win
+        self.topk = topk
+        self.scale = qk_scale or qk_dim**-0.5
+        self.diff_routing = diff_routing
+        self.soft_routing = soft_routing
+        self.auto_pad = auto_pad
+        self.kv_downsample_mode = kv_downsample_mode
+
+        self.qkv = QKVLinear(dim, qk_dim)
+        self.wo = nn.Linear(dim, dim) if param_attention == 'qkvo' else nn.Identity()
+        self.lepe = (nn.Conv2d(dim, dim, side_dwconv, padding=side_dwconv // 2,
+                               groups=dim) if side_dwconv > 0 else None)
+        # Official key name: ``router.emb``.
+        self.router = nn.Module()
+        self.router.emb = nn.Linear(qk_dim, qk_dim) if param_routing else nn.Identity()
+        self.kv_down = _build_kv_down(kv_downsample_mode, kv_per_win, kv_downsample_ratio)
+
+    def extra_repr(self) -> str:
+        return (f'dim={self.dim}, qk_dim={self.qk_dim}, num_heads={self.num_heads}, '
+                f'n_win={self.n_win}, topk={self.topk}, auto_pad={self.auto_pad}')
+
+    # -- stages of the operation, each usable by faster paths -----------------
+    def route(self, q: torch.Tensor, k: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Region routing from region-wise q, k of shape (N, S*S, h*w, C).
+
+        Returns ``(weights, index)``, both (N, S*S, topk): softmax over the kept
+        logits, and the indices of the kept regions.
+        """
+        q_r, k_r = q.mean(2), k.mean(2)
+        if not self.diff_routing:
+            q_r, k_r = q_r.detach(), k_r.detach()
+        q_r, k_r = self.router.emb(q_r), self.router.emb(k_r)
+        logits = (q_r * self.scale) @ k_r.transpose(-2, -1)
+        top_logits, index = torch.topk(logits, k=self.topk, dim=-1)
+        return top_logits.softmax(dim=-1), index
+
+    def region_kv(self, kv: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        """Apply KV down-sampling per region: (N, R, h*w, C) -> (N, R, t, C)."""
+        if isinstance(self.kv_down, nn.Identity):
+            return kv
+        N, R, _, C = kv.shape
+        x = kv.reshape(N * R, h, w, C).permute(0, 3, 1, 2)
+        x = self.kv_down(x)
+        return x.flatten(2).transpose(1, 2).reshape(N, R, -1, C)
+
+    def local_context(self, v: torch.Tensor) -> torch.Tensor:
+        """LCE: depthwise conv of V (N, H, W, C) at full resolution, NHWC out."""
+        if self.lepe is None:
+            return torch.zeros_like(v)
+        return self.lepe(v.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (N, H, W, dim) NHWC -> (N, H, W, dim)."""
+        if x.dim() != 4 or x.shape[-1] != self.dim:
+            raise ValueError(f'BiLevelRoutingAttention expects NHWC input with '
+                             f'{self.dim} channels, got shape {tuple(x.shape)}')
+        N, H_in, W_in, _ = x.shape
+        if self.auto_pad:
+            x = pad_to_multiple(x, self.n_win)
+        elif H_in % self.n_win or W_in % self.n_win:
+            raise ValueError(
+                f'input size {H_in}x{W_in} is not a multiple of n_win={self.n_win}; '
+                f'pass auto_pad=True to pad it, or resize the input')
+        H, W = x.shape[1:3]
+        S, h, w = self.n_win, H // self.n_win, W // self.n_win
+        qd, m = self.qk_dim, self.num_heads
+
+        qkv = self.qkv(x)
+        v_full = qkv[..., 2 * qd:]
+        q, k, v = to_regions(qkv, S).split([qd, qd, self.dim], dim=-1)
+        weights, index = self.route(q, k)
+
+        kv = self.region_kv(torch.cat([k, v], dim=-1), h, w)  # (N, R, t, qd+dim)
+        batch = torch.arange(N, device=x.device).view(N, 1, 1)
+        kv_sel = kv[batch, index]  # (N, R, topk, t, qd+dim): topk-fold copy (reference)
+        if self.soft_routing:
+            kv_sel = kv_sel * weights[..., None, None]
+        R, t = S * S, kv.shape[2]
+        k_sel, v_sel = kv_sel.reshape(N, R, self.topk * t, -1).split([qd, self.dim], -1)
+
+        def heads(z):  # (N, R, L, m*c) -> (N*R, m, L, c)
+            return z.reshape(N * R, z.shape[2], m, -1).transpose(1, 2)
+
+        attn = (heads(q) * self.scale) @ heads(k_sel).transpose(-2, -1)
+        out = attn.softmax(dim=-1) @ heads(v_sel)  # (N*R, m, h*w, c_v)
+        out = out.transpose(1, 2).reshape(N, R, h * w, self.dim)
+        out = from_regions(out, S, h, w) + self.local_context(v_full)
+        out = self.wo(out)
+        if out.shape[1] != H_in or out.shape[2] != W_in:
+            out = out[:, :H_in, :W_in].contiguous()
+        return out
+
+    def forward_nchw(self, x: torch.Tensor) -> torch.Tensor:
+        """NCHW entry point: (N, dim, H, W) -> (N, dim, H, W)."""
+        return self.forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)

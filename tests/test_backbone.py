@@ -1,0 +1,224 @@
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+
+import mmbiformer  # noqa: F401  (registers BiFormer, applies stack fixes)
+from mmbiformer.checkpoint import CheckpointError
+from mmbiformer.models import BiFormer
+from official_reference import (official_features, official_shapes,
+                                random_official_state_dict)
+
+OFFICIAL_PARAMS = {'tiny': 13_142_760, 'small': 25_536_232, 'base': 56_804_968}
+
+
+def _stage_sizes(h, w):
+    sizes = []
+    h, w = math.ceil(math.ceil(h / 2) / 2), math.ceil(math.ceil(w / 2) / 2)
+    for _ in range(4):
+        sizes.append((h, w))
+        h, w = math.ceil(h / 2), math.ceil(w / 2)
+    return sizes
+
+
+@pytest.mark.parametrize('n_win', [7, 8, 16])
+@pytest.mark.parametrize('shape', [(1, 3, 67, 91), (2, 3, 33, 200)])
+def test_output_shapes_any_size(n_win, shape):
+    model = BiFormer('tiny', n_win=n_win).eval()
+    with torch.no_grad():
+        outs = model(torch.randn(*shape))
+    assert len(outs) == 4
+    for out, dim, (h, w) in zip(outs, [64, 128, 256, 512], _stage_sizes(*shape[2:])):
+        assert out.shape == (shape[0], dim, h, w)
+        assert torch.isfinite(out).all()
+
+
+def test_out_indices_and_strides():
+    model = BiFormer('tiny', out_indices=(1, 3)).eval()
+    outs = model(torch.randn(1, 3, 64, 64))
+    assert [o.shape[1:] for o in outs] == [(128, 8, 8), (512, 2, 2)]
+    assert sorted(model.extra_norms.keys()) == ['1', '3']
+
+
+def test_gradients_reach_every_parameter():
+    model = BiFormer('tiny', n_win=4, drop_path_rate=0.1).train()
+    outs = model(torch.randn(2, 3, 48, 40))
+    sum(o.square().mean() for o in outs).backward()
+    no_grad = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.any()]
+    assert no_grad == []
+
+
+@pytest.mark.parametrize('arch', ['tiny', 'small', 'base'])
+def test_classifier_parameter_counts_match_official(arch):
+    from mmpretrain.registry import MODELS
+    model = MODELS.build(dict(
+        type='ImageClassifier',
+        backbone=dict(type='BiFormer', arch=arch, out_indices=(3, ), out_norm='batchnorm'),
+        neck=dict(type='GlobalAveragePooling'),
+        head=dict(type='LinearClsHead', num_classes=1000,
+                  in_channels=768 if arch == 'base' else 512)))
+    count = sum(p.numel() for p in model.parameters())
+    oracle = sum(math.prod(s) for k, s in official_shapes(arch).items()
+                 if not k.endswith(('running_mean', 'running_var', 'num_batches_tracked')))
+    assert count == oracle == OFFICIAL_PARAMS[arch]
+
+
+@pytest.mark.parametrize('scope', ['mmpretrain', 'mmdet', 'mmseg'])
+def test_registry_builds_in_every_scope(scope):
+    import importlib
+
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope
+    cfg = Config(dict(custom_imports=dict(imports=['mmbiformer'], allow_failed_imports=False),
+                      model=dict(type='BiFormer', arch='tiny', n_win=8)))
+    registry = importlib.import_module(f'{scope}.registry').MODELS
+    with DefaultScope.overwrite_default_scope(scope):
+        model = registry.build(cfg.model)
+    assert type(model) is BiFormer
+
+
+def test_frozen_stages():
+    model = BiFormer('tiny', frozen_stages=2)
+    model.train()
+    for i in range(4):
+        frozen = i < 2
+        mods = [model.downsample_layers[i], model.stages[i], model.extra_norms[str(i)]]
+        for m in mods:
+            assert all(p.requires_grad != frozen for p in m.parameters())
+        assert model.downsample_layers[i][-1].training != frozen
+
+
+def test_norm_eval_keeps_batchnorm_statistics():
+    model = BiFormer('tiny', norm_eval=True).train()
+    bn = model.downsample_layers[0][1]
+    before = bn.running_mean.clone()
+    model(torch.randn(2, 3, 32, 32))
+    assert not bn.training and torch.equal(bn.running_mean, before)
+    assert model.stages[0][0].norm1.training  # other layers still train
+
+
+def test_with_cp_same_outputs_and_gradients():
+    torch.manual_seed(0)
+    plain = BiFormer('tiny', n_win=4)
+    ckpt = BiFormer('tiny', n_win=4, with_cp=True)
+    ckpt.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 3, 40, 40)
+    grads = []
+    for model in (plain, ckpt):
+        model.train()
+        xi = x.clone().requires_grad_()
+        outs = model(xi)
+        sum(o.sum() for o in outs).backward()
+        grads.append((outs, xi.grad, {n: p.grad for n, p in model.named_parameters()}))
+    for a, b in zip(grads[0][0], grads[1][0]):
+        torch.testing.assert_close(a, b)
+    torch.testing.assert_close(grads[0][1], grads[1][1])
+    for n, g in grads[0][2].items():
+        torch.testing.assert_close(g, grads[1][2][n], msg=n)
+
+
+def _save(tmp_path, obj, name='ckpt.pth'):
+    path = tmp_path / name
+    torch.save(obj, path)
+    return str(path)
+
+
+def test_official_checkpoint_loads_with_official_key_names(tmp_path):
+    official = random_official_state_dict('tiny')
+    path = _save(tmp_path, {'model': official, 'epoch': 299})
+    model = BiFormer('tiny', out_indices=(3, ), out_norm='batchnorm',
+                     init_cfg=dict(type='Pretrained', checkpoint=path))
+    model.init_weights()
+    own = model.state_dict()
+    expected = {k for k in official if not k.startswith('head.')}
+    assert set(own) == expected  # no missing, no extra backbone key
+    for k in expected:
+        assert torch.equal(own[k], official[k]), k
+
+    dense = BiFormer('tiny', init_cfg=dict(type='Pretrained', checkpoint=path))
+    dense.init_weights()
+    for k, v in dense.state_dict().items():
+        if not k.startswith('extra_norms.'):
+            assert torch.equal(v, official[k]), k
+
+
+def test_features_match_official_oracle(tmp_path):
+    official = random_official_state_dict('tiny', seed=3)
+    path = _save(tmp_path, {'model': official})
+    model = BiFormer('tiny', n_win=7, out_norm='none',
+                     init_cfg=dict(type='Pretrained', checkpoint=path))
+    model.init_weights()
+    model.eval()
+    x = torch.randn(1, 3, 75, 61)
+    with torch.no_grad():
+        ours = model(x)
+        ref = official_features(official, x, 'tiny', n_win=7)
+    for a, b in zip(ours, ref):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_our_checkpoint_layout_loads(tmp_path):
+    src = BiFormer('tiny')
+    state = {'backbone.' + k: v for k, v in src.state_dict().items()}
+    state['head.fc.weight'] = torch.zeros(3, 512)
+    path = _save(tmp_path, {'state_dict': state, 'meta': {}})
+    model = BiFormer('tiny', init_cfg=dict(type='Pretrained', checkpoint=path))
+    model.init_weights()
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, src.state_dict()[k]), k
+
+
+def test_checkpoint_errors(tmp_path):
+    unrelated = _save(tmp_path, {'model': {'conv.weight': torch.zeros(3)}}, 'other.pth')
+    with pytest.raises(CheckpointError, match='none of its 1 weights match'):
+        BiFormer('tiny', init_cfg=dict(type='Pretrained', checkpoint=unrelated)).init_weights()
+    base = _save(tmp_path, {'model': random_official_state_dict('base')}, 'base.pth')
+    with pytest.raises(CheckpointError, match='do not fit this arch'):
+        BiFormer('tiny', init_cfg=dict(type='Pretrained', checkpoint=base)).init_weights()
+    corrupt = tmp_path / 'corrupt.pth'
+    corrupt.write_bytes(b'PK\x03\x04 not really a zip')
+    with pytest.raises(CheckpointError, match='corrupt or not a PyTorch checkpoint'):
+        BiFormer('tiny', init_cfg=dict(type='Pretrained',
+                                       checkpoint=str(corrupt))).init_weights()
+    with pytest.raises(FileNotFoundError, match='missing.pth'):
+        BiFormer('tiny', init_cfg=dict(type='Pretrained',
+                                       checkpoint=str(tmp_path / 'missing.pth'))).init_weights()
+
+
+class _Evil:
+    pass
+
+
+def test_foreign_objects_are_refused(tmp_path):
+    path = _save(tmp_path, {'model': random_official_state_dict('tiny'), 'x': _Evil()})
+    with pytest.raises(CheckpointError, match='safe'):
+        BiFormer('tiny', init_cfg=dict(type='Pretrained', checkpoint=path)).init_weights()
+
+
+@pytest.mark.parametrize('kwargs,match', [
+    (dict(arch='huge'), 'arch must be one of'),
+    (dict(arch=dict(depths=[1, 1, 1, 1])), 'missing keys'),
+    (dict(arch=dict(depths=[1, 1, 1], embed_dims=[8, 16, 32, 64], topks=[1, 1, 1, -2],
+                    head_dim=8, mlp_ratio=2)), r"arch\['depths'\] needs 4 entries"),
+    (dict(arch=dict(depths=[1, 1, 1, 1], embed_dims=[8, 16, 32, 64], topks=[0, 1, 1, -2],
+                    head_dim=8, mlp_ratio=2)), 'topk must be >= 1'),
+    (dict(arch='tiny', n_win=2), r'topk must be an int in \[1, n_win\*\*2 = 4\]'),
+    (dict(arch='tiny', n_win=0), 'n_win must be an int >= 1'),
+    (dict(out_indices=(4, )), 'out_indices'),
+    (dict(out_norm='bn'), 'out_norm must be'),
+    (dict(out_norm='batchnorm'), 'out_indices=\\(3,\\)'),
+    (dict(frozen_stages=5), 'frozen_stages'),
+    (dict(drop_path_rate=1.5), 'drop_path_rate'),
+])
+def test_invalid_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        BiFormer(**kwargs)
+
+
+def test_tiny_custom_arch_dict():
+    arch = dict(depths=[1, 1, 1, 1], embed_dims=[16, 32, 64, 128], topks=[1, 2, 4, -2],
+                head_dim=8, mlp_ratio=2)
+    outs = BiFormer(arch, n_win=4)(torch.randn(1, 3, 64, 64))
+    assert [o.shape[1] for o in outs] == [16, 32, 64, 128]
+    assert isinstance(BiFormer(arch).stages[3][0].attn.lepe, nn.Conv2d)
