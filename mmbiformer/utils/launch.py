@@ -1,0 +1,127 @@
+"""What ``tools/train.py`` and ``tools/test.py`` share: config loading, data checks,
+and running distributed on machines without a GPU."""
+import os
+import os.path as osp
+from typing import Iterator, List, Optional
+
+import torch
+from mmengine.config import Config, ConfigDict, DictAction
+
+# Layout a dataset type expects under its data root, and the command that makes one.
+DATA_LAYOUTS = {
+    'CocoDataset': ('COCO: annotations/instances_{train,val}2017.json, train2017/, '
+                    'val2017/', 'python tools/generate_data.py coco data/coco'),
+    'ADE20KDataset': ('ADE20K: images/{training,validation}/*.jpg and '
+                      'annotations/{training,validation}/*.png (labels 0 = ignore, '
+                      '1..150) under ADEChallengeData2016/',
+                      'python tools/generate_data.py ade20k data/ade'),
+    'ImageNet': ('ImageNet: train/<wnid>/*.JPEG, val/*.JPEG, meta/{train,val}.txt',
+                 'python tools/generate_data.py imagenet data/imagenet'),
+}
+
+
+class UserError(Exception):
+    """An error the user can fix; tools print it without a traceback."""
+
+
+def add_common_args(parser) -> None:
+    parser.add_argument('--work-dir', help='where logs and checkpoints go')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config entries, e.g. train_dataloader.batch_size=4')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='job launcher')
+    # torch.distributed.launch passes --local-rank; torchrun sets LOCAL_RANK.
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def load_config(path: str, cfg_options: Optional[dict] = None,
+                work_dir: Optional[str] = None) -> Config:
+    if not osp.isfile(path):
+        near = ''
+        folder = osp.dirname(path) or '.'
+        if osp.isdir(folder):
+            names = sorted(f for f in os.listdir(folder) if f.endswith('.py'))
+            near = f' Configs in {folder}/: {", ".join(names)}' if names else ''
+        raise UserError(f'config file not found: {path}.{near}')
+    cfg = Config.fromfile(path)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    if work_dir:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(path))[0])
+    return cfg
+
+
+def _datasets(cfg: Config, loaders: List[str]) -> Iterator[dict]:
+    def walk(ds):
+        if isinstance(ds, dict):
+            if 'datasets' in ds:  # ConcatDataset
+                for d in ds['datasets']:
+                    yield from walk(d)
+            elif 'dataset' in ds:  # RepeatDataset / ClassBalancedDataset
+                yield from walk(ds['dataset'])
+            else:
+                yield ds
+    for name in loaders:
+        loader = cfg.get(name)
+        if isinstance(loader, dict):
+            yield from walk(loader.get('dataset'))
+
+
+def check_data(cfg: Config, loaders: List[str]) -> None:
+    """Fail early, naming the missing path, the expected layout and how to get it."""
+    for ds in _datasets(cfg, loaders):
+        root = ds.get('data_root', '') or ''
+        ann = ds.get('ann_file', '') or ''
+        missing = None
+        if root and not osp.isdir(root):
+            missing = root
+        elif ann and not osp.isfile(osp.join(root, ann)):
+            missing = osp.join(root, ann)
+        if missing is None:
+            continue
+        layout, make = DATA_LAYOUTS.get(ds.get('type', ''), ('', ''))
+        hint = (f' Expected layout ({layout}).' if layout else '') + (
+            f' Make a small synthetic one with `{make}`, or link the real dataset '
+            f'there' if make else ' Link the dataset there')
+        raise UserError(
+            f'dataset path not found: {missing} (dataset {ds.get("type")}, data_root '
+            f'{root!r}).{hint}, or point the config elsewhere with --cfg-options '
+            f'<loader>.dataset.data_root=PATH.')
+
+
+def setup_cpu_distributed(cfg: Config, launcher: str) -> None:
+    """Let ``--launcher pytorch`` run on machines without CUDA (gloo backend).
+
+    mmengine's ``init_dist`` calls ``torch.cuda.set_device``; we start the process
+    group ourselves, wrap the model without ``device_ids`` and use plain BatchNorm
+    (SyncBN needs CUDA).
+    """
+    if launcher != 'pytorch' or torch.cuda.is_available():
+        return
+    import torch.distributed as dist
+    if not dist.is_initialized():
+        dist.init_process_group(backend='gloo')
+    wrapper = cfg.get('model_wrapper_cfg') or ConfigDict(type='MMDistributedDataParallel')
+    wrapper['device_ids'] = None
+    cfg.model_wrapper_cfg = wrapper
+
+    def no_syncbn(node):
+        if isinstance(node, dict):
+            if node.get('type') in ('SyncBN', 'MMSyncBN'):
+                node['type'] = 'BN'
+            for v in node.values():
+                no_syncbn(v)
+        elif isinstance(node, (list, tuple)):
+            for v in node:
+                no_syncbn(v)
+    no_syncbn(cfg.model)
+
+
+def build_runner(cfg: Config):
+    from mmengine.registry import RUNNERS
+    from mmengine.runner import Runner
+    if 'runner_type' in cfg:
+        return RUNNERS.build(cfg)
+    return Runner.from_cfg(cfg)

@@ -1,0 +1,56 @@
+#!/usr/bin/env python
+"""Evaluate a checkpoint on the test split of any config of configs/{cls,det,seg}.
+
+    python tools/test.py configs/seg/upernet_biformer_s.py work_dirs/.../iter_160000.pth
+    tools/dist_test.sh configs/seg/upernet_biformer_s.py CKPT 8
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.join(osp.dirname(__file__), '..'))
+import mmbiformer  # noqa: E402,F401  (stack fixes before any toolbox import)
+from mmbiformer.model_zoo import resolve_checkpoint  # noqa: E402
+from mmbiformer.utils.launch import (UserError, add_common_args, build_runner,  # noqa: E402
+                                     check_data, load_config, setup_cpu_distributed)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Test (and evaluate) a model')
+    parser.add_argument('config', help='config file path')
+    parser.add_argument('checkpoint', help='checkpoint file or model-zoo name')
+    parser.add_argument('--out', help='dump raw predictions to this pickle file')
+    add_common_args(parser)
+    args = parser.parse_args(argv)
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    cfg = load_config(args.config, args.cfg_options, args.work_dir)
+    cfg.launcher = args.launcher
+    try:
+        cfg.load_from = resolve_checkpoint(args.checkpoint)
+    except FileNotFoundError as e:
+        raise UserError(str(e)) from e
+    if args.out:
+        evaluators = cfg.test_evaluator
+        if isinstance(evaluators, dict):
+            evaluators = [evaluators]
+        cfg.test_evaluator = list(evaluators) + [dict(type='DumpResults',
+                                                      out_file_path=args.out)]
+    check_data(cfg, ['test_dataloader'])
+    setup_cpu_distributed(cfg, args.launcher)
+    metrics = build_runner(cfg).test()
+    print('metrics: ' + json.dumps({k: float(v) if isinstance(v, (int, float)) else str(v)
+                                    for k, v in (metrics or {}).items()}))
+
+
+if __name__ == '__main__':
+    try:
+        main()
+    except UserError as e:
+        sys.exit(f'error: {e}')
