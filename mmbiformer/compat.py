@@ -9,6 +9,9 @@ Applied once on ``import mmbiformer`` (configs pull it in with ``custom_imports`
 * transformers >= 5 breaks ``import mmpretrain.models`` (its BLIP code) and with it
   ``import mmdet.models`` when mmpretrain is installed. mmpretrain's multimodal
   models are switched off (mmbiformer uses none of them).
+* mmpretrain 1.2.0 cannot be imported without torchvision, and no torchvision build
+  exists for some torch builds (torch 2.13 CPU): a minimal stand-in is installed
+  then (:mod:`mmbiformer.torchvision_stub`).
 """
 import argparse
 from importlib import metadata
@@ -53,5 +56,7 @@ def disable_broken_mmpretrain_multimodal() -> None:
 
 
 def apply() -> None:
+    from . import torchvision_stub
+    torchvision_stub.install()
     allow_runner_checkpoints()
     disable_broken_mmpretrain_multimodal()

@@ -1,11 +1,189 @@
-"""Turning a checkpoint reference (a path, for now) into a local file."""
+"""Checkpoints by name: index, verified resumable downloads, conversion on arrival.
+
+``resolve_checkpoint('biformer-s_in1k')`` returns a local file in mmbiformer's layout,
+downloading (and converting an official checkpoint) on first use. Paths pass through.
+
+* Index: ``model-index.yml`` + per-task ``metafile.yml`` (OpenMMLab format). Each model
+  lists ``Weights`` (URL or null) and our extra fields ``Mirrors`` (more URLs),
+  ``SHA256`` (of the downloaded file, where known) and ``Layout`` (``official`` files
+  are converted when they arrive).
+* Cache: ``$MMBIFORMER_HOME/checkpoints`` (default ``~/.cache/mmbiformer``). A cached
+  file is used without any network access.
+* Mirrors: ``$MMBIFORMER_MIRROR`` (a URL prefix or a local folder holding
+  ``<name>.pth``) is tried before the listed URLs; ``urls=`` replaces them.
+"""
+import difflib
+import hashlib
 import os
+import os.path as osp
+import shutil
+import urllib.error
+import urllib.request
+from typing import Dict, List, Optional
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+INDEX_FILE = osp.join(REPO_ROOT, 'model-index.yml')
+CHUNK = 1 << 16
 
 
-def resolve_checkpoint(name_or_path: str) -> str:
-    """Return a local checkpoint file for ``name_or_path``."""
-    path = os.path.expanduser(str(name_or_path))
-    if os.path.isfile(path):
+class ModelZooError(RuntimeError):
+    """Unknown name, unreachable weights or a bad download, with what to do."""
+
+
+def cache_dir() -> str:
+    home = os.environ.get('MMBIFORMER_HOME') or osp.join(
+        os.environ.get('XDG_CACHE_HOME', osp.expanduser('~/.cache')), 'mmbiformer')
+    return osp.join(home, 'checkpoints')
+
+
+def load_index(index_file: str = INDEX_FILE) -> Dict[str, dict]:
+    """All models of the index by name."""
+    import yaml
+    with open(index_file) as f:
+        index = yaml.safe_load(f)
+    models = {}
+    for entry in index.get('Import', []):
+        with open(osp.join(osp.dirname(index_file), entry)) as f:
+            for model in yaml.safe_load(f).get('Models', []):
+                models[model['Name']] = model
+    return models
+
+
+def find_model(name: str) -> dict:
+    models = load_index()
+    if name not in models:
+        close = difflib.get_close_matches(name, list(models), n=3, cutoff=0.5)
+        hint = f' Did you mean: {", ".join(close)}?' if close else ''
+        raise ModelZooError(f'unknown model name {name!r}.{hint} '
+                            f'`python tools/download.py --list` shows all names.')
+    return models[name]
+
+
+def _sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            h.update(block)
+    return h.hexdigest()
+
+
+def download(url: str, dst: str, sha256: Optional[str] = None, timeout: float = 60,
+             progress: bool = True) -> str:
+    """Download ``url`` to ``dst`` through ``dst + '.part'``.
+
+    An existing ``.part`` is resumed with an HTTP Range request; the file gets its
+    final name only once complete and (if ``sha256`` is given) verified.
+    """
+    part = dst + '.part'
+    if osp.isdir(url):  # a local mirror folder
+        url = osp.join(url, osp.basename(dst))
+    if not url.startswith(('http://', 'https://', 'file://')):
+        if not osp.isfile(url):
+            raise ModelZooError(f'no file at {url}')
+        shutil.copyfile(url, part)
+    else:
+        have = osp.getsize(part) if osp.exists(part) else 0
+        request = urllib.request.Request(url, headers={'User-Agent': 'mmbiformer'})
+        if have:
+            request.add_header('Range', f'bytes={have}-')
+        try:
+            response = urllib.request.urlopen(request, timeout=timeout)
+        except urllib.error.HTTPError as e:
+            if e.code != 416:  # 416: the part is already complete
+                raise
+            response = None
+        if response is not None:
+            with response:
+                resumed = response.status == 206
+                total = response.headers.get('Content-Length')
+                total = int(total) + (have if resumed else 0) if total else None
+                bar = _progress(total, have if resumed else 0, osp.basename(dst), progress)
+                with open(part, 'ab' if resumed else 'wb') as f:
+                    for block in iter(lambda: response.read(CHUNK), b''):
+                        f.write(block)
+                        bar.update(len(block))
+                bar.close()
+                if total is not None and osp.getsize(part) < total:
+                    raise ModelZooError(f'{url}: connection closed after '
+                                        f'{osp.getsize(part)} of {total} bytes (the '
+                                        f'partial file is kept; run again to resume)')
+    if sha256:
+        actual = _sha256(part)
+        if actual != sha256.lower():
+            os.remove(part)
+            raise ModelZooError(f'{url}: sha256 mismatch (expected {sha256}, got '
+                                f'{actual}); the download was deleted. The file on the '
+                                f'server differs from the published one.')
+    os.replace(part, dst)
+    return dst
+
+
+def _progress(total, initial, name, enabled):
+    from tqdm import tqdm
+    return tqdm(total=total, initial=initial, unit='B', unit_scale=True,
+                desc=f'downloading {name}', disable=not enabled, leave=False)
+
+
+def candidate_urls(model: dict, urls: Optional[List[str]] = None) -> List[str]:
+    if urls:
+        return list(urls)
+    found = []
+    mirror = os.environ.get('MMBIFORMER_MIRROR')
+    if mirror:
+        found.append(mirror if osp.isdir(mirror) else
+                     mirror.rstrip('/') + f'/{model["Name"]}.pth')
+    if model.get('Weights'):
+        found.append(model['Weights'])
+    found.extend(model.get('Mirrors') or [])
+    return found
+
+
+def fetch(name: str, urls: Optional[List[str]] = None, progress: bool = True,
+          timeout: float = 60) -> str:
+    """Local path of model ``name`` in mmbiformer's layout, downloading if needed."""
+    model = find_model(name)
+    final = osp.join(cache_dir(), f'{name}.pth')
+    if osp.isfile(final):
+        return final
+    candidates = candidate_urls(model, urls)
+    if not candidates:
+        raise ModelZooError(
+            f'{name}: no weights are published for this model ({model.get("Note", "")}). '
+            f'Train it with tools/train.py {model.get("Config", "")}, or set '
+            f'MMBIFORMER_MIRROR to a folder or URL holding {name}.pth.')
+    os.makedirs(cache_dir(), exist_ok=True)
+    official = model.get('Layout') == 'official'
+    raw = final + ('.official' if official else '')
+    errors = []
+    for url in candidates:
+        try:
+            download(url, raw, model.get('SHA256'), timeout=timeout, progress=progress)
+            break
+        except (OSError, ModelZooError, urllib.error.URLError) as e:
+            errors.append(f'  {url}: {e}')
+    else:
+        raise ModelZooError(f'{name}: every source failed:\n' + '\n'.join(errors) +
+                            f'\nSet MMBIFORMER_MIRROR to a reachable folder or URL '
+                            f'prefix holding {name}.pth, or pass the file path instead.')
+    if official:
+        from .converters import convert_official_file
+        convert_official_file(raw, final)
+        os.remove(raw)
+    return final
+
+
+def resolve_checkpoint(name_or_path: str, **kwargs) -> str:
+    """A local file for a path, a URL, or a model-zoo name."""
+    ref = str(name_or_path)
+    path = osp.expanduser(ref)
+    if osp.isfile(path):
         return path
-    raise FileNotFoundError(f'checkpoint not found: {name_or_path} (give a path to a '
-                            f'.pth file)')
+    if ref.startswith(('http://', 'https://')):
+        dst = osp.join(cache_dir(), osp.basename(ref.split('?')[0]) or 'checkpoint.pth')
+        if not osp.isfile(dst):
+            os.makedirs(cache_dir(), exist_ok=True)
+            download(ref, dst, **kwargs)
+        return dst
+    if os.sep in ref or ref.endswith(('.pth', '.pt', '.ckpt')):
+        raise FileNotFoundError(f'checkpoint not found: {ref}')
+    return fetch(ref, **kwargs)

@@ -22,6 +22,8 @@ def parse_args(argv=None):
     parser.add_argument('config', help='config file path')
     parser.add_argument('checkpoint', help='checkpoint file or model-zoo name')
     parser.add_argument('--out', help='dump raw predictions to this pickle file')
+    parser.add_argument('--tta', action='store_true',
+                        help="test-time augmentation: the config's tta_pipeline/tta_model")
     add_common_args(parser)
     args = parser.parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
@@ -36,6 +38,12 @@ def main(argv=None):
         cfg.load_from = resolve_checkpoint(args.checkpoint)
     except FileNotFoundError as e:
         raise UserError(str(e)) from e
+    if args.tta or cfg.get('tta', False):
+        if 'tta_model' not in cfg or 'tta_pipeline' not in cfg:
+            raise UserError(f'{args.config} defines no tta_model / tta_pipeline')
+        cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+        cfg.tta_model.module = cfg.model
+        cfg.model = cfg.tta_model
     if args.out:
         evaluators = cfg.test_evaluator
         if isinstance(evaluators, dict):

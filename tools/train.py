@@ -12,7 +12,8 @@ import sys
 sys.path.insert(0, osp.join(osp.dirname(__file__), '..'))
 import mmbiformer  # noqa: E402,F401  (stack fixes before any toolbox import)
 from mmbiformer.utils.launch import (UserError, add_common_args, build_runner,  # noqa: E402
-                                     check_data, load_config, setup_cpu_distributed)
+                                     check_data, fit_to_device, load_config,
+                                     setup_cpu_distributed)
 
 
 def parse_args(argv=None):
@@ -41,6 +42,7 @@ def main(argv=None):
         cfg.resume, cfg.load_from = True, None
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
+    fit_to_device(cfg)
     check_data(cfg, ['train_dataloader', 'val_dataloader'])
     setup_cpu_distributed(cfg, args.launcher)
     build_runner(cfg).train()

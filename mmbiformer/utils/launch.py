@@ -125,3 +125,20 @@ def build_runner(cfg: Config):
     if 'runner_type' in cfg:
         return RUNNERS.build(cfg)
     return Runner.from_cfg(cfg)
+
+
+def fit_to_device(cfg: Config) -> None:
+    """Mixed precision needs a GPU: on a CPU-only machine train in fp32 instead.
+
+    The configs ask for AmpOptimWrapper (the official recipes train in fp16); mmengine
+    refuses it without CUDA, which would make every config unusable on CPU.
+    """
+    wrapper = cfg.get('optim_wrapper')
+    if not wrapper or wrapper.get('type') != 'AmpOptimWrapper' or torch.cuda.is_available():
+        return
+    from mmengine.logging import print_log
+    for key in ('loss_scale', 'dtype', 'use_fsdp'):
+        wrapper.pop(key, None)
+    wrapper.type = 'OptimWrapper'
+    print_log('No CUDA device: mixed precision (AmpOptimWrapper) is off, training in fp32.',
+              logger='current', level=30)

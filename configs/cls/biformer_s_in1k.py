@@ -1,0 +1,46 @@
+# BiFormer-S on ImageNet-1k (mmpretrain). Official recipe: 300 epochs, AdamW
+# lr 5e-4 x total_batch / 512, wd 0.05, cosine to 1e-5 after 5 warm-up epochs,
+# RandAugment m9 mstd0.5, Mixup 0.8, CutMix 1.0, label smoothing 0.1, random erasing
+# 0.25, repeated augmentation, EMA 0.99996, drop path 0.15; 8 GPUs x 128 images.
+_base_ = [
+    'mmpretrain::_base_/datasets/imagenet_bs64_swin_224.py',
+    'mmpretrain::_base_/schedules/imagenet_bs1024_adamw_swin.py',
+    'mmpretrain::_base_/default_runtime.py',
+]
+custom_imports = dict(imports=['mmbiformer'], allow_failed_imports=False)
+
+model = dict(
+    type='ImageClassifier',
+    backbone=dict(
+        type='BiFormer',
+        arch='small',
+        n_win=7,
+        out_indices=(3, ),
+        out_norm='batchnorm',  # the official classification norm (BatchNorm2d)
+        drop_path_rate=0.15),
+    neck=dict(type='GlobalAveragePooling'),
+    head=dict(
+        type='LinearClsHead',
+        num_classes=1000,
+        in_channels=512,
+        loss=dict(type='LabelSmoothLoss', label_smooth_val=0.1, mode='original'),
+        init_cfg=dict(type='TruncNormal', layer='Linear', std=.02, bias=0.)),
+    train_cfg=dict(augments=[dict(type='Mixup', alpha=0.8),
+                             dict(type='CutMix', alpha=1.0)]),
+)
+
+train_dataloader = dict(batch_size=128, sampler=dict(type='RepeatAugSampler', _delete_=True))
+val_dataloader = dict(batch_size=128)
+test_dataloader = val_dataloader
+
+# lr 1e-3 = 5e-4 x 1024 / 512 (from the base schedule); no decay on norms, biases.
+optim_wrapper = dict(clip_grad=None)
+param_scheduler = [
+    dict(type='LinearLR', start_factor=1e-3, by_epoch=True, end=5,
+         convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=True, begin=5, end=300),
+]
+auto_scale_lr = dict(base_batch_size=1024)
+
+# EMA decay 0.99996 (mmengine counts momentum as 1 - decay).
+custom_hooks = [dict(type='EMAHook', momentum=4e-5, priority='ABOVE_NORMAL')]

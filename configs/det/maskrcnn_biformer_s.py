@@ -1,0 +1,33 @@
+# Mask R-CNN 1x with BiFormer-S on COCO (mmdet 3.x), carried from the official
+# mmdet 2.x recipe: AdamW lr 1e-4, wd 0.05, no decay on norms; 12 epochs, steps at
+# 8 and 11, 500 warm-up iterations; 1333x800 with random flip; 8 GPUs x 2 images;
+# mixed precision; BiFormer with n_win 16, auto-padding, drop path 0.2, frozen BN stats.
+_base_ = [
+    'mmdet::_base_/models/mask-rcnn_r50_fpn.py',
+    'mmdet::_base_/datasets/coco_instance.py',
+    'mmdet::_base_/schedules/schedule_1x.py',
+    'mmdet::_base_/default_runtime.py',
+]
+custom_imports = dict(imports=['mmbiformer'], allow_failed_imports=False)
+
+model = dict(
+    backbone=dict(
+        _delete_=True,
+        type='BiFormer',
+        arch='small',
+        n_win=16,
+        auto_pad=True,
+        out_indices=(0, 1, 2, 3),
+        drop_path_rate=0.2,
+        norm_eval=True,
+        init_cfg=dict(type='Pretrained', checkpoint='biformer-s_in1k')),
+    neck=dict(in_channels=[64, 128, 256, 512]))
+
+optim_wrapper = dict(
+    type='AmpOptimWrapper',
+    loss_scale='dynamic',
+    optimizer=dict(_delete_=True, type='AdamW', lr=1e-4, betas=(0.9, 0.999),
+                   weight_decay=0.05),
+    paramwise_cfg=dict(norm_decay_mult=0.))
+# The base schedule gives: linear warm-up 500 iters, MultiStepLR [8, 11], 12 epochs,
+# auto_scale_lr base batch 16 (enable with --cfg-options auto_scale_lr.enable=True).

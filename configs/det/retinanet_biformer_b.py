@@ -1,0 +1,6 @@
+# RetinaNet 1x with BiFormer-B: as S, with the base arch and drop path 0.3 (official).
+_base_ = './retinanet_biformer_s.py'
+model = dict(
+    backbone=dict(arch='base', drop_path_rate=0.3,
+                  init_cfg=dict(checkpoint='biformer-b_in1k')),
+    neck=dict(in_channels=[192, 384, 768]))

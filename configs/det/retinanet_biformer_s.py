@@ -1,0 +1,35 @@
+# RetinaNet 1x with BiFormer-S on COCO (mmdet 3.x), carried from the official recipe:
+# AdamW lr 1e-4, wd 1e-4; 12 epochs, steps at 8 and 11, 500 warm-up iterations;
+# 1333x800, random flip; 8 GPUs x 2 images; mixed precision; FPN on stages 2-4 with
+# extra convs on the input.
+_base_ = [
+    'mmdet::_base_/models/retinanet_r50_fpn.py',
+    'mmdet::_base_/datasets/coco_detection.py',
+    'mmdet::_base_/schedules/schedule_1x.py',
+    'mmdet::_base_/default_runtime.py',
+]
+custom_imports = dict(imports=['mmbiformer'], allow_failed_imports=False)
+
+model = dict(
+    backbone=dict(
+        _delete_=True,
+        type='BiFormer',
+        arch='small',
+        n_win=16,
+        auto_pad=True,
+        # The official FPN takes all four stages with start_level=1; returning only
+        # stages 2-4 (start_level=0 below) is the same network without an unused
+        # stage-1 norm, which DDP would reject as an unused parameter.
+        out_indices=(1, 2, 3),
+        drop_path_rate=0.2,
+        norm_eval=True,
+        init_cfg=dict(type='Pretrained', checkpoint='biformer-s_in1k')),
+    neck=dict(in_channels=[128, 256, 512], start_level=0, add_extra_convs='on_input',
+              num_outs=5))
+
+optim_wrapper = dict(
+    type='AmpOptimWrapper',
+    loss_scale='dynamic',
+    optimizer=dict(_delete_=True, type='AdamW', lr=1e-4, betas=(0.9, 0.999),
+                   weight_decay=1e-4),
+    paramwise_cfg=dict(norm_decay_mult=0.))

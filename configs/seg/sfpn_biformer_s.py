@@ -1,0 +1,40 @@
+# Semantic FPN 80k with BiFormer-S on ADE20K (mmseg 1.x), carried from the official
+# recipe: AdamW lr 2e-4, wd 1e-4, no decay on norms; cosine with a 1000-iteration
+# linear warm-up (ratio 0.1); 8 GPUs x 4 images; 512x512 crops; drop path 0.15.
+_base_ = [
+    'mmseg::_base_/models/fpn_r50.py',
+    'mmseg::_base_/datasets/ade20k.py',
+    'mmseg::_base_/default_runtime.py',
+    'mmseg::_base_/schedules/schedule_80k.py',
+]
+custom_imports = dict(imports=['mmbiformer'], allow_failed_imports=False)
+
+crop_size = (512, 512)
+model = dict(
+    data_preprocessor=dict(size=crop_size),
+    pretrained=None,
+    backbone=dict(
+        _delete_=True,
+        type='BiFormer',
+        arch='small',
+        n_win=8,
+        auto_pad=True,
+        out_indices=(0, 1, 2, 3),
+        drop_path_rate=0.15,
+        norm_cfg=dict(type='SyncBN', requires_grad=True),
+        init_cfg=dict(type='Pretrained', checkpoint='biformer-s_in1k')),
+    neck=dict(in_channels=[64, 128, 256, 512]),
+    decode_head=dict(num_classes=150))
+
+train_dataloader = dict(batch_size=4)
+
+optim_wrapper = dict(
+    _delete_=True,
+    type='AmpOptimWrapper',
+    loss_scale='dynamic',
+    optimizer=dict(type='AdamW', lr=2e-4, betas=(0.9, 0.999), weight_decay=1e-4),
+    paramwise_cfg=dict(norm_decay_mult=0.))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=1000),
+    dict(type='CosineAnnealingLR', eta_min=0.0, by_epoch=False, begin=1000, end=80000),
+]
