@@ -5,7 +5,8 @@ Applied once on ``import mmbiformer`` (configs pull it in with ``custom_imports`
 * torch >= 2.6 loads with ``weights_only=True``, and mmengine 0.10.7's plain
   ``torch.load`` then refuses the checkpoints its own Runner saved (``HistoryBuffer``
   and numpy values in ``message_hub``). We allow-list exactly those types for safe
-  loading; arbitrary objects stay forbidden.
+  loading, and save HistoryBuffer without its method references (``getattr`` calls);
+  arbitrary objects and calls stay forbidden.
 * transformers >= 5 breaks ``import mmpretrain.models`` (its BLIP code) and with it
   ``import mmdet.models`` when mmpretrain is installed. mmpretrain's multimodal
   models are switched off (mmbiformer uses none of them).
@@ -14,6 +15,7 @@ Applied once on ``import mmbiformer`` (configs pull it in with ``custom_imports`
   then (:mod:`mmbiformer.torchvision_stub`).
 """
 import argparse
+import collections
 from importlib import metadata
 
 import numpy as np
@@ -27,14 +29,29 @@ def _numpy_safe_globals() -> list:
             *sorted(dtype_classes, key=lambda c: c.__name__)]
 
 
+_DEFAULT_STATISTICS = ('min', 'max', 'current', 'mean')
+
+
+def _history_buffer_getstate(self) -> dict:
+    # mmengine pickles the built-in statistics methods by reference, i.e. as calls of
+    # ``getattr(HistoryBuffer, 'min')``, which a safe load must refuse (getattr would
+    # reach any attribute). They are restored by ``__setstate__`` anyway: leave them out.
+    state = dict(self.__dict__)
+    state.pop('_statistics_methods', None)
+    state['statistics_methods'] = {
+        k: v for k, v in self._statistics_methods.items() if k not in _DEFAULT_STATISTICS}
+    return state
+
+
 def allow_runner_checkpoints() -> None:
     """Let ``torch.load(weights_only=True)`` read mmengine Runner checkpoints."""
+    from mmengine.logging import HistoryBuffer
+    HistoryBuffer.__getstate__ = _history_buffer_getstate
     if not hasattr(torch.serialization, 'add_safe_globals'):
         return  # torch < 2.4 loads without weights_only by default
-    from mmengine.logging import HistoryBuffer
     # argparse.Namespace: official BiFormer checkpoints may keep their ``args``.
     torch.serialization.add_safe_globals(
-        [HistoryBuffer, argparse.Namespace, *_numpy_safe_globals()])
+        [HistoryBuffer, argparse.Namespace, collections.Counter, *_numpy_safe_globals()])
 
 
 def _major_version(package: str) -> int:

@@ -13,9 +13,15 @@ from typing import List, Tuple
 import cv2
 import numpy as np
 
-# The first COCO categories (real ids and names).
-COCO_CATEGORIES = [(1, 'person'), (2, 'bicycle'), (3, 'car'), (4, 'motorcycle'),
-                   (5, 'airplane'), (6, 'bus'), (7, 'train'), (8, 'truck')]
+# The real COCO category ids, in the order of mmdet's CocoDataset classes. All 80 are
+# written (so predictions of any class map to an id); the shapes use the first ones.
+COCO_IDS = (list(range(1, 12)) + list(range(13, 26)) + [27, 28] + list(range(31, 45)) +
+            list(range(46, 66)) + [67, 70] + list(range(72, 83)) + list(range(84, 91)))
+
+
+def coco_categories() -> List[Tuple[int, str]]:
+    from mmdet.datasets import CocoDataset
+    return list(zip(COCO_IDS, CocoDataset.METAINFO['classes']))
 # ADE20K label 1 ('wall') is the background; shapes use labels 2.. (0 = ignore).
 ADE_BACKGROUND_LABEL = 1
 SHAPES = ('circle', 'square', 'triangle', 'diamond', 'hexagon', 'star', 'cross', 'bar')
@@ -103,8 +109,8 @@ def make_coco(out: str, num_train: int = 32, num_val: int = 8, size=(256, 320),
     _check_classes(num_classes)
     rng = np.random.default_rng(seed)
     os.makedirs(osp.join(out, 'annotations'), exist_ok=True)
-    cats = [dict(id=cid, name=name, supercategory='shape')
-            for cid, name in COCO_CATEGORIES[:num_classes]]
+    categories = coco_categories()
+    cats = [dict(id=cid, name=name, supercategory='object') for cid, name in categories]
     ann_id = 1
     for split, count in (('train2017', num_train), ('val2017', num_val)):
         os.makedirs(osp.join(out, split), exist_ok=True)
@@ -125,7 +131,7 @@ def make_coco(out: str, num_train: int = 32, num_val: int = 8, size=(256, 320),
                 segm = [c.reshape(-1).astype(float).tolist() for c in contours
                         if len(c) >= 3]
                 anns.append(dict(id=ann_id, image_id=img_id,
-                                 category_id=COCO_CATEGORIES[inst['cls']][0],
+                                 category_id=categories[inst['cls']][0],
                                  bbox=[float(x0), float(y0), float(x1 - x0), float(y1 - y0)],
                                  area=float(inst['mask'].sum()), segmentation=segm,
                                  iscrowd=0))
