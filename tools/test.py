@@ -53,8 +53,14 @@ def main(argv=None):
     check_data(cfg, ['test_dataloader'])
     setup_cpu_distributed(cfg, args.launcher)
     metrics = build_runner(cfg).test()
-    print('metrics: ' + json.dumps({k: float(v) if isinstance(v, (int, float)) else str(v)
-                                    for k, v in (metrics or {}).items()}))
+    print('metrics: ' + json.dumps({k: _number(v) for k, v in (metrics or {}).items()}))
+
+
+def _number(value):
+    try:
+        return float(value)  # python, numpy and 0-d tensor scalars alike
+    except (TypeError, ValueError):
+        return str(value)
 
 
 if __name__ == '__main__':
