@@ -1,0 +1,136 @@
+"""Every shipped config builds, and its model runs a forward/backward step (tiny arch)."""
+import glob
+import os.path as osp
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.registry import DefaultScope, init_default_scope
+
+import mmbiformer  # noqa: F401
+from mmbiformer.converters import convert_official_file
+from official_reference import official_logits, random_official_state_dict
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+CONFIGS = sorted(glob.glob(osp.join(ROOT, 'configs', '*', '*.py')))
+DIMS = {'tiny': [64, 128, 256, 512], 'small': [64, 128, 256, 512],
+        'base': [96, 192, 384, 768]}
+
+
+def _build(cfg):
+    import importlib
+    scope = cfg.default_scope
+    if cfg.get('data_preprocessor'):  # as mmengine's Runner does
+        cfg.model.setdefault('data_preprocessor', cfg.data_preprocessor)
+    with DefaultScope.overwrite_default_scope(scope):
+        init_default_scope(scope)
+        return importlib.import_module(f'{scope}.registry').MODELS.build(cfg.model)
+
+
+def test_all_configs_present():
+    names = {osp.relpath(p, ROOT) for p in CONFIGS}
+    for arch in 'tsb':
+        assert f'configs/cls/biformer_{arch}_in1k.py' in names
+        for det in ('maskrcnn', 'retinanet'):
+            assert f'configs/det/{det}_biformer_{arch}.py' in names
+        for seg in ('upernet', 'sfpn'):
+            assert f'configs/seg/{seg}_biformer_{arch}.py' in names
+
+
+@pytest.mark.parametrize('path', CONFIGS, ids=lambda p: osp.basename(p))
+def test_config_builds_and_steps(path):
+    cfg = Config.fromfile(path)
+    if cfg.get('tta'):
+        pytest.skip('test-time augmentation variant of another config')
+    bb = cfg.model.get('backbone', cfg.model)
+    arch = bb.arch
+    assert bb.type == 'BiFormer'
+    # Build the real model once (real arch), check its stage dims against the neck/head.
+    model = _build(cfg)
+    assert [model.backbone.embed_dims[i] for i in model.backbone.out_indices] == \
+        [DIMS[arch][i] for i in bb.out_indices]
+    # A forward/backward step on the same config with the tiny arch (CPU time).
+    cfg.model.backbone.arch = 'tiny'
+    cfg.model.backbone.init_cfg = None
+    tiny = [DIMS['tiny'][i] for i in bb.out_indices]
+    scope = cfg.default_scope
+    if scope == 'mmdet':
+        cfg.model.neck.in_channels = tiny
+    elif scope == 'mmseg':
+        if 'neck' in cfg.model:
+            cfg.model.neck.in_channels = tiny
+        else:
+            cfg.model.decode_head.in_channels = tiny
+            cfg.model.auxiliary_head.in_channels = tiny[2]
+        cfg.model.data_preprocessor.size = (64, 64)
+    else:
+        cfg.model.head.in_channels = tiny[-1]
+    model = _build(cfg).train()
+    loss = _train_step_loss(model, scope)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert model.backbone.stages[0][0].attn.qkv.qkv.weight.grad is not None
+
+
+def _train_step_loss(model, scope):
+    torch.manual_seed(0)
+    if scope == 'mmpretrain':
+        from mmpretrain.structures import DataSample
+        batch = {'inputs': [torch.randint(0, 255, (3, 64, 64), dtype=torch.uint8)] * 2,
+                 'data_samples': [DataSample().set_gt_label(1), DataSample().set_gt_label(3)]}
+    elif scope == 'mmdet':
+        from mmdet.structures import DetDataSample
+        from mmengine.structures import InstanceData
+        from mmdet.structures.mask import BitmapMasks
+        sample = DetDataSample(metainfo=dict(img_shape=(70, 90), ori_shape=(70, 90),
+                                             pad_shape=(70, 90), scale_factor=(1., 1.)))
+        masks = torch.zeros(1, 70, 90, dtype=torch.uint8)
+        masks[0, 10:40, 20:60] = 1
+        sample.gt_instances = InstanceData(bboxes=torch.tensor([[20., 10., 60., 40.]]),
+                                           labels=torch.tensor([2]),
+                                           masks=BitmapMasks(masks.numpy(), 70, 90))
+        batch = {'inputs': [torch.randint(0, 255, (3, 70, 90), dtype=torch.uint8)],
+                 'data_samples': [sample]}
+    else:
+        from mmengine.structures import PixelData
+        from mmseg.structures import SegDataSample
+        sample = SegDataSample(metainfo=dict(img_shape=(64, 64), ori_shape=(64, 64),
+                                             pad_shape=(64, 64)))
+        sample.gt_sem_seg = PixelData(data=torch.randint(0, 150, (1, 64, 64)))
+        # Two images: UperNet's pooling module has 1x1 BatchNorm inputs.
+        batch = {'inputs': [torch.randint(0, 255, (3, 64, 64), dtype=torch.uint8)] * 2,
+                 'data_samples': [sample, sample.clone()]}
+    data = model.data_preprocessor(batch, training=True)
+    loss, _ = model.parse_losses(model(**data, mode='loss'))
+    return loss
+
+
+def test_converted_official_checkpoint_gives_official_logits(tmp_path):
+    """Official layout -> converter -> mmpretrain get_model: same logits as the oracle."""
+    from mmpretrain.apis import get_model
+    official = random_official_state_dict('tiny', seed=5)
+    src, dst = tmp_path / 'official.pth', tmp_path / 'converted.pth'
+    torch.save({'model': official, 'epoch': 299}, src)
+    convert_official_file(str(src), str(dst))
+    model = get_model(osp.join(ROOT, 'configs/cls/biformer_t_in1k.py'),
+                      pretrained=str(dst), device='cpu').eval()
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        ours = model(x, mode='tensor')
+        ref = official_logits(official, x, 'tiny', n_win=7)
+    rel = ((ours - ref).norm() / ref.norm()).item()
+    assert ours.shape == (2, 1000) and rel < 1e-4, rel
+    state = torch.load(dst, weights_only=True)['state_dict']
+    assert set(state) == set(model.state_dict())  # nothing missing, nothing extra
+
+
+def test_converter_tool_refuses_foreign_files(tmp_path):
+    import subprocess
+    import sys
+    bad = tmp_path / 'bad.pth'
+    torch.save({'model': {'fc.weight': torch.zeros(2, 2)}}, bad)
+    proc = subprocess.run([sys.executable, 'tools/model_converters/biformer_to_mm.py',
+                           str(bad), str(tmp_path / 'out.pth')], cwd=ROOT,
+                          capture_output=True, text=True)
+    assert proc.returncode != 0 and 'not an official BiFormer checkpoint' in proc.stderr
+    assert not (tmp_path / 'out.pth').exists()
