@@ -33,16 +33,21 @@ def safe_load(path: str, map_location='cpu') -> dict:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001 - re-raised with the file named
         text = str(e)
-        if 'Weights only load failed' in text or 'Unsupported global' in text:
+        if 'Unsupported global' in text or 'GLOBAL' in text:  # a foreign class/function
             raise CheckpointError(
                 f'{path}: holds Python objects that are not allowed in a safe '
                 f'(weights_only) load. If you trust the file, re-save only its '
                 f"weights: torch.save({{'state_dict': ckpt['state_dict']}}, NEW_PATH). "
-                f'Details: {text.splitlines()[0]}') from e
+                f'Details: {_unsupported(text)}') from e
         raise CheckpointError(
             f'{path}: is corrupt or not a PyTorch checkpoint '
             f'({type(e).__name__}: {text.splitlines()[0] if text else ""}). '
             f'Delete it and download it again.') from e
+
+
+def _unsupported(text: str) -> str:
+    lines = [ln for ln in text.splitlines() if 'Unsupported' in ln or 'GLOBAL' in ln]
+    return (lines or text.splitlines() or [''])[0].strip()
 
 
 def extract_state_dict(checkpoint: dict, path: str = '<checkpoint>') -> Dict[str, torch.Tensor]:

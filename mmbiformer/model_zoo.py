@@ -167,8 +167,10 @@ def fetch(name: str, urls: Optional[List[str]] = None, progress: bool = True,
                             f'prefix holding {name}.pth, or pass the file path instead.')
     if official:
         from .converters import convert_official_file
-        convert_official_file(raw, final)
-        os.remove(raw)
+        try:
+            convert_official_file(raw, final)
+        finally:  # a file that cannot be converted is not kept either
+            os.remove(raw)
     return final
 
 

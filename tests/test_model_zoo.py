@@ -1,0 +1,161 @@
+"""Model zoo: downloads from a loopback HTTP server (127.0.0.1, started here)."""
+import hashlib
+import http.server
+import os
+import subprocess
+import sys
+import threading
+
+import pytest
+import torch
+
+from mmbiformer import model_zoo
+from mmbiformer.checkpoint import CheckpointError
+from mmbiformer.models import BiFormer
+from official_reference import random_official_state_dict
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class Server:
+    """Serves files from a dict, with HTTP Range; can cut the first response short."""
+
+    def __init__(self):
+        self.files, self.requests, self.cut_next = {}, [], False
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                server.requests.append((self.path, self.headers.get('Range')))
+                data = server.files.get(self.path)
+                if data is None:
+                    self.send_error(404)
+                    return
+                start = 0
+                rng = self.headers.get('Range')
+                if rng:
+                    start = int(rng.split('=')[1].split('-')[0])
+                    self.send_response(206)
+                    self.send_header('Content-Range', f'bytes {start}-{len(data) - 1}/{len(data)}')
+                else:
+                    self.send_response(200)
+                self.send_header('Content-Length', str(len(data) - start))
+                self.end_headers()
+                body = data[start:]
+                if server.cut_next:
+                    server.cut_next = False
+                    body = body[:len(body) // 2]
+                self.wfile.write(body)
+
+        self.httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Handler)
+        self.url = f'http://127.0.0.1:{self.httpd.server_address[1]}'
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture(scope='module')
+def official_bytes(tmp_path_factory):
+    path = tmp_path_factory.mktemp('w') / 'official.pth'
+    state = random_official_state_dict('tiny', seed=1)
+    torch.save({'model': state}, path)
+    return path.read_bytes(), state
+
+
+@pytest.fixture
+def server(monkeypatch, tmp_path, official_bytes):
+    srv = Server()
+    srv.files['/biformer-t_in1k.pth'] = official_bytes[0]
+    monkeypatch.setenv('MMBIFORMER_HOME', str(tmp_path / 'home'))
+    monkeypatch.setenv('MMBIFORMER_MIRROR', srv.url)
+    yield srv
+    srv.stop()
+
+
+def test_download_by_name_converts_on_arrival(server, official_bytes):
+    path = model_zoo.fetch('biformer-t_in1k', progress=False)
+    assert path == os.path.join(model_zoo.cache_dir(), 'biformer-t_in1k.pth')
+    state = torch.load(path, weights_only=True)['state_dict']
+    official = official_bytes[1]
+    assert torch.equal(state['backbone.stages.2.5.attn.qkv.qkv.weight'],
+                       official['stages.2.5.attn.qkv.qkv.weight'])
+    assert torch.equal(state['head.fc.weight'], official['head.weight'])
+    assert not [f for f in os.listdir(model_zoo.cache_dir()) if f != 'biformer-t_in1k.pth']
+
+
+def test_cache_hit_needs_no_network(server):
+    first = model_zoo.fetch('biformer-t_in1k', progress=False)
+    server.stop()
+    os.environ['MMBIFORMER_MIRROR'] = 'http://127.0.0.1:9/unreachable'
+    assert model_zoo.fetch('biformer-t_in1k', progress=False) == first
+
+
+def test_resume_after_cut_connection(server, official_bytes):
+    server.cut_next = True
+    with pytest.raises(model_zoo.ModelZooError, match='connection closed'):
+        model_zoo.fetch('biformer-t_in1k', progress=False)
+    part = os.path.join(model_zoo.cache_dir(), 'biformer-t_in1k.pth.official.part')
+    assert 0 < os.path.getsize(part) < len(official_bytes[0])
+    assert not os.path.exists(os.path.join(model_zoo.cache_dir(), 'biformer-t_in1k.pth'))
+    path = model_zoo.fetch('biformer-t_in1k', progress=False)
+    assert server.requests[-1][1] == f'bytes={len(official_bytes[0]) // 2}-'
+    assert torch.load(path, weights_only=True)['state_dict']
+
+
+def test_sha256_checked(server, official_bytes, monkeypatch):
+    entry = dict(model_zoo.find_model('biformer-t_in1k'))
+    monkeypatch.setattr(model_zoo, 'find_model', lambda name: entry)
+    entry['SHA256'] = '0' * 64
+    with pytest.raises(model_zoo.ModelZooError, match='sha256 mismatch'):
+        model_zoo.fetch('biformer-t_in1k', progress=False)
+    assert os.listdir(model_zoo.cache_dir()) == []  # nothing half-written kept
+    entry['SHA256'] = hashlib.sha256(official_bytes[0]).hexdigest()
+    assert os.path.isfile(model_zoo.fetch('biformer-t_in1k', progress=False))
+
+
+def test_name_in_config_init_cfg(server, official_bytes):
+    model = BiFormer('tiny', init_cfg=dict(type='Pretrained', checkpoint='biformer-t_in1k'))
+    model.init_weights()
+    assert torch.equal(model.state_dict()['stages.0.0.mlp.0.weight'],
+                       official_bytes[1]['stages.0.0.mlp.0.weight'])
+
+
+def test_corrupt_download_is_a_clear_error(server):
+    server.files['/biformer-t_in1k.pth'] = b'<html>this is a login page</html>'
+    with pytest.raises(CheckpointError, match='corrupt or not a PyTorch checkpoint'):
+        model_zoo.fetch('biformer-t_in1k', progress=False)
+    assert os.listdir(model_zoo.cache_dir()) == []
+
+
+def test_all_sources_failing(server):
+    with pytest.raises(model_zoo.ModelZooError, match='every source failed') as e:
+        model_zoo.fetch('biformer-t_in1k', urls=[server.url + '/missing.pth',
+                                                 'http://127.0.0.1:9/x.pth'], progress=False)
+    assert 'missing.pth' in str(e.value) and '127.0.0.1:9' in str(e.value)
+
+
+def test_unknown_name_lists_close_names():
+    with pytest.raises(model_zoo.ModelZooError, match='Did you mean: biformer-s_in1k'):
+        model_zoo.find_model('biformer-s_in1')
+
+
+def test_dense_models_have_no_weights(monkeypatch, tmp_path):
+    monkeypatch.setenv('MMBIFORMER_HOME', str(tmp_path))
+    monkeypatch.delenv('MMBIFORMER_MIRROR', raising=False)
+    with pytest.raises(model_zoo.ModelZooError, match='no weights are published'):
+        model_zoo.fetch('maskrcnn_biformer-s_coco')
+
+
+def test_download_tool_list():
+    proc = subprocess.run([sys.executable, 'tools/download.py', '--list'], cwd=ROOT,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    for text in ('biformer-s_in1k', 'Top 1 Accuracy 83.8', 'maskrcnn_biformer-s_coco',
+                 'box AP 47.8', 'no (logs only)', 'mIoU 49.8'):
+        assert text in proc.stdout
