@@ -36,11 +36,14 @@ def main(argv=None):
                         help='epochs (cls/det) or x4 iterations (seg)')
     parser.add_argument('--size', type=int, nargs=2, default=(192, 256), metavar=('H', 'W'))
     parser.add_argument('--num-train', type=int, default=24)
+    parser.add_argument('--config', help='another config of the same task (default: the '
+                        'T config of the task)')
     parser.add_argument('--data-root', help='default: data/synthetic/<dataset>')
     parser.add_argument('--work-dir', help='default: work_dirs/quickstart_<task>')
     args = parser.parse_args(argv)
 
     config, kind = TASKS[args.task]
+    config = args.config or config
     data_root = args.data_root or osp.join('data', 'synthetic', kind)
     work_dir = args.work_dir or osp.join('work_dirs', f'quickstart_{args.task}')
     if not osp.isdir(osp.join(ROOT, data_root)):

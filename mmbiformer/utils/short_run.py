@@ -46,6 +46,8 @@ def short_run_options(task: str, data_root: str, size: Tuple[int, int] = (128, 1
         for loader in ('val_dataloader', 'test_dataloader'):
             opts[f'{loader}.dataset.pipeline.1.scale'] = (w, h)
         opts['train_cfg.max_epochs'] = length
+        opts['param_scheduler.0.end'] = 10  # warm-up iterations (real: 500)
+        opts['param_scheduler.1.milestones'] = [length + 1]  # no step decay
         # Keep low-score boxes so that an early model still gets a (low) COCO score.
         key = 'model.test_cfg.rcnn.score_thr' if task == 'det' else 'model.test_cfg.score_thr'
         opts[key] = 0.0
@@ -60,7 +62,9 @@ def short_run_options(task: str, data_root: str, size: Tuple[int, int] = (128, 1
             opts[f'{loader}.dataset.pipeline.1.scale'] = (4 * w, h)
         iters = 4 * length
         opts.update({'train_cfg.max_iters': iters, 'train_cfg.val_interval': iters,
-                     'default_hooks.checkpoint.interval': iters})
+                     'default_hooks.checkpoint.interval': iters,
+                     'param_scheduler.0.end': 2, 'param_scheduler.1.begin': 2,
+                     'param_scheduler.1.end': iters})
     elif task == 'cls':
         for loader in LOADERS:
             opts[f'{loader}.dataset.data_root'] = root
@@ -70,6 +74,8 @@ def short_run_options(task: str, data_root: str, size: Tuple[int, int] = (128, 1
             opts[f'{loader}.dataset.pipeline.2.crop_size'] = min(h, w)
         opts['train_cfg.max_epochs'] = length
         opts['val_dataloader.batch_size'] = batch
+        opts.update({'param_scheduler.0.end': 1, 'param_scheduler.1.begin': 1,
+                     'param_scheduler.1.end': length + 1})
     else:
         raise ValueError(f'task must be one of {sorted(TASKS)}, got {task!r}')
     return opts
@@ -80,5 +86,7 @@ def as_cli(opts: Dict[str, object]) -> List[str]:
     def fmt(v):
         if isinstance(v, tuple):
             return '(' + ','.join(str(x) for x in v) + ')'
+        if isinstance(v, list):
+            return '[' + ','.join(str(x) for x in v) + ']'
         return 'None' if v is None else str(v)
     return [f'{k}={fmt(v)}' for k, v in opts.items()]
