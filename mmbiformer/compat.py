@@ -10,6 +10,8 @@ Applied once on ``import mmbiformer`` (configs pull it in with ``custom_imports`
 * transformers >= 5 breaks ``import mmpretrain.models`` (its BLIP code) and with it
   ``import mmdet.models`` when mmpretrain is installed. mmpretrain's multimodal
   models are switched off (mmbiformer uses none of them).
+* mmcv 2.1.0's RoIAlign has no bfloat16 kernel (CPU or CUDA), so bf16 autocast broke
+  Mask R-CNN: bf16 inputs are aligned in fp32 and the result is cast back.
 * mmpretrain 1.2.0 cannot be imported without torchvision, and no torchvision build
   exists for some torch builds (torch 2.13 CPU): a minimal stand-in is installed
   then (:mod:`mmbiformer.torchvision_stub`).
@@ -72,8 +74,28 @@ def disable_broken_mmpretrain_multimodal() -> None:
     dependency.WITH_MULTIMODAL = False
 
 
+def roi_align_in_fp32_for_bf16() -> None:
+    """Run mmcv's RoIAlign in fp32 for bf16 inputs (it has no bf16 kernel)."""
+    try:
+        from mmcv.ops import RoIAlign
+    except ImportError:  # mmcv without compiled ops
+        return
+    if getattr(RoIAlign.forward, '_mmbiformer_bf16', False):
+        return
+    forward = RoIAlign.forward
+
+    def forward_bf16_safe(self, input, rois):
+        if input.dtype == torch.bfloat16 or rois.dtype == torch.bfloat16:
+            return forward(self, input.float(), rois.float()).to(input.dtype)
+        return forward(self, input, rois)
+
+    forward_bf16_safe._mmbiformer_bf16 = True
+    RoIAlign.forward = forward_bf16_safe
+
+
 def apply() -> None:
     from . import torchvision_stub
     torchvision_stub.install()
     allow_runner_checkpoints()
     disable_broken_mmpretrain_multimodal()
+    roi_align_in_fp32_for_bf16()
