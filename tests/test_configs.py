@@ -134,3 +134,25 @@ def test_converter_tool_refuses_foreign_files(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode != 0 and 'not an official BiFormer checkpoint' in proc.stderr
     assert not (tmp_path / 'out.pth').exists()
+
+
+@pytest.mark.parametrize('mode', ['whole', 'slide'])
+def test_segmentation_inference_any_size(mode):
+    """Whole-image and sliding-window inference on a size that is a multiple of neither
+    32 nor the region grid."""
+    from mmseg.structures import SegDataSample
+    cfg = Config.fromfile(osp.join(ROOT, 'configs/seg/upernet_biformer_s.py'))
+    cfg.model.backbone.update(arch='tiny', init_cfg=None)
+    cfg.model.data_preprocessor.size = None
+    cfg.model.data_preprocessor.size_divisor = None
+    if mode == 'slide':
+        cfg.model.test_cfg = dict(mode='slide', crop_size=(48, 48), stride=(32, 32))
+    model = _build(cfg).eval()
+    h, w = 75, 101
+    sample = SegDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w)))
+    batch = {'inputs': [torch.randint(0, 255, (3, h, w), dtype=torch.uint8)],
+             'data_samples': [sample]}
+    with torch.no_grad():
+        pred = model.test_step(batch)[0]
+    assert pred.pred_sem_seg.data.shape == (1, h, w)
+    assert pred.seg_logits.data.shape == (150, h, w)

@@ -1,4 +1,5 @@
 """End to end through the tools: train, resume, test, for each task (tiny arch, CPU)."""
+import glob
 import json
 import os
 import os.path as osp
@@ -73,6 +74,26 @@ def test_train_resume_test(task, keys, data, tmp_path):
     for key in keys:
         assert key in metrics, metrics
         assert 0 <= metrics[key] <= 100, metrics
+
+    # The inference demo on a val image of another size, with that checkpoint.
+    image = _first_image(data[kind])
+    picture = str(tmp_path / 'demo.jpg')
+    _, out = run_tool('tools/demo.py', config, ckpt, image, '--out', picture,
+                      '--score-thr', '0', '--device', 'cpu', '--cfg-options', *opts(2))
+    if task == 'cls':
+        assert 'label' in out and 'score' in out
+    else:
+        import cv2
+        assert cv2.imread(picture).shape == cv2.imread(image).shape
+
+
+def _first_image(root):
+    for pattern in ('val2017/*.jpg', 'ADEChallengeData2016/images/validation/*.jpg',
+                    'val/*.JPEG'):
+        found = sorted(glob.glob(osp.join(root, pattern)))
+        if found:
+            return found[0]
+    raise AssertionError(f'no val image under {root}')
 
 
 def test_missing_data_root_is_a_clear_error(tmp_path):

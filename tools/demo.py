@@ -1,0 +1,90 @@
+#!/usr/bin/env python
+"""Run a config + checkpoint on one image and write the picture with the prediction.
+
+    python tools/demo.py configs/det/maskrcnn_biformer_s.py CKPT demo.jpg --out det.jpg
+    python tools/demo.py configs/seg/upernet_biformer_s.py CKPT demo.jpg --out seg.jpg
+    python tools/demo.py configs/cls/biformer_s_in1k.py biformer-s_in1k demo.jpg
+
+Detection draws boxes and masks (mmdet's visualiser), segmentation overlays the mask
+(mmseg's), classification prints the top-5 classes.
+"""
+import argparse
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.join(osp.dirname(__file__), '..'))
+import mmbiformer  # noqa: E402,F401
+from mmbiformer.model_zoo import resolve_checkpoint  # noqa: E402
+from mmbiformer.utils.launch import UserError, load_config  # noqa: E402
+from mmengine.config import DictAction  # noqa: E402
+
+
+def demo_det(cfg, checkpoint, image, args):
+    import mmcv
+    from mmdet.apis import inference_detector, init_detector
+    from mmdet.registry import VISUALIZERS
+    model = init_detector(cfg, checkpoint, device=args.device)
+    result = inference_detector(model, image)
+    visualizer = VISUALIZERS.build(model.cfg.visualizer)
+    visualizer.dataset_meta = model.dataset_meta
+    img = mmcv.imconvert(mmcv.imread(image), 'bgr', 'rgb')
+    visualizer.add_datasample('result', img, data_sample=result, draw_gt=False, show=False,
+                              out_file=args.out, pred_score_thr=args.score_thr)
+    kept = int((result.pred_instances.scores >= args.score_thr).sum())
+    print(f'{kept} instances with score >= {args.score_thr} drawn to {args.out}')
+
+
+def demo_seg(cfg, checkpoint, image, args):
+    from mmseg.apis import inference_model, init_model, show_result_pyplot
+    model = init_model(cfg, checkpoint, device=args.device)
+    result = inference_model(model, image)
+    show_result_pyplot(model, image, result, show=False, out_file=args.out,
+                       opacity=args.opacity)
+    labels = result.pred_sem_seg.data.unique().tolist()
+    print(f'classes {labels} overlaid on {args.out}')
+
+
+def demo_cls(cfg, checkpoint, image, args):
+    from mmpretrain.apis import ImageClassificationInferencer
+    inferencer = ImageClassificationInferencer(cfg, pretrained=checkpoint, device=args.device)
+    result = inferencer(image)[0]
+    print(f"{result['pred_class']} (label {result['pred_label']}, "
+          f"score {result['pred_score']:.3f})")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('config')
+    parser.add_argument('checkpoint', help='checkpoint file or model-zoo name')
+    parser.add_argument('image')
+    parser.add_argument('--out', default='demo_out.jpg', help='output picture')
+    parser.add_argument('--device', default='cuda:0' if _cuda() else 'cpu')
+    parser.add_argument('--score-thr', type=float, default=0.3)
+    parser.add_argument('--opacity', type=float, default=0.5)
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    args = parser.parse_args(argv)
+    if not osp.isfile(args.image):
+        raise UserError(f'image not found: {args.image}')
+    cfg = load_config(args.config, args.cfg_options)
+    try:
+        checkpoint = resolve_checkpoint(args.checkpoint)
+    except FileNotFoundError as e:
+        raise UserError(str(e)) from e
+    run = {'mmdet': demo_det, 'mmseg': demo_seg, 'mmpretrain': demo_cls}.get(
+        cfg.get('default_scope'))
+    if run is None:
+        raise UserError(f'no demo for default_scope {cfg.get("default_scope")!r}')
+    run(cfg, checkpoint, args.image, args)
+
+
+def _cuda() -> bool:
+    import torch
+    return torch.cuda.is_available()
+
+
+if __name__ == '__main__':
+    try:
+        main()
+    except UserError as e:
+        sys.exit(f'error: {e}')
