@@ -11,8 +11,8 @@ GPUS=$3
 shift 3
 DIR="$(cd "$(dirname "$0")" && pwd)"
 python3 "$DIR/check_gpus.py" "$CONFIG" "$GPUS" || exit $?
-PYTHONPATH="$DIR/..${PYTHONPATH:+:$PYTHONPATH}" \
-python3 -m torch.distributed.run \
+export PYTHONPATH="$DIR/..${PYTHONPATH:+:$PYTHONPATH}"
+exec python3 -m torch.distributed.run \
     --nnodes="${NNODES:-1}" --node_rank="${NODE_RANK:-0}" \
     --master_addr="${MASTER_ADDR:-127.0.0.1}" --master_port="${PORT:-29500}" \
     --nproc_per_node="$GPUS" \

@@ -10,8 +10,8 @@ GPUS=$2
 shift 2
 DIR="$(cd "$(dirname "$0")" && pwd)"
 python3 "$DIR/check_gpus.py" "$CONFIG" "$GPUS" || exit $?
-PYTHONPATH="$DIR/..${PYTHONPATH:+:$PYTHONPATH}" \
-python3 -m torch.distributed.run \
+export PYTHONPATH="$DIR/..${PYTHONPATH:+:$PYTHONPATH}"
+exec python3 -m torch.distributed.run \
     --nnodes="${NNODES:-1}" --node_rank="${NODE_RANK:-0}" \
     --master_addr="${MASTER_ADDR:-127.0.0.1}" --master_port="${PORT:-29500}" \
     --nproc_per_node="$GPUS" \
