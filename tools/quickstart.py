@@ -9,8 +9,6 @@ Runs a real config of configs/ through the real launchers; only the data root, i
 size and schedule are overridden (--cfg-options, printed before running).
 """
 import argparse
-import glob
-import os
 import os.path as osp
 import shlex
 import subprocess

@@ -6,15 +6,15 @@
 """
 import argparse
 import json
-import os
 import os.path as osp
 import sys
 
 sys.path.insert(0, osp.join(osp.dirname(__file__), '..'))
 import mmbiformer  # noqa: E402,F401  (stack fixes before any toolbox import)
 from mmbiformer.model_zoo import resolve_checkpoint  # noqa: E402
-from mmbiformer.utils.launch import (UserError, add_common_args, build_runner,  # noqa: E402
-                                     check_data, load_config, setup_cpu_distributed)
+from mmbiformer.utils.launch import (UserError, build_runner,  # noqa: E402
+                                     check_data, load_config, parse_tool_args,
+                                     setup_cpu_distributed)
 
 
 def parse_args(argv=None):
@@ -24,10 +24,7 @@ def parse_args(argv=None):
     parser.add_argument('--out', help='dump raw predictions to this pickle file')
     parser.add_argument('--tta', action='store_true',
                         help="test-time augmentation: the config's tta_pipeline/tta_model")
-    add_common_args(parser)
-    args = parser.parse_args(argv)
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    return parse_tool_args(parser, argv)
 
 
 def main(argv=None):

@@ -5,15 +5,14 @@
     tools/dist_train.sh configs/det/maskrcnn_biformer_s.py 8
 """
 import argparse
-import os
 import os.path as osp
 import sys
 
 sys.path.insert(0, osp.join(osp.dirname(__file__), '..'))
 import mmbiformer  # noqa: E402,F401  (stack fixes before any toolbox import)
-from mmbiformer.utils.launch import (UserError, add_common_args, build_runner,  # noqa: E402
+from mmbiformer.utils.launch import (UserError, build_runner,  # noqa: E402
                                      check_data, fit_to_device, load_config,
-                                     setup_cpu_distributed)
+                                     parse_tool_args, setup_cpu_distributed)
 
 
 def parse_args(argv=None):
@@ -23,10 +22,7 @@ def parse_args(argv=None):
                         help='resume from CKPT, or (no value) from the latest '
                         'checkpoint in the work dir')
     parser.add_argument('--amp', action='store_true', help='mixed precision (fp16)')
-    add_common_args(parser)
-    args = parser.parse_args(argv)
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    return parse_tool_args(parser, argv)
 
 
 def main(argv=None):

@@ -24,7 +24,8 @@ class UserError(Exception):
     """An error the user can fix; tools print it without a traceback."""
 
 
-def add_common_args(parser) -> None:
+def parse_tool_args(parser, argv=None):
+    """Add the options train.py and test.py share, parse, and export LOCAL_RANK."""
     parser.add_argument('--work-dir', help='where logs and checkpoints go')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config entries, e.g. train_dataloader.batch_size=4')
@@ -32,6 +33,9 @@ def add_common_args(parser) -> None:
                         default='none', help='job launcher')
     # torch.distributed.launch passes --local-rank; torchrun sets LOCAL_RANK.
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
 
 
 def load_config(path: str, cfg_options: Optional[dict] = None,
