@@ -50,7 +50,9 @@ def main(argv=None):
     check_data(cfg, ['test_dataloader'])
     setup_cpu_distributed(cfg, args.launcher)
     metrics = build_runner(cfg).test()
-    print('metrics: ' + json.dumps({k: _number(v) for k, v in (metrics or {}).items()}))
+    from mmengine.dist import get_rank
+    if get_rank() == 0:  # every rank gets the same metrics back
+        print('metrics: ' + json.dumps({k: _number(v) for k, v in (metrics or {}).items()}))
 
 
 def _number(value):
