@@ -66,6 +66,21 @@ def _shape_polygon(shape: str, cx: float, cy: float, r: float,
     return pts * r + np.array([cx, cy])
 
 
+def _draw_shape(rng: np.random.Generator, image: np.ndarray, cls: int,
+                r: float) -> np.ndarray:
+    """Draw a shape of class ``cls`` (radius ``r``) at a random place; its polygon."""
+    h, w = image.shape[:2]
+    cx, cy = rng.uniform(r, w - r), rng.uniform(r, h - r)
+    poly = _shape_polygon(SHAPES[cls], cx, cy, r, rng.uniform(0, np.pi))
+    colour = np.clip(np.array(PALETTE[cls]) + rng.normal(0, 12, 3), 0, 255)
+    cv2.fillPoly(image, [np.round(poly).astype(np.int32)], colour.tolist())
+    return poly
+
+
+def _write_jpg(path: str, rgb: np.ndarray) -> None:
+    cv2.imwrite(path, rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
+
+
 def render_scene(rng: np.random.Generator, h: int, w: int, num_classes: int,
                  max_objects: int = 4) -> Tuple[np.ndarray, List[dict]]:
     """An image and its instances: dicts with ``cls``, ``polygon``, ``mask``.
@@ -77,13 +92,8 @@ def render_scene(rng: np.random.Generator, h: int, w: int, num_classes: int,
     label = np.full((h, w), -1, np.int32)  # instance index per pixel
     for idx in range(int(rng.integers(1, max_objects + 1))):
         cls = int(rng.integers(num_classes))
-        r = rng.uniform(0.08, 0.25) * min(h, w)
-        cx, cy = rng.uniform(r, w - r), rng.uniform(r, h - r)
-        poly = _shape_polygon(SHAPES[cls], cx, cy, r, rng.uniform(0, np.pi))
-        colour = np.clip(np.array(PALETTE[cls]) + rng.normal(0, 12, 3), 0, 255)
-        pts = np.round(poly).astype(np.int32)
-        cv2.fillPoly(image, [pts], colour.tolist())
-        cv2.fillPoly(label, [pts], idx)
+        poly = _draw_shape(rng, image, cls, rng.uniform(0.08, 0.25) * min(h, w))
+        cv2.fillPoly(label, [np.round(poly).astype(np.int32)], idx)
         instances.append(dict(cls=cls, polygon=poly))
     for idx, inst in enumerate(instances):
         inst['mask'] = label == idx
@@ -120,8 +130,7 @@ def make_coco(out: str, num_train: int = 32, num_val: int = 8, size=(256, 320),
             h, w = _image_size(rng, size)
             image, instances = render_scene(rng, h, w, num_classes)
             name = f'{img_id:012d}.jpg'
-            cv2.imwrite(osp.join(out, split, name), image[..., ::-1],
-                        [cv2.IMWRITE_JPEG_QUALITY, 95])
+            _write_jpg(osp.join(out, split, name), image)
             images.append(dict(id=img_id, file_name=name, height=h, width=w))
             for inst in instances:
                 ys, xs = np.nonzero(inst['mask'])
@@ -166,8 +175,7 @@ def make_ade20k(out: str, num_train: int = 32, num_val: int = 8, size=(256, 320)
             for inst in instances:
                 cv2.polylines(seg, [np.round(inst['polygon']).astype(np.int32)], True, 0, 1)
             name = f'{prefix}_{i + 1:08d}'
-            cv2.imwrite(osp.join(root, 'images', split, name + '.jpg'), image[..., ::-1],
-                        [cv2.IMWRITE_JPEG_QUALITY, 95])
+            _write_jpg(osp.join(root, 'images', split, name + '.jpg'), image)
             cv2.imwrite(osp.join(root, 'annotations', split, name + '.png'), seg)
     return out
 
@@ -191,19 +199,14 @@ def make_imagenet(out: str, num_train: int = 8, num_val: int = 2, size=(96, 96),
             for i in range(per_class):
                 h, w = size
                 image = _texture(rng, h, w)
-                r = rng.uniform(0.25, 0.4) * min(h, w)
-                poly = _shape_polygon(SHAPES[cls], rng.uniform(r, w - r),
-                                      rng.uniform(r, h - r), r, rng.uniform(0, np.pi))
-                colour = np.clip(np.array(PALETTE[cls]) + rng.normal(0, 12, 3), 0, 255)
-                cv2.fillPoly(image, [np.round(poly).astype(np.int32)], colour.tolist())
+                _draw_shape(rng, image, cls, rng.uniform(0.25, 0.4) * min(h, w))
                 if split == 'train':
                     name = f'{wnid}_{i + 1}.JPEG'
                     rel = f'{wnid}/{name}'
                 else:
                     name = f'ILSVRC2012_val_{cls * per_class + i + 1:08d}.JPEG'
                     rel = name
-                cv2.imwrite(osp.join(folder, name), image[..., ::-1],
-                            [cv2.IMWRITE_JPEG_QUALITY, 95])
+                _write_jpg(osp.join(folder, name), image)
                 lines[split].append(f'{rel} {cls}')
     for split, entries in lines.items():
         with open(osp.join(out, 'meta', f'{split}.txt'), 'w') as f:

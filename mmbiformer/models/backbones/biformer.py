@@ -181,10 +181,8 @@ class BiFormer(BaseModule):
                  init_cfg: dict = None):
         super().__init__(init_cfg=init_cfg)
         arch = _resolve_arch(arch)
-        self.arch_settings = arch
         dims = list(arch['embed_dims'])
         self.embed_dims = dims
-        self.num_features = dims
         depths = list(arch['depths'])
         qk_dims = _per_stage(arch.get('qk_dims', dims), 'qk_dims')
 
@@ -209,7 +207,6 @@ class BiFormer(BaseModule):
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
         self.with_cp = with_cp
-        self.n_win = n_win
 
         def norm(c):
             return build_norm_layer(norm_cfg, c)[1]
