@@ -5,6 +5,13 @@
     python tools/benchmark.py trunk --arch small --shape 2 800 1216 --n-win 16
     python tools/benchmark.py bra                                          # op sizes
 
+``--impl`` picks the BRA implementation (``auto``/``fast``/``reference``) or
+``official``: the same model built from a checkout of github.com/rayleizhu/BiFormer given
+by ``--official-root`` (it needs timm and einops), for side-by-side figures.
+``--compile`` wraps the model in ``torch.compile``. ``--timm NAME`` times a timm model
+instead (a reference point: ``swin_tiny_patch4_window7_224`` has BiFormer-S's FLOPs).
+``--profile`` adds a table of the CUDA kernels of a few steps, most time first.
+
 Timings use CUDA events on a GPU (wall clock on CPU), after warm-up iterations;
 memory is ``torch.cuda.max_memory_allocated`` for the measured step.
 """
@@ -19,6 +26,7 @@ import torch.nn.functional as F
 sys.path.insert(0, osp.join(osp.dirname(__file__), '..'))
 from mmbiformer.models import BiFormer  # noqa: E402
 from mmbiformer.ops import BiLevelRoutingAttention  # noqa: E402
+from mmbiformer.ops import bra as bra_module  # noqa: E402
 
 DTYPES = {'none': None, 'fp16': torch.float16, 'bf16': torch.bfloat16}
 # (name, N, H, W, C, n_win, topk, heads): classification stage 1, segmentation
@@ -48,25 +56,89 @@ def timed(step, iters: int, warmup: int, device) -> tuple:
     return (time.perf_counter() - t0) * 1000 / iters, float('nan')
 
 
-def classifier(arch: str, n_win: int):
-    head = torch.nn.Linear(768 if arch == 'base' else 512, 1000)
-    backbone = BiFormer(arch, n_win=n_win, out_indices=(3, ), out_norm='batchnorm')
-    return torch.nn.ModuleDict(dict(backbone=backbone, head=head))
+def official_module(args, name: str):
+    """Import ``models.biformer`` or ``ops.bra_legacy`` from an official checkout."""
+    if not args.official_root:
+        sys.exit('--impl official needs --official-root PATH (a checkout of '
+                 'github.com/rayleizhu/BiFormer)')
+    import importlib
+    import types
+    try:
+        import fairscale  # noqa: F401
+    except ImportError:  # only used for activation checkpointing, which we leave off
+        stub = types.ModuleType('fairscale.nn.checkpoint')
+        stub.checkpoint_wrapper = lambda m: m
+        for mod in ('fairscale', 'fairscale.nn', 'fairscale.nn.checkpoint'):
+            sys.modules.setdefault(mod, stub)
+    sys.path.insert(0, osp.abspath(args.official_root))
+    return importlib.import_module(name)
+
+
+class Classifier(torch.nn.Module):
+    """Backbone + global average pooling + linear head (official head layout)."""
+
+    def __init__(self, args):
+        super().__init__()
+        self.backbone = BiFormer(args.arch, n_win=args.n_win or 7, out_indices=(3, ),
+                                 out_norm='batchnorm', attn_impl=args.impl,
+                                 compile=args.compile)
+        self.head = torch.nn.Linear(self.backbone.embed_dims[-1], 1000)
+
+    def forward(self, x):
+        return self.head(self.backbone(x)[-1].flatten(2).mean(-1))
+
+
+class OfficialTrunk(torch.nn.Module):
+    """The official model's stem and stages, returning the four stage outputs."""
+
+    def __init__(self, official):
+        super().__init__()
+        self.official = official
+
+    def forward(self, x):
+        outs = []
+        for down, stage in zip(self.official.downsample_layers, self.official.stages):
+            x = stage(down(x))
+            outs.append(x)
+        return outs
+
+
+def build(args, what: str, device):
+    """The model to time, after ``--impl``, ``--channels-last`` and ``--compile``."""
+    bra_module.RECOMPUTE_ROUTED_KV = not args.no_recompute
+    if args.timm:
+        import timm
+        model = timm.create_model(args.timm, num_classes=1000)
+    elif args.impl == 'official':
+        zoo = official_module(args, 'models.biformer')
+        n_win = args.n_win or (7 if what == 'cls' else 16)
+        model = getattr(zoo, f'biformer_{args.arch}')(n_win=n_win, auto_pad=what != 'cls')
+        model = model if what == 'cls' else OfficialTrunk(model)
+    elif what == 'cls':
+        model = Classifier(args)
+    else:
+        model = BiFormer(args.arch, n_win=args.n_win or 16, attn_impl=args.impl,
+                         compile=args.compile)
+    model = model.to(device)
+    if args.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    # Ours compiles its backbone itself (``BiFormer(compile=True)``).
+    foreign = args.timm or args.impl == 'official'
+    return torch.compile(model) if args.compile and foreign else model
 
 
 def bench_cls(args, device):
-    model = classifier(args.arch, args.n_win or 7).to(device)
-    if args.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    model = build(args, 'cls', device)
     x = torch.randn(args.batch, 3, args.size, args.size, device=device)
+    if args.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 1000, (args.batch, ), device=device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     dtype = DTYPES[args.amp]
 
     def logits():
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            feat = model['backbone'](x)[-1]
-            return model['head'](feat.flatten(2).mean(-1))
+            return model(x)
 
     def train_step():
         opt.zero_grad(set_to_none=True)
@@ -82,12 +154,14 @@ def bench_cls(args, device):
         model.train()
         ms, mem = timed(train_step, args.iters, args.warmup, device)
         rows.append(('train', ms, args.batch * 1000 / ms, mem))
+        profile(args, train_step)
     if args.mode in ('infer', 'both'):
         model.eval()
         ms, mem = timed(infer_step, args.iters, args.warmup, device)
         rows.append(('infer', ms, args.batch * 1000 / ms, mem))
-    print(f'BiFormer-{args.arch} classifier, batch {args.batch}, {args.size}x{args.size}, '
-          f'amp {args.amp}, {device_name(device)}')
+    name = args.timm or f'BiFormer-{args.arch}'
+    print(f'{name} classifier, batch {args.batch}, {args.size}x{args.size}, '
+          f'amp {args.amp}, {describe(args)}, {device_name(device)}')
     print(f'{"mode":<6} {"ms/step":>9} {"img/s":>9} {"peak GiB":>9}')
     for mode, ms, ips, mem in rows:
         print(f'{mode:<6} {ms:9.1f} {ips:9.1f} {mem:9.2f}')
@@ -95,8 +169,10 @@ def bench_cls(args, device):
 
 def bench_trunk(args, device):
     n, h, w = args.shape
-    model = BiFormer(args.arch, n_win=args.n_win or 16).to(device).train()
+    model = build(args, 'trunk', device).train()
     x = torch.randn(n, 3, h, w, device=device)
+    if args.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
     dtype = DTYPES[args.amp]
 
     def step():
@@ -106,28 +182,67 @@ def bench_trunk(args, device):
         sum(o.float().mean() for o in outs).backward()
 
     ms, mem = timed(step, args.iters, args.warmup, device)
+    profile(args, step)
     print(f'BiFormer-{args.arch} trunk fwd+bwd {n}x3x{h}x{w}, n_win {args.n_win or 16}, '
-          f'amp {args.amp}, {device_name(device)}: {ms:.1f} ms, {mem:.2f} GiB')
+          f'amp {args.amp}, {describe(args)}, {device_name(device)}: '
+          f'{ms:.1f} ms, {mem:.2f} GiB')
 
 
 def bench_bra(args, device):
     dtype = DTYPES[args.amp]
+    bra_module.RECOMPUTE_ROUTED_KV = not args.no_recompute
+    impls = ['reference', 'fast'] + (['official'] if args.official_root else [])
     print(f'BRA fwd+bwd, amp {args.amp}, {device_name(device)}')
-    print(f'{"size":<14} {"shape":<22} {"n_win":>5} {"topk":>4} {"ms":>8} {"peak GiB":>9}')
+    print(f'{"size":<14} {"shape":<20} {"n_win":>5} {"topk":>4} {"impl":<10} '
+          f'{"ms":>8} {"peak GiB":>9}')
     for name, n, h, w, c, n_win, topk, heads in BRA_SIZES:
         if device.type == 'cpu':
             n = 1
-        op = BiLevelRoutingAttention(c, heads, n_win=n_win, topk=topk, side_dwconv=5,
-                                     auto_pad=True).to(device)
         x = torch.randn(n, h, w, c, device=device, requires_grad=True)
+        for impl in impls:
+            if impl == 'official':
+                op = official_module(args, 'ops.bra_legacy').BiLevelRoutingAttention(
+                    c, heads, n_win=n_win, topk=topk, side_dwconv=5, auto_pad=True)
+            else:
+                op = BiLevelRoutingAttention(c, heads, n_win=n_win, topk=topk, side_dwconv=5,
+                                             auto_pad=True, attn_impl=impl)
+            op = op.to(device)
 
-        def step():
-            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                out = op(x)
-            out.float().sum().backward()
+            def step():
+                with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                    out = op(x)
+                out.float().sum().backward()
 
-        ms, mem = timed(step, args.iters, args.warmup, device)
-        print(f'{name:<14} {f"{n}x{h}x{w}x{c}":<22} {n_win:>5} {topk:>4} {ms:8.2f} {mem:9.2f}')
+            torch.cuda.empty_cache() if device.type == 'cuda' else None
+            ms, mem = timed(step, args.iters, args.warmup, device)
+            print(f'{name:<14} {f"{n}x{h}x{w}x{c}":<20} {n_win:>5} {topk:>4} {impl:<10} '
+                  f'{ms:8.2f} {mem:9.2f}')
+            del op
+        del x
+
+
+def profile(args, step, steps: int = 3) -> None:
+    """With ``--profile``: the kernels of ``steps`` calls of ``step``, most time first."""
+    if not args.profile:
+        return
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+    activities = [ProfilerActivity.CPU] + (
+        [ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+    with torch_profile(activities=activities) as prof:
+        for _ in range(steps):
+            step()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+    key = 'self_cuda_time_total' if torch.cuda.is_available() else 'self_cpu_time_total'
+    print(prof.key_averages().table(sort_by=key, row_limit=args.profile, max_name_column_width=60))
+
+
+def describe(args) -> str:
+    extras = [x for x, on in (('channels-last', args.channels_last),
+                              ('compile', args.compile),
+                              ('no-recompute', args.no_recompute)) if on]
+    return ' '.join(['timm' if args.timm else f'impl {args.impl}'] + extras)
 
 
 def device_name(device) -> str:
@@ -147,6 +262,18 @@ def main(argv=None):
     parser.add_argument('--amp', choices=sorted(DTYPES), default='bf16')
     parser.add_argument('--mode', choices=['train', 'infer', 'both'], default='both')
     parser.add_argument('--channels-last', action='store_true')
+    parser.add_argument('--impl', choices=['auto', 'fast', 'reference', 'official'],
+                        default='auto')
+    parser.add_argument('--official-root', metavar='PATH',
+                        help='checkout of github.com/rayleizhu/BiFormer, for --impl official '
+                        '(and an extra row in the bra table)')
+    parser.add_argument('--compile', action='store_true')
+    parser.add_argument('--timm', metavar='NAME', help='time this timm model instead')
+    parser.add_argument('--profile', type=int, nargs='?', const=30, default=0, metavar='ROWS',
+                        help='print the top ROWS kernels (default 30) of 3 profiled steps')
+    parser.add_argument('--no-recompute', action='store_true',
+                        help='fast path: keep gathered K/V for backward instead of '
+                        'gathering again')
     parser.add_argument('--iters', type=int, default=20)
     parser.add_argument('--warmup', type=int, default=5)
     args = parser.parse_args(argv)

@@ -19,9 +19,14 @@ from typing import Optional, Tuple
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.checkpoint import checkpoint
 
 KV_DOWNSAMPLE_MODES = ('identity', 'ada_avgpool', 'ada_maxpool', 'avgpool', 'maxpool')
 PARAM_ATTENTION_MODES = ('qkvo', 'qkv')
+# ``auto``: ``fast`` on CUDA tensors, ``reference`` elsewhere (CPU, tests).
+ATTN_IMPLS = ('auto', 'reference', 'fast')
+RECOMPUTE_ROUTED_KV = True
 
 
 class QKVLinear(nn.Module):
@@ -83,6 +88,121 @@ def from_regions(x: torch.Tensor, n_win: int, h: int, w: int) -> torch.Tensor:
     return x.reshape(N, n_win * h, n_win * w, C)
 
 
+def _heads(z: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """(N, R, L, m*c) -> (N*R, m, L, c)."""
+    N, R, L, _ = z.shape
+    return z.reshape(N * R, L, num_heads, -1).transpose(1, 2)
+
+
+def _merge_heads(z: torch.Tensor, N: int, R: int) -> torch.Tensor:
+    """(N*R, m, L, c) -> (N, R, L, m*c)."""
+    return z.transpose(1, 2).reshape(N, R, z.shape[2], -1)
+
+
+class _GatherRegions(torch.autograd.Function):
+    """``kv[n, index[n, r]]`` with a deterministic backward.
+
+    Backward of indexing accumulates with atomics (slow, and refused by
+    ``torch.use_deterministic_algorithms``); here it is a matmul with the transposed
+    one-hot selection matrix instead, exact and deterministic.
+    """
+
+    @staticmethod
+    def forward(ctx, kv, index):
+        N, R = kv.shape[:2]
+        ctx.save_for_backward(index)
+        ctx.kv_shape = kv.shape
+        flat = (index + torch.arange(N, device=index.device).view(N, 1, 1) * R).flatten()
+        return kv.reshape(N * R, -1).index_select(0, flat).view(*index.shape, *kv.shape[2:])
+
+    @staticmethod
+    def backward(ctx, grad):
+        index, = ctx.saved_tensors
+        N, R = ctx.kv_shape[:2]
+        topk = index.shape[-1]
+        sel_t = F.one_hot(index, R).to(grad.dtype).view(N, R * topk, R).transpose(1, 2)
+        grad_kv = torch.matmul(sel_t, grad.reshape(N, R * topk, -1))
+        return grad_kv.view(ctx.kv_shape), None
+
+
+def gather_regions(kv: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """kv (N, R, t, C), index (N, R, topk) -> (N, R, topk, t, C), deterministic."""
+    return _GatherRegions.apply(kv, index)
+
+
+# Regions attend densely (all tokens, routing as a mask) when the map has at most this
+# many tokens or routing keeps at least 1/DENSE_MIN_KEEP of the regions: tiny regions
+# (4-16 tokens at 224) make fused-attention tiles mostly empty, and a masked dense
+# product is then faster than gathering.
+DENSE_MAX_TOKENS = 1024
+DENSE_MIN_KEEP = 4
+
+
+def _sdpa(q, k, v, **kwargs):
+    if torch.compiler.is_compiling():
+        # Inductor hands the cuDNN kernel q/k/v whose head dim is not contiguous
+        # ("cuDNN Frontend error: The stride for the last dimension ..."): leave it out.
+        with sdpa_kernel(_COMPILED_SDPA_BACKENDS):
+            return F.scaled_dot_product_attention(q, k, v, **kwargs)
+    return F.scaled_dot_product_attention(q, k, v, **kwargs)
+
+
+_COMPILED_SDPA_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION,
+                           SDPBackend.MATH]
+
+
+def _use_dense(R: int, l: int, topk: int, soft_routing: bool) -> bool:
+    # Soft routing scales K/V per (query region, key region): no dense form.
+    return not soft_routing and (R * l <= DENSE_MAX_TOKENS or topk * DENSE_MIN_KEEP >= R)
+
+
+def routed_attention(q: torch.Tensor, kv: torch.Tensor, weights: torch.Tensor,
+                     index: torch.Tensor, num_heads: int, scale: float,
+                     soft_routing: bool) -> torch.Tensor:
+    """Fast token attention over routed regions (same contract as the reference).
+
+    Gathers the routed regions' K/V (:func:`gather_regions`) and attends with
+    ``F.scaled_dot_product_attention`` (fused kernels on CUDA: the attention matrix is
+    never stored) or, on small maps or when routing keeps much of the map
+    (:func:`_use_dense`), attends to all tokens with the routing as a boolean mask.
+    """
+    N, R, l, qd = q.shape
+    if _use_dense(R, l, index.shape[-1], soft_routing):
+        return _masked_dense_attention(q, kv, index, num_heads, scale)
+    if RECOMPUTE_ROUTED_KV and index.shape[-1] > 1 and torch.is_grad_enabled():
+        # Keep only q / kv for backward and gather again there: gathered K/V are
+        # topk times larger than kv.
+        return checkpoint(_gathered_attention, q, kv, weights, index, num_heads, scale,
+                          soft_routing, use_reentrant=False)
+    return _gathered_attention(q, kv, weights, index, num_heads, scale, soft_routing)
+
+
+def _masked_dense_attention(q, kv, index, num_heads, scale):
+    N, R, l, qd = q.shape
+    t = kv.shape[2]
+    keep = F.one_hot(index, R).sum(2) > 0  # (N, R, R): query region -> key region
+    mask = keep[:, None, :, None, :, None].expand(N, 1, R, l, R, t)
+    k, v = kv.split([qd, kv.shape[-1] - qd], -1)
+
+    def tokens(z):  # (N, R, L, m*c) -> (N, m, R*L, c)
+        return z.reshape(N, R * z.shape[2], num_heads, -1).transpose(1, 2)
+
+    out = _sdpa(tokens(q), tokens(k), tokens(v), attn_mask=mask.reshape(N, 1, R * l, R * t),
+                scale=scale)
+    return out.transpose(1, 2).reshape(N, R, l, -1)
+
+
+def _gathered_attention(q, kv, weights, index, num_heads, scale, soft_routing):
+    N, R, _, qd = q.shape
+    kv_sel = gather_regions(kv, index)  # (N, R, topk, t, C)
+    if soft_routing:
+        kv_sel = kv_sel * weights[..., None, None].to(kv_sel.dtype)
+    k_sel, v_sel = kv_sel.flatten(2, 3).split([qd, kv.shape[-1] - qd], -1)
+    out = _sdpa(_heads(q, num_heads), _heads(k_sel, num_heads), _heads(v_sel, num_heads),
+                scale=scale)
+    return _merge_heads(out, N, R)
+
+
 class BiLevelRoutingAttention(nn.Module):
     """Bi-Level Routing Attention (BiFormer, CVPR 2023).
 
@@ -107,6 +227,10 @@ class BiLevelRoutingAttention(nn.Module):
         side_dwconv (int): Kernel of the LCE depthwise conv on V (odd; 0 disables).
         auto_pad (bool): Zero-pad H, W to multiples of ``n_win`` and crop back, so
             any size works. Without it, sizes must be multiples of ``n_win``.
+        attn_impl (str): ``reference`` (the specification above), ``fast`` (routed
+            K/V gathered by a one-hot matmul, fused SDPA, gathered K/V recomputed in
+            backward instead of stored) or ``auto`` (``fast`` on CUDA). Both give the
+            same result; see :func:`routed_attention`.
     """
 
     def __init__(self,
@@ -124,7 +248,8 @@ class BiLevelRoutingAttention(nn.Module):
                  diff_routing: bool = False,
                  soft_routing: bool = False,
                  side_dwconv: int = 3,
-                 auto_pad: bool = False):
+                 auto_pad: bool = False,
+                 attn_impl: str = 'auto'):
         super().__init__()
         qk_dim = qk_dim or dim
         _check(isinstance(n_win, int) and n_win >= 1,
@@ -152,6 +277,10 @@ class BiLevelRoutingAttention(nn.Module):
                and (side_dwconv == 0 or side_dwconv % 2 == 1),
                f'side_dwconv must be 0 (off) or an odd kernel size, got {side_dwconv!r}')
 
+        _check(attn_impl in ATTN_IMPLS,
+               f'attn_impl must be one of {ATTN_IMPLS}, got {attn_impl!r}')
+
+        self.attn_impl = attn_impl
         self.dim = dim
         self.qk_dim = qk_dim
         self.num_heads = num_heads
@@ -174,7 +303,8 @@ class BiLevelRoutingAttention(nn.Module):
 
     def extra_repr(self) -> str:
         return (f'dim={self.dim}, qk_dim={self.qk_dim}, num_heads={self.num_heads}, '
-                f'n_win={self.n_win}, topk={self.topk}, auto_pad={self.auto_pad}')
+                f'n_win={self.n_win}, topk={self.topk}, auto_pad={self.auto_pad}, '
+                f'attn_impl={self.attn_impl}')
 
     # -- stages of the operation, each usable by faster paths -----------------
     def route(self, q: torch.Tensor, k: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -206,6 +336,26 @@ class BiLevelRoutingAttention(nn.Module):
             return torch.zeros_like(v)
         return self.lepe(v.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
 
+    @staticmethod
+    def _reference_attention(q, kv, weights, index, num_heads, scale, soft_routing):
+        """Token attention of each region's queries over its routed regions' K/V.
+
+        q (N, R, l, qk_dim), kv (N, R, t, qk_dim + dim), weights / index (N, R, topk)
+        -> (N, R, l, dim). Gathers by advanced indexing (a topk-fold copy) and
+        materialises the attention matrix: the plain statement of the maths.
+        """
+        N, R, t, _ = kv.shape
+        qd, topk = q.shape[-1], index.shape[-1]
+        batch = torch.arange(N, device=kv.device).view(N, 1, 1)
+        kv_sel = kv[batch, index]  # (N, R, topk, t, qk_dim + dim)
+        if soft_routing:
+            kv_sel = kv_sel * weights[..., None, None]
+        k_sel, v_sel = kv_sel.reshape(N, R, topk * t, -1).split(
+            [qd, kv.shape[-1] - qd], -1)
+        attn = (_heads(q, num_heads) * scale) @ _heads(k_sel, num_heads).transpose(-2, -1)
+        out = attn.softmax(dim=-1) @ _heads(v_sel, num_heads)
+        return _merge_heads(out, N, R)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (N, H, W, dim) NHWC -> (N, H, W, dim)."""
         if x.dim() != 4 or x.shape[-1] != self.dim:
@@ -224,23 +374,14 @@ class BiLevelRoutingAttention(nn.Module):
 
         qkv = self.qkv(x)
         v_full = qkv[..., 2 * qd:]
-        q, k, v = to_regions(qkv, S).split([qd, qd, self.dim], dim=-1)
-        weights, index = self.route(q, k)
+        regions = to_regions(qkv, S)  # (N, R, h*w, qd + qd + dim)
+        q, kv = regions[..., :qd], regions[..., qd:]
+        weights, index = self.route(q, kv[..., :qd])
 
-        kv = self.region_kv(torch.cat([k, v], dim=-1), h, w)  # (N, R, t, qd+dim)
-        batch = torch.arange(N, device=x.device).view(N, 1, 1)
-        kv_sel = kv[batch, index]  # (N, R, topk, t, qd+dim): topk-fold copy (reference)
-        if self.soft_routing:
-            kv_sel = kv_sel * weights[..., None, None]
-        R, t = S * S, kv.shape[2]
-        k_sel, v_sel = kv_sel.reshape(N, R, self.topk * t, -1).split([qd, self.dim], -1)
-
-        def heads(z):  # (N, R, L, m*c) -> (N*R, m, L, c)
-            return z.reshape(N * R, z.shape[2], m, -1).transpose(1, 2)
-
-        attn = (heads(q) * self.scale) @ heads(k_sel).transpose(-2, -1)
-        out = attn.softmax(dim=-1) @ heads(v_sel)  # (N*R, m, h*w, c_v)
-        out = out.transpose(1, 2).reshape(N, R, h * w, self.dim)
+        kv = self.region_kv(kv, h, w)  # (N, R, t, qd+dim)
+        fast = self.attn_impl == 'fast' or (self.attn_impl == 'auto' and x.is_cuda)
+        attend = routed_attention if fast else self._reference_attention
+        out = attend(q, kv, weights, index, m, self.scale, self.soft_routing)
         out = from_regions(out, S, h, w) + self.local_context(v_full)
         out = self.wo(out)
         if out.shape[1] != H_in or out.shape[2] != W_in:

@@ -161,6 +161,12 @@ class BiFormer(BaseModule):
             any input size works.
         norm_cfg (dict): Norm of the convolutional stem/downsampling layers, e.g.
             ``dict(type='SyncBN')`` for distributed dense training.
+        attn_impl (str): BRA implementation: ``'auto'`` (fast path on CUDA,
+            reference elsewhere), ``'fast'`` or ``'reference'``; same numerics.
+        compile (bool | dict): ``torch.compile`` the backbone's forward on CUDA inputs
+            (a dict is passed to ``torch.compile``), fusing the many small
+            normalisation / permute / residual kernels. Costs a compilation of
+            one to two minutes per input shape at the start.
         init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=PATH)``
             loads an official BiFormer ImageNet checkpoint (weights under ``model``)
             or one of ours (``state_dict`` with ``backbone.`` keys, or bare).
@@ -178,6 +184,8 @@ class BiFormer(BaseModule):
                  with_cp: bool = False,
                  auto_pad: bool = True,
                  norm_cfg: dict = dict(type='BN'),
+                 attn_impl: str = 'auto',
+                 compile: Union[bool, dict] = False,
                  init_cfg: dict = None):
         super().__init__(init_cfg=init_cfg)
         arch = _resolve_arch(arch)
@@ -207,6 +215,11 @@ class BiFormer(BaseModule):
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
         self.with_cp = with_cp
+        if not isinstance(compile, (bool, dict)):
+            raise ValueError(f'compile must be a bool or a dict of torch.compile '
+                             f'arguments, got {compile!r}')
+        self.compile_cfg = ({} if compile is True else compile) if compile else None
+        self._compiled_forward = None
 
         def norm(c):
             return build_norm_layer(norm_cfg, c)[1]
@@ -224,6 +237,7 @@ class BiFormer(BaseModule):
         bra_kwargs = {k: arch[k] for k in ('kv_downsample_mode', 'param_attention',
                                            'param_routing', 'diff_routing',
                                            'soft_routing') if k in arch}
+        bra_kwargs['attn_impl'] = attn_impl
         kv_per_wins = _per_stage(arch.get('kv_per_wins', -1), 'kv_per_wins')
         kv_ratios = _per_stage(arch.get('kv_downsample_ratios', -1),
                                'kv_downsample_ratios')
@@ -306,6 +320,13 @@ class BiFormer(BaseModule):
         if x.dim() != 4:
             raise ValueError(f'BiFormer expects an NCHW image batch, got shape '
                              f'{tuple(x.shape)}')
+        if self.compile_cfg is not None and x.is_cuda:
+            if self._compiled_forward is None:
+                self._compiled_forward = torch.compile(self._forward, **self.compile_cfg)
+            return self._compiled_forward(x)
+        return self._forward(x)
+
+    def _forward(self, x: torch.Tensor) -> tuple:
         outs = []
         for i in range(4):
             x = self._run_stage(self.stages[i], self.downsample_layers[i](x))
