@@ -12,6 +12,10 @@ Applied once on ``import mmbiformer`` (configs pull it in with ``custom_imports`
   models are switched off (mmbiformer uses none of them).
 * mmcv 2.1.0's RoIAlign has no bfloat16 kernel (CPU or CUDA), so bf16 autocast broke
   Mask R-CNN: bf16 inputs are aligned in fp32 and the result is cast back.
+* mmcv 2.1.0's sigmoid focal loss (RetinaNet) runs in its input's dtype: under fp16
+  autocast, logits below about -11 make ``exp`` overflow and ``log(p)`` of an
+  underflowed ``p`` gives NaN (``loss_cls: nan`` after some iterations, then every
+  AMP step is skipped); it has no bf16 kernel. It is computed in fp32 instead.
 * mmpretrain 1.2.0 cannot be imported without torchvision, and no torchvision build
   exists for some torch builds (torch 2.13 CPU): a minimal stand-in is installed
   then (:mod:`mmbiformer.torchvision_stub`).
@@ -93,9 +97,35 @@ def roi_align_in_fp32_for_bf16() -> None:
     RoIAlign.forward = forward_bf16_safe
 
 
+def _fp32_focal_loss_forward(forward):
+    def forward_fp32(ctx, input, target, gamma=2.0, alpha=0.25, weight=None,
+                     reduction='mean'):
+        if input.dtype in (torch.float16, torch.bfloat16):
+            input = input.float()
+            weight = None if weight is None else weight.float()
+        # Autograd casts the fp32 input gradient back to the caller's dtype.
+        return forward(ctx, input, target, gamma, alpha, weight, reduction)
+
+    forward_fp32._mmbiformer_fp32 = True
+    return forward_fp32
+
+
+def focal_loss_in_fp32() -> None:
+    """Compute mmcv's sigmoid focal loss in fp32 for fp16/bf16 logits."""
+    try:
+        from mmcv.ops.focal_loss import SigmoidFocalLossFunction
+    except ImportError:  # mmcv without compiled ops
+        return
+    if getattr(SigmoidFocalLossFunction.forward, '_mmbiformer_fp32', False):
+        return
+    SigmoidFocalLossFunction.forward = staticmethod(
+        _fp32_focal_loss_forward(SigmoidFocalLossFunction.forward))
+
+
 def apply() -> None:
     from . import torchvision_stub
     torchvision_stub.install()
     allow_runner_checkpoints()
     disable_broken_mmpretrain_multimodal()
     roi_align_in_fp32_for_bf16()
+    focal_loss_in_fp32()

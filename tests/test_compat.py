@@ -40,3 +40,31 @@ def test_foreign_callables_still_refused(tmp_path):
     torch.save({'x': os.system}, tmp_path / 'evil.pth')
     with pytest.raises(pickle.UnpicklingError):
         torch.load(tmp_path / 'evil.pth', weights_only=True)
+
+
+def test_focal_loss_runs_half_logits_in_fp32():
+    from mmcv.ops.focal_loss import SigmoidFocalLossFunction
+
+    from mmbiformer.compat import _fp32_focal_loss_forward
+    assert SigmoidFocalLossFunction.forward._mmbiformer_fp32
+    seen = []
+    wrapped = _fp32_focal_loss_forward(lambda ctx, x, *rest: seen.append((x.dtype, rest)))
+    target = torch.zeros(3, dtype=torch.long)
+    wrapped(None, torch.zeros(3, 2, dtype=torch.float16), target, 2.0, 0.25, None, 'mean')
+    wrapped(None, torch.zeros(3, 2, dtype=torch.bfloat16), target)
+    wrapped(None, torch.zeros(3, 2, dtype=torch.float64), target)
+    assert [d for d, _ in seen] == [torch.float32, torch.float32, torch.float64]
+    assert seen[0][1] == (target, 2.0, 0.25, None, 'mean')
+
+
+def test_focal_loss_half_cuda_is_finite():
+    import pytest
+    if not torch.cuda.is_available():
+        pytest.skip('needs CUDA (mmcv has no CPU focal loss kernel)')
+    from mmcv.ops import sigmoid_focal_loss
+    logits = torch.tensor([[-30., 12.], [5., -20.]], device='cuda').half().requires_grad_()
+    target = torch.tensor([1, 0], device='cuda')
+    loss = sigmoid_focal_loss(logits, target, 2.0, 0.25, None, 'mean')
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(logits.grad).all()
+    assert logits.grad.dtype == torch.float16
