@@ -2,6 +2,8 @@
 # Single-GPU training + test of each task's S config on generated data at the real input
 # sizes, mixed precision, data loading in 6 worker processes (docs/gpu_runs.md).
 #   bash docs/scripts/gpu_tasks.sh OUT_DIR [cls] [retinanet] [det] [seg] [cls-compile]
+# EXTRA_OPTS: more --cfg-options for every run (e.g. custom_hooks=[] to evaluate the
+# trained weights instead of the classifier's EMA).
 set -u
 OUTD=${1:?usage: gpu_tasks.sh OUT_DIR [TASK...]}
 shift
@@ -9,10 +11,10 @@ mkdir -p "$OUTD"
 source "$(dirname "$0")/lib.sh"
 train_test() {  # name config opts...
     local name=$1 cfg=$2; shift 2
-    timeout ${LIMIT:-200} python3 tools/train.py "$cfg" --amp --work-dir "$OUTD/$name" --cfg-options "$@" $WORKERS > "$OUTD/$name.log" 2>&1
+    timeout ${LIMIT:-200} python3 tools/train.py "$cfg" --amp --work-dir "$OUTD/$name" --cfg-options "$@" ${EXTRA_OPTS:-} $WORKERS > "$OUTD/$name.log" 2>&1
     echo "== $name train: exit $?"; summary "$OUTD/$name.log"
     [ -f "$OUTD/$name/last_checkpoint" ] || return
-    python3 tools/test.py "$cfg" "$(cat "$OUTD/$name/last_checkpoint")" --work-dir "$OUTD/$name" --cfg-options "$@" > "$OUTD/$name.test.log" 2>&1
+    python3 tools/test.py "$cfg" "$(cat "$OUTD/$name/last_checkpoint")" --work-dir "$OUTD/$name" --cfg-options "$@" ${EXTRA_OPTS:-} > "$OUTD/$name.test.log" 2>&1
     echo "== $name test: exit $?"; grep "^metrics:" "$OUTD/$name.test.log" | cut -c1-300
 }
 for task in ${*:-cls retinanet det seg}; do
