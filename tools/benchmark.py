@@ -105,7 +105,6 @@ class OfficialTrunk(torch.nn.Module):
 
 def build(args, what: str, device):
     """The model to time, after ``--impl``, ``--channels-last`` and ``--compile``."""
-    bra_module.RECOMPUTE_ROUTED_KV = not args.no_recompute
     if args.timm:
         import timm
         model = timm.create_model(args.timm, num_classes=1000)
@@ -190,7 +189,6 @@ def bench_trunk(args, device):
 
 def bench_bra(args, device):
     dtype = DTYPES[args.amp]
-    bra_module.RECOMPUTE_ROUTED_KV = not args.no_recompute
     impls = ['reference', 'fast'] + (['official'] if args.official_root else [])
     print(f'BRA fwd+bwd, amp {args.amp}, {device_name(device)}')
     print(f'{"size":<14} {"shape":<20} {"n_win":>5} {"topk":>4} {"impl":<10} '
@@ -213,7 +211,8 @@ def bench_bra(args, device):
                     out = op(x)
                 out.float().sum().backward()
 
-            torch.cuda.empty_cache() if device.type == 'cuda' else None
+            if device.type == 'cuda':
+                torch.cuda.empty_cache()
             ms, mem = timed(step, args.iters, args.warmup, device)
             print(f'{name:<14} {f"{n}x{h}x{w}x{c}":<20} {n_win:>5} {topk:>4} {impl:<10} '
                   f'{ms:8.2f} {mem:9.2f}')
@@ -277,6 +276,7 @@ def main(argv=None):
     parser.add_argument('--iters', type=int, default=20)
     parser.add_argument('--warmup', type=int, default=5)
     args = parser.parse_args(argv)
+    bra_module.RECOMPUTE_ROUTED_KV = not args.no_recompute
     device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
     {'cls': bench_cls, 'trunk': bench_trunk, 'bra': bench_bra}[args.what](args, device)
 

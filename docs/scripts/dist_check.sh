@@ -9,7 +9,8 @@ OUTD=${2:-/tmp/dist}
 CFG=configs/det/maskrcnn_biformer_s.py
 mkdir -p "$OUTD"
 python3 tools/generate_data.py coco data/dc --num-train 64 --num-val 8 --size 800 1216 >/dev/null
-O=$(python3 -c "from mmbiformer.utils.short_run import *; print(' '.join(as_cli(short_run_options('det', 'data/dc', (800, 1216), 3))))" 2>/dev/null)
+source "$(dirname "$0")/lib.sh"
+O=$(opts det data/dc 800 1216 3 2)
 PORT=29510 timeout 200 bash tools/dist_train.sh $CFG 1 --work-dir "$OUTD/g1" --cfg-options $O train_cfg.max_epochs=1 > "$OUTD/g1.log" 2>&1
 echo "1 GPU: exit $?"
 PORT=29511 timeout -s INT -k 20 "${KILL_AFTER:-100}" bash tools/dist_train.sh $CFG "$N" --work-dir "$OUTD/gN" --cfg-options $O > "$OUTD/gN.log" 2>&1

@@ -138,6 +138,10 @@ DENSE_MAX_TOKENS = 1024
 DENSE_MIN_KEEP = 4
 
 
+_COMPILED_SDPA_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION,
+                           SDPBackend.MATH]
+
+
 def _sdpa(q, k, v, **kwargs):
     if torch.compiler.is_compiling():
         # Inductor hands the cuDNN kernel q/k/v whose head dim is not contiguous
@@ -145,10 +149,6 @@ def _sdpa(q, k, v, **kwargs):
         with sdpa_kernel(_COMPILED_SDPA_BACKENDS):
             return F.scaled_dot_product_attention(q, k, v, **kwargs)
     return F.scaled_dot_product_attention(q, k, v, **kwargs)
-
-
-_COMPILED_SDPA_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION,
-                           SDPBackend.MATH]
 
 
 def _use_dense(R: int, l: int, topk: int, soft_routing: bool) -> bool:

@@ -21,6 +21,7 @@ from typing import Dict
 import torch
 import torch.nn as nn
 
+from ..models.backbones.biformer import GlobalAttentionLePE
 from ..ops.bra import BiLevelRoutingAttention
 
 KINDS = ('conv', 'linear', 'routing', 'attention')
@@ -42,7 +43,6 @@ def _bra_macs(m: BiLevelRoutingAttention, x: torch.Tensor) -> Dict[str, int]:
 def count_macs(model: nn.Module, *inputs, forward=None, **kwargs) -> Dict[str, int]:
     """Run ``model(*inputs, **kwargs)`` (or ``forward(...)``, a method of ``model``)
     once without gradients and return MACs by kind."""
-    from ..models.backbones.biformer import GlobalAttentionLePE
     macs = Counter({k: 0 for k in KINDS})
 
     def hook(module, args, out):
