@@ -27,6 +27,7 @@ sys.path.insert(0, osp.join(osp.dirname(__file__), '..'))
 from mmbiformer.models import BiFormer  # noqa: E402
 from mmbiformer.ops import BiLevelRoutingAttention  # noqa: E402
 from mmbiformer.ops import bra as bra_module  # noqa: E402
+from mmbiformer.ops.dwconv import set_impl as set_dwconv_impl  # noqa: E402
 
 DTYPES = {'none': None, 'fp16': torch.float16, 'bf16': torch.bfloat16}
 # (name, N, H, W, C, n_win, topk, heads): classification stage 1, segmentation
@@ -81,6 +82,7 @@ class Classifier(torch.nn.Module):
         super().__init__()
         self.backbone = BiFormer(args.arch, n_win=args.n_win or 7, out_indices=(3, ),
                                  out_norm='batchnorm', attn_impl=args.impl,
+                                 dwconv_impl=args.dwconv_impl or 'cudnn',
                                  compile=args.compile)
         self.head = torch.nn.Linear(self.backbone.embed_dims[-1], 1000)
 
@@ -117,7 +119,7 @@ def build(args, what: str, device):
         model = Classifier(args)
     else:
         model = BiFormer(args.arch, n_win=args.n_win or 16, attn_impl=args.impl,
-                         compile=args.compile)
+                         dwconv_impl=args.dwconv_impl or 'native', compile=args.compile)
     model = model.to(device)
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -204,6 +206,7 @@ def bench_bra(args, device):
             else:
                 op = BiLevelRoutingAttention(c, heads, n_win=n_win, topk=topk, side_dwconv=5,
                                              auto_pad=True, attn_impl=impl)
+                set_dwconv_impl(op, args.dwconv_impl or 'native')
             op = op.to(device)
 
             def step():
@@ -266,6 +269,9 @@ def main(argv=None):
     parser.add_argument('--official-root', metavar='PATH',
                         help='checkout of github.com/rayleizhu/BiFormer, for --impl official '
                         '(and an extra row in the bra table)')
+    parser.add_argument('--dwconv-impl', choices=['native', 'cudnn'],
+                        help="depthwise convs of ours (default: as the configs, 'cudnn' "
+                        "for cls, 'native' for trunk and bra)")
     parser.add_argument('--compile', action='store_true')
     parser.add_argument('--timm', metavar='NAME', help='time this timm model instead')
     parser.add_argument('--profile', type=int, nargs='?', const=30, default=0, metavar='ROWS',

@@ -8,7 +8,8 @@ _base_ = [
     'mmdet::_base_/schedules/schedule_1x.py',
     'mmdet::_base_/default_runtime.py',
 ]
-custom_imports = dict(imports=['mmbiformer'], allow_failed_imports=False)
+custom_imports = dict(imports=['mmbiformer', 'mmbiformer.models.det'],
+                      allow_failed_imports=False)
 
 model = dict(
     backbone=dict(
@@ -21,7 +22,10 @@ model = dict(
         drop_path_rate=0.2,
         norm_eval=True,
         init_cfg=dict(type='Pretrained', checkpoint='biformer-s_in1k')),
-    neck=dict(in_channels=[64, 128, 256, 512]))
+    neck=dict(in_channels=[64, 128, 256, 512]),
+    # FCNMaskHead with the RoI count padded to a multiple of 32: cuDNN then sets up
+    # plans for a few shapes instead of one per count (same outputs and gradients).
+    roi_head=dict(mask_head=dict(type='BucketedFCNMaskHead', roi_bucket=32)))
 
 optim_wrapper = dict(
     type='AmpOptimWrapper',

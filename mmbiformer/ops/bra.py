@@ -22,6 +22,8 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.checkpoint import checkpoint
 
+from .dwconv import DepthwiseConv2d
+
 KV_DOWNSAMPLE_MODES = ('identity', 'ada_avgpool', 'ada_maxpool', 'avgpool', 'maxpool')
 PARAM_ATTENTION_MODES = ('qkvo', 'qkv')
 # ``auto``: ``fast`` on CUDA tensors, ``reference`` elsewhere (CPU, tests).
@@ -294,8 +296,7 @@ class BiLevelRoutingAttention(nn.Module):
 
         self.qkv = QKVLinear(dim, qk_dim)
         self.wo = nn.Linear(dim, dim) if param_attention == 'qkvo' else nn.Identity()
-        self.lepe = (nn.Conv2d(dim, dim, side_dwconv, padding=side_dwconv // 2,
-                               groups=dim) if side_dwconv > 0 else None)
+        self.lepe = DepthwiseConv2d(dim, side_dwconv) if side_dwconv > 0 else None
         # Official key name: ``router.emb``.
         self.router = nn.Module()
         self.router.emb = nn.Linear(qk_dim, qk_dim) if param_routing else nn.Identity()

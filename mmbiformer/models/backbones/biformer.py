@@ -17,6 +17,9 @@ from mmengine.model.weight_init import trunc_normal_
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ...ops.bra import BiLevelRoutingAttention
+from ...ops.dwconv import DepthwiseConv2d
+from ...ops.dwconv import check_impl as check_dwconv_impl
+from ...ops.dwconv import set_impl as set_dwconv_impl
 from ...registry import MODELS
 
 # Architecture presets (official facts). ``topks`` of -2: global attention with LePE.
@@ -59,8 +62,8 @@ class GlobalAttentionLePE(nn.Module):
         self.num_heads = num_heads
         self.qkv = nn.Linear(dim, dim * 3, bias=False)
         self.proj = nn.Linear(dim, dim)
-        self.lepe = (nn.Conv2d(dim, dim, side_dwconv, padding=side_dwconv // 2,
-                               groups=dim) if with_lepe and side_dwconv > 0 else None)
+        self.lepe = (DepthwiseConv2d(dim, side_dwconv)
+                     if with_lepe and side_dwconv > 0 else None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # NHWC
         N, H, W, C = x.shape
@@ -80,7 +83,7 @@ class BiFormerBlock(nn.Module):
                  drop_path: float = 0., qk_dim: int = None, side_dwconv: int = 5,
                  auto_pad: bool = True, global_heads: int = 8, **bra_kwargs):
         super().__init__()
-        self.pos_embed = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
+        self.pos_embed = DepthwiseConv2d(dim, 3)
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
         if topk > 0:
             self.attn = BiLevelRoutingAttention(
@@ -163,6 +166,10 @@ class BiFormer(BaseModule):
             ``dict(type='SyncBN')`` for distributed dense training.
         attn_impl (str): BRA implementation: ``'auto'`` (fast path on CUDA,
             reference elsewhere), ``'fast'`` or ``'reference'``; same numerics.
+        dwconv_impl (str): Depthwise convs (position embedding, LCE) on CUDA:
+            ``'native'`` (PyTorch's kernels; no stall when an input size is new, which
+            with cuDNN costs 0.5-2 s per layer: dense prediction) or ``'cudnn'``
+            (faster at a fixed input size: classification).
         compile (bool | dict): ``torch.compile`` the backbone's forward on CUDA inputs
             (a dict is passed to ``torch.compile``), fusing the many small
             normalisation / permute / residual kernels. Costs a compilation of
@@ -185,6 +192,7 @@ class BiFormer(BaseModule):
                  auto_pad: bool = True,
                  norm_cfg: dict = dict(type='BN'),
                  attn_impl: str = 'auto',
+                 dwconv_impl: str = 'native',
                  compile: Union[bool, dict] = False,
                  init_cfg: dict = None):
         super().__init__(init_cfg=init_cfg)
@@ -220,6 +228,7 @@ class BiFormer(BaseModule):
                              f'arguments, got {compile!r}')
         self.compile_cfg = ({} if compile is True else compile) if compile else None
         self._compiled_forward = None
+        check_dwconv_impl(dwconv_impl)
 
         def norm(c):
             return build_norm_layer(norm_cfg, c)[1]
@@ -262,6 +271,7 @@ class BiFormer(BaseModule):
                 {str(i): LayerNorm2d(dims[i], eps=1e-6) for i in out_indices})
         elif out_norm == 'batchnorm':
             self.norm = nn.BatchNorm2d(dims[-1])
+        set_dwconv_impl(self, dwconv_impl)
         self._freeze_stages()
 
     # -- weights -------------------------------------------------------------
