@@ -27,6 +27,7 @@ sys.path.insert(0, osp.join(osp.dirname(__file__), '..'))
 from mmbiformer.models import BiFormer  # noqa: E402
 from mmbiformer.ops import BiLevelRoutingAttention  # noqa: E402
 from mmbiformer.ops import bra as bra_module  # noqa: E402
+from mmbiformer.ops.dwconv import IMPLS as DWCONV_IMPLS  # noqa: E402
 from mmbiformer.ops.dwconv import set_impl as set_dwconv_impl  # noqa: E402
 
 DTYPES = {'none': None, 'fp16': torch.float16, 'bf16': torch.bfloat16}
@@ -269,7 +270,7 @@ def main(argv=None):
     parser.add_argument('--official-root', metavar='PATH',
                         help='checkout of github.com/rayleizhu/BiFormer, for --impl official '
                         '(and an extra row in the bra table)')
-    parser.add_argument('--dwconv-impl', choices=['native', 'cudnn'],
+    parser.add_argument('--dwconv-impl', choices=DWCONV_IMPLS,
                         help="depthwise convs of ours (default: as the configs, 'cudnn' "
                         "for cls, 'native' for trunk and bra)")
     parser.add_argument('--compile', action='store_true')

@@ -18,7 +18,6 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from ...ops.bra import BiLevelRoutingAttention
 from ...ops.dwconv import DepthwiseConv2d
-from ...ops.dwconv import check_impl as check_dwconv_impl
 from ...ops.dwconv import set_impl as set_dwconv_impl
 from ...registry import MODELS
 
@@ -228,7 +227,6 @@ class BiFormer(BaseModule):
                              f'arguments, got {compile!r}')
         self.compile_cfg = ({} if compile is True else compile) if compile else None
         self._compiled_forward = None
-        check_dwconv_impl(dwconv_impl)
 
         def norm(c):
             return build_norm_layer(norm_cfg, c)[1]
