@@ -1,0 +1,50 @@
+"""Triton backend of BRA: fused routed attention (kernels.py) and its torch ops.
+
+Importing this package needs Triton; ``mmbiformer.ops.bra`` imports it only when the
+Triton backend is chosen, and :func:`unavailable_reason` says why it cannot be.
+"""
+import os
+from typing import Optional
+
+import torch
+
+
+def interpreting() -> bool:
+    """Triton's CPU interpreter is on (``TRITON_INTERPRET=1``, read at import)."""
+    return os.environ.get('TRITON_INTERPRET', '0') not in ('', '0')
+
+
+def unavailable_reason(device: torch.device) -> Optional[str]:
+    """Why the Triton kernels cannot run on ``device``, or None if they can."""
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return 'Triton is not installed (pip install triton)'
+    if device.type == 'cuda' or (device.type == 'cpu' and interpreting()):
+        return None
+    return (f'the Triton kernels run on CUDA devices (or on the CPU under '
+            f'TRITON_INTERPRET=1), not on {device.type}')
+
+
+def _patch_interpreter_scalars() -> None:
+    """Triton 3.6's interpreter turns a scalar into ``int(array_of_one)``, which NumPy
+    >= 2.4 refuses; loops with run-time bounds then fail on the CPU. Convert through
+    ``.item()``. Only under ``TRITON_INTERPRET=1``; GPU code is untouched."""
+    from triton.runtime import interpreter
+    original = getattr(interpreter, '_patch_lang_tensor', None)
+    if original is None or getattr(original, '_mmbiformer', False):
+        return
+
+    def patched(tensor, scope):
+        original(tensor, scope)
+        scope.set_attr(tensor, '__index__', lambda self: int(self.handle.data.item()))
+
+    patched._mmbiformer = True
+    interpreter._patch_lang_tensor = patched
+
+
+if interpreting():
+    try:
+        _patch_interpreter_scalars()
+    except ImportError:
+        pass

@@ -1,0 +1,204 @@
+"""Triton kernels of BRA's token-to-token attention over routed regions.
+
+The kernels read q, k and v straight from the NHWC output of BRA's qkv projection,
+``qkv`` of shape (N, S*RH, S*RW, 2*QD + DV) with channels q | k | v, by region index:
+no region layout copy, no gathered K/V, no attention matrix in memory.
+
+Region ``r`` (row-major in the S x S grid) holds the RH x RW tokens at rows
+``(r // S) * RH + i`` and columns ``(r % S) * RW + j``; its token ``t`` is ``(i, j) =
+(t // RW, t % RW)``. A query region attends to the ``TOPK * L`` tokens (``L = RH * RW``)
+of its routed regions, taken as one flat list: key ``j`` is token ``j % L`` of region
+``index[j // L]``. Small regions then still fill a key tile (16 regions of 4 tokens
+make one tile of 64 keys) instead of padding each region to a tile.
+
+* forward, one program per (query block, region x head, image): online softmax
+  (FlashAttention-2), writes the output at the queries' own positions and the
+  log-sum-exp (base 2) per query;
+* backward without atomics, so it is deterministic and needs no zeroed buffers:
+  ``_bwd_dq`` (same grid as forward) writes dQ and ``delta = rowsum(dO * O)``;
+  ``_bwd_dkv``, one program per (key block, key region x head, image), loops over the
+  query regions that routed to its region (an inverse routing list, CSR) and writes
+  dK and dV.
+
+Softmax runs in base 2: ``qk_scale = scale * log2(e)``.
+"""
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _token_rc(region, tok, S, RH, RW):
+    """Row and column in the map of token ``tok`` of region ``region``."""
+    return (region // S) * RH + tok // RW, (region % S) * RW + tok % RW
+
+
+@triton.jit
+def _bra_fwd(QKV, IDX, OUT, LSE,
+             s_n, s_h, s_w, so_n, so_h, so_w,
+             qk_scale, S, RH, RW, R, TOPK, HEADS, QD,
+             CQ: tl.constexpr, CV: tl.constexpr,
+             BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+             BLOCK_DQ: tl.constexpr, BLOCK_DV: tl.constexpr, PREC: tl.constexpr):
+    pid_m = tl.program_id(0)
+    r = tl.program_id(1) // HEADS
+    hd = tl.program_id(1) % HEADS
+    n = tl.program_id(2).to(tl.int64)
+    L = RH * RW
+    n_keys = TOPK * L
+
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    mask_m = offs_m < L
+    offs_dq = tl.arange(0, BLOCK_DQ)
+    offs_dv = tl.arange(0, BLOCK_DV)
+    mask_dq = offs_dq < CQ
+    mask_dv = offs_dv < CV
+    qkv = QKV + n * s_n
+    qy, qx = _token_rc(r, offs_m, S, RH, RW)
+    q = tl.load(qkv + qy[:, None] * s_h + qx[:, None] * s_w + hd * CQ + offs_dq[None, :],
+                mask=mask_m[:, None] & mask_dq[None, :], other=0.)
+
+    m_i = tl.full([BLOCK_M], float('-inf'), tl.float32)
+    l_i = tl.zeros([BLOCK_M], tl.float32)
+    acc = tl.zeros([BLOCK_M, BLOCK_DV], tl.float32)
+    idx = IDX + (n * R + r) * TOPK
+    for start in range(0, n_keys, BLOCK_N):
+        offs_n = start + tl.arange(0, BLOCK_N)
+        mask_n = offs_n < n_keys
+        region = tl.load(idx + offs_n // L, mask=mask_n, other=0)
+        ky, kx = _token_rc(region, offs_n % L, S, RH, RW)
+        kv = qkv + ky[:, None] * s_h + kx[:, None] * s_w
+        k = tl.load(kv + QD + hd * CQ + offs_dq[None, :],
+                    mask=mask_n[:, None] & mask_dq[None, :], other=0.)
+        s = tl.dot(q, tl.trans(k), input_precision=PREC) * qk_scale
+        s = tl.where(mask_n[None, :], s, float('-inf'))
+        m_new = tl.maximum(m_i, tl.max(s, 1))
+        p = tl.exp2(s - m_new[:, None])
+        alpha = tl.exp2(m_i - m_new)
+        l_i = l_i * alpha + tl.sum(p, 1)
+        v = tl.load(kv + 2 * QD + hd * CV + offs_dv[None, :],
+                    mask=mask_n[:, None] & mask_dv[None, :], other=0.)
+        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PREC)
+        m_i = m_new
+
+    acc = acc / l_i[:, None]
+    out = OUT + n * so_n + qy[:, None] * so_h + qx[:, None] * so_w + hd * CV + offs_dv[None, :]
+    tl.store(out, acc.to(OUT.dtype.element_ty), mask=mask_m[:, None] & mask_dv[None, :])
+    stats = ((n * R + r) * HEADS + hd) * L + offs_m
+    tl.store(LSE + stats, m_i + tl.log2(l_i), mask=mask_m)
+
+
+@triton.jit
+def _bra_bwd_dq(QKV, IDX, OUT, DOUT, LSE, DELTA, DQKV,
+                s_n, s_h, s_w, so_n, so_h, so_w,
+                qk_scale, scale, S, RH, RW, R, TOPK, HEADS, QD,
+                CQ: tl.constexpr, CV: tl.constexpr,
+                BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                BLOCK_DQ: tl.constexpr, BLOCK_DV: tl.constexpr, PREC: tl.constexpr):
+    pid_m = tl.program_id(0)
+    r = tl.program_id(1) // HEADS
+    hd = tl.program_id(1) % HEADS
+    n = tl.program_id(2).to(tl.int64)
+    L = RH * RW
+    n_keys = TOPK * L
+
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    mask_m = offs_m < L
+    offs_dq = tl.arange(0, BLOCK_DQ)
+    offs_dv = tl.arange(0, BLOCK_DV)
+    mask_q = mask_m[:, None] & (offs_dq < CQ)[None, :]
+    mask_o = mask_m[:, None] & (offs_dv < CV)[None, :]
+    qkv = QKV + n * s_n
+    qy, qx = _token_rc(r, offs_m, S, RH, RW)
+    q_off = qy[:, None] * s_h + qx[:, None] * s_w
+    q = tl.load(qkv + q_off + hd * CQ + offs_dq[None, :], mask=mask_q, other=0.)
+    o_off = n * so_n + qy[:, None] * so_h + qx[:, None] * so_w + hd * CV + offs_dv[None, :]
+    do = tl.load(DOUT + o_off, mask=mask_o, other=0.)
+    o = tl.load(OUT + o_off, mask=mask_o, other=0.)
+    delta = tl.sum(do.to(tl.float32) * o.to(tl.float32), 1)
+    stats = ((n * R + r) * HEADS + hd) * L + offs_m
+    tl.store(DELTA + stats, delta, mask=mask_m)
+    lse = tl.load(LSE + stats, mask=mask_m, other=0.)
+
+    dq = tl.zeros([BLOCK_M, BLOCK_DQ], tl.float32)
+    idx = IDX + (n * R + r) * TOPK
+    for start in range(0, n_keys, BLOCK_N):
+        offs_n = start + tl.arange(0, BLOCK_N)
+        mask_n = offs_n < n_keys
+        region = tl.load(idx + offs_n // L, mask=mask_n, other=0)
+        ky, kx = _token_rc(region, offs_n % L, S, RH, RW)
+        kv = qkv + ky[:, None] * s_h + kx[:, None] * s_w
+        k = tl.load(kv + QD + hd * CQ + offs_dq[None, :],
+                    mask=mask_n[:, None] & (offs_dq < CQ)[None, :], other=0.)
+        v = tl.load(kv + 2 * QD + hd * CV + offs_dv[None, :],
+                    mask=mask_n[:, None] & (offs_dv < CV)[None, :], other=0.)
+        s = tl.dot(q, tl.trans(k), input_precision=PREC) * qk_scale
+        p = tl.where(mask_n[None, :], tl.exp2(s - lse[:, None]), 0.)
+        dp = tl.dot(do, tl.trans(v), input_precision=PREC)
+        ds = p * (dp - delta[:, None])
+        dq += tl.dot(ds.to(k.dtype), k, input_precision=PREC)
+
+    dq = dq * scale
+    tl.store(DQKV + n * s_n + q_off + hd * CQ + offs_dq[None, :],
+             dq.to(DQKV.dtype.element_ty), mask=mask_q)
+
+
+@triton.jit
+def _bra_bwd_dkv(QKV, DOUT, LSE, DELTA, ROUTED_BY, ROUTED_PTR, DQKV,
+                 s_n, s_h, s_w, so_n, so_h, so_w,
+                 qk_scale, scale, S, RH, RW, R, HEADS, QD,
+                 CQ: tl.constexpr, CV: tl.constexpr,
+                 BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                 BLOCK_DQ: tl.constexpr, BLOCK_DV: tl.constexpr, PREC: tl.constexpr):
+    pid_n = tl.program_id(0)
+    kr = tl.program_id(1) // HEADS
+    hd = tl.program_id(1) % HEADS
+    n = tl.program_id(2).to(tl.int64)
+    L = RH * RW
+
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    mask_n = offs_n < L
+    offs_dq = tl.arange(0, BLOCK_DQ)
+    offs_dv = tl.arange(0, BLOCK_DV)
+    mask_dq = offs_dq < CQ
+    mask_dv = offs_dv < CV
+    qkv = QKV + n * s_n
+    ky, kx = _token_rc(kr, offs_n, S, RH, RW)
+    kv_off = ky[:, None] * s_h + kx[:, None] * s_w
+    k = tl.load(qkv + kv_off + QD + hd * CQ + offs_dq[None, :],
+                mask=mask_n[:, None] & mask_dq[None, :], other=0.)
+    v = tl.load(qkv + kv_off + 2 * QD + hd * CV + offs_dv[None, :],
+                mask=mask_n[:, None] & mask_dv[None, :], other=0.)
+    dk = tl.zeros([BLOCK_N, BLOCK_DQ], tl.float32)
+    dv = tl.zeros([BLOCK_N, BLOCK_DV], tl.float32)
+
+    # Query regions that routed to region kr: ROUTED_BY[first:last] (ascending, so the
+    # sum runs in one fixed order).
+    first = tl.load(ROUTED_PTR + n * R + kr)
+    last = tl.load(ROUTED_PTR + n * R + kr + 1)
+    n_queries = (last - first) * L
+    for start in range(0, n_queries, BLOCK_M):
+        offs_m = start + tl.arange(0, BLOCK_M)
+        mask_m = offs_m < n_queries
+        region = tl.load(ROUTED_BY + first + offs_m // L, mask=mask_m, other=0)
+        tok = offs_m % L
+        qy, qx = _token_rc(region, tok, S, RH, RW)
+        q = tl.load(qkv + qy[:, None] * s_h + qx[:, None] * s_w + hd * CQ + offs_dq[None, :],
+                    mask=mask_m[:, None] & mask_dq[None, :], other=0.)
+        do = tl.load(DOUT + n * so_n + qy[:, None] * so_h + qx[:, None] * so_w + hd * CV
+                     + offs_dv[None, :], mask=mask_m[:, None] & mask_dv[None, :], other=0.)
+        stats = ((n * R + region) * HEADS + hd) * L + tok
+        lse = tl.load(LSE + stats, mask=mask_m, other=0.)
+        delta = tl.load(DELTA + stats, mask=mask_m, other=0.)
+        s_t = tl.dot(k, tl.trans(q), input_precision=PREC) * qk_scale
+        p_t = tl.where(mask_m[None, :], tl.exp2(s_t - lse[None, :]), 0.)
+        dv += tl.dot(p_t.to(do.dtype), do, input_precision=PREC)
+        dp_t = tl.dot(v, tl.trans(do), input_precision=PREC)
+        ds_t = p_t * (dp_t - delta[None, :])
+        dk += tl.dot(ds_t.to(q.dtype), q, input_precision=PREC)
+
+    dk = dk * scale
+    out = DQKV + n * s_n + kv_off
+    tl.store(out + QD + hd * CQ + offs_dq[None, :], dk.to(DQKV.dtype.element_ty),
+             mask=mask_n[:, None] & mask_dq[None, :])
+    tl.store(out + 2 * QD + hd * CV + offs_dv[None, :], dv.to(DQKV.dtype.element_ty),
+             mask=mask_n[:, None] & mask_dv[None, :])

@@ -1,0 +1,151 @@
+"""BRA's routed token attention as torch custom ops over the Triton kernels.
+
+``routed_attention(qkv, index, ...)`` takes the NHWC qkv projection and the routing
+indices and returns the attention output NHWC, with autograd. The forward and backward
+are ``torch.library`` custom ops (``mmbiformer::bra_routed_attn_fwd`` / ``_bwd``), so
+``torch.compile`` keeps them as single nodes and fuses what is around them without a
+graph break.
+
+On a CPU the same kernels run in Triton's interpreter (``TRITON_INTERPRET=1`` set
+before Triton is first imported): that is how the CPU test suite checks their numerics.
+"""
+from typing import Tuple
+
+import torch
+import triton
+
+from . import kernels
+
+LOG2E = 1.4426950408889634
+
+
+def _blocks(L: int, n_keys: int, cq: int, cv: int) -> dict:
+    # tl.dot needs every dimension >= 16. Query tiles cover one region (at most 64
+    # rows); key tiles run over the routed regions' tokens back to back.
+    pow2 = triton.next_power_of_2
+    return dict(BLOCK_M=min(64, max(16, pow2(L))), BLOCK_N=min(64, max(16, pow2(n_keys))),
+                BLOCK_DQ=max(16, pow2(cq)), BLOCK_DV=max(16, pow2(cv)))
+
+
+def _precision(dtype: torch.dtype) -> str:
+    # fp32 follows torch's matmul setting (tf32 off by default): 'ieee' keeps fp32
+    # results within 1e-4 of the reference path.
+    if dtype == torch.float32 and torch.backends.cuda.matmul.allow_tf32:
+        return 'tf32'
+    return 'ieee' if dtype == torch.float32 else 'tf32'
+
+
+def _geometry(qkv: torch.Tensor, index: torch.Tensor, n_win: int, num_heads: int,
+              qk_dim: int):
+    N, H, W, C = qkv.shape
+    RH, RW = H // n_win, W // n_win
+    R, topk = index.shape[1], index.shape[2]
+    dv = C - 2 * qk_dim
+    return N, H, W, RH, RW, R, topk, qk_dim // num_heads, dv // num_heads, dv
+
+
+@torch.library.custom_op('mmbiformer::bra_routed_attn_fwd', mutates_args=())
+def routed_attn_fwd(qkv: torch.Tensor, index: torch.Tensor, n_win: int, num_heads: int,
+                    qk_dim: int, scale: float) -> Tuple[torch.Tensor, torch.Tensor]:
+    N, H, W, RH, RW, R, topk, cq, cv, dv = _geometry(qkv, index, n_win, num_heads, qk_dim)
+    L = RH * RW
+    out = qkv.new_empty(N, H, W, dv)
+    lse = torch.empty(N, R, num_heads, L, device=qkv.device, dtype=torch.float32)
+    blocks = _blocks(L, topk * L, cq, cv)
+    grid = (triton.cdiv(L, blocks['BLOCK_M']), R * num_heads, N)
+    kernels._bra_fwd[grid](
+        qkv, index, out, lse, *qkv.stride()[:3], *out.stride()[:3],
+        scale * LOG2E, n_win, RH, RW, R, topk, num_heads, qk_dim,
+        CQ=cq, CV=cv, PREC=_precision(qkv.dtype), **blocks)
+    return out, lse
+
+
+@routed_attn_fwd.register_fake
+def _(qkv, index, n_win, num_heads, qk_dim, scale):
+    N, H, W, RH, RW, R, topk, cq, cv, dv = _geometry(qkv, index, n_win, num_heads, qk_dim)
+    return (qkv.new_empty(N, H, W, dv),
+            qkv.new_empty(N, R, num_heads, RH * RW, dtype=torch.float32))
+
+
+def inverse_routing(index: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """CSR of "which query regions routed to key region k", per image.
+
+    index (N, R, topk) -> ``routed_by`` (N*R*topk,) query-region ids and ``routed_ptr``
+    (N*R + 1,): the query regions of key region ``k`` of image ``n`` are
+    ``routed_by[routed_ptr[n*R + k]:routed_ptr[n*R + k + 1]]``, ascending. Stable sort
+    and binary search only, so deterministic.
+    """
+    N, R, topk = index.shape
+    key = (index + torch.arange(N, device=index.device).view(N, 1, 1) * R).flatten()
+    key, order = torch.sort(key, stable=True)
+    query = torch.arange(R, device=index.device).repeat_interleave(topk).repeat(N)
+    routed_by = query[order].to(torch.int32)
+    bounds = torch.arange(N * R + 1, device=index.device)
+    routed_ptr = torch.searchsorted(key, bounds).to(torch.int32)
+    return routed_by, routed_ptr
+
+
+@torch.library.custom_op('mmbiformer::bra_routed_attn_bwd', mutates_args=())
+def routed_attn_bwd(grad_out: torch.Tensor, qkv: torch.Tensor, index: torch.Tensor,
+                    out: torch.Tensor, lse: torch.Tensor, n_win: int, num_heads: int,
+                    qk_dim: int, scale: float) -> torch.Tensor:
+    N, H, W, RH, RW, R, topk, cq, cv, dv = _geometry(qkv, index, n_win, num_heads, qk_dim)
+    L = RH * RW
+    grad_out = grad_out.contiguous()
+    # Every element is written: dQ by the first kernel, dK and dV by the second.
+    dqkv = torch.empty_like(qkv)
+    delta = torch.empty_like(lse)
+    blocks = _blocks(L, topk * L, cq, cv)
+    common = dict(CQ=cq, CV=cv, PREC=_precision(qkv.dtype), **blocks)
+    strides = (*qkv.stride()[:3], *out.stride()[:3])
+    grid = (triton.cdiv(L, blocks['BLOCK_M']), R * num_heads, N)
+    kernels._bra_bwd_dq[grid](
+        qkv, index, out, grad_out, lse, delta, dqkv, *strides,
+        scale * LOG2E, scale, n_win, RH, RW, R, topk, num_heads, qk_dim, **common)
+    routed_by, routed_ptr = inverse_routing(index)
+    # Key tiles hold one region's tokens; query tiles run over the routing regions'.
+    kv_blocks = dict(common, BLOCK_N=blocks['BLOCK_M'],
+                     BLOCK_M=min(64, max(16, triton.next_power_of_2(L * topk))))
+    grid = (triton.cdiv(L, kv_blocks['BLOCK_N']), R * num_heads, N)
+    kernels._bra_bwd_dkv[grid](
+        qkv, grad_out, lse, delta, routed_by, routed_ptr, dqkv, *strides,
+        scale * LOG2E, scale, n_win, RH, RW, R, num_heads, qk_dim, **kv_blocks)
+    return dqkv
+
+
+@routed_attn_bwd.register_fake
+def _(grad_out, qkv, index, out, lse, n_win, num_heads, qk_dim, scale):
+    return torch.empty_like(qkv)
+
+
+def _setup_context(ctx, inputs, output):
+    qkv, index, n_win, num_heads, qk_dim, scale = inputs
+    out, lse = output
+    ctx.save_for_backward(qkv, index, out, lse)
+    ctx.args = (n_win, num_heads, qk_dim, scale)
+
+
+def _backward(ctx, grad_out, grad_lse):
+    qkv, index, out, lse = ctx.saved_tensors
+    return routed_attn_bwd(grad_out, qkv, index, out, lse, *ctx.args), None, None, None, \
+        None, None
+
+
+routed_attn_fwd.register_autograd(_backward, setup_context=_setup_context)
+
+
+def routed_attention(qkv: torch.Tensor, index: torch.Tensor, n_win: int, num_heads: int,
+                     qk_dim: int, scale: float) -> torch.Tensor:
+    """Token attention of each region's queries over its routed regions' keys/values.
+
+    Args:
+        qkv: (N, H, W, 2*qk_dim + dv) NHWC, channels q | k | v, H and W multiples of
+            ``n_win``; the last dimension must be contiguous.
+        index: (N, n_win**2, topk) routed region ids per query region.
+    Returns:
+        (N, H, W, dv), NHWC: for each token, attention over the tokens of its region's
+        routed regions (softmax scale ``scale``), heads side by side in channels.
+    """
+    if qkv.stride(-1) != 1:
+        qkv = qkv.contiguous()
+    return routed_attn_fwd(qkv, index.contiguous(), n_win, num_heads, qk_dim, scale)[0]
