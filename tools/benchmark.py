@@ -5,7 +5,7 @@
     python tools/benchmark.py trunk --arch small --shape 2 800 1216 --n-win 16
     python tools/benchmark.py bra                                          # op sizes
 
-``--impl`` picks the BRA implementation (``auto``/``fast``/``reference``) or
+``--impl`` picks the BRA backend (``auto``/``triton``/``sdpa``/``reference``) or
 ``official``: the same model built from a checkout of github.com/rayleizhu/BiFormer given
 by ``--official-root`` (it needs timm and einops), for side-by-side figures.
 ``--compile`` wraps the model in ``torch.compile``. ``--timm NAME`` times a timm model
@@ -26,7 +26,7 @@ import torch.nn.functional as F
 sys.path.insert(0, osp.join(osp.dirname(__file__), '..'))
 from mmbiformer.models import BiFormer  # noqa: E402
 from mmbiformer.ops import BiLevelRoutingAttention  # noqa: E402
-from mmbiformer.ops import bra as bra_module  # noqa: E402
+from mmbiformer.ops.backends import ATTN_IMPLS, BACKENDS  # noqa: E402
 from mmbiformer.ops.dwconv import IMPLS as DWCONV_IMPLS  # noqa: E402
 from mmbiformer.ops.dwconv import set_impl as set_dwconv_impl  # noqa: E402
 
@@ -76,6 +76,10 @@ def official_module(args, name: str):
     return importlib.import_module(name)
 
 
+def bra_cfg(args) -> dict:
+    return dict(sdpa_recompute_kv=False) if args.no_recompute else {}
+
+
 class Classifier(torch.nn.Module):
     """Backbone + global average pooling + linear head (official head layout)."""
 
@@ -83,6 +87,7 @@ class Classifier(torch.nn.Module):
         super().__init__()
         self.backbone = BiFormer(args.arch, n_win=args.n_win or 7, out_indices=(3, ),
                                  out_norm='batchnorm', attn_impl=args.impl,
+                                 bra_cfg=bra_cfg(args),
                                  dwconv_impl=args.dwconv_impl or 'cudnn',
                                  compile=args.compile)
         self.head = torch.nn.Linear(self.backbone.embed_dims[-1], 1000)
@@ -120,6 +125,7 @@ def build(args, what: str, device):
         model = Classifier(args)
     else:
         model = BiFormer(args.arch, n_win=args.n_win or 16, attn_impl=args.impl,
+                         bra_cfg=bra_cfg(args),
                          dwconv_impl=args.dwconv_impl or 'native', compile=args.compile)
     model = model.to(device)
     if args.channels_last:
@@ -192,7 +198,7 @@ def bench_trunk(args, device):
 
 def bench_bra(args, device):
     dtype = DTYPES[args.amp]
-    impls = ['reference', 'fast'] + (['official'] if args.official_root else [])
+    impls = list(BACKENDS) + (['official'] if args.official_root else [])
     print(f'BRA fwd+bwd, amp {args.amp}, {device_name(device)}')
     print(f'{"size":<14} {"shape":<20} {"n_win":>5} {"topk":>4} {"impl":<10} '
           f'{"ms":>8} {"peak GiB":>9}')
@@ -206,7 +212,7 @@ def bench_bra(args, device):
                     c, heads, n_win=n_win, topk=topk, side_dwconv=5, auto_pad=True)
             else:
                 op = BiLevelRoutingAttention(c, heads, n_win=n_win, topk=topk, side_dwconv=5,
-                                             auto_pad=True, attn_impl=impl)
+                                             auto_pad=True, attn_impl=impl, **bra_cfg(args))
                 set_dwconv_impl(op, args.dwconv_impl or 'native')
             op = op.to(device)
 
@@ -265,7 +271,7 @@ def main(argv=None):
     parser.add_argument('--amp', choices=sorted(DTYPES), default='bf16')
     parser.add_argument('--mode', choices=['train', 'infer', 'both'], default='both')
     parser.add_argument('--channels-last', action='store_true')
-    parser.add_argument('--impl', choices=['auto', 'fast', 'reference', 'official'],
+    parser.add_argument('--impl', choices=list(ATTN_IMPLS) + ['fast', 'official'],
                         default='auto')
     parser.add_argument('--official-root', metavar='PATH',
                         help='checkout of github.com/rayleizhu/BiFormer, for --impl official '
@@ -278,12 +284,11 @@ def main(argv=None):
     parser.add_argument('--profile', type=int, nargs='?', const=30, default=0, metavar='ROWS',
                         help='print the top ROWS kernels (default 30) of 3 profiled steps')
     parser.add_argument('--no-recompute', action='store_true',
-                        help='fast path: keep gathered K/V for backward instead of '
+                        help='sdpa backend: keep gathered K/V for backward instead of '
                         'gathering again')
     parser.add_argument('--iters', type=int, default=20)
     parser.add_argument('--warmup', type=int, default=5)
     args = parser.parse_args(argv)
-    bra_module.RECOMPUTE_ROUTED_KV = not args.no_recompute
     device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
     {'cls': bench_cls, 'trunk': bench_trunk, 'bra': bench_bra}[args.what](args, device)
 

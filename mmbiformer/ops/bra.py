@@ -19,16 +19,14 @@ from typing import Optional, Tuple
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.nn.attention import SDPBackend, sdpa_kernel
-from torch.utils.checkpoint import checkpoint
 
+from .backends import choose_backend, normalize_impl
+from .backends.sdpa import SDPAPolicy, heads, merge_heads
+from .backends.sdpa import routed_attention as sdpa_routed_attention
 from .dwconv import DepthwiseConv2d
 
 KV_DOWNSAMPLE_MODES = ('identity', 'ada_avgpool', 'ada_maxpool', 'avgpool', 'maxpool')
 PARAM_ATTENTION_MODES = ('qkvo', 'qkv')
-# ``auto``: ``fast`` on CUDA tensors, ``reference`` elsewhere (CPU, tests).
-ATTN_IMPLS = ('auto', 'reference', 'fast')
-RECOMPUTE_ROUTED_KV = True
 
 
 class QKVLinear(nn.Module):
@@ -90,121 +88,6 @@ def from_regions(x: torch.Tensor, n_win: int, h: int, w: int) -> torch.Tensor:
     return x.reshape(N, n_win * h, n_win * w, C)
 
 
-def _heads(z: torch.Tensor, num_heads: int) -> torch.Tensor:
-    """(N, R, L, m*c) -> (N*R, m, L, c)."""
-    N, R, L, _ = z.shape
-    return z.reshape(N * R, L, num_heads, -1).transpose(1, 2)
-
-
-def _merge_heads(z: torch.Tensor, N: int, R: int) -> torch.Tensor:
-    """(N*R, m, L, c) -> (N, R, L, m*c)."""
-    return z.transpose(1, 2).reshape(N, R, z.shape[2], -1)
-
-
-class _GatherRegions(torch.autograd.Function):
-    """``kv[n, index[n, r]]`` with a deterministic backward.
-
-    Backward of indexing accumulates with atomics (slow, and refused by
-    ``torch.use_deterministic_algorithms``); here it is a matmul with the transposed
-    one-hot selection matrix instead, exact and deterministic.
-    """
-
-    @staticmethod
-    def forward(ctx, kv, index):
-        N, R = kv.shape[:2]
-        ctx.save_for_backward(index)
-        ctx.kv_shape = kv.shape
-        flat = (index + torch.arange(N, device=index.device).view(N, 1, 1) * R).flatten()
-        return kv.reshape(N * R, -1).index_select(0, flat).view(*index.shape, *kv.shape[2:])
-
-    @staticmethod
-    def backward(ctx, grad):
-        index, = ctx.saved_tensors
-        N, R = ctx.kv_shape[:2]
-        topk = index.shape[-1]
-        sel_t = F.one_hot(index, R).to(grad.dtype).view(N, R * topk, R).transpose(1, 2)
-        grad_kv = torch.matmul(sel_t, grad.reshape(N, R * topk, -1))
-        return grad_kv.view(ctx.kv_shape), None
-
-
-def gather_regions(kv: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """kv (N, R, t, C), index (N, R, topk) -> (N, R, topk, t, C), deterministic."""
-    return _GatherRegions.apply(kv, index)
-
-
-# Regions attend densely (all tokens, routing as a mask) when the map has at most this
-# many tokens or routing keeps at least 1/DENSE_MIN_KEEP of the regions: tiny regions
-# (4-16 tokens at 224) make fused-attention tiles mostly empty, and a masked dense
-# product is then faster than gathering.
-DENSE_MAX_TOKENS = 1024
-DENSE_MIN_KEEP = 4
-
-
-_COMPILED_SDPA_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION,
-                           SDPBackend.MATH]
-
-
-def _sdpa(q, k, v, **kwargs):
-    if torch.compiler.is_compiling():
-        # Inductor hands the cuDNN kernel q/k/v whose head dim is not contiguous
-        # ("cuDNN Frontend error: The stride for the last dimension ..."): leave it out.
-        with sdpa_kernel(_COMPILED_SDPA_BACKENDS):
-            return F.scaled_dot_product_attention(q, k, v, **kwargs)
-    return F.scaled_dot_product_attention(q, k, v, **kwargs)
-
-
-def _use_dense(R: int, l: int, topk: int, soft_routing: bool) -> bool:
-    # Soft routing scales K/V per (query region, key region): no dense form.
-    return not soft_routing and (R * l <= DENSE_MAX_TOKENS or topk * DENSE_MIN_KEEP >= R)
-
-
-def routed_attention(q: torch.Tensor, kv: torch.Tensor, weights: torch.Tensor,
-                     index: torch.Tensor, num_heads: int, scale: float,
-                     soft_routing: bool) -> torch.Tensor:
-    """Fast token attention over routed regions (same contract as the reference).
-
-    Gathers the routed regions' K/V (:func:`gather_regions`) and attends with
-    ``F.scaled_dot_product_attention`` (fused kernels on CUDA: the attention matrix is
-    never stored) or, on small maps or when routing keeps much of the map
-    (:func:`_use_dense`), attends to all tokens with the routing as a boolean mask.
-    """
-    N, R, l, qd = q.shape
-    if _use_dense(R, l, index.shape[-1], soft_routing):
-        return _masked_dense_attention(q, kv, index, num_heads, scale)
-    if RECOMPUTE_ROUTED_KV and index.shape[-1] > 1 and torch.is_grad_enabled():
-        # Keep only q / kv for backward and gather again there: gathered K/V are
-        # topk times larger than kv.
-        return checkpoint(_gathered_attention, q, kv, weights, index, num_heads, scale,
-                          soft_routing, use_reentrant=False)
-    return _gathered_attention(q, kv, weights, index, num_heads, scale, soft_routing)
-
-
-def _masked_dense_attention(q, kv, index, num_heads, scale):
-    N, R, l, qd = q.shape
-    t = kv.shape[2]
-    keep = F.one_hot(index, R).sum(2) > 0  # (N, R, R): query region -> key region
-    mask = keep[:, None, :, None, :, None].expand(N, 1, R, l, R, t)
-    k, v = kv.split([qd, kv.shape[-1] - qd], -1)
-
-    def tokens(z):  # (N, R, L, m*c) -> (N, m, R*L, c)
-        return z.reshape(N, R * z.shape[2], num_heads, -1).transpose(1, 2)
-
-    out = _sdpa(tokens(q), tokens(k), tokens(v), attn_mask=mask.reshape(N, 1, R * l, R * t),
-                scale=scale)
-    return out.transpose(1, 2).reshape(N, R, l, -1)
-
-
-def _gathered_attention(q, kv, weights, index, num_heads, scale, soft_routing):
-    N, R, _, qd = q.shape
-    kv_sel = gather_regions(kv, index)  # (N, R, topk, t, C)
-    if soft_routing:
-        kv_sel = kv_sel * weights[..., None, None].to(kv_sel.dtype)
-    k_sel, v_sel = kv_sel.flatten(2, 3).split([qd, kv.shape[-1] - qd], -1)
-    out = _sdpa(_heads(q, num_heads), _heads(k_sel, num_heads), _heads(v_sel, num_heads),
-                scale=scale)
-    return _merge_heads(out, N, R)
-
-
 class BiLevelRoutingAttention(nn.Module):
     """Bi-Level Routing Attention (BiFormer, CVPR 2023).
 
@@ -229,10 +112,15 @@ class BiLevelRoutingAttention(nn.Module):
         side_dwconv (int): Kernel of the LCE depthwise conv on V (odd; 0 disables).
         auto_pad (bool): Zero-pad H, W to multiples of ``n_win`` and crop back, so
             any size works. Without it, sizes must be multiples of ``n_win``.
-        attn_impl (str): ``reference`` (the specification above), ``fast`` (routed
-            K/V gathered by a one-hot matmul, fused SDPA, gathered K/V recomputed in
-            backward instead of stored) or ``auto`` (``fast`` on CUDA). Both give the
-            same result; see :func:`routed_attention`.
+        attn_impl (str): Backend of the token attention (``ops/backends``), all with
+            the same result: ``reference`` (the specification above), ``sdpa``
+            (routed K/V gathered, PyTorch's fused attention; ``fast`` is an alias),
+            ``triton`` (fused kernels reading q/k/v straight from the projection,
+            identity KV mode and hard routing only) or ``auto``: ``triton`` on CUDA
+            where the options allow it, else ``sdpa`` on CUDA, ``reference`` on
+            other devices.
+        sdpa_dense_max_tokens, sdpa_dense_min_keep, sdpa_recompute_kv: policy of
+            the ``sdpa`` backend (:class:`~.backends.sdpa.SDPAPolicy`).
     """
 
     def __init__(self,
@@ -251,7 +139,10 @@ class BiLevelRoutingAttention(nn.Module):
                  soft_routing: bool = False,
                  side_dwconv: int = 3,
                  auto_pad: bool = False,
-                 attn_impl: str = 'auto'):
+                 attn_impl: str = 'auto',
+                 sdpa_dense_max_tokens: int = 1024,
+                 sdpa_dense_min_keep: int = 4,
+                 sdpa_recompute_kv: bool = True):
         super().__init__()
         qk_dim = qk_dim or dim
         _check(isinstance(n_win, int) and n_win >= 1,
@@ -279,10 +170,9 @@ class BiLevelRoutingAttention(nn.Module):
                and (side_dwconv == 0 or side_dwconv % 2 == 1),
                f'side_dwconv must be 0 (off) or an odd kernel size, got {side_dwconv!r}')
 
-        _check(attn_impl in ATTN_IMPLS,
-               f'attn_impl must be one of {ATTN_IMPLS}, got {attn_impl!r}')
-
-        self.attn_impl = attn_impl
+        self.attn_impl = normalize_impl(attn_impl)
+        self.sdpa_policy = SDPAPolicy(sdpa_dense_max_tokens, sdpa_dense_min_keep,
+                                      sdpa_recompute_kv)
         self.dim = dim
         self.qk_dim = qk_dim
         self.num_heads = num_heads
@@ -305,7 +195,7 @@ class BiLevelRoutingAttention(nn.Module):
     def extra_repr(self) -> str:
         return (f'dim={self.dim}, qk_dim={self.qk_dim}, num_heads={self.num_heads}, '
                 f'n_win={self.n_win}, topk={self.topk}, auto_pad={self.auto_pad}, '
-                f'attn_impl={self.attn_impl}')
+                f'attn_impl={self.attn_impl}, sdpa={self.sdpa_policy}')
 
     # -- stages of the operation, each usable by faster paths -----------------
     def route(self, q: torch.Tensor, k: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -314,7 +204,11 @@ class BiLevelRoutingAttention(nn.Module):
         Returns ``(weights, index)``, both (N, S*S, topk): softmax over the kept
         logits, and the indices of the kept regions.
         """
-        q_r, k_r = q.mean(2), k.mean(2)
+        return self.route_means(q.mean(2), k.mean(2))
+
+    def route_means(self, q_r: torch.Tensor,
+                    k_r: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`route` from the region means of q and k, (N, S*S, C) each."""
         if not self.diff_routing:
             q_r, k_r = q_r.detach(), k_r.detach()
         q_r, k_r = self.router.emb(q_r), self.router.emb(k_r)
@@ -353,9 +247,14 @@ class BiLevelRoutingAttention(nn.Module):
             kv_sel = kv_sel * weights[..., None, None]
         k_sel, v_sel = kv_sel.reshape(N, R, topk * t, -1).split(
             [qd, kv.shape[-1] - qd], -1)
-        attn = (_heads(q, num_heads) * scale) @ _heads(k_sel, num_heads).transpose(-2, -1)
-        out = attn.softmax(dim=-1) @ _heads(v_sel, num_heads)
-        return _merge_heads(out, N, R)
+        attn = (heads(q, num_heads) * scale) @ heads(k_sel, num_heads).transpose(-2, -1)
+        out = attn.softmax(dim=-1) @ heads(v_sel, num_heads)
+        return merge_heads(out, N, R)
+
+    def backend(self, x: torch.Tensor) -> str:
+        """The backend that runs the token attention for input ``x``."""
+        return choose_backend(self.attn_impl, x.device, self.kv_downsample_mode,
+                              self.soft_routing)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (N, H, W, dim) NHWC -> (N, H, W, dim)."""
@@ -369,25 +268,42 @@ class BiLevelRoutingAttention(nn.Module):
             raise ValueError(
                 f'input size {H_in}x{W_in} is not a multiple of n_win={self.n_win}; '
                 f'pass auto_pad=True to pad it, or resize the input')
-        H, W = x.shape[1:3]
-        S, h, w = self.n_win, H // self.n_win, W // self.n_win
-        qd, m = self.qk_dim, self.num_heads
-
         qkv = self.qkv(x)
-        v_full = qkv[..., 2 * qd:]
-        regions = to_regions(qkv, S)  # (N, R, h*w, qd + qd + dim)
-        q, kv = regions[..., :qd], regions[..., qd:]
-        weights, index = self.route(q, kv[..., :qd])
-
-        kv = self.region_kv(kv, h, w)  # (N, R, t, qd+dim)
-        fast = self.attn_impl == 'fast' or (self.attn_impl == 'auto' and x.is_cuda)
-        attend = routed_attention if fast else self._reference_attention
-        out = attend(q, kv, weights, index, m, self.scale, self.soft_routing)
-        out = from_regions(out, S, h, w) + self.local_context(v_full)
+        backend = self.backend(x)
+        if backend == 'triton':
+            out = self._attend_triton(qkv)
+        else:
+            out = self._attend_regions(qkv, backend)
+        out = out + self.local_context(qkv[..., 2 * self.qk_dim:])
         out = self.wo(out)
         if out.shape[1] != H_in or out.shape[2] != W_in:
             out = out[:, :H_in, :W_in].contiguous()
         return out
+
+    def _attend_regions(self, qkv: torch.Tensor, backend: str) -> torch.Tensor:
+        """Token attention on the region layout (reference and sdpa backends)."""
+        S, qd = self.n_win, self.qk_dim
+        h, w = qkv.shape[1] // S, qkv.shape[2] // S
+        regions = to_regions(qkv, S)  # (N, R, h*w, qd + qd + dim)
+        q, kv = regions[..., :qd], regions[..., qd:]
+        weights, index = self.route(q, kv[..., :qd])
+        kv = self.region_kv(kv, h, w)  # (N, R, t, qd+dim)
+        args = (q, kv, weights, index, self.num_heads, self.scale, self.soft_routing)
+        if backend == 'sdpa':
+            out = sdpa_routed_attention(*args, policy=self.sdpa_policy)
+        else:
+            out = self._reference_attention(*args)
+        return from_regions(out, S, h, w)
+
+    def _attend_triton(self, qkv: torch.Tensor) -> torch.Tensor:
+        """Token attention by the Triton kernels, straight on the NHWC projection."""
+        from .backends.triton.routed_attention import routed_attention
+        N, H, W, _ = qkv.shape
+        S, qd = self.n_win, self.qk_dim
+        means = qkv[..., :2 * qd].reshape(N, S, H // S, S, W // S, 2 * qd).mean((2, 4))
+        q_r, k_r = means.reshape(N, S * S, 2 * qd).split(qd, -1)
+        _, index = self.route_means(q_r, k_r)
+        return routed_attention(qkv, index, S, self.num_heads, qd, self.scale)
 
     def forward_nchw(self, x: torch.Tensor) -> torch.Tensor:
         """NCHW entry point: (N, dim, H, W) -> (N, dim, H, W)."""

@@ -163,8 +163,11 @@ class BiFormer(BaseModule):
             any input size works.
         norm_cfg (dict): Norm of the convolutional stem/downsampling layers, e.g.
             ``dict(type='SyncBN')`` for distributed dense training.
-        attn_impl (str): BRA implementation: ``'auto'`` (fast path on CUDA,
-            reference elsewhere), ``'fast'`` or ``'reference'``; same numerics.
+        attn_impl (str): BRA backend, all with the same numerics: ``'auto'`` (the
+            Triton kernels on CUDA, the reference path elsewhere), ``'triton'``,
+            ``'sdpa'`` or ``'reference'`` (see :class:`BiLevelRoutingAttention`).
+        bra_cfg (dict, optional): More keyword arguments of every
+            :class:`BiLevelRoutingAttention`, e.g. the ``sdpa_*`` policy.
         dwconv_impl (str): Depthwise convs (position embedding, LCE) on CUDA:
             ``'native'`` (PyTorch's kernels; no stall when an input size is new, which
             with cuDNN costs 0.5-2 s per layer: dense prediction) or ``'cudnn'``
@@ -191,6 +194,7 @@ class BiFormer(BaseModule):
                  auto_pad: bool = True,
                  norm_cfg: dict = dict(type='BN'),
                  attn_impl: str = 'auto',
+                 bra_cfg: dict = None,
                  dwconv_impl: str = 'native',
                  compile: Union[bool, dict] = False,
                  init_cfg: dict = None):
@@ -245,6 +249,7 @@ class BiFormer(BaseModule):
                                            'param_routing', 'diff_routing',
                                            'soft_routing') if k in arch}
         bra_kwargs['attn_impl'] = attn_impl
+        bra_kwargs.update(bra_cfg or {})
         kv_per_wins = _per_stage(arch.get('kv_per_wins', -1), 'kv_per_wins')
         kv_ratios = _per_stage(arch.get('kv_downsample_ratios', -1),
                                'kv_downsample_ratios')

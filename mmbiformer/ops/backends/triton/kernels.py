@@ -20,7 +20,8 @@ make one tile of 64 keys) instead of padding each region to a tile.
   query regions that routed to its region (an inverse routing list, CSR) and writes
   dK and dV.
 
-Softmax runs in base 2: ``qk_scale = scale * log2(e)``.
+Softmax runs in base 2: ``qk_scale = scale * log2(e)``. Sums and softmax statistics are
+kept in ``ACC`` (float32; float64 for float64 inputs, which the tests use).
 """
 import triton
 import triton.language as tl
@@ -38,7 +39,8 @@ def _bra_fwd(QKV, IDX, OUT, LSE,
              qk_scale, S, RH, RW, R, TOPK, HEADS, QD,
              CQ: tl.constexpr, CV: tl.constexpr,
              BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-             BLOCK_DQ: tl.constexpr, BLOCK_DV: tl.constexpr, PREC: tl.constexpr):
+             BLOCK_DQ: tl.constexpr, BLOCK_DV: tl.constexpr, PREC: tl.constexpr,
+             ACC: tl.constexpr):
     pid_m = tl.program_id(0)
     r = tl.program_id(1) // HEADS
     hd = tl.program_id(1) % HEADS
@@ -57,9 +59,9 @@ def _bra_fwd(QKV, IDX, OUT, LSE,
     q = tl.load(qkv + qy[:, None] * s_h + qx[:, None] * s_w + hd * CQ + offs_dq[None, :],
                 mask=mask_m[:, None] & mask_dq[None, :], other=0.)
 
-    m_i = tl.full([BLOCK_M], float('-inf'), tl.float32)
-    l_i = tl.zeros([BLOCK_M], tl.float32)
-    acc = tl.zeros([BLOCK_M, BLOCK_DV], tl.float32)
+    m_i = tl.full([BLOCK_M], float('-inf'), ACC)
+    l_i = tl.zeros([BLOCK_M], ACC)
+    acc = tl.zeros([BLOCK_M, BLOCK_DV], ACC)
     idx = IDX + (n * R + r) * TOPK
     for start in range(0, n_keys, BLOCK_N):
         offs_n = start + tl.arange(0, BLOCK_N)
@@ -69,7 +71,7 @@ def _bra_fwd(QKV, IDX, OUT, LSE,
         kv = qkv + ky[:, None] * s_h + kx[:, None] * s_w
         k = tl.load(kv + QD + hd * CQ + offs_dq[None, :],
                     mask=mask_n[:, None] & mask_dq[None, :], other=0.)
-        s = tl.dot(q, tl.trans(k), input_precision=PREC) * qk_scale
+        s = tl.dot(q, tl.trans(k), input_precision=PREC, out_dtype=ACC) * qk_scale
         s = tl.where(mask_n[None, :], s, float('-inf'))
         m_new = tl.maximum(m_i, tl.max(s, 1))
         p = tl.exp2(s - m_new[:, None])
@@ -77,7 +79,8 @@ def _bra_fwd(QKV, IDX, OUT, LSE,
         l_i = l_i * alpha + tl.sum(p, 1)
         v = tl.load(kv + 2 * QD + hd * CV + offs_dv[None, :],
                     mask=mask_n[:, None] & mask_dv[None, :], other=0.)
-        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PREC)
+        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PREC,
+                                            out_dtype=ACC)
         m_i = m_new
 
     acc = acc / l_i[:, None]
@@ -93,7 +96,8 @@ def _bra_bwd_dq(QKV, IDX, OUT, DOUT, LSE, DELTA, DQKV,
                 qk_scale, scale, S, RH, RW, R, TOPK, HEADS, QD,
                 CQ: tl.constexpr, CV: tl.constexpr,
                 BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                BLOCK_DQ: tl.constexpr, BLOCK_DV: tl.constexpr, PREC: tl.constexpr):
+                BLOCK_DQ: tl.constexpr, BLOCK_DV: tl.constexpr, PREC: tl.constexpr,
+             ACC: tl.constexpr):
     pid_m = tl.program_id(0)
     r = tl.program_id(1) // HEADS
     hd = tl.program_id(1) % HEADS
@@ -114,12 +118,12 @@ def _bra_bwd_dq(QKV, IDX, OUT, DOUT, LSE, DELTA, DQKV,
     o_off = n * so_n + qy[:, None] * so_h + qx[:, None] * so_w + hd * CV + offs_dv[None, :]
     do = tl.load(DOUT + o_off, mask=mask_o, other=0.)
     o = tl.load(OUT + o_off, mask=mask_o, other=0.)
-    delta = tl.sum(do.to(tl.float32) * o.to(tl.float32), 1)
+    delta = tl.sum(do.to(ACC) * o.to(ACC), 1)
     stats = ((n * R + r) * HEADS + hd) * L + offs_m
     tl.store(DELTA + stats, delta, mask=mask_m)
     lse = tl.load(LSE + stats, mask=mask_m, other=0.)
 
-    dq = tl.zeros([BLOCK_M, BLOCK_DQ], tl.float32)
+    dq = tl.zeros([BLOCK_M, BLOCK_DQ], ACC)
     idx = IDX + (n * R + r) * TOPK
     for start in range(0, n_keys, BLOCK_N):
         offs_n = start + tl.arange(0, BLOCK_N)
@@ -131,11 +135,11 @@ def _bra_bwd_dq(QKV, IDX, OUT, DOUT, LSE, DELTA, DQKV,
                     mask=mask_n[:, None] & (offs_dq < CQ)[None, :], other=0.)
         v = tl.load(kv + 2 * QD + hd * CV + offs_dv[None, :],
                     mask=mask_n[:, None] & (offs_dv < CV)[None, :], other=0.)
-        s = tl.dot(q, tl.trans(k), input_precision=PREC) * qk_scale
+        s = tl.dot(q, tl.trans(k), input_precision=PREC, out_dtype=ACC) * qk_scale
         p = tl.where(mask_n[None, :], tl.exp2(s - lse[:, None]), 0.)
-        dp = tl.dot(do, tl.trans(v), input_precision=PREC)
+        dp = tl.dot(do, tl.trans(v), input_precision=PREC, out_dtype=ACC)
         ds = p * (dp - delta[:, None])
-        dq += tl.dot(ds.to(k.dtype), k, input_precision=PREC)
+        dq += tl.dot(ds.to(k.dtype), k, input_precision=PREC, out_dtype=ACC)
 
     dq = dq * scale
     tl.store(DQKV + n * s_n + q_off + hd * CQ + offs_dq[None, :],
@@ -148,7 +152,8 @@ def _bra_bwd_dkv(QKV, DOUT, LSE, DELTA, ROUTED_BY, ROUTED_PTR, DQKV,
                  qk_scale, scale, S, RH, RW, R, HEADS, QD,
                  CQ: tl.constexpr, CV: tl.constexpr,
                  BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                 BLOCK_DQ: tl.constexpr, BLOCK_DV: tl.constexpr, PREC: tl.constexpr):
+                 BLOCK_DQ: tl.constexpr, BLOCK_DV: tl.constexpr, PREC: tl.constexpr,
+             ACC: tl.constexpr):
     pid_n = tl.program_id(0)
     kr = tl.program_id(1) // HEADS
     hd = tl.program_id(1) % HEADS
@@ -168,8 +173,8 @@ def _bra_bwd_dkv(QKV, DOUT, LSE, DELTA, ROUTED_BY, ROUTED_PTR, DQKV,
                 mask=mask_n[:, None] & mask_dq[None, :], other=0.)
     v = tl.load(qkv + kv_off + 2 * QD + hd * CV + offs_dv[None, :],
                 mask=mask_n[:, None] & mask_dv[None, :], other=0.)
-    dk = tl.zeros([BLOCK_N, BLOCK_DQ], tl.float32)
-    dv = tl.zeros([BLOCK_N, BLOCK_DV], tl.float32)
+    dk = tl.zeros([BLOCK_N, BLOCK_DQ], ACC)
+    dv = tl.zeros([BLOCK_N, BLOCK_DV], ACC)
 
     # Query regions that routed to region kr: ROUTED_BY[first:last] (ascending, so the
     # sum runs in one fixed order).
@@ -189,12 +194,12 @@ def _bra_bwd_dkv(QKV, DOUT, LSE, DELTA, ROUTED_BY, ROUTED_PTR, DQKV,
         stats = ((n * R + region) * HEADS + hd) * L + tok
         lse = tl.load(LSE + stats, mask=mask_m, other=0.)
         delta = tl.load(DELTA + stats, mask=mask_m, other=0.)
-        s_t = tl.dot(k, tl.trans(q), input_precision=PREC) * qk_scale
+        s_t = tl.dot(k, tl.trans(q), input_precision=PREC, out_dtype=ACC) * qk_scale
         p_t = tl.where(mask_m[None, :], tl.exp2(s_t - lse[None, :]), 0.)
-        dv += tl.dot(p_t.to(do.dtype), do, input_precision=PREC)
-        dp_t = tl.dot(v, tl.trans(do), input_precision=PREC)
+        dv += tl.dot(p_t.to(do.dtype), do, input_precision=PREC, out_dtype=ACC)
+        dp_t = tl.dot(v, tl.trans(do), input_precision=PREC, out_dtype=ACC)
         ds_t = p_t * (dp_t - delta[None, :])
-        dk += tl.dot(ds_t.to(q.dtype), q, input_precision=PREC)
+        dk += tl.dot(ds_t.to(q.dtype), q, input_precision=PREC, out_dtype=ACC)
 
     dk = dk * scale
     out = DQKV + n * s_n + kv_off

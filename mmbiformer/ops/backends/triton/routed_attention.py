@@ -35,6 +35,16 @@ def _precision(dtype: torch.dtype) -> str:
     return 'ieee' if dtype == torch.float32 else 'tf32'
 
 
+def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _kernel_dtypes(dtype: torch.dtype) -> dict:
+    import triton.language as tl
+    return dict(PREC=_precision(dtype),
+                ACC=tl.float64 if dtype == torch.float64 else tl.float32)
+
+
 def _geometry(qkv: torch.Tensor, index: torch.Tensor, n_win: int, num_heads: int,
               qk_dim: int):
     N, H, W, C = qkv.shape
@@ -50,13 +60,13 @@ def routed_attn_fwd(qkv: torch.Tensor, index: torch.Tensor, n_win: int, num_head
     N, H, W, RH, RW, R, topk, cq, cv, dv = _geometry(qkv, index, n_win, num_heads, qk_dim)
     L = RH * RW
     out = qkv.new_empty(N, H, W, dv)
-    lse = torch.empty(N, R, num_heads, L, device=qkv.device, dtype=torch.float32)
+    lse = torch.empty(N, R, num_heads, L, device=qkv.device, dtype=_acc_dtype(qkv.dtype))
     blocks = _blocks(L, topk * L, cq, cv)
     grid = (triton.cdiv(L, blocks['BLOCK_M']), R * num_heads, N)
     kernels._bra_fwd[grid](
         qkv, index, out, lse, *qkv.stride()[:3], *out.stride()[:3],
         scale * LOG2E, n_win, RH, RW, R, topk, num_heads, qk_dim,
-        CQ=cq, CV=cv, PREC=_precision(qkv.dtype), **blocks)
+        CQ=cq, CV=cv, **_kernel_dtypes(qkv.dtype), **blocks)
     return out, lse
 
 
@@ -64,7 +74,7 @@ def routed_attn_fwd(qkv: torch.Tensor, index: torch.Tensor, n_win: int, num_head
 def _(qkv, index, n_win, num_heads, qk_dim, scale):
     N, H, W, RH, RW, R, topk, cq, cv, dv = _geometry(qkv, index, n_win, num_heads, qk_dim)
     return (qkv.new_empty(N, H, W, dv),
-            qkv.new_empty(N, R, num_heads, RH * RW, dtype=torch.float32))
+            qkv.new_empty(N, R, num_heads, RH * RW, dtype=_acc_dtype(qkv.dtype)))
 
 
 def inverse_routing(index: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -96,7 +106,7 @@ def routed_attn_bwd(grad_out: torch.Tensor, qkv: torch.Tensor, index: torch.Tens
     dqkv = torch.empty_like(qkv)
     delta = torch.empty_like(lse)
     blocks = _blocks(L, topk * L, cq, cv)
-    common = dict(CQ=cq, CV=cv, PREC=_precision(qkv.dtype), **blocks)
+    common = dict(CQ=cq, CV=cv, **_kernel_dtypes(qkv.dtype), **blocks)
     strides = (*qkv.stride()[:3], *out.stride()[:3])
     grid = (triton.cdiv(L, blocks['BLOCK_M']), R * num_heads, N)
     kernels._bra_bwd_dq[grid](

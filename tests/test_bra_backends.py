@@ -1,0 +1,254 @@
+"""Every BRA backend against the reference path (the specification).
+
+CPU cases run everywhere (CI): the sdpa backend in float64, the Triton kernels in
+Triton's interpreter (``conftest.py`` sets ``TRITON_INTERPRET=1`` on machines without
+CUDA). The CUDA cases run where a GPU is present (the device runs them with
+``python3 -m pytest -q tests/test_bra_backends.py``).
+"""
+import pytest
+import torch
+
+from mmbiformer.ops.backends import choose_backend
+from mmbiformer.ops.backends import sdpa as sdpa_backend
+from mmbiformer.ops.backends.triton import unavailable_reason
+from mmbiformer.ops.bra import BiLevelRoutingAttention
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
+CPU = torch.device('cpu')
+needs_triton = pytest.mark.skipif(unavailable_reason(CPU) is not None,
+                                  reason=f'Triton on CPU: {unavailable_reason(CPU)}')
+
+# (H, W, n_win, topk, soft_routing, kv_downsample_mode): dense-masked and gathered
+# sdpa branches, padding, soft routing, KV pooling.
+SDPA_CASES = [(14, 14, 7, 4, False, 'identity'), (56, 56, 7, 1, False, 'identity'),
+              (13, 9, 4, 3, False, 'identity'), (64, 64, 8, 5, False, 'identity'),
+              (40, 48, 4, 3, True, 'identity'), (64, 64, 4, 2, False, 'ada_avgpool')]
+# Triton on CPU (interpreter: keep them small): one region tile, several query and key
+# tiles (81-token regions), tiny regions packed into one key tile, padding.
+TRITON_CPU_CASES = [(8, 8, 2, 1, False, 'identity'), (18, 18, 2, 2, False, 'identity'),
+                    (7, 10, 4, 5, False, 'identity'), (13, 9, 3, 3, False, 'identity')]
+CUDA_CASES = [(14, 14, 7, 4, False, 'identity'), (56, 56, 7, 1, False, 'identity'),
+              (13, 9, 4, 3, False, 'identity'), (64, 64, 8, 5, False, 'identity'),
+              (200, 304, 16, 1, False, 'identity'), (100, 152, 16, 4, False, 'identity')]
+
+
+def _op(H, W, n_win, topk, soft, mode, impl='reference', dim=32, heads=4):
+    torch.manual_seed(0)
+    return BiLevelRoutingAttention(dim, heads, n_win=n_win, topk=topk, side_dwconv=5,
+                                   auto_pad=True, soft_routing=soft, kv_downsample_mode=mode,
+                                   kv_per_win=2, attn_impl=impl)
+
+
+def _fwd_bwd(op, x, grad):
+    x = x.detach().requires_grad_()
+    op.zero_grad(set_to_none=True)
+    out = op(x)
+    out.backward(grad)
+    return out.detach(), x.grad, [p.grad for p in op.parameters()]
+
+
+def _compare(op, x, impl, rtol, atol):
+    grad = torch.randn(x.shape, dtype=x.dtype, device=x.device)
+    op.attn_impl = 'reference'
+    ref = _fwd_bwd(op, x, grad)
+    op.attn_impl = impl
+    assert op.backend(x) == impl
+    got = _fwd_bwd(op, x, grad)
+    torch.testing.assert_close(got[0], ref[0], rtol=rtol, atol=atol)
+    torch.testing.assert_close(got[1], ref[1], rtol=rtol, atol=atol)
+    for a, b in zip(got[2], ref[2]):
+        torch.testing.assert_close(a, b, rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize('case', SDPA_CASES)
+def test_sdpa_matches_reference_cpu(case):
+    op = _op(*case).double()
+    _compare(op, torch.randn(2, case[0], case[1], 32, dtype=torch.double), 'sdpa', 1e-10,
+             1e-10)
+
+
+@needs_triton
+@pytest.mark.parametrize('case', TRITON_CPU_CASES)
+def test_triton_matches_reference_cpu(case):
+    op = _op(*case, dim=32, heads=2).double()
+    _compare(op, torch.randn(2, case[0], case[1], 32, dtype=torch.double), 'triton', 1e-10,
+             1e-10)
+
+
+@needs_triton
+def test_triton_value_dim_differs_from_qk_dim():
+    """Head widths that are no power of two (v: 12 channels, q/k: 8) are masked."""
+    from mmbiformer.ops.backends.triton.routed_attention import routed_attention
+    torch.manual_seed(0)
+    N, S, h, w, m, qd, dv, topk = 2, 3, 2, 3, 2, 16, 24, 4
+    qkv = torch.randn(N, S * h, S * w, 2 * qd + dv, dtype=torch.double, requires_grad=True)
+    index = torch.stack([torch.randperm(S * S)[:topk] for _ in range(N * S * S)])
+    index = index.view(N, S * S, topk)
+    out = routed_attention(qkv, index, S, m, qd, qd**-0.5)
+    regions = qkv.view(N, S, h, S, w, -1).permute(0, 1, 3, 2, 4, 5).reshape(N, S * S, h * w, -1)
+    q, kv = regions[..., :qd], regions[..., qd:]
+    ref = BiLevelRoutingAttention._reference_attention(q, kv, None, index, m, qd**-0.5, False)
+    ref = ref.view(N, S, S, h, w, dv).permute(0, 1, 3, 2, 4, 5).reshape(N, S * h, S * w, dv)
+    grad = torch.randn_like(ref)
+    got_grad, = torch.autograd.grad(out, qkv, grad)
+    ref_grad, = torch.autograd.grad(ref, qkv, grad)
+    torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(got_grad, ref_grad, rtol=1e-10, atol=1e-10)
+
+
+def test_inverse_routing_lists_each_query_region_once():
+    from mmbiformer.ops.backends.triton.routed_attention import inverse_routing
+    index = torch.tensor([[[1, 2], [1, 0], [3, 1], [1, 2]], [[0, 3], [3, 0], [2, 1], [0, 2]]])
+    routed_by, routed_ptr = inverse_routing(index)
+    N, R, _ = index.shape
+    for n in range(N):
+        for k in range(R):
+            got = routed_by[routed_ptr[n * R + k]:routed_ptr[n * R + k + 1]].tolist()
+            want = [r for r in range(R) if k in index[n, r].tolist()]
+            assert got == want
+
+
+@pytest.mark.parametrize('dense', [True, False])
+def test_both_sdpa_branches_are_exercised(dense, monkeypatch):
+    calls = []
+    real = sdpa_backend.SDPAPolicy.use_dense
+    monkeypatch.setattr(sdpa_backend.SDPAPolicy, 'use_dense',
+                        lambda self, *a: calls.append(real(self, *a)) or real(self, *a))
+    H = 14 if dense else 56
+    topk = 4 if dense else 1
+    op = _op(H, H, 7, topk, False, 'identity', impl='sdpa')
+    op(torch.randn(1, H, H, 32))
+    assert calls == [dense]
+
+
+def test_sdpa_without_recompute_keeps_gradients():
+    op = BiLevelRoutingAttention(32, 4, n_win=8, topk=5, auto_pad=True,
+                                 sdpa_recompute_kv=False).double()
+    assert 'recompute_kv=False' in repr(op)
+    _compare(op, torch.randn(1, 64, 64, 32, dtype=torch.double), 'sdpa', 1e-10, 1e-10)
+
+
+def test_auto_picks_reference_on_cpu(monkeypatch):
+    op = _op(14, 14, 7, 4, False, 'identity', impl='auto')
+    monkeypatch.setattr(BiLevelRoutingAttention, '_attend_triton',
+                        lambda *a: pytest.fail('Triton backend used on CPU by auto'))
+    monkeypatch.setattr(sdpa_backend, 'routed_attention',
+                        lambda *a, **k: pytest.fail('sdpa backend used on CPU by auto'))
+    assert op.backend(torch.zeros(1)) == 'reference'
+    op(torch.randn(1, 14, 14, 32))
+
+
+def test_chooser():
+    gpu = torch.device('cuda')
+    triton_ok = unavailable_reason(gpu) is None
+    assert choose_backend('auto', gpu, 'identity', False) == ('triton' if triton_ok else 'sdpa')
+    # Options the kernels do not cover fall back to sdpa under auto ...
+    assert choose_backend('auto', gpu, 'ada_avgpool', False) == 'sdpa'
+    assert choose_backend('auto', gpu, 'identity', True) == 'sdpa'
+    assert choose_backend('auto', CPU, 'identity', False) == 'reference'
+    assert choose_backend('sdpa', CPU, 'identity', False) == 'sdpa'
+    # ... and are refused, with the reason, when Triton is asked for by name.
+    with pytest.raises(ValueError, match="soft_routing=True .*attn_impl='auto'"):
+        choose_backend('triton', gpu, 'identity', True)
+    with pytest.raises(ValueError, match="kv_downsample_mode='maxpool'"):
+        choose_backend('triton', gpu, 'maxpool', False)
+
+
+def test_old_name_fast_is_sdpa():
+    assert _op(14, 14, 7, 4, False, 'identity', impl='fast').attn_impl == 'sdpa'
+
+
+def test_bad_attn_impl():
+    with pytest.raises(ValueError, match='attn_impl must be one of'):
+        BiLevelRoutingAttention(32, 4, attn_impl='flash')
+
+
+@needs_triton
+def test_backbone_triton_matches_reference_cpu():
+    from mmbiformer.models import BiFormer
+    arch = dict(depths=[1, 1, 1, 1], embed_dims=[32, 64, 96, 128], topks=[1, 2, 4, -2],
+                head_dim=16, mlp_ratio=2)
+    torch.manual_seed(0)
+    model = BiFormer(arch, n_win=2, attn_impl='reference').double().eval()
+    x = torch.randn(1, 3, 60, 76, dtype=torch.double)
+    with torch.no_grad():
+        ref = model(x)
+        for m in model.modules():
+            if isinstance(m, BiLevelRoutingAttention):
+                m.attn_impl = 'triton'
+        got = model(x)
+    for a, b in zip(got, ref):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+# -- CUDA ---------------------------------------------------------------------------
+@cuda
+@pytest.mark.parametrize('impl', ['sdpa', 'triton'])
+@pytest.mark.parametrize('case', CUDA_CASES)
+def test_matches_reference_cuda_fp32(impl, case, monkeypatch):
+    monkeypatch.setattr(torch.backends.cuda.matmul, 'allow_tf32', False)
+    monkeypatch.setattr(torch.backends.cudnn, 'allow_tf32', False)
+    op = _op(*case).cuda()
+    x = torch.randn(2, case[0], case[1], 32, device='cuda')
+    _compare(op, x, impl, 1e-4, 1e-5)
+
+
+@cuda
+@pytest.mark.parametrize('impl', ['sdpa', 'triton'])
+@pytest.mark.parametrize('case', [(56, 56, 7, 1, False, 'identity'),
+                                  (64, 64, 8, 5, False, 'identity'),
+                                  (14, 14, 7, 4, False, 'identity')])
+def test_bf16_within_reference_error(impl, case):
+    """Under bf16 autocast, each backend is no further from fp64 than the reference."""
+    op = _op(*case, dim=64, heads=2).cuda()
+    x = torch.randn(4, case[0], case[1], 64, device='cuda')
+    exact = op.double()(x.double()).float()
+    op.float()
+    errs = {}
+    for name in ('reference', impl):
+        op.attn_impl = name
+        with torch.autocast('cuda', dtype=torch.bfloat16):
+            out = op(x).float()
+        errs[name] = ((out - exact).norm() / exact.norm()).item()
+    # bf16 rounding of q/k/v, attention and LCE: a few percent of the output norm.
+    assert errs[impl] < 5e-2, errs
+    assert errs[impl] <= 1.5 * errs['reference'] + 1e-3, errs
+
+
+@cuda
+@pytest.mark.parametrize('impl', ['sdpa', 'triton'])
+def test_deterministic_cuda(impl, monkeypatch):
+    monkeypatch.setenv('CUBLAS_WORKSPACE_CONFIG', ':4096:8')
+    torch.use_deterministic_algorithms(True)
+    try:
+        for case in [(56, 56, 7, 1, False, 'identity'), (64, 64, 8, 5, False, 'identity'),
+                     (14, 14, 7, 4, False, 'identity')]:
+            op = _op(*case, impl=impl).cuda()
+            x = torch.randn(2, case[0], case[1], 32, device='cuda')
+            grad = torch.randn_like(x)
+            with torch.autocast('cuda', dtype=torch.bfloat16):
+                first, second = _fwd_bwd(op, x, grad), _fwd_bwd(op, x, grad)
+            assert torch.equal(first[0], second[0])
+            assert torch.equal(first[1], second[1])
+            assert all(torch.equal(a, b) for a, b in zip(first[2], second[2]))
+    finally:
+        torch.use_deterministic_algorithms(False)
+
+
+@cuda
+@pytest.mark.parametrize('impl', ['sdpa', 'triton'])
+def test_backbone_matches_reference_cuda_fp32(impl, monkeypatch):
+    from mmbiformer.models import BiFormer
+    monkeypatch.setattr(torch.backends.cuda.matmul, 'allow_tf32', False)
+    monkeypatch.setattr(torch.backends.cudnn, 'allow_tf32', False)
+    torch.manual_seed(0)
+    model = BiFormer('small', n_win=16, attn_impl='reference').cuda().eval()
+    x = torch.randn(1, 3, 336, 496, device='cuda')
+    with torch.no_grad():
+        ref = model(x)
+        for m in model.modules():
+            if isinstance(m, BiLevelRoutingAttention):
+                m.attn_impl = impl
+        got = model(x)
+    for a, b in zip(got, ref):
+        assert ((a - b).norm() / b.norm()).item() < 1e-4
