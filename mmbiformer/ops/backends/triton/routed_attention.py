@@ -24,7 +24,7 @@ def _blocks(L: int, n_keys: int, cq: int, cv: int) -> dict:
     # rows); key tiles run over the routed regions' tokens back to back.
     pow2 = triton.next_power_of_2
     return dict(BLOCK_M=min(64, max(16, pow2(L))), BLOCK_N=min(64, max(16, pow2(n_keys))),
-                BLOCK_DQ=max(16, pow2(cq)), BLOCK_DV=max(16, pow2(cv)))
+                BLOCK_DQ=max(16, pow2(cq)), BLOCK_DV=max(16, pow2(cv)), num_warps=4)
 
 
 def _precision(dtype: torch.dtype) -> str:
@@ -114,8 +114,7 @@ def routed_attn_bwd(grad_out: torch.Tensor, qkv: torch.Tensor, index: torch.Tens
         scale * LOG2E, scale, n_win, RH, RW, R, topk, num_heads, qk_dim, **common)
     routed_by, routed_ptr = inverse_routing(index)
     # Key tiles hold one region's tokens; query tiles run over the routing regions'.
-    kv_blocks = dict(common, BLOCK_N=blocks['BLOCK_M'],
-                     BLOCK_M=min(64, max(16, triton.next_power_of_2(L * topk))))
+    kv_blocks = dict(common, BLOCK_N=blocks['BLOCK_M'], BLOCK_M=blocks['BLOCK_N'])
     grid = (triton.cdiv(L, kv_blocks['BLOCK_N']), R * num_heads, N)
     kernels._bra_bwd_dkv[grid](
         qkv, grad_out, lse, delta, routed_by, routed_ptr, dqkv, *strides,
