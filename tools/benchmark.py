@@ -80,6 +80,20 @@ def bra_cfg(args) -> dict:
     return dict(sdpa_recompute_kv=False) if args.no_recompute else {}
 
 
+def official_preset(zoo, arch: str, **overrides):
+    """``zoo.biformer_<arch>()`` with some of its fixed constructor arguments replaced
+    (the official presets fix ``n_win=7`` and take no ``n_win`` of their own)."""
+    real = zoo.BiFormer
+
+    def build(**kwargs):
+        return real(**{**kwargs, **overrides})
+    zoo.BiFormer = build
+    try:
+        return getattr(zoo, f'biformer_{arch}')()
+    finally:
+        zoo.BiFormer = real
+
+
 class Classifier(torch.nn.Module):
     """Backbone + global average pooling + linear head (official head layout)."""
 
@@ -119,7 +133,7 @@ def build(args, what: str, device):
     elif args.impl == 'official':
         zoo = official_module(args, 'models.biformer')
         n_win = args.n_win or (7 if what == 'cls' else 16)
-        model = getattr(zoo, f'biformer_{args.arch}')(n_win=n_win, auto_pad=what != 'cls')
+        model = official_preset(zoo, args.arch, n_win=n_win, auto_pad=what != 'cls')
         model = model if what == 'cls' else OfficialTrunk(model)
     elif what == 'cls':
         model = Classifier(args)
