@@ -83,14 +83,26 @@ def test_triton_matches_reference_cpu(case):
 
 
 @needs_triton
-def test_triton_value_dim_differs_from_qk_dim():
-    """Head widths that are no power of two (v: 12 channels, q/k: 8) are masked."""
-    from mmbiformer.ops.backends.triton.routed_attention import routed_attention
+@pytest.mark.parametrize('skewed', [False, True])
+@pytest.mark.parametrize('queries_per_item', [512, 1, 12])
+def test_triton_op_matches_reference(skewed, queries_per_item, monkeypatch):
+    """The op on its own: head widths that are no power of two (v: 12 channels, q/k: 8)
+    are masked; routing that sends most regions to one region, with dK/dV work split
+    over items (one routing region each, or two) and summed from the workspace."""
+    from mmbiformer.ops.backends.triton import routed_attention as ra
+    monkeypatch.setattr(ra, 'QUERIES_PER_ITEM', queries_per_item)
+    routed_attention = ra.routed_attention
     torch.manual_seed(0)
     N, S, h, w, m, qd, dv, topk = 2, 3, 2, 3, 2, 16, 24, 4
     qkv = torch.randn(N, S * h, S * w, 2 * qd + dv, dtype=torch.double, requires_grad=True)
     index = torch.stack([torch.randperm(S * S)[:topk] for _ in range(N * S * S)])
     index = index.view(N, S * S, topk)
+    if skewed:  # every region routes to region 4 first, image 1 to 4 and 7 only
+        index = torch.stack([(index[..., 0] + 1) % (S * S), index[..., 1]], -1)
+        index[:, :, 0] = 4
+        index[:, :, 1] = torch.where(index[:, :, 1] == 4, 3, index[:, :, 1])
+        index[1, :, 1] = 7
+        index[1, 7, 1] = 0
     out = routed_attention(qkv, index, S, m, qd, qd**-0.5)
     regions = qkv.view(N, S, h, S, w, -1).permute(0, 1, 3, 2, 4, 5).reshape(N, S * S, h * w, -1)
     q, kv = regions[..., :qd], regions[..., qd:]

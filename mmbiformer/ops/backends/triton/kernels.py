@@ -15,10 +15,12 @@ make one tile of 64 keys) instead of padding each region to a tile.
   (FlashAttention-2), writes the output at the queries' own positions and the
   log-sum-exp (base 2) per query;
 * backward without atomics, so it is deterministic and needs no zeroed buffers:
-  ``_bwd_dq`` (same grid as forward) writes dQ and ``delta = rowsum(dO * O)``;
-  ``_bwd_dkv``, one program per (key block, key region x head, image), loops over the
-  query regions that routed to its region (an inverse routing list, CSR) and writes
-  dK and dV.
+  ``_bra_bwd_dq`` (same grid as forward) writes dQ and ``delta = rowsum(dO * O)``;
+  ``_bra_bwd_dkv``, one program per (key block, work item x head), loops over query
+  regions that routed to its key region (an inverse routing list, CSR, cut into work
+  items of at most ``chunk`` regions: routing is skewed, one region can be routed to
+  by most of the map) and writes dK and dV, or partial sums that
+  ``_bra_bwd_dkv_reduce`` adds in a fixed order.
 
 Softmax runs in base 2: ``qk_scale = scale * log2(e)``. Sums and softmax statistics are
 kept in ``ACC`` (float32; float64 for float64 inputs, which the tests use).
@@ -147,21 +149,34 @@ def _bra_bwd_dq(QKV, IDX, OUT, DOUT, LSE, DELTA, DQKV,
 
 
 @triton.jit
-def _bra_bwd_dkv(QKV, DOUT, LSE, DELTA, ROUTED_BY, ROUTED_PTR, DQKV,
-                 s_n, s_h, s_w, so_n, so_h, so_w,
+def _bra_bwd_dkv(QKV, DOUT, LSE, DELTA, ROUTED_BY, ITEMS, DQKV, WS,
+                 s_n, s_h, s_w, so_n, so_h, so_w, ws_s,
                  qk_scale, scale, S, RH, RW, R, HEADS, QD,
                  CQ: tl.constexpr, CV: tl.constexpr,
                  BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                  BLOCK_DQ: tl.constexpr, BLOCK_DV: tl.constexpr, PREC: tl.constexpr,
-             ACC: tl.constexpr):
-    pid_n = tl.program_id(0)
-    kr = tl.program_id(1) // HEADS
-    hd = tl.program_id(1) % HEADS
-    n = tl.program_id(2).to(tl.int64)
+                 ACC: tl.constexpr):
+    """dK, dV of one key tile over one work item: a run of at most ``chunk`` of the
+    query regions that routed to its region (``ITEMS`` rows: key region n*R + kr or
+    -1, first entry in ROUTED_BY, count, workspace slot or -1). A region that many
+    regions route to is split over several items, so that no program runs much longer
+    than the others; their partial sums go to ``WS`` and ``_bra_bwd_dkv_reduce`` adds
+    them in item order. Others write to DQKV directly."""
+    item = tl.program_id(0) // HEADS
+    hd = tl.program_id(0) % HEADS
+    pid_n = tl.program_id(1)
+    key = tl.load(ITEMS + item * 4)
+    first = tl.load(ITEMS + item * 4 + 1)
+    count = tl.load(ITEMS + item * 4 + 2)
+    slot = tl.load(ITEMS + item * 4 + 3)
+    valid = key >= 0
+    key = tl.maximum(key, 0)
+    n = (key // R).to(tl.int64)
+    kr = key % R
     L = RH * RW
 
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    mask_n = offs_n < L
+    mask_n = (offs_n < L) & valid
     offs_dq = tl.arange(0, BLOCK_DQ)
     offs_dv = tl.arange(0, BLOCK_DV)
     mask_dq = offs_dq < CQ
@@ -176,11 +191,8 @@ def _bra_bwd_dkv(QKV, DOUT, LSE, DELTA, ROUTED_BY, ROUTED_PTR, DQKV,
     dk = tl.zeros([BLOCK_N, BLOCK_DQ], ACC)
     dv = tl.zeros([BLOCK_N, BLOCK_DV], ACC)
 
-    # Query regions that routed to region kr: ROUTED_BY[first:last] (ascending, so the
-    # sum runs in one fixed order).
-    first = tl.load(ROUTED_PTR + n * R + kr)
-    last = tl.load(ROUTED_PTR + n * R + kr + 1)
-    n_queries = (last - first) * L
+    # Query regions ROUTED_BY[first:first + count], ascending: one fixed order.
+    n_queries = count * L
     for start in range(0, n_queries, BLOCK_M):
         offs_m = start + tl.arange(0, BLOCK_M)
         mask_m = offs_m < n_queries
@@ -202,8 +214,38 @@ def _bra_bwd_dkv(QKV, DOUT, LSE, DELTA, ROUTED_BY, ROUTED_PTR, DQKV,
         dk += tl.dot(ds_t.to(q.dtype), q, input_precision=PREC, out_dtype=ACC)
 
     dk = dk * scale
-    out = DQKV + n * s_n + kv_off
-    tl.store(out + QD + hd * CQ + offs_dq[None, :], dk.to(DQKV.dtype.element_ty),
-             mask=mask_n[:, None] & mask_dq[None, :])
-    tl.store(out + 2 * QD + hd * CV + offs_dv[None, :], dv.to(DQKV.dtype.element_ty),
-             mask=mask_n[:, None] & mask_dv[None, :])
+    if slot < 0:
+        out = DQKV + n * s_n + kv_off
+        tl.store(out + QD + hd * CQ + offs_dq[None, :], dk.to(DQKV.dtype.element_ty),
+                 mask=mask_n[:, None] & mask_dq[None, :])
+        tl.store(out + 2 * QD + hd * CV + offs_dv[None, :], dv.to(DQKV.dtype.element_ty),
+                 mask=mask_n[:, None] & mask_dv[None, :])
+    else:
+        ws = WS + slot.to(tl.int64) * ws_s + offs_n[:, None] * (QD + HEADS * CV)
+        tl.store(ws + hd * CQ + offs_dq[None, :], dk, mask=mask_n[:, None] & mask_dq[None, :])
+        tl.store(ws + QD + hd * CV + offs_dv[None, :], dv,
+                 mask=mask_n[:, None] & mask_dv[None, :])
+
+
+@triton.jit
+def _bra_bwd_dkv_reduce(WS, SLOT_FIRST, N_ITEMS, DQKV, s_n, s_h, s_w, ws_s,
+                        S, RH, RW, R, QD, C,
+                        BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr):
+    """dK | dV of key regions split over several items: their partial sums (``WS``
+    slots SLOT_FIRST[key] ...) added in item order, written to DQKV."""
+    key = tl.program_id(0)
+    pid_n = tl.program_id(1)
+    offs_c = tl.program_id(2) * BLOCK_C + tl.arange(0, BLOCK_C)
+    first = tl.load(SLOT_FIRST + key)
+    n_items = tl.where(first >= 0, tl.load(N_ITEMS + key), 0)
+    L = RH * RW
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    mask = ((offs_n < L) & (first >= 0))[:, None] & (offs_c < C)[None, :]
+    acc = tl.zeros([BLOCK_N, BLOCK_C], WS.dtype.element_ty)
+    ws = WS + offs_n[:, None] * C + offs_c[None, :]
+    for i in range(0, n_items):
+        acc += tl.load(ws + (first + i).to(tl.int64) * ws_s, mask=mask, other=0.)
+    n = (key // R).to(tl.int64)
+    ky, kx = _token_rc(key % R, offs_n, S, RH, RW)
+    out = DQKV + n * s_n + ky[:, None] * s_h + kx[:, None] * s_w + QD + offs_c[None, :]
+    tl.store(out, acc.to(DQKV.dtype.element_ty), mask=mask)

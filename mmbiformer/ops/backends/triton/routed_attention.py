@@ -95,6 +95,44 @@ def inverse_routing(index: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     return routed_by, routed_ptr
 
 
+# Query tokens one dK/dV work item covers at most (whole routing regions, at least one):
+# bounds the longest program when routing sends many regions to one.
+QUERIES_PER_ITEM = 512
+
+
+def dkv_work_items(routed_ptr: torch.Tensor, topk: int, chunk: int):
+    """Cut each key region's list of routing regions into runs of at most ``chunk``.
+
+    routed_ptr: (K + 1,) CSR offsets of :func:`inverse_routing` (K = N*R key regions).
+    Returns ``items`` (T, 4) int32 rows ``(key, first, count, slot)``, ``slot_first``
+    and ``n_items`` (K,) int32, and the number of workspace slots. ``T`` is a bound
+    known from the shapes alone (no device sync): rows past the real items have
+    ``key = -1``. Items of a key region cut in several runs get consecutive workspace
+    slots (``slot >= 0``), starting at ``slot_first[key]``; others have ``slot = -1``.
+    """
+    K = routed_ptr.numel() - 1
+    counts = routed_ptr[1:] - routed_ptr[:-1]
+    n_items = ((counts + chunk - 1) // chunk).clamp_min(1)
+    item_end = torch.cumsum(n_items, 0)
+    item_start = item_end - n_items
+    bound = K + triton.cdiv(K * topk, chunk)  # sum(ceil(c / chunk) or 1) <= this
+    i = torch.arange(bound, device=routed_ptr.device)
+    key = torch.searchsorted(item_end, i, right=True)
+    valid = key < K
+    key_c = key.clamp_max(K - 1)
+    j = i - item_start[key_c]
+    first = routed_ptr[key_c] + j * chunk
+    count = torch.where(valid, (counts[key_c] - j * chunk).clamp_max(chunk), 0)
+    split = valid & (n_items[key_c] > 1)
+    slot = torch.where(split, torch.cumsum(split, 0) - 1, -1)
+    items = torch.stack([torch.where(valid, key, -1), first, count, slot], 1)
+    slot_first = torch.where(n_items > 1, slot[item_start], -1)
+    # Split regions have count > chunk, so their items number < 2 * count / chunk.
+    n_slots = triton.cdiv(2 * K * topk, chunk)
+    return (items.to(torch.int32).contiguous(), slot_first.to(torch.int32),
+            n_items.to(torch.int32), n_slots)
+
+
 @torch.library.custom_op('mmbiformer::bra_routed_attn_bwd', mutates_args=())
 def routed_attn_bwd(grad_out: torch.Tensor, qkv: torch.Tensor, index: torch.Tensor,
                     out: torch.Tensor, lse: torch.Tensor, n_win: int, num_heads: int,
@@ -115,10 +153,19 @@ def routed_attn_bwd(grad_out: torch.Tensor, qkv: torch.Tensor, index: torch.Tens
     routed_by, routed_ptr = inverse_routing(index)
     # Key tiles hold one region's tokens; query tiles run over the routing regions'.
     kv_blocks = dict(common, BLOCK_N=blocks['BLOCK_M'], BLOCK_M=blocks['BLOCK_N'])
-    grid = (triton.cdiv(L, kv_blocks['BLOCK_N']), R * num_heads, N)
+    chunk = max(1, triton.cdiv(QUERIES_PER_ITEM, L))
+    items, slot_first, n_items, n_slots = dkv_work_items(routed_ptr, topk, chunk)
+    ws = torch.empty(max(n_slots, 1), L, qk_dim + dv, device=qkv.device,
+                     dtype=_acc_dtype(qkv.dtype))
+    # Work items on the first grid axis: the only one that takes more than 65535.
+    grid = (items.shape[0] * num_heads, triton.cdiv(L, kv_blocks['BLOCK_N']))
     kernels._bra_bwd_dkv[grid](
-        qkv, grad_out, lse, delta, routed_by, routed_ptr, dqkv, *strides,
+        qkv, grad_out, lse, delta, routed_by, items, dqkv, ws, *strides, ws.stride(0),
         scale * LOG2E, scale, n_win, RH, RW, R, num_heads, qk_dim, **kv_blocks)
+    grid = (N * R, triton.cdiv(L, 32), triton.cdiv(qk_dim + dv, 64))
+    kernels._bra_bwd_dkv_reduce[grid](
+        ws, slot_first, n_items, dqkv, *qkv.stride()[:3], ws.stride(0), n_win, RH, RW, R,
+        qk_dim, qk_dim + dv, BLOCK_N=32, BLOCK_C=64)
     return dqkv
 
 
