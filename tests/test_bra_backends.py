@@ -161,6 +161,10 @@ def test_chooser():
     gpu = torch.device('cuda')
     triton_ok = unavailable_reason(gpu) is None
     assert choose_backend('auto', gpu, 'identity', False) == ('triton' if triton_ok else 'sdpa')
+    # Training (gradients recorded) stays on sdpa under auto; asked for, Triton trains.
+    assert choose_backend('auto', gpu, 'identity', False, grad=True) == 'sdpa'
+    if triton_ok:
+        assert choose_backend('triton', gpu, 'identity', False, grad=True) == 'triton'
     # Options the kernels do not cover fall back to sdpa under auto ...
     assert choose_backend('auto', gpu, 'ada_avgpool', False) == 'sdpa'
     assert choose_backend('auto', gpu, 'identity', True) == 'sdpa'

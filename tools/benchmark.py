@@ -27,6 +27,7 @@ sys.path.insert(0, osp.join(osp.dirname(__file__), '..'))
 from mmbiformer.models import BiFormer  # noqa: E402
 from mmbiformer.ops import BiLevelRoutingAttention  # noqa: E402
 from mmbiformer.ops.backends import ATTN_IMPLS, BACKENDS  # noqa: E402
+from mmbiformer.ops.backends.triton import unavailable_reason  # noqa: E402
 from mmbiformer.ops.dwconv import IMPLS as DWCONV_IMPLS  # noqa: E402
 from mmbiformer.ops.dwconv import set_impl as set_dwconv_impl  # noqa: E402
 
@@ -221,6 +222,10 @@ def bench_bra(args, device):
             n = 1
         x = torch.randn(n, h, w, c, device=device, requires_grad=True)
         for impl in impls:
+            cannot = impl == 'triton' and unavailable_reason(device)
+            if cannot:
+                print(f'{name:<14} {"":<20} {"":>5} {"":>4} {impl:<10} skipped: {cannot}')
+                continue
             if impl == 'official':
                 op = official_module(args, 'ops.bra_legacy').BiLevelRoutingAttention(
                     c, heads, n_win=n_win, topk=topk, side_dwconv=5, auto_pad=True)

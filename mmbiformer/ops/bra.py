@@ -116,9 +116,10 @@ class BiLevelRoutingAttention(nn.Module):
             the same result: ``reference`` (the specification above), ``sdpa``
             (routed K/V gathered, PyTorch's fused attention; ``fast`` is an alias),
             ``triton`` (fused kernels reading q/k/v straight from the projection,
-            identity KV mode and hard routing only) or ``auto``: ``triton`` on CUDA
-            where the options allow it, else ``sdpa`` on CUDA, ``reference`` on
-            other devices.
+            identity KV mode and hard routing only) or ``auto``: on CUDA ``triton``
+            for inference where the options allow it and ``sdpa`` for training
+            (see :mod:`~mmbiformer.ops.backends` for the measurements), ``reference``
+            on other devices.
         sdpa_dense_max_tokens, sdpa_dense_min_keep, sdpa_recompute_kv: policy of
             the ``sdpa`` backend (:class:`~.backends.sdpa.SDPAPolicy`).
     """
@@ -254,7 +255,7 @@ class BiLevelRoutingAttention(nn.Module):
     def backend(self, x: torch.Tensor) -> str:
         """The backend that runs the token attention for input ``x``."""
         return choose_backend(self.attn_impl, x.device, self.kv_downsample_mode,
-                              self.soft_routing)
+                              self.soft_routing, torch.is_grad_enabled())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (N, H, W, dim) NHWC -> (N, H, W, dim)."""

@@ -163,9 +163,11 @@ class BiFormer(BaseModule):
             any input size works.
         norm_cfg (dict): Norm of the convolutional stem/downsampling layers, e.g.
             ``dict(type='SyncBN')`` for distributed dense training.
-        attn_impl (str): BRA backend, all with the same numerics: ``'auto'`` (the
-            Triton kernels on CUDA, the reference path elsewhere), ``'triton'``,
-            ``'sdpa'`` or ``'reference'`` (see :class:`BiLevelRoutingAttention`).
+        attn_impl (str): BRA backend, all with the same numerics: ``'auto'`` (on
+            CUDA the Triton kernels for inference and SDPA for training; the
+            reference path elsewhere), ``'triton'`` (also for training: least
+            memory), ``'sdpa'`` or ``'reference'`` (see
+            :class:`BiLevelRoutingAttention`).
         bra_cfg (dict, optional): More keyword arguments of every
             :class:`BiLevelRoutingAttention`, e.g. the ``sdpa_*`` policy.
         dwconv_impl (str): Depthwise convs (position embedding, LCE) on CUDA:

@@ -5,9 +5,16 @@ chooses among them (as NATTEN chooses a backend per call).
 * ``sdpa``: routed K/V gathered, PyTorch's fused attention (``sdpa.py``);
 * ``triton``: fused kernels reading q/k/v from the NHWC projection (``triton/``).
 
-``auto`` picks ``triton`` on CUDA where the options allow it, else ``sdpa`` on CUDA,
-and ``reference`` on other devices and while tracing or exporting (a traced graph must
-not contain Triton launches).
+``auto`` picks, on CUDA, ``triton`` for forward-only passes (inference) where the options
+allow it and ``sdpa`` when gradients are recorded (training); ``reference`` on other
+devices and while tracing or exporting (a traced graph must not contain Triton
+launches). Why training stays on ``sdpa`` for now (one H100, bf16, docs/benchmark.md):
+BiFormer-S inference 3062 img/s with ``triton`` against 2743 with ``sdpa`` (1.00 against
+1.19 GiB), but training 724-898 img/s against 833-868 over two runs and the detection
+trunk 173.9 ms against 166.2: a training step is bound by host-side launch overhead,
+which the Triton path (custom-op dispatch, three kernel launches and the inverse
+routing lists per backward) adds to. It still saves memory there (10.66 against 13.29
+GiB; trunk 3.68 against 4.34): ask for ``attn_impl='triton'`` when memory is short.
 """
 from typing import Optional
 
@@ -43,8 +50,9 @@ def _tracing() -> bool:
 
 
 def choose_backend(impl: str, device: torch.device, kv_downsample_mode: str,
-                   soft_routing: bool) -> str:
-    """The backend that runs ``attn_impl=impl`` on ``device`` with these options."""
+                   soft_routing: bool, grad: bool = False) -> str:
+    """The backend that runs ``attn_impl=impl`` on ``device`` with these options;
+    ``grad``: gradients are being recorded (training)."""
     if impl in ('reference', 'sdpa'):
         return impl
     reason = triton_unsupported(device, kv_downsample_mode, soft_routing)
@@ -55,4 +63,4 @@ def choose_backend(impl: str, device: torch.device, kv_downsample_mode: str,
         return 'triton'
     if device.type != 'cuda' or _tracing():
         return 'reference'
-    return 'sdpa' if reason else 'triton'
+    return 'sdpa' if reason or grad else 'triton'
