@@ -73,14 +73,14 @@ def whole_op(dtype):
 def sweep(dtype, bw):
     print(f'\n## Triton routed attention alone, {dtype}; floor = read qkv + write out '
           f'once at {bw:.2f} TB/s')
-    print(f'{"stage":<8} {"BM":>3} {"BN":>3} {"warps":>5} {"fwd ms":>8} {"floor":>7} '
+    print(f'{"stage":<8} {"BM":>3} {"BN":>3} {"warps":>5} {"fwd ms":>8} {"floor ms":>8} '
           f'{"fwd+bwd ms":>10}')
     default = ra._blocks
     for name, N, H, W, C, m, S, topk in STAGES:
         qkv = torch.randn(N, H, W, 3 * C, device='cuda', dtype=dtype, requires_grad=True)
         regions = S * S
         index = torch.rand(N, regions, regions, device='cuda').topk(topk, -1).indices
-        floor = (qkv.numel() + N * H * W * C) * qkv.element_size() / bw / 1e9
+        floor = (qkv.numel() + N * H * W * C) * qkv.element_size() / (bw * 1e9)  # ms
         grad = torch.randn(N, H, W, C, device='cuda', dtype=dtype)
         L = (H // S) * (W // S)
         for bm, bn, warps in TILES:
@@ -97,7 +97,7 @@ def sweep(dtype, bw):
                 continue
             finally:
                 ra._blocks = default
-            print(f'{name:<8} {bm:>3} {bn:>3} {warps:>5} {fwd:8.3f} {floor * 1e3:7.3f} '
+            print(f'{name:<8} {bm:>3} {bn:>3} {warps:>5} {fwd:8.3f} {floor:8.3f} '
                   f'{both:10.3f}')
 
 
