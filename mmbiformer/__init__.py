@@ -3,6 +3,7 @@ from . import compat
 
 compat.apply()
 
+from .engine import RNGStateHook  # noqa: E402,F401  (registers the hook)
 from .models import BiFormer  # noqa: E402  (registers the backbone)
 from .ops import BiLevelRoutingAttention  # noqa: E402
 

@@ -20,7 +20,10 @@ def parse_args(argv=None):
     parser.add_argument('config', help='config file path')
     parser.add_argument('--resume', nargs='?', type=str, const='auto',
                         help='resume from CKPT, or (no value) from the latest '
-                        'checkpoint in the work dir')
+                        'checkpoint in the work dir (an error if it has none)')
+    parser.add_argument('--resume-if-possible', action='store_true',
+                        help='resume from the latest checkpoint in the work dir if there '
+                        'is one, else start from scratch')
     parser.add_argument('--amp', action='store_true', help='mixed precision (fp16)')
     return parse_tool_args(parser, argv)
 
@@ -34,14 +37,44 @@ def main(argv=None):
         if wrapper.get('type', 'OptimWrapper') == 'OptimWrapper':
             wrapper.type = 'AmpOptimWrapper'
             wrapper.setdefault('loss_scale', 'dynamic')
-    if args.resume == 'auto':
-        cfg.resume, cfg.load_from = True, None
-    elif args.resume is not None:
-        cfg.resume, cfg.load_from = True, args.resume
+    resume_from(cfg, args.resume, args.resume_if_possible)
+    add_hook(cfg, dict(type='RNGStateHook'))  # exact resume (random state saved)
     fit_to_device(cfg)
     check_data(cfg, ['train_dataloader', 'val_dataloader'])
     setup_cpu_distributed(cfg, args.launcher)
     build_runner(cfg).train()
+
+
+def resume_from(cfg, resume, if_possible: bool) -> None:
+    """Resolve ``--resume [CKPT]`` / ``--resume-if-possible`` before anything runs:
+    mmengine would otherwise train from scratch when the work dir holds no checkpoint
+    (a mistyped ``--work-dir``) and say so only in the log."""
+    from mmengine.runner import find_latest_checkpoint
+    if resume is None and not if_possible:
+        return
+    if resume not in (None, 'auto'):
+        if not resume.startswith(('http://', 'https://')) and not osp.isfile(resume):
+            raise UserError(f'--resume {resume}: no such checkpoint file')
+        cfg.resume, cfg.load_from = True, resume
+        return
+    latest = find_latest_checkpoint(cfg.work_dir) if osp.isdir(cfg.work_dir) else None
+    if latest and osp.isfile(latest):
+        cfg.resume, cfg.load_from = True, latest
+    elif if_possible:
+        cfg.resume = False
+    else:
+        raise UserError(
+            f'--resume: no checkpoint to resume from in {cfg.work_dir} (no '
+            f'last_checkpoint file naming an existing checkpoint). Check --work-dir, '
+            f'pass the checkpoint itself (--resume PATH), or use --resume-if-possible '
+            f'to start from scratch when there is none.')
+
+
+def add_hook(cfg, hook: dict) -> None:
+    hooks = list(cfg.get('custom_hooks') or [])
+    if not any(h.get('type') == hook['type'] for h in hooks):
+        hooks.append(hook)
+    cfg.custom_hooks = hooks
 
 
 if __name__ == '__main__':

@@ -1,0 +1,69 @@
+"""Resuming: a resumed run is the run it replaces; --resume without a checkpoint is an
+error (CPU, tiny RetinaNet on generated COCO data, through tools/train.py)."""
+import os.path as osp
+
+import pytest
+import torch
+
+from mmbiformer.datasets.synthetic import MAKERS
+from mmbiformer.utils.short_run import as_cli, short_run_options
+from test_e2e import run_tool
+
+CONFIG = 'configs/det/retinanet_biformer_t.py'
+SIZE = (96, 128)
+
+
+@pytest.fixture(scope='module')
+def coco(tmp_path_factory):
+    return MAKERS['coco'](str(tmp_path_factory.mktemp('coco')), num_train=4, num_val=1,
+                          size=SIZE)
+
+
+def _opts(coco, *extra):
+    # Flips (NumPy) and drop path (torch) draw random numbers every iteration.
+    return ['--cfg-options', *as_cli(short_run_options('retinanet', coco, SIZE, 2)),
+            'randomness.seed=0', 'randomness.deterministic=True', *extra]
+
+
+def _final(work):
+    return torch.load(osp.join(work, 'epoch_2.pth'), map_location='cpu', weights_only=True)
+
+
+def test_resumed_run_equals_uninterrupted_run(coco, tmp_path):
+    whole, split = str(tmp_path / 'whole'), str(tmp_path / 'split')
+    run_tool('tools/train.py', CONFIG, '--work-dir', whole, *_opts(coco))
+    # The same run stopped after its first epoch's checkpoint, then resumed.
+    run_tool('tools/train.py', CONFIG, '--work-dir', split,
+             *_opts(coco, 'train_cfg.max_epochs=1'))
+    _, out = run_tool('tools/train.py', CONFIG, '--work-dir', split, '--resume',
+                      *_opts(coco))
+    assert 'resumed epoch: 1' in out, out[-3000:]
+    a, b = _final(whole), _final(split)
+    assert 'rng_state' in a and 'rng_state' in b
+    assert a['state_dict'].keys() == b['state_dict'].keys()
+    differ = [k for k in a['state_dict'] if not torch.equal(a['state_dict'][k],
+                                                            b['state_dict'][k])]
+    assert not differ, f'{len(differ)} tensors differ, e.g. {differ[:3]}'
+    for sa, sb in zip(a['optimizer']['state'].values(), b['optimizer']['state'].values()):
+        assert all(torch.equal(sa[k], sb[k]) for k in sa if torch.is_tensor(sa[k]))
+
+
+def test_resume_without_checkpoint_is_an_error(coco, tmp_path):
+    empty = str(tmp_path / 'typo')
+    code, out = run_tool('tools/train.py', CONFIG, '--work-dir', empty, '--resume',
+                         *_opts(coco), check=False)
+    assert code != 0 and 'Traceback' not in out
+    assert f'no checkpoint to resume from in {empty}' in out
+    assert '--resume-if-possible' in out
+    code, out = run_tool('tools/train.py', CONFIG, '--work-dir', empty, '--resume',
+                         str(tmp_path / 'nope.pth'), *_opts(coco), check=False)
+    assert code != 0 and 'Traceback' not in out
+    assert 'nope.pth: no such checkpoint file' in out
+
+
+def test_resume_if_possible_starts_fresh(coco, tmp_path):
+    work = str(tmp_path / 'fresh')
+    _, out = run_tool('tools/train.py', CONFIG, '--work-dir', work, '--resume-if-possible',
+                      *_opts(coco, 'train_cfg.max_epochs=1'))
+    assert osp.isfile(osp.join(work, 'epoch_1.pth'))
+    assert 'resumed epoch' not in out
