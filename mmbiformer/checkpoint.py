@@ -123,3 +123,64 @@ def load_pretrained_backbone(module: torch.nn.Module, checkpoint: str,
     if unexpected:
         print_log(f'unexpected keys in checkpoint (ignored): {unexpected}',
                   logger='current')
+
+
+# Buffers that older checkpoints may lack without changing any result.
+_OPTIONAL_SUFFIXES = ('num_batches_tracked', )
+
+
+def check_model_checkpoint(model: torch.nn.Module, path: str,
+                           allow_partial: bool = False) -> None:
+    """Refuse a checkpoint that would leave weights of ``model`` unloaded or mis-shaped.
+
+    mmengine loads ``load_from`` (test, demo, inferencers) non-strictly and only logs
+    what did not fit, so a wrong file evaluates a mostly random model with exit 0. This
+    reads the file as mmengine will and compares keys and shapes with ``model``; with
+    ``allow_partial`` a mismatch is logged instead. Keys the model does not have
+    (``unexpected``) are reported but not refused on their own.
+    """
+    model = getattr(model, 'module', model)  # DDP / TTA wrappers
+    state = extract_state_dict(safe_load(path), path)
+    own = model.state_dict()
+    missing = [k for k in own if k not in state and not k.endswith(_OPTIONAL_SUFFIXES)]
+    unexpected = [k for k in state if k not in own]
+    misshaped = [f'{k}: file {tuple(state[k].shape)}, model {tuple(own[k].shape)}'
+                 for k in own if k in state and state[k].shape != own[k].shape]
+    if not missing and not misshaped:
+        if unexpected:
+            print_log(f'{path}: {len(unexpected)} weights the model does not have were '
+                      f'ignored (e.g. {unexpected[:3]})', logger='current', level=30)
+        return
+    message = (
+        f'{path} does not fit this model: of its {len(own)} weights {len(missing)} are '
+        f'missing from the file, {len(misshaped)} have another shape, and the file has '
+        f'{len(unexpected)} the model does not.' +
+        (f' Missing e.g. {missing[:3]}.' if missing else '') +
+        (f' Other shapes e.g. {misshaped[:2]}.' if misshaped else '') +
+        (f' Unexpected e.g. {unexpected[:3]}.' if unexpected else '') +
+        f' Likely cause: {_likely_cause(own, state, missing, misshaped)}')
+    if allow_partial:
+        print_log(message + ' Loading it anyway (--allow-partial).', logger='current',
+                  level=30)
+        return
+    raise CheckpointError(message + ' To evaluate such a model anyway, pass '
+                          '--allow-partial.')
+
+
+def _likely_cause(own, state, missing, misshaped) -> str:
+    backbone_only = ('it holds the backbone only (ImageNet weights, say): to start from '
+                     "it, train with model.backbone.init_cfg=dict(type='Pretrained', "
+                     'checkpoint=PATH); it cannot be evaluated as a whole model.')
+    if not set(own) & set(state):
+        if set(own) & {'backbone.' + k for k in state}:
+            return backbone_only
+        return ('it is not a checkpoint of this model (no weight name in common): '
+                'check the file and the config.')
+    if misshaped:
+        return ('it was trained with another arch or number of classes (e.g. '
+                'BiFormer-T weights for an S or B config): use the config it was '
+                'trained with.')
+    if not any(k.startswith('backbone.') for k in missing):
+        return backbone_only
+    return ('it has fewer blocks than the model (e.g. BiFormer-T weights for an S '
+            'config): use the config it was trained with.')

@@ -14,6 +14,7 @@ import sys
 
 sys.path.insert(0, osp.join(osp.dirname(__file__), '..'))
 import mmbiformer  # noqa: E402,F401
+from mmbiformer.checkpoint import CheckpointError, check_model_checkpoint  # noqa: E402
 from mmbiformer.model_zoo import resolve_checkpoint  # noqa: E402
 from mmbiformer.utils.launch import UserError, load_config  # noqa: E402
 from mmengine.config import DictAction  # noqa: E402
@@ -24,6 +25,7 @@ def demo_det(cfg, checkpoint, image, args):
     from mmdet.apis import inference_detector, init_detector
     from mmdet.registry import VISUALIZERS
     model = init_detector(cfg, checkpoint, device=args.device)
+    check_model_checkpoint(model, checkpoint, args.allow_partial)
     result = inference_detector(model, image)
     visualizer = VISUALIZERS.build(model.cfg.visualizer)
     visualizer.dataset_meta = model.dataset_meta
@@ -37,6 +39,7 @@ def demo_det(cfg, checkpoint, image, args):
 def demo_seg(cfg, checkpoint, image, args):
     from mmseg.apis import inference_model, init_model, show_result_pyplot
     model = init_model(cfg, checkpoint, device=args.device)
+    check_model_checkpoint(model, checkpoint, args.allow_partial)
     result = inference_model(model, image)
     show_result_pyplot(model, image, result, show=False, out_file=args.out,
                        opacity=args.opacity)
@@ -47,6 +50,7 @@ def demo_seg(cfg, checkpoint, image, args):
 def demo_cls(cfg, checkpoint, image, args):
     from mmpretrain.apis import ImageClassificationInferencer
     inferencer = ImageClassificationInferencer(cfg, pretrained=checkpoint, device=args.device)
+    check_model_checkpoint(inferencer.model, checkpoint, args.allow_partial)
     result = inferencer(image)[0]
     print(f"{result['pred_class']} (label {result['pred_label']}, "
           f"score {result['pred_score']:.3f})")
@@ -62,6 +66,9 @@ def main(argv=None):
     parser.add_argument('--device', default='cuda:0' if _cuda() else 'cpu')
     parser.add_argument('--score-thr', type=float, default=0.3)
     parser.add_argument('--opacity', type=float, default=0.5)
+    parser.add_argument('--allow-partial', action='store_true',
+                        help='run even if the checkpoint leaves model weights unloaded or '
+                        'mis-shaped (refused otherwise)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     args = parser.parse_args(argv)
     if not osp.isfile(args.image):
@@ -86,5 +93,5 @@ def _cuda() -> bool:
 if __name__ == '__main__':
     try:
         main()
-    except UserError as e:
+    except (UserError, CheckpointError) as e:
         sys.exit(f'error: {e}')

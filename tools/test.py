@@ -11,6 +11,7 @@ import sys
 
 sys.path.insert(0, osp.join(osp.dirname(__file__), '..'))
 import mmbiformer  # noqa: E402,F401  (stack fixes before any toolbox import)
+from mmbiformer.checkpoint import CheckpointError, check_model_checkpoint  # noqa: E402
 from mmbiformer.model_zoo import resolve_checkpoint  # noqa: E402
 from mmbiformer.utils.launch import (UserError, build_runner,  # noqa: E402
                                      check_data, load_config, parse_tool_args,
@@ -22,6 +23,9 @@ def parse_args(argv=None):
     parser.add_argument('config', help='config file path')
     parser.add_argument('checkpoint', help='checkpoint file or model-zoo name')
     parser.add_argument('--out', help='dump raw predictions to this pickle file')
+    parser.add_argument('--allow-partial', action='store_true',
+                        help='evaluate even if the checkpoint leaves model weights '
+                        'unloaded or mis-shaped (refused otherwise)')
     parser.add_argument('--tta', action='store_true',
                         help="test-time augmentation: the config's tta_pipeline/tta_model")
     return parse_tool_args(parser, argv)
@@ -49,7 +53,9 @@ def main(argv=None):
                                                       out_file_path=args.out)]
     check_data(cfg, ['test_dataloader'])
     setup_cpu_distributed(cfg, args.launcher)
-    metrics = build_runner(cfg).test()
+    runner = build_runner(cfg)
+    check_model_checkpoint(runner.model, cfg.load_from, args.allow_partial)
+    metrics = runner.test()
     from mmengine.dist import get_rank
     if get_rank() == 0:  # every rank gets the same metrics back
         print('metrics: ' + json.dumps({k: _number(v) for k, v in (metrics or {}).items()}))
@@ -65,5 +71,5 @@ def _number(value):
 if __name__ == '__main__':
     try:
         main()
-    except UserError as e:
+    except (UserError, CheckpointError) as e:
         sys.exit(f'error: {e}')

@@ -1,0 +1,96 @@
+"""Whole-model checkpoints are checked before test/demo use them (nothing evaluates a
+mostly random model with exit 0)."""
+import pytest
+import torch
+from torch import nn
+
+from mmbiformer.checkpoint import CheckpointError, check_model_checkpoint
+from mmbiformer.models import BiFormer
+
+
+class Detectorish(nn.Module):
+    def __init__(self, arch):
+        super().__init__()
+        self.backbone = BiFormer(arch, n_win=4)
+        self.head = nn.Linear(self.backbone.embed_dims[-1], 3)
+
+
+def _save(tmp_path, state, name='ckpt.pth'):
+    path = str(tmp_path / name)
+    torch.save({'state_dict': state, 'meta': {}}, path)
+    return path
+
+
+@pytest.fixture(scope='module')
+def small():
+    return Detectorish('small')
+
+
+def test_own_checkpoint_passes(small, tmp_path):
+    check_model_checkpoint(small, _save(tmp_path, small.state_dict()))
+
+
+def test_linear_state_dict_is_refused(small, tmp_path):
+    path = _save(tmp_path, nn.Linear(4, 2).state_dict())
+    with pytest.raises(CheckpointError) as e:
+        check_model_checkpoint(small, path)
+    msg = str(e.value)
+    n = len(small.state_dict())
+    assert path in msg and f'of its {n} weights' in msg and 'not a checkpoint of this model' in msg
+    assert '--allow-partial' in msg
+
+
+def test_tiny_weights_for_small_config_are_refused(small, tmp_path):
+    path = _save(tmp_path, Detectorish('tiny').state_dict())
+    with pytest.raises(CheckpointError, match='fewer blocks than the model'):
+        check_model_checkpoint(small, path)
+
+
+def test_tiny_weights_for_base_config_are_refused(tmp_path):
+    path = _save(tmp_path, Detectorish('tiny').state_dict())
+    with pytest.raises(CheckpointError, match=r'have another shape.*another arch'):
+        check_model_checkpoint(Detectorish('base'), path)
+
+
+def test_backbone_only_file_points_at_init_cfg(small, tmp_path):
+    path = _save(tmp_path, small.backbone.state_dict())
+    with pytest.raises(CheckpointError, match=r"backbone only.*init_cfg=dict\(type='Pretrained'"):
+        check_model_checkpoint(small, path)
+
+
+def test_allow_partial_lets_it_through(small, tmp_path):
+    path = _save(tmp_path, nn.Linear(4, 2).state_dict())
+    check_model_checkpoint(small, path, allow_partial=True)
+
+
+def test_corrupt_file_is_a_checkpoint_error(small, tmp_path):
+    path = tmp_path / 'bad.pth'
+    path.write_bytes(b'not a checkpoint')
+    with pytest.raises(CheckpointError, match='corrupt or not a PyTorch checkpoint'):
+        check_model_checkpoint(small, str(path))
+
+
+@pytest.mark.parametrize('tool', ['test', 'demo'])
+def test_tools_refuse_a_foreign_checkpoint(tool, tmp_path):
+    import glob
+    import os.path as osp
+
+    from mmbiformer.datasets.synthetic import MAKERS
+    from mmbiformer.utils.short_run import as_cli, short_run_options
+    from test_e2e import run_tool
+    coco = MAKERS['coco'](str(tmp_path / 'coco'), num_train=1, num_val=1, size=(64, 96))
+    opts = ['--cfg-options', *as_cli(short_run_options('retinanet', coco, (64, 96), 1))]
+    path = _save(tmp_path, nn.Linear(4, 2).state_dict(), 'linear.pth')
+    config = 'configs/det/retinanet_biformer_t.py'
+    if tool == 'test':
+        args = ['tools/test.py', config, path, '--work-dir', str(tmp_path / 'w')]
+    else:
+        image = sorted(glob.glob(osp.join(coco, 'val2017', '*.jpg')))[0]
+        args = ['tools/demo.py', config, path, image, '--device', 'cpu',
+                '--out', str(tmp_path / 'out.jpg')]
+    code, out = run_tool(*args, *opts, check=False)
+    assert code != 0 and 'Traceback' not in out, out[-3000:]
+    assert 'linear.pth does not fit this model' in out and '--allow-partial' in out
+    assert 'metrics:' not in out and not osp.exists(tmp_path / 'out.jpg')
+    code, out = run_tool(*args, '--allow-partial', *opts, check=False)
+    assert code == 0, out[-3000:]
