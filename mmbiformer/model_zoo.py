@@ -107,6 +107,8 @@ def download(url: str, dst: str, sha256: Optional[str] = None, timeout: float = 
                     raise ModelZooError(f'{url}: connection closed after '
                                         f'{osp.getsize(part)} of {total} bytes (the '
                                         f'partial file is kept; run again to resume)')
+                if total is None and not sha256:
+                    _check_loads(part, url)
     if sha256:
         actual = _sha256(part)
         if actual != sha256.lower():
@@ -116,6 +118,26 @@ def download(url: str, dst: str, sha256: Optional[str] = None, timeout: float = 
                                 f'server differs from the published one.')
     os.replace(part, dst)
     return dst
+
+
+def _check_loads(part: str, url: str) -> None:
+    """Without a length or a checksum, a complete file is one that loads: a transfer
+    cut short would otherwise be kept under the final name and reused for ever."""
+    from .checkpoint import CheckpointError, safe_load
+    try:
+        safe_load(part)
+    except CheckpointError as e:
+        os.remove(part)
+        raise ModelZooError(f'{url}: the server sent no length and the file does not '
+                            f'load as a checkpoint (cut short?); it was deleted. {e}') from e
+
+
+def url_cache_path(url: str) -> str:
+    """Cache file of a checkpoint URL: its name, prefixed by a hash of the whole URL
+    (two URLs ending in ``model.pth`` must not share a file)."""
+    name = osp.basename(url.split('?')[0]) or 'checkpoint.pth'
+    digest = hashlib.sha256(url.encode()).hexdigest()[:16]
+    return osp.join(cache_dir(), 'urls', f'{digest}-{name}')
 
 
 def _progress(total, initial, name, enabled):
@@ -164,7 +186,10 @@ def fetch(name: str, urls: Optional[List[str]] = None, progress: bool = True,
     else:
         raise ModelZooError(f'{name}: every source failed:\n' + '\n'.join(errors) +
                             f'\nSet MMBIFORMER_MIRROR to a reachable folder or URL '
-                            f'prefix holding {name}.pth, or pass the file path instead.')
+                            f'prefix holding {name}.pth, or pass the file path instead. '
+                            f'Where {name} is the ImageNet initialisation of a '
+                            f'backbone (init_cfg), you can also train without it: '
+                            f'--cfg-options model.backbone.init_cfg=None.')
     if official:
         from .converters import convert_official_file
         try:
@@ -181,10 +206,15 @@ def resolve_checkpoint(name_or_path: str, **kwargs) -> str:
     if osp.isfile(path):
         return path
     if ref.startswith(('http://', 'https://')):
-        dst = osp.join(cache_dir(), osp.basename(ref.split('?')[0]) or 'checkpoint.pth')
+        dst = url_cache_path(ref)
         if not osp.isfile(dst):
-            os.makedirs(cache_dir(), exist_ok=True)
-            download(ref, dst, **kwargs)
+            os.makedirs(osp.dirname(dst), exist_ok=True)
+            try:
+                download(ref, dst, **kwargs)
+            except (OSError, urllib.error.URLError) as e:
+                raise ModelZooError(f'{ref}: download failed ({e}). Check the URL and '
+                                    f'the network, or download the file and pass its '
+                                    f'path.') from e
         return dst
     if os.sep in ref or ref.endswith(('.pth', '.pt', '.ckpt')):
         raise FileNotFoundError(f'checkpoint not found: {ref}')

@@ -21,7 +21,7 @@ class Server:
     """Serves files from a dict, with HTTP Range; can cut the first response short."""
 
     def __init__(self):
-        self.files, self.requests, self.cut_next = {}, [], False
+        self.files, self.requests, self.cut_next, self.no_length = {}, [], False, False
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -42,7 +42,8 @@ class Server:
                     self.send_header('Content-Range', f'bytes {start}-{len(data) - 1}/{len(data)}')
                 else:
                     self.send_response(200)
-                self.send_header('Content-Length', str(len(data) - start))
+                if not server.no_length:
+                    self.send_header('Content-Length', str(len(data) - start))
                 self.end_headers()
                 body = data[start:]
                 if server.cut_next:
@@ -159,3 +160,35 @@ def test_download_tool_list():
     for text in ('biformer-s_in1k', 'Top 1 Accuracy 83.8', 'maskrcnn_biformer-s_coco',
                  'box AP 47.8', 'no (logs only)', 'mIoU 49.8'):
         assert text in proc.stdout
+
+
+def test_url_cache_is_keyed_by_the_whole_url(server, tmp_path):
+    for i, folder in enumerate(('a', 'b')):
+        buf = tmp_path / f'{folder}.pth'
+        torch.save({'state_dict': {'w': torch.full((2, ), float(i))}}, buf)
+        server.files[f'/{folder}/model.pth'] = buf.read_bytes()
+    first = model_zoo.resolve_checkpoint(server.url + '/a/model.pth', progress=False)
+    second = model_zoo.resolve_checkpoint(server.url + '/b/model.pth', progress=False)
+    assert first != second
+    assert [p for p, _ in server.requests] == ['/a/model.pth', '/b/model.pth']
+    assert torch.load(second, weights_only=True)['state_dict']['w'].tolist() == [1., 1.]
+    # Cached: the same URL again makes no request.
+    assert model_zoo.resolve_checkpoint(server.url + '/a/model.pth') == first
+    assert len(server.requests) == 2
+
+
+def test_cut_download_without_length_is_not_kept(server, official_bytes):
+    server.no_length, server.cut_next = True, True
+    server.files['/x/model.pth'] = official_bytes[0]
+    url = server.url + '/x/model.pth'
+    with pytest.raises(model_zoo.ModelZooError, match='sent no length.*deleted'):
+        model_zoo.resolve_checkpoint(url, progress=False)
+    assert not os.path.exists(model_zoo.url_cache_path(url))
+    # Complete (it loads): kept under its final name.
+    path = model_zoo.resolve_checkpoint(url, progress=False)
+    assert path == model_zoo.url_cache_path(url) and os.path.isfile(path)
+
+
+def test_unreachable_url_is_a_model_zoo_error(server):
+    with pytest.raises(model_zoo.ModelZooError, match='download failed'):
+        model_zoo.resolve_checkpoint('http://127.0.0.1:9/nothing/model.pth', timeout=5)

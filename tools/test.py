@@ -12,10 +12,9 @@ import sys
 sys.path.insert(0, osp.join(osp.dirname(__file__), '..'))
 import mmbiformer  # noqa: E402,F401  (stack fixes before any toolbox import)
 from mmbiformer.checkpoint import CheckpointError, check_model_checkpoint  # noqa: E402
-from mmbiformer.model_zoo import resolve_checkpoint  # noqa: E402
 from mmbiformer.utils.launch import (UserError, build_runner,  # noqa: E402
-                                     check_data, load_config, parse_tool_args,
-                                     setup_cpu_distributed)
+                                     check_data, check_launcher, checkpoint_file,
+                                     load_config, parse_tool_args, setup_cpu_distributed)
 
 
 def parse_args(argv=None):
@@ -35,10 +34,8 @@ def main(argv=None):
     args = parse_args(argv)
     cfg = load_config(args.config, args.cfg_options, args.work_dir)
     cfg.launcher = args.launcher
-    try:
-        cfg.load_from = resolve_checkpoint(args.checkpoint)
-    except FileNotFoundError as e:
-        raise UserError(str(e)) from e
+    check_launcher(args.launcher)
+    cfg.load_from = checkpoint_file(args.checkpoint)
     if args.tta or cfg.get('tta', False):
         if 'tta_model' not in cfg or 'tta_pipeline' not in cfg:
             raise UserError(f'{args.config} defines no tta_model / tta_pipeline')

@@ -11,8 +11,10 @@ import sys
 sys.path.insert(0, osp.join(osp.dirname(__file__), '..'))
 import mmbiformer  # noqa: E402,F401  (stack fixes before any toolbox import)
 from mmbiformer.utils.launch import (UserError, build_runner,  # noqa: E402
-                                     check_data, fit_to_device, load_config,
-                                     parse_tool_args, setup_cpu_distributed)
+                                     check_data, check_launcher,
+                                     check_resume_checkpoint, checkpoint_file,
+                                     fit_to_device, load_config, parse_tool_args,
+                                     setup_cpu_distributed)
 
 
 def parse_args(argv=None):
@@ -32,6 +34,7 @@ def main(argv=None):
     args = parse_args(argv)
     cfg = load_config(args.config, args.cfg_options, args.work_dir)
     cfg.launcher = args.launcher
+    check_launcher(args.launcher)
     if args.amp:
         wrapper = cfg.optim_wrapper
         if wrapper.get('type', 'OptimWrapper') == 'OptimWrapper':
@@ -55,10 +58,13 @@ def resume_from(cfg, resume, if_possible: bool) -> None:
     if resume not in (None, 'auto'):
         if not resume.startswith(('http://', 'https://')) and not osp.isfile(resume):
             raise UserError(f'--resume {resume}: no such checkpoint file')
+        resume = checkpoint_file(resume)
+        check_resume_checkpoint(resume)
         cfg.resume, cfg.load_from = True, resume
         return
     latest = find_latest_checkpoint(cfg.work_dir) if osp.isdir(cfg.work_dir) else None
     if latest and osp.isfile(latest):
+        check_resume_checkpoint(latest)
         cfg.resume, cfg.load_from = True, latest
     elif if_possible:
         cfg.resume = False

@@ -95,6 +95,45 @@ def check_data(cfg: Config, loaders: List[str]) -> None:
             f'<loader>.dataset.data_root=PATH.')
 
 
+def checkpoint_file(ref: str) -> str:
+    """A local checkpoint for a path, URL or model-zoo name, with tool errors (a
+    missing file, a failed download, an unknown name with the close names)."""
+    from ..model_zoo import ModelZooError, resolve_checkpoint
+    try:
+        return resolve_checkpoint(ref)
+    except (FileNotFoundError, ModelZooError) as e:
+        raise UserError(str(e)) from e
+
+
+def check_resume_checkpoint(path: str) -> None:
+    """Refuse, before training starts, a file that ``--resume`` cannot continue from."""
+    from ..checkpoint import CheckpointError, safe_load
+    try:
+        ckpt = safe_load(path)
+    except (CheckpointError, FileNotFoundError) as e:
+        raise UserError(str(e)) from e
+    meta = ckpt.get('meta') if isinstance(ckpt, dict) else None
+    if not isinstance(meta, dict) or 'epoch' not in meta or 'iter' not in meta:
+        raise UserError(
+            f'{path}: not a training checkpoint of this toolbox (no meta epoch/iter, '
+            f'as mmengine saves them), so there is no run to resume. To start a new '
+            f'run from its weights, use --cfg-options load_from={path} without --resume.')
+
+
+def check_launcher(launcher: str) -> None:
+    """``--launcher pytorch`` / ``slurm`` outside the launcher that sets their
+    environment fails deep in torch.distributed: say how to start instead."""
+    if launcher == 'pytorch' and 'RANK' not in os.environ:
+        raise UserError('--launcher pytorch needs the environment torchrun sets (RANK, '
+                        'WORLD_SIZE, MASTER_ADDR): start with tools/dist_train.sh CONFIG '
+                        'GPUS (tools/dist_test.sh for testing) or torchrun '
+                        '--nproc_per_node=GPUS tools/train.py CONFIG --launcher pytorch; '
+                        'on one process, leave --launcher out.')
+    if launcher == 'slurm' and 'SLURM_PROCID' not in os.environ:
+        raise UserError('--launcher slurm runs inside srun: use tools/slurm_train.sh '
+                        '(tools/slurm_test.sh), or leave --launcher out on one process.')
+
+
 def setup_cpu_distributed(cfg: Config, launcher: str) -> None:
     """Let ``--launcher pytorch`` run on machines without CUDA (gloo backend).
 

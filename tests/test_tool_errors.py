@@ -1,0 +1,73 @@
+"""User errors in the tools end in one clear message, never a traceback (CPU)."""
+import os.path as osp
+import zipfile
+
+import pytest
+import torch
+from torch import nn
+
+from mmbiformer.checkpoint import CheckpointError, safe_load
+from mmbiformer.datasets.synthetic import MAKERS
+from mmbiformer.utils.short_run import as_cli, short_run_options
+from test_e2e import run_tool
+
+CONFIG = 'configs/det/retinanet_biformer_t.py'
+SIZE = (64, 96)
+
+
+def _corrupt_files(tmp_path):
+    good = tmp_path / 'good.pth'
+    torch.save({'state_dict': nn.Linear(4, 2).state_dict()}, good)
+    files = {'empty': b'', 'random bytes': bytes(range(256)) * 4,
+             'text': b'hello, not a checkpoint\n',
+             'truncated zip': good.read_bytes()[:len(good.read_bytes()) // 2]}
+    paths = {}
+    for name, data in files.items():
+        paths[name] = tmp_path / (name.replace(' ', '_') + '.pth')
+        paths[name].write_bytes(data)
+    return paths
+
+
+def test_every_corrupt_file_is_a_checkpoint_error(tmp_path):
+    for name, path in _corrupt_files(tmp_path).items():
+        with pytest.raises(CheckpointError, match='corrupt or not a PyTorch checkpoint'):
+            safe_load(str(path))
+    assert zipfile.is_zipfile(tmp_path / 'good.pth')
+
+
+@pytest.fixture(scope='module')
+def opts(tmp_path_factory):
+    coco = MAKERS['coco'](str(tmp_path_factory.mktemp('coco')), num_train=1, num_val=1,
+                          size=SIZE)
+    return ['--cfg-options', *as_cli(short_run_options('retinanet', coco, SIZE, 1))]
+
+
+def _fails_cleanly(args, *expected):
+    code, out = run_tool(*args, check=False)
+    assert code != 0 and 'Traceback' not in out, out[-3000:]
+    for text in expected:
+        assert text in out, out[-3000:]
+
+
+def test_test_tool_checkpoint_errors(opts, tmp_path):
+    bad = _corrupt_files(tmp_path)['truncated zip']
+    _fails_cleanly(['tools/test.py', CONFIG, str(bad), *opts], f'{bad}: is corrupt')
+    _fails_cleanly(['tools/test.py', CONFIG, 'biformer-s_in1kk', *opts],
+                   "unknown model name 'biformer-s_in1kk'", 'Did you mean: biformer-s_in1k')
+    _fails_cleanly(['tools/test.py', CONFIG, 'http://127.0.0.1:9/x/model.pth', *opts],
+                   'download failed')
+
+
+def test_resume_checkpoint_errors(opts, tmp_path):
+    work = ['--work-dir', str(tmp_path / 'w')]
+    empty = _corrupt_files(tmp_path)['empty']
+    _fails_cleanly(['tools/train.py', CONFIG, '--resume', str(empty), *work, *opts],
+                   f'{empty}: is corrupt')
+    _fails_cleanly(['tools/train.py', CONFIG, '--resume', str(tmp_path / 'good.pth'),
+                    *work, *opts], 'not a training checkpoint', 'load_from=')
+
+
+def test_launcher_without_torchrun(opts, tmp_path):
+    _fails_cleanly(['tools/train.py', CONFIG, '--launcher', 'pytorch', '--work-dir',
+                    str(tmp_path), *opts], 'tools/dist_train.sh', 'torchrun')
+    assert not osp.exists(tmp_path / 'last_checkpoint')
