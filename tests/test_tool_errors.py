@@ -71,3 +71,45 @@ def test_launcher_without_torchrun(opts, tmp_path):
     _fails_cleanly(['tools/train.py', CONFIG, '--launcher', 'pytorch', '--work-dir',
                     str(tmp_path), *opts], 'tools/dist_train.sh', 'torchrun')
     assert not osp.exists(tmp_path / 'last_checkpoint')
+
+
+def test_every_path_is_checked_before_training(tmp_path):
+    import shutil
+    coco = MAKERS['coco'](str(tmp_path / 'coco'), num_train=1, num_val=1, size=SIZE)
+    base = as_cli(short_run_options('retinanet', coco, SIZE, 1))
+    # Following the hint for the loaders' data_root alone: the evaluator is named next.
+    roots = [o for o in base if '_evaluator.ann_file' not in o]
+    _fails_cleanly(['tools/train.py', CONFIG, '--work-dir', str(tmp_path / 'w'),
+                    '--cfg-options', *roots],
+                   'val_evaluator.ann_file', 'data/coco/annotations/instances_val2017.json')
+    # A missing image folder stops training before its first iteration.
+    shutil.rmtree(osp.join(coco, 'val2017'))
+    _fails_cleanly(['tools/train.py', CONFIG, '--work-dir', str(tmp_path / 'w'),
+                    '--cfg-options', *base], 'val2017',
+                   'val_dataloader.dataset.data_prefix.img')
+    assert not osp.exists(tmp_path / 'w' / 'epoch_1.pth')
+
+
+@pytest.mark.parametrize('content,message', [
+    ('{"images": [', 'not valid JSON'),
+    ('[1, 2]', 'got a list'),
+    ('{"images": [{"id": 1}], "annotations": []}', 'no categories list'),
+    ('{"images": [], "annotations": [], "categories": [{"id": 1}]}', 'zero images'),
+])
+def test_bad_coco_annotation_files(content, message, tmp_path):
+    from mmbiformer.utils.launch import UserError, check_coco_annotations
+    path = tmp_path / 'instances.json'
+    path.write_text(content)
+    with pytest.raises(UserError, match=message) as e:
+        check_coco_annotations(str(path), 'val_evaluator.ann_file')
+    assert str(path) in str(e.value) and 'val_evaluator.ann_file' in str(e.value)
+
+
+def test_bad_annotation_file_through_the_tool(tmp_path):
+    coco = MAKERS['coco'](str(tmp_path / 'coco'), num_train=1, num_val=1, size=SIZE)
+    ann = osp.join(coco, 'annotations', 'instances_train2017.json')
+    with open(ann, 'w') as f:
+        f.write('{"images": [], "annotations": [], "categories": []}')
+    _fails_cleanly(['tools/train.py', CONFIG, '--work-dir', str(tmp_path / 'w'),
+                    '--cfg-options', *as_cli(short_run_options('retinanet', coco, SIZE, 1))],
+                   f'{ann} (read through train_dataloader.dataset.ann_file): holds zero images')

@@ -2,7 +2,7 @@
 and running distributed on machines without a GPU."""
 import os
 import os.path as osp
-from typing import Iterator, List, Optional
+from typing import Iterator, List, Optional, Tuple
 
 import torch
 from mmengine.config import Config, ConfigDict, DictAction
@@ -57,42 +57,113 @@ def load_config(path: str, cfg_options: Optional[dict] = None,
     return cfg
 
 
-def _datasets(cfg: Config, loaders: List[str]) -> Iterator[dict]:
-    def walk(ds):
+def _datasets(cfg: Config, loaders: List[str]) -> Iterator[Tuple[str, dict]]:
+    """(config key, dataset dict) of every dataset the loaders read, wrappers opened."""
+    def walk(ds, key):
         if isinstance(ds, dict):
             if 'datasets' in ds:  # ConcatDataset
-                for d in ds['datasets']:
-                    yield from walk(d)
+                for i, d in enumerate(ds['datasets']):
+                    yield from walk(d, f'{key}.datasets.{i}')
             elif 'dataset' in ds:  # RepeatDataset / ClassBalancedDataset
-                yield from walk(ds['dataset'])
+                yield from walk(ds['dataset'], f'{key}.dataset')
             else:
-                yield ds
+                yield key, ds
     for name in loaders:
         loader = cfg.get(name)
         if isinstance(loader, dict):
-            yield from walk(loader.get('dataset'))
+            yield from walk(loader.get('dataset'), f'{name}.dataset')
+
+
+def _evaluators(cfg: Config, loaders: List[str]) -> Iterator[Tuple[str, dict]]:
+    for name in loaders:
+        key = name.replace('_dataloader', '_evaluator')
+        evaluators = cfg.get(key)
+        if isinstance(evaluators, dict):
+            yield key, evaluators
+        elif isinstance(evaluators, (list, tuple)):
+            for i, e in enumerate(evaluators):
+                yield f'{key}.{i}', e
+
+
+def _paths(cfg: Config, loaders: List[str]) -> Iterator[Tuple[str, str, str, dict]]:
+    """(config key, path, 'dir' or 'file' or 'coco', dataset) of everything read."""
+    for key, ds in _datasets(cfg, loaders):
+        root = ds.get('data_root', '') or ''
+        if root:
+            yield f'{key}.data_root', root, 'dir', ds
+        if ds.get('ann_file'):
+            kind = 'coco' if ds.get('type') == 'CocoDataset' else 'file'
+            yield f'{key}.ann_file', osp.join(root, ds['ann_file']), kind, ds
+        prefix = ds.get('data_prefix') or {}
+        for name, value in (prefix.items() if isinstance(prefix, dict) else []):
+            if value:
+                yield f'{key}.data_prefix.{name}', osp.join(root, value), 'dir', ds
+        if ds.get('type') == 'ImageNet' and ds.get('split') and not prefix:
+            yield f'{key}.data_root', osp.join(root, ds['split']), 'dir', ds
+    for key, ev in _evaluators(cfg, loaders):
+        if isinstance(ev, dict) and ev.get('ann_file'):
+            kind = 'coco' if 'Coco' in str(ev.get('type', '')) else 'file'
+            yield f'{key}.ann_file', ev['ann_file'], kind, {}
 
 
 def check_data(cfg: Config, loaders: List[str]) -> None:
-    """Fail early, naming the missing path, the expected layout and how to get it."""
-    for ds in _datasets(cfg, loaders):
-        root = ds.get('data_root', '') or ''
-        ann = ds.get('ann_file', '') or ''
-        missing = None
-        if root and not osp.isdir(root):
-            missing = root
-        elif ann and not osp.isfile(osp.join(root, ann)):
-            missing = osp.join(root, ann)
-        if missing is None:
+    """Before anything runs, check every path the loaders and their evaluators read
+    (data roots, annotation files, image and label folders) and COCO annotation
+    files' contents; fail naming the path, the config key to set, the expected layout
+    and how to get one."""
+    checked = set()
+    for key, path, kind, ds in _paths(cfg, loaders):
+        if path in checked:
             continue
-        layout, make = DATA_LAYOUTS.get(ds.get('type', ''), ('', ''))
-        hint = (f' Expected layout ({layout}).' if layout else '') + (
-            f' Make a small synthetic one with `{make}`, or link the real dataset '
-            f'there' if make else ' Link the dataset there')
-        raise UserError(
-            f'dataset path not found: {missing} (dataset {ds.get("type")}, data_root '
-            f'{root!r}).{hint}, or point the config elsewhere with --cfg-options '
-            f'<loader>.dataset.data_root=PATH.')
+        checked.add(path)
+        exists = osp.isdir(path) if kind == 'dir' else osp.isfile(path)
+        if not exists:
+            layout, make = DATA_LAYOUTS.get(ds.get('type', ''), ('', ''))
+            hint = (f' Expected layout ({layout}).' if layout else '') + (
+                f' Make a small synthetic one with `{make}`, or link the real dataset '
+                f'there' if make else ' Link the dataset there')
+            raise UserError(
+                f'dataset path not found: {path} (read through {key}).{hint}, or '
+                f'point the config elsewhere with --cfg-options {key}=PATH.')
+        if kind == 'coco':
+            check_coco_annotations(path, key)
+
+
+# Larger annotation files (COCO train2017: 450 MB) are only checked to be JSON objects.
+_COCO_CHECK_MAX_BYTES = 64 << 20
+
+
+def check_coco_annotations(path: str, key: str = 'ann_file') -> None:
+    """A COCO annotation file that the toolboxes would reject deep inside (as a
+    JSONDecodeError, ``KeyError: 'categories'``, "need at least one array to
+    concatenate"): say which file and what is wrong with it."""
+    import json
+    if osp.getsize(path) > _COCO_CHECK_MAX_BYTES:
+        with open(path, 'rb') as f:
+            head = f.read(64).lstrip()
+        if not head.startswith(b'{'):
+            raise UserError(f'{path} (read through {key}): not a COCO annotation file '
+                            f'(JSON object expected)')
+        return
+    try:
+        with open(path, encoding='utf-8') as f:
+            data = json.load(f)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise UserError(f'{path} (read through {key}): not valid JSON ({e}); a COCO '
+                        f'annotation file is expected') from e
+    if not isinstance(data, dict):
+        raise UserError(f'{path} (read through {key}): a COCO annotation file is a JSON '
+                        f'object with images, annotations and categories; got a '
+                        f'{type(data).__name__}')
+    missing = [k for k in ('images', 'categories') if not isinstance(data.get(k), list)]
+    if missing:
+        raise UserError(f'{path} (read through {key}): no {" and no ".join(missing)} '
+                        f'list; a COCO annotation file has images, annotations and '
+                        f'categories')
+    if not data['images']:
+        raise UserError(f'{path} (read through {key}): holds zero images')
+    if not data['categories']:
+        raise UserError(f'{path} (read through {key}): holds zero categories')
 
 
 def checkpoint_file(ref: str) -> str:
