@@ -113,3 +113,22 @@ def test_bad_annotation_file_through_the_tool(tmp_path):
     _fails_cleanly(['tools/train.py', CONFIG, '--work-dir', str(tmp_path / 'w'),
                     '--cfg-options', *as_cli(short_run_options('retinanet', coco, SIZE, 1))],
                    f'{ann} (read through train_dataloader.dataset.ann_file): holds zero images')
+
+
+def test_seg_demo_on_a_1x1_image(tmp_path):
+    import cv2
+    import numpy as np
+    from mmengine.config import Config
+    from mmseg.apis import init_model
+    seg_config = 'configs/seg/upernet_biformer_t.py'
+    ade = MAKERS['ade20k'](str(tmp_path / 'ade'), num_train=1, num_val=1, size=(64, 64))
+    options = short_run_options('seg', ade, (64, 64), 1)
+    cfg = Config.fromfile(seg_config)
+    cfg.merge_from_dict(options)
+    ckpt, image, out = (str(tmp_path / n) for n in ('seg.pth', 'tiny.png', 'out.png'))
+    torch.save({'state_dict': init_model(cfg, None, device='cpu').state_dict()}, ckpt)
+    cv2.imwrite(image, np.full((1, 1, 3), 128, np.uint8))
+    code, text = run_tool('tools/demo.py', seg_config, ckpt, image, '--device', 'cpu',
+                          '--out', out, '--cfg-options', *as_cli(options))
+    assert code == 0 and 'overlaid on' in text
+    assert cv2.imread(out).shape == (1, 1, 3)

@@ -40,10 +40,29 @@ def demo_seg(cfg, checkpoint, image, args):
     model = init_model(cfg, checkpoint, device=args.device)
     check_model_checkpoint(model, checkpoint, args.allow_partial)
     result = inference_model(model, image)
-    show_result_pyplot(model, image, result, show=False, out_file=args.out,
-                       opacity=args.opacity)
+    import mmcv
+    img = mmcv.imread(image)
+    if min(img.shape[:2]) < MIN_VISUALISER_SIDE:
+        _overlay_seg(img, result.pred_sem_seg.data[0].cpu().numpy(),
+                     model.dataset_meta['palette'], args.opacity, args.out)
+    else:
+        show_result_pyplot(model, image, result, show=False, out_file=args.out,
+                           opacity=args.opacity)
     labels = result.pred_sem_seg.data.unique().tolist()
     print(f'classes {labels} overlaid on {args.out}')
+
+
+# mmseg's visualiser fails on images this small (it places class-name labels inside
+# each region: IndexError on a 1x1 image); those get a plain colour overlay.
+MIN_VISUALISER_SIDE = 32
+
+
+def _overlay_seg(img, labels, palette, opacity, out_file):
+    import mmcv
+    import numpy as np
+    colours = np.asarray(palette, dtype=np.float32)[:, ::-1]  # RGB palette, BGR image
+    mask = colours[np.clip(labels, 0, len(colours) - 1)]
+    mmcv.imwrite((img * (1 - opacity) + mask * opacity).astype(np.uint8), out_file)
 
 
 def demo_cls(cfg, checkpoint, image, args):
