@@ -37,8 +37,12 @@ def demo_det(cfg, checkpoint, image, args):
 
 def demo_seg(cfg, checkpoint, image, args):
     from mmseg.apis import inference_model, init_model, show_result_pyplot
-    model = init_model(cfg, checkpoint, device=args.device)
+    from mmengine.runner import load_checkpoint
+    # Loaded here, not by init_model: it fails on a checkpoint without 'meta'.
+    model = init_model(cfg, None, device=args.device)
     check_model_checkpoint(model, checkpoint, args.allow_partial)
+    meta = load_checkpoint(model, checkpoint, map_location='cpu').get('meta') or {}
+    model.dataset_meta = meta.get('dataset_meta') or _seg_meta(model)
     result = inference_model(model, image)
     import mmcv
     img = mmcv.imread(image)
@@ -55,6 +59,15 @@ def demo_seg(cfg, checkpoint, image, args):
 # mmseg's visualiser fails on images this small (it places class-name labels inside
 # each region: IndexError on a 1x1 image); those get a plain colour overlay.
 MIN_VISUALISER_SIDE = 32
+
+
+def _seg_meta(model) -> dict:
+    """Class names and palette of the dataset with the model's number of classes
+    (as mmseg's init_model does for checkpoints that carry none)."""
+    from mmseg.utils import dataset_aliases, get_classes, get_palette
+    n = model.decode_head.num_classes
+    name = next((d for d in dataset_aliases if len(get_classes(d)) == n), 'cityscapes')
+    return {'classes': get_classes(name), 'palette': get_palette(name)}
 
 
 def _overlay_seg(img, labels, palette, opacity, out_file):
