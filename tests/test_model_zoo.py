@@ -139,6 +139,8 @@ def test_all_sources_failing(server):
         model_zoo.fetch('biformer-t_in1k', urls=[server.url + '/missing.pth',
                                                  'http://127.0.0.1:9/x.pth'], progress=False)
     assert 'missing.pth' in str(e.value) and '127.0.0.1:9' in str(e.value)
+    assert 'MMBIFORMER_MIRROR' in str(e.value)
+    assert 'model.backbone.init_cfg=None' in str(e.value)  # how to train without it
 
 
 def test_unknown_name_lists_close_names():

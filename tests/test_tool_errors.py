@@ -67,6 +67,25 @@ def test_resume_checkpoint_errors(opts, tmp_path):
                     *work, *opts], 'not a training checkpoint', 'load_from=')
 
 
+def test_demo_and_load_from_checkpoint_errors(opts, tmp_path):
+    import glob
+    bad = _corrupt_files(tmp_path)['random bytes']
+    root = [o for o in opts if o.startswith('train_dataloader.dataset.data_root=')][0]
+    image = sorted(glob.glob(osp.join(root.split('=', 1)[1], 'val2017', '*.jpg')))[0]
+    _fails_cleanly(['tools/demo.py', CONFIG, str(bad), image, '--device', 'cpu',
+                    '--out', str(tmp_path / 'o.jpg'), *opts], f'{bad}: is corrupt')
+    _fails_cleanly(['tools/train.py', CONFIG, '--work-dir', str(tmp_path / 'w'), *opts,
+                    f'load_from={bad}'], f'{bad}: is corrupt')
+
+
+def test_init_cfg_checkpoint_error_without_traceback(opts, tmp_path):
+    bad = _corrupt_files(tmp_path)['text']
+    # The config's own init_cfg (Pretrained) pointed at a corrupt file.
+    keep = [o for o in opts if not o.startswith('model.backbone.init_cfg=')]
+    _fails_cleanly(['tools/train.py', CONFIG, '--work-dir', str(tmp_path / 'w'), *keep,
+                    f'model.backbone.init_cfg.checkpoint={bad}'], f'{bad}: is corrupt')
+
+
 def test_launcher_without_torchrun(opts, tmp_path):
     _fails_cleanly(['tools/train.py', CONFIG, '--launcher', 'pytorch', '--work-dir',
                     str(tmp_path), *opts], 'tools/dist_train.sh', 'torchrun')

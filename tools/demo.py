@@ -15,7 +15,7 @@ import sys
 sys.path.insert(0, osp.join(osp.dirname(__file__), '..'))
 import mmbiformer  # noqa: E402,F401
 from mmbiformer.checkpoint import CheckpointError, check_model_checkpoint  # noqa: E402
-from mmbiformer.utils.launch import UserError, checkpoint_file, load_config  # noqa: E402
+from mmbiformer.utils.launch import UserError, load_config, readable_checkpoint  # noqa: E402
 from mmengine.config import DictAction  # noqa: E402
 
 
@@ -105,7 +105,7 @@ def main(argv=None):
     if not osp.isfile(args.image):
         raise UserError(f'image not found: {args.image}')
     cfg = load_config(args.config, args.cfg_options)
-    checkpoint = checkpoint_file(args.checkpoint)
+    checkpoint = readable_checkpoint(args.checkpoint)
     run = {'mmdet': demo_det, 'mmseg': demo_seg, 'mmpretrain': demo_cls}.get(
         cfg.get('default_scope'))
     if run is None:

@@ -10,11 +10,13 @@ import sys
 
 sys.path.insert(0, osp.join(osp.dirname(__file__), '..'))
 import mmbiformer  # noqa: E402,F401  (stack fixes before any toolbox import)
+from mmbiformer.checkpoint import CheckpointError  # noqa: E402
+from mmbiformer.model_zoo import ModelZooError  # noqa: E402
 from mmbiformer.utils.launch import (UserError, build_runner,  # noqa: E402
                                      check_data, check_launcher,
                                      check_resume_checkpoint, checkpoint_file,
                                      fit_to_device, load_config, parse_tool_args,
-                                     setup_cpu_distributed)
+                                     readable_checkpoint, setup_cpu_distributed)
 
 
 def parse_args(argv=None):
@@ -41,6 +43,8 @@ def main(argv=None):
             wrapper.type = 'AmpOptimWrapper'
             wrapper.setdefault('loss_scale', 'dynamic')
     resume_from(cfg, args.resume, args.resume_if_possible)
+    if cfg.get('load_from') and not cfg.get('resume'):  # weights to start from
+        cfg.load_from = readable_checkpoint(cfg.load_from)
     add_hook(cfg, dict(type='RNGStateHook'))  # exact resume (random state saved)
     fit_to_device(cfg)
     check_data(cfg, ['train_dataloader', 'val_dataloader'])
@@ -86,5 +90,5 @@ def add_hook(cfg, hook: dict) -> None:
 if __name__ == '__main__':
     try:
         main()
-    except UserError as e:
+    except (UserError, CheckpointError, ModelZooError) as e:  # init_cfg checkpoints too
         sys.exit(f'error: {e}')

@@ -176,6 +176,18 @@ def checkpoint_file(ref: str) -> str:
         raise UserError(str(e)) from e
 
 
+def readable_checkpoint(ref: str) -> str:
+    """:func:`checkpoint_file`, then a safe load of it: a corrupt, empty or foreign
+    file is a tool error here, before mmengine reads it with a raw traceback."""
+    from ..checkpoint import CheckpointError, safe_load
+    path = checkpoint_file(ref)
+    try:
+        safe_load(path)
+    except CheckpointError as e:
+        raise UserError(str(e)) from e
+    return path
+
+
 def check_resume_checkpoint(path: str) -> None:
     """Refuse, before training starts, a file that ``--resume`` cannot continue from."""
     from ..checkpoint import CheckpointError, safe_load
