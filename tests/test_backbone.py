@@ -78,15 +78,25 @@ def test_registry_builds_in_every_scope(scope):
     assert type(model) is BiFormer
 
 
-def test_frozen_stages():
-    model = BiFormer('tiny', frozen_stages=2)
+@pytest.mark.parametrize('frozen', [-1, 0, 1, 2, 4])
+def test_frozen_stages_count_as_mmdet_swin(frozen):
+    """-1: nothing; 0: the stem; k: the stem and the first k stages."""
+    model = BiFormer('tiny', frozen_stages=frozen)
     model.train()
     for i in range(4):
-        frozen = i < 2
-        mods = [model.downsample_layers[i], model.stages[i], model.extra_norms[str(i)]]
-        for m in mods:
-            assert all(p.requires_grad != frozen for p in m.parameters())
-        assert model.downsample_layers[i][-1].training != frozen
+        stage_frozen = i < frozen
+        down_frozen = stage_frozen or (i == 0 and frozen >= 0)
+        for m, is_frozen in [(model.downsample_layers[i], down_frozen),
+                             (model.stages[i], stage_frozen),
+                             (model.extra_norms[str(i)], stage_frozen)]:
+            assert all(p.requires_grad != is_frozen for p in m.parameters()), (i, m)
+            assert m.training != is_frozen
+
+
+def test_frozen_stages_default_freezes_nothing():
+    model = BiFormer('tiny').train()
+    assert model.frozen_stages == -1
+    assert all(p.requires_grad for p in model.parameters())
 
 
 def test_norm_eval_keeps_batchnorm_statistics():
@@ -209,7 +219,7 @@ def test_foreign_objects_are_refused(tmp_path):
     (dict(out_indices=(4, )), 'out_indices'),
     (dict(out_norm='bn'), 'out_norm must be'),
     (dict(out_norm='batchnorm'), 'out_indices=\\(3,\\)'),
-    (dict(frozen_stages=5), 'frozen_stages'),
+    (dict(frozen_stages=5), 'frozen_stages'), (dict(frozen_stages=-2), 'frozen_stages'),
     (dict(drop_path_rate=1.5), 'drop_path_rate'),
 ])
 def test_invalid_arguments(kwargs, match):

@@ -155,8 +155,10 @@ class BiFormer(BaseModule):
             official classification ``norm`` (BatchNorm2d) on the last stage, which
             must then be the only one returned; ``'none'``.
         drop_path_rate (float): Stochastic depth, linear over all blocks.
-        frozen_stages (int): Number of leading stages (with their downsampling
-            layer and output norm) to freeze; 0 freezes nothing.
+        frozen_stages (int): What to freeze, counted as mmdet's Swin counts: -1
+            (default) nothing; 0 the stem (``downsample_layers.0``); k in 1..4 the
+            stem and the first k stages, each with its downsampling layer and output
+            norm. Frozen parts keep their weights and stay in eval mode.
         norm_eval (bool): Keep BatchNorm layers in eval mode while training.
         with_cp (bool): Activation checkpointing per block (saves memory).
         auto_pad (bool): Pad feature maps to multiples of ``n_win`` inside BRA, so
@@ -190,7 +192,7 @@ class BiFormer(BaseModule):
                  out_indices: Sequence[int] = (0, 1, 2, 3),
                  out_norm: str = 'layernorm',
                  drop_path_rate: float = 0.,
-                 frozen_stages: int = 0,
+                 frozen_stages: int = -1,
                  norm_eval: bool = False,
                  with_cp: bool = False,
                  auto_pad: bool = True,
@@ -219,8 +221,9 @@ class BiFormer(BaseModule):
         if out_norm == 'batchnorm' and out_indices != (3, ):
             raise ValueError("out_norm='batchnorm' is the classification norm of the "
                              f'last stage: use out_indices=(3,), got {out_indices!r}')
-        if not (isinstance(frozen_stages, int) and 0 <= frozen_stages <= 4):
-            raise ValueError(f'frozen_stages must be an int in [0, 4], got {frozen_stages!r}')
+        if not (isinstance(frozen_stages, int) and -1 <= frozen_stages <= 4):
+            raise ValueError(f'frozen_stages must be an int in [-1, 4] (-1: nothing, 0: '
+                             f'the stem, k: the stem and k stages), got {frozen_stages!r}')
         if not 0 <= drop_path_rate < 1:
             raise ValueError(f'drop_path_rate must be in [0, 1), got {drop_path_rate!r}')
         self.out_indices = out_indices
@@ -303,15 +306,21 @@ class BiFormer(BaseModule):
             super().init_weights()
 
     # -- training behaviour ------------------------------------------------------
-    def _freeze_stages(self) -> None:
+    def _frozen_modules(self) -> list:
+        if self.frozen_stages < 0:
+            return []
+        modules = [self.downsample_layers[0]]  # the stem
         for i in range(self.frozen_stages):
-            modules = [self.downsample_layers[i], self.stages[i]]
+            modules += [self.downsample_layers[i], self.stages[i]]
             if self.out_norm == 'layernorm' and str(i) in self.extra_norms:
                 modules.append(self.extra_norms[str(i)])
-            for m in modules:
-                m.eval()
-                for p in m.parameters():
-                    p.requires_grad = False
+        return modules
+
+    def _freeze_stages(self) -> None:
+        for m in self._frozen_modules():  # the stem appears twice for k >= 1: harmless
+            m.eval()
+            for p in m.parameters():
+                p.requires_grad = False
 
     def train(self, mode: bool = True):
         super().train(mode)
