@@ -22,8 +22,36 @@ import urllib.request
 from typing import Dict, List, Optional
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-INDEX_FILE = osp.join(REPO_ROOT, 'model-index.yml')
+# Installed (wheel, pip install .): the build copies configs and index in here.
+MIM_ROOT = osp.join(osp.dirname(osp.abspath(__file__)), '.mim')
 CHUNK = 1 << 16
+
+
+def data_root() -> str:
+    """Where ``model-index.yml`` and ``configs/`` are: the installed package's
+    ``.mim/``, or the repository of an editable install."""
+    if osp.isfile(osp.join(MIM_ROOT, 'model-index.yml')):
+        return MIM_ROOT
+    return REPO_ROOT
+
+
+def index_file() -> str:
+    return osp.join(data_root(), 'model-index.yml')
+
+
+def config_file(name: str) -> str:
+    """Path of a shipped config, e.g. ``config_file('det/maskrcnn_biformer_s.py')``
+    (also a model-zoo name's ``Config`` entry, ``configs/det/...``)."""
+    name = name[len('configs/'):] if name.startswith('configs/') else name
+    path = osp.join(data_root(), 'configs', name)
+    if not osp.isfile(path):
+        folder = osp.join(data_root(), 'configs')
+        shipped = sorted(osp.relpath(osp.join(d, f), folder) for d, _, files in
+                         os.walk(folder) for f in files if f.endswith('.py'))
+        close = difflib.get_close_matches(name, shipped, n=3, cutoff=0.5)
+        raise FileNotFoundError(f'no shipped config {name!r}' + (
+            f'; did you mean: {", ".join(close)}?' if close else f'; shipped: {shipped}'))
+    return path
 
 
 class ModelZooError(RuntimeError):
@@ -36,14 +64,15 @@ def cache_dir() -> str:
     return osp.join(home, 'checkpoints')
 
 
-def load_index(index_file: str = INDEX_FILE) -> Dict[str, dict]:
-    """All models of the index by name."""
+def load_index(path: Optional[str] = None) -> Dict[str, dict]:
+    """All models of the index (``path``, default :func:`index_file`) by name."""
     import yaml
-    with open(index_file) as f:
+    path = path or index_file()
+    with open(path) as f:
         index = yaml.safe_load(f)
     models = {}
     for entry in index.get('Import', []):
-        with open(osp.join(osp.dirname(index_file), entry)) as f:
+        with open(osp.join(osp.dirname(path), entry)) as f:
             for model in yaml.safe_load(f).get('Models', []):
                 models[model['Name']] = model
     return models

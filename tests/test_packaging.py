@@ -1,0 +1,49 @@
+"""A built wheel works outside the checkout: model-zoo names and configs resolve from
+the installed package (``mmbiformer/.mim/``)."""
+import glob
+import os
+import os.path as osp
+import subprocess
+import sys
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+CHECK = '''
+import os.path as osp, sys
+import mmbiformer
+from mmbiformer import model_zoo
+site = sys.argv[1]
+assert mmbiformer.__file__.startswith(site), mmbiformer.__file__
+assert model_zoo.data_root().startswith(site), model_zoo.data_root()
+model = model_zoo.find_model('biformer-s_in1k')
+config = model_zoo.config_file('det/maskrcnn_biformer_s.py')
+assert osp.isfile(config) and config.startswith(site), config
+from mmengine.config import Config
+cfg = Config.fromfile(config)
+print('ok', model['Name'], cfg.model.backbone.type)
+'''
+
+
+def test_wheel_resolves_names_and_configs_outside_the_checkout(tmp_path):
+    wheels, site = tmp_path / 'wheels', tmp_path / 'site'
+    pip = [sys.executable, '-m', 'pip', '--disable-pip-version-check', '-q']
+    subprocess.run(pip + ['wheel', '--no-deps', '--no-build-isolation', '-w', str(wheels),
+                          ROOT], check=True, capture_output=True)
+    wheel, = glob.glob(str(wheels / 'mmbiformer-*.whl'))
+    subprocess.run(pip + ['install', '--no-deps', '--target', str(site), wheel], check=True,
+                   capture_output=True)
+    assert osp.isfile(site / 'mmbiformer' / '.mim' / 'model-index.yml')
+    env = dict(os.environ, PYTHONPATH=str(site))
+    proc = subprocess.run([sys.executable, '-c', CHECK, str(site)], cwd=str(tmp_path),
+                          env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+    assert 'ok biformer-s_in1k BiFormer' in proc.stdout
+
+
+def test_config_file_names_close_configs():
+    import pytest
+
+    from mmbiformer.model_zoo import config_file
+    assert config_file('configs/seg/upernet_biformer_s.py').endswith('upernet_biformer_s.py')
+    with pytest.raises(FileNotFoundError, match='did you mean: det/maskrcnn_biformer_s.py'):
+        config_file('det/maskrcnn_biformer_ss.py')
