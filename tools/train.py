@@ -5,6 +5,8 @@
     tools/dist_train.sh configs/det/maskrcnn_biformer_s.py 8
 """
 import argparse
+import logging
+import os
 import os.path as osp
 import sys
 
@@ -12,6 +14,8 @@ sys.path.insert(0, osp.join(osp.dirname(__file__), '..'))
 import mmbiformer  # noqa: E402,F401  (stack fixes before any toolbox import)
 from mmbiformer.checkpoint import CheckpointError  # noqa: E402
 from mmbiformer.model_zoo import ModelZooError  # noqa: E402
+from mmbiformer.utils.batch_scaling import batch_policy  # noqa: E402
+from mmengine.logging import print_log  # noqa: E402
 from mmbiformer.utils.launch import (UserError, build_runner,  # noqa: E402
                                      check_data, check_launcher,
                                      check_resume_checkpoint, checkpoint_file,
@@ -29,6 +33,10 @@ def parse_args(argv=None):
                         help='resume from the latest checkpoint in the work dir if there '
                         'is one, else start from scratch')
     parser.add_argument('--amp', action='store_true', help='mixed precision (fp16)')
+    parser.add_argument('--auto-scale-lr', action='store_true',
+                        help="when the total batch differs from the recipe's: scale the "
+                        'learning rate linearly and, for iteration-based schedules, the '
+                        'iterations (as many images seen)')
     return parse_tool_args(parser, argv)
 
 
@@ -47,6 +55,9 @@ def main(argv=None):
         cfg.load_from = readable_checkpoint(cfg.load_from)
     add_hook(cfg, dict(type='RNGStateHook'))  # exact resume (random state saved)
     fit_to_device(cfg)
+    world_size = int(os.environ.get('WORLD_SIZE', 1)) if args.launcher != 'none' else 1
+    for message in batch_policy(cfg, world_size, args.auto_scale_lr):
+        print_log(message, logger='current', level=logging.WARNING)
     check_data(cfg, ['train_dataloader', 'val_dataloader'])
     setup_cpu_distributed(cfg, args.launcher)
     build_runner(cfg).train()

@@ -38,3 +38,6 @@ param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=1000),
     dict(type='CosineAnnealingLR', eta_min=0.0, by_epoch=False, begin=1000, end=80000),
 ]
+# Recipe: 8 GPUs x 4 images. tools/train.py --auto-scale-lr adapts lr and iterations to
+# another total batch (mmbiformer/utils/batch_scaling.py).
+auto_scale_lr = dict(enable=False, base_batch_size=32)
