@@ -307,17 +307,19 @@ class BiFormer(BaseModule):
 
     # -- training behaviour ------------------------------------------------------
     def _frozen_modules(self) -> list:
-        if self.frozen_stages < 0:
+        k = self.frozen_stages
+        if k < 0:
             return []
-        modules = [self.downsample_layers[0]]  # the stem
-        for i in range(self.frozen_stages):
-            modules += [self.downsample_layers[i], self.stages[i]]
-            if self.out_norm == 'layernorm' and str(i) in self.extra_norms:
-                modules.append(self.extra_norms[str(i)])
+        # The stem (downsample_layers[0]) from k = 0 on, then k stages with their
+        # downsampling layers and output norms.
+        modules = list(self.downsample_layers[:max(k, 1)]) + list(self.stages[:k])
+        if self.out_norm == 'layernorm':
+            modules += [self.extra_norms[str(i)] for i in range(k)
+                        if str(i) in self.extra_norms]
         return modules
 
     def _freeze_stages(self) -> None:
-        for m in self._frozen_modules():  # the stem appears twice for k >= 1: harmless
+        for m in self._frozen_modules():
             m.eval()
             for p in m.parameters():
                 p.requires_grad = False

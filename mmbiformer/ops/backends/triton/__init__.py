@@ -3,6 +3,7 @@
 Importing this package needs Triton; ``mmbiformer.ops.bra`` imports it only when the
 Triton backend is chosen, and :func:`unavailable_reason` says why it cannot be.
 """
+import functools
 import os
 from typing import Optional
 
@@ -14,11 +15,20 @@ def interpreting() -> bool:
     return os.environ.get('TRITON_INTERPRET', '0') not in ('', '0')
 
 
-def unavailable_reason(device: torch.device) -> Optional[str]:
-    """Why the Triton kernels cannot run on ``device``, or None if they can."""
+@functools.lru_cache(maxsize=None)
+def _triton_installed() -> bool:
+    # Asked on every BRA call by the chooser: a failed import is not cached by Python
+    # (it searches sys.path again each time), so remember the answer.
     try:
         import triton  # noqa: F401
     except ImportError:
+        return False
+    return True
+
+
+def unavailable_reason(device: torch.device) -> Optional[str]:
+    """Why the Triton kernels cannot run on ``device``, or None if they can."""
+    if not _triton_installed():
         return 'Triton is not installed (pip install triton)'
     if device.type == 'cuda' or (device.type == 'cpu' and interpreting()):
         return None
