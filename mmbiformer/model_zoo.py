@@ -21,6 +21,9 @@ import urllib.error
 import urllib.request
 from typing import Dict, List, Optional
 
+from .checkpoint import CheckpointError, safe_load
+from .converters import convert_official_file
+
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 # Installed (wheel, pip install .): the build copies configs and index in here.
 MIM_ROOT = osp.join(osp.dirname(osp.abspath(__file__)), '.mim')
@@ -152,7 +155,6 @@ def download(url: str, dst: str, sha256: Optional[str] = None, timeout: float = 
 def _check_loads(part: str, url: str) -> None:
     """Without a length or a checksum, a complete file is one that loads: a transfer
     cut short would otherwise be kept under the final name and reused for ever."""
-    from .checkpoint import CheckpointError, safe_load
     try:
         safe_load(part)
     except CheckpointError as e:
@@ -220,7 +222,6 @@ def fetch(name: str, urls: Optional[List[str]] = None, progress: bool = True,
                             f'backbone (init_cfg), you can also train without it: '
                             f'--cfg-options model.backbone.init_cfg=None.')
     if official:
-        from .converters import convert_official_file
         try:
             convert_official_file(raw, final)
         finally:  # a file that cannot be converted is not kept either

@@ -31,3 +31,65 @@ def test_cls_and_trunk(bench_tool, capsys):
     out = capsys.readouterr().out
     assert 'classifier, batch 2' in out and 'train' in out and 'infer' in out, out
     assert 'trunk fwd+bwd 1x3x128x160' in out, out
+
+
+# The seg recipe shrunk to 64x64 crops of 64x96 images (as mmbiformer.utils.short_run).
+SMALL_SEG = ['--size', '64', '96', '--batch', '1', '--workers', '0', '--cfg-options',
+             'model.data_preprocessor.size=(64,64)',
+             'train_dataloader.dataset.pipeline.2.scale=(384,64)',
+             'train_dataloader.dataset.pipeline.3.crop_size=(64,64)']
+
+
+def test_pipeline_two_models_one_run(bench_tool, tmp_path, capsys):
+    """Two configs in one run: each trains two passes over the same generated data in
+    its own process; the table and the JSON give both passes of both."""
+    import json
+    out = tmp_path / 'result.json'
+    config = osp.relpath(osp.join(ROOT, 'configs', 'seg', 'sfpn_biformer_t.py'))
+    bench_tool.main(['pipeline', config, '--vs', config, '--iters', '2', '--work-dir',
+                     str(tmp_path), '--out', str(out)] + SMALL_SEG)
+    text = capsys.readouterr().out
+    rows = [line.split() for line in text.splitlines()]
+    from mmbiformer.benchmarking.pipeline import _short
+    assert [r[1] for r in rows if r[:1] == [_short(config)]] == [
+        'first', 'first'], text
+    assert sum(r[:1] == ['steady'] for r in rows) == 2, text
+    assert 'new input size' in text, text
+    results = json.loads(out.read_text())
+    assert len(results) == 2
+    for r in results:
+        assert [p['iters'] for p in r['passes']] == [2, 2]
+        assert r['batch'] == 1 and r['world'] == 1 and r['size'] == [64, 96]
+        for p in r['passes']:
+            assert p['fb'] > 0 and p['step'] > 0 and p['img_s'] > 0
+            assert abs(p['total'] - (p['data'] + p['fb'] + p['step'])) < 1e-9
+    # Data written once, for both models: iters x batch training images.
+    images = tmp_path / 'data_ade20k_64x96' / 'ADEChallengeData2016' / 'images' / 'training'
+    assert len(list(images.iterdir())) == 2
+
+
+def test_pipeline_new_size_cost_is_per_iteration(bench_tool):
+    from mmbiformer.benchmarking.pipeline import SKIP_FIRST, IterationClock, summarise
+    clock = IterationClock()
+    first, steady = [0.9, 0.8, 0.5, 0.45, 0.6], [0.3, 0.3, 0.3, 0.35, 0.3]
+    for p, fbs in enumerate((first, steady)):
+        clock.peaks.append(float('nan'))
+        for fb in fbs:
+            clock.rows.append(dict(data=0.01, fb=fb, step=0.05))
+            clock.pass_of_iter.append(p)
+    r = summarise(clock, batch=2, world=1)
+    extra = sorted(a - b for a, b in list(zip(first, steady))[SKIP_FIRST:])
+    assert abs(r['new_size_extra_median'] - extra[len(extra) // 2]) < 1e-9
+    assert abs(r['new_size_extra_max'] - extra[-1]) < 1e-9
+    assert abs(r['passes'][1]['total'] - (0.01 + 0.31 + 0.05)) < 1e-9
+    assert abs(r['passes'][1]['img_s'] - 2 / 0.37) < 1e-9
+
+
+def test_pipeline_errors(bench_tool, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        bench_tool.main(['pipeline', 'configs/det/no_such.py', '--work-dir', str(tmp_path)])
+    assert 'config file not found' in str(e.value)
+    with pytest.raises(SystemExit) as e:
+        bench_tool.main(['pipeline', osp.join(ROOT, 'configs/det/retinanet_biformer_t.py'),
+                         '--vs', 'mmdet::swin/no_such_config.py', '--work-dir', str(tmp_path)])
+    assert 'mmdet::swin/no_such_config.py' in str(e.value)

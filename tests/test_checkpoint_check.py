@@ -75,7 +75,7 @@ def test_tools_refuse_a_foreign_checkpoint(tool, tmp_path):
     import glob
     import os.path as osp
 
-    from mmbiformer.datasets.synthetic import MAKERS
+    from mmbiformer.testing import MAKERS
     from mmbiformer.utils.short_run import as_cli, short_run_options
     from test_e2e import run_tool
     coco = MAKERS['coco'](str(tmp_path / 'coco'), num_train=1, num_val=1, size=(64, 96))

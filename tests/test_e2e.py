@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from mmbiformer.datasets.synthetic import MAKERS
+from mmbiformer.testing import MAKERS
 from mmbiformer.utils.short_run import TASKS, as_cli, short_run_options
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))

@@ -8,7 +8,7 @@ import torch
 from mmengine.analysis import FlopAnalyzer
 
 from mmbiformer.models import BiFormer
-from mmbiformer.utils.flops import count_macs
+from mmbiformer.analysis.flops import count_macs
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 

@@ -5,7 +5,7 @@ import os.path as osp
 import pytest
 import torch
 
-from mmbiformer.datasets.synthetic import MAKERS
+from mmbiformer.testing import MAKERS
 from mmbiformer.utils.short_run import as_cli, short_run_options
 from test_e2e import run_tool
 

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from mmbiformer.checkpoint import CheckpointError, safe_load
-from mmbiformer.datasets.synthetic import MAKERS
+from mmbiformer.testing import MAKERS
 from mmbiformer.utils.short_run import as_cli, short_run_options
 from test_e2e import run_tool
 

@@ -4,6 +4,12 @@
     python tools/benchmark.py cls --arch small --batch 128 --amp bf16        # img/s
     python tools/benchmark.py trunk --arch small --shape 2 800 1216 --n-win 16
     python tools/benchmark.py bra                                          # op sizes
+    python tools/benchmark.py pipeline configs/det/maskrcnn_biformer_s.py --amp \
+        --vs mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py          # whole configs
+
+``pipeline`` runs whole configs' training loops on generated data and splits each
+iteration into data, forward+backward and optimizer step, for the first pass (new input
+sizes) and the steady state (``mmbiformer/benchmarking/pipeline.py``; ``pipeline -h``).
 
 ``--impl`` picks the BRA backend (``auto``/``triton``/``sdpa``/``reference``) or
 ``official``: the same model built from a checkout of github.com/rayleizhu/BiFormer given
@@ -198,17 +204,46 @@ def bench_trunk(args, device):
         x = x.contiguous(memory_format=torch.channels_last)
     dtype = DTYPES[args.amp]
 
-    def step():
+    def step_at(inputs):
         model.zero_grad(set_to_none=True)
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            outs = model(x)
+            outs = model(inputs)
         sum(o.float().mean() for o in outs).backward()
+
+    def step():
+        step_at(x)
 
     ms, mem = timed(step, args.iters, args.warmup, device)
     profile(args, step)
     print(f'BiFormer-{args.arch} trunk fwd+bwd {n}x3x{h}x{w}, n_win {args.n_win or 16}, '
           f'amp {args.amp}, {describe(args)}, {device_name(device)}: '
           f'{ms:.1f} ms, {mem:.2f} GiB')
+    if args.new_sizes:
+        new_size_cost(args, model, step_at, (n, h, w), device)
+
+
+def new_size_cost(args, model, step_at, shape, device) -> None:
+    """Trunk fwd+bwd at ``--new-sizes K`` input sizes never seen before (padded-COCO-like:
+    multiples of 32 around the given size), then at the same sizes again: what a new
+    size costs. cuDNN keeps its default settings (benchmark off, as the dense configs)."""
+    n, h, w = shape
+    sizes = [(h - 32 * (i % 5), w - 32 * (i // 5) - 32) for i in range(args.new_sizes)]
+    times = {}
+    for phase in ('new', 'seen'):
+        ms = []
+        for hh, ww in sizes:
+            x = torch.randn(n, 3, hh, ww, device=device)
+            t0 = time.perf_counter()
+            step_at(x)
+            if device.type == 'cuda':
+                torch.cuda.synchronize()
+            ms.append((time.perf_counter() - t0) * 1000)
+        times[phase] = ms
+    extra = sorted(a - b for a, b in zip(times['new'], times['seen']))
+    print(f'new input sizes ({len(sizes)} sizes from {sizes[0][0]}x{sizes[0][1]} down): '
+          f'fwd+bwd {sum(times["new"]) / len(sizes):.1f} ms at a new size, '
+          f'{sum(times["seen"]) / len(sizes):.1f} ms at the same size again; extra per '
+          f'new size: median {extra[len(extra) // 2]:.1f} ms, max {extra[-1]:.1f} ms')
 
 
 def bench_bra(args, device):
@@ -277,10 +312,25 @@ def device_name(device) -> str:
     return torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU'
 
 
+def pipeline_main(argv) -> None:
+    from mmbiformer.benchmarking import pipeline
+    from mmbiformer.utils.launch import UserError
+    parser = argparse.ArgumentParser(prog='benchmark.py pipeline', description=pipeline.__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    pipeline.add_arguments(parser)
+    try:
+        pipeline.main(parser.parse_args(argv))
+    except UserError as e:
+        sys.exit(f'error: {e}')
+
+
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ['pipeline']:
+        return pipeline_main(argv[1:])
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('what', choices=['cls', 'trunk', 'bra'])
+    parser.add_argument('what', choices=['cls', 'trunk', 'bra', 'pipeline'])
     parser.add_argument('--arch', default='small', choices=['tiny', 'small', 'base'])
     parser.add_argument('--batch', type=int, default=128)
     parser.add_argument('--size', type=int, default=224)
@@ -305,6 +355,9 @@ def main(argv=None):
     parser.add_argument('--no-recompute', action='store_true',
                         help='sdpa backend: keep gathered K/V for backward instead of '
                         'gathering again')
+    parser.add_argument('--new-sizes', type=int, default=0, metavar='K',
+                        help='trunk: also time fwd+bwd at K input sizes never seen, then '
+                        'at the same sizes again (the cost of a new size)')
     parser.add_argument('--iters', type=int, default=20)
     parser.add_argument('--warmup', type=int, default=5)
     args = parser.parse_args(argv)

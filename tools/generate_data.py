@@ -10,7 +10,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..'))
-from mmbiformer.datasets.synthetic import MAKERS, MAX_CLASSES  # noqa: E402
+from mmbiformer.testing import MAKERS, MAX_CLASSES  # noqa: E402
 
 
 def main(argv=None):

@@ -8,7 +8,7 @@ Routing Attention counted (routing, token attention, LCE).
 
 Convention (the paper's): one multiply-accumulate = one FLOP. The table splits the
 count by kind; "without attention" is what operator-tracing counters report when the
-attention runs in a fused kernel. See mmbiformer/utils/flops.py for what is counted.
+attention runs in a fused kernel. See mmbiformer/analysis/flops.py for what is counted.
 """
 import argparse
 import os.path as osp
@@ -18,7 +18,7 @@ import torch
 
 sys.path.insert(0, osp.join(osp.dirname(__file__), '..'))
 import mmbiformer  # noqa: E402,F401
-from mmbiformer.utils.flops import KINDS, count_macs, count_params  # noqa: E402
+from mmbiformer.analysis.flops import KINDS, count_macs, count_params  # noqa: E402
 from mmbiformer.utils.launch import UserError, load_config  # noqa: E402
 
 

@@ -16,7 +16,7 @@ import sys
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from mmbiformer.datasets.synthetic import MAKERS  # noqa: E402
+from mmbiformer.testing import MAKERS  # noqa: E402
 from mmbiformer.utils.short_run import TASKS, as_cli, short_run_options  # noqa: E402
 
 

@@ -20,7 +20,8 @@ from mmbiformer.utils.launch import (UserError, build_runner,  # noqa: E402
                                      check_data, check_launcher,
                                      check_resume_checkpoint, checkpoint_file,
                                      fit_to_device, load_config, parse_tool_args,
-                                     readable_checkpoint, setup_cpu_distributed)
+                                     readable_checkpoint, setup_cpu_distributed,
+                                     use_amp)
 
 
 def parse_args(argv=None):
@@ -46,10 +47,7 @@ def main(argv=None):
     cfg.launcher = args.launcher
     check_launcher(args.launcher)
     if args.amp:
-        wrapper = cfg.optim_wrapper
-        if wrapper.get('type', 'OptimWrapper') == 'OptimWrapper':
-            wrapper.type = 'AmpOptimWrapper'
-            wrapper.setdefault('loss_scale', 'dynamic')
+        use_amp(cfg)
     resume_from(cfg, args.resume, args.resume_if_possible)
     if cfg.get('load_from') and not cfg.get('resume'):  # weights to start from
         cfg.load_from = readable_checkpoint(cfg.load_from)

@@ -253,6 +253,15 @@ def build_runner(cfg: Config):
     return Runner.from_cfg(cfg)
 
 
+def use_amp(cfg: Config) -> None:
+    """``--amp``: mixed precision (fp16, dynamic loss scale) for a config that trains
+    in fp32; a config that already names a wrapper type keeps it."""
+    wrapper = cfg.optim_wrapper
+    if wrapper.get('type', 'OptimWrapper') == 'OptimWrapper':
+        wrapper.type = 'AmpOptimWrapper'
+        wrapper.setdefault('loss_scale', 'dynamic')
+
+
 def fit_to_device(cfg: Config) -> None:
     """Mixed precision needs a GPU: on a CPU-only machine train in fp32 instead.
 

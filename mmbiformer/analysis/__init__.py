@@ -1,0 +1,1 @@
+"""Looking at models rather than running them: FLOP counting (:mod:`.flops`)."""

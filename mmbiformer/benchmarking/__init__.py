@@ -1,0 +1,2 @@
+"""Benchmarks behind ``tools/benchmark.py``: ``pipeline`` times whole configs' training
+iterations (:mod:`.pipeline`)."""

@@ -1,0 +1,409 @@
+"""Training-iteration benchmark of whole configs: the real training loop (data pipeline,
+loader workers, AMP, optimizer) on generated data of the config's input size.
+
+Each model runs in its own process (``tools/benchmark.py pipeline``), so that one
+model's cuDNN plans and allocator state cannot speed up the next one's first pass.
+The loop runs two passes over the same batches (the sampler's shuffle is turned off):
+
+* the **first pass** meets every padded input size for the first time;
+* the **steady state** (second pass) repeats the same batches in the same order, so
+  every size has been seen. Iteration ``i`` of both passes has the same input, and
+  ``first[i] - steady[i]`` is what meeting that size the first time cost.
+
+Every iteration is split, with a CUDA synchronisation at each boundary, into *data*
+(waiting for the loader, plus other hooks' work between iterations, as mmengine's
+``data_time``), *forward+backward* (``train_step`` up to the optimizer step: data
+preprocessor, forward, losses, backward) and *step* (optimizer step and zero_grad).
+"""
+import json
+import os
+import os.path as osp
+import statistics
+import subprocess
+import sys
+import time
+from typing import Dict, List, Optional
+
+import torch
+
+from ..utils.launch import UserError
+
+# dataset type -> (generator kind, nominal image size (H, W) of the real data at the
+# configs' scale: COCO resized to 1333x800, ADE20K around 512 short side, ImageNet)
+DATA_KINDS = {'CocoDataset': ('coco', (800, 1216)),
+              'ADE20KDataset': ('ade20k', (512, 683)),
+              'ImageNet': ('imagenet', (256, 256))}
+# Iterations at the start of a pass left out of the per-iteration new-size figure:
+# the first ones also pay one-off costs (CUDA context, allocator growth, lazy init).
+SKIP_FIRST = 2
+
+
+def load_any_config(name: str, cfg_options: Optional[dict] = None):
+    """A config by path, or a toolbox's own by ``mmdet::swin/...py`` (as ``_base_``
+    names them), with ``cfg_options`` merged."""
+    from mmengine.config import Config
+    if '::' in name:
+        from mmengine.hub import get_config
+        try:
+            cfg = get_config(name)
+        except Exception as e:  # mmengine raises plain errors for unknown names
+            raise UserError(f'cannot load config {name}: {e}') from e
+    else:
+        from ..utils.launch import load_config
+        cfg = load_config(name)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    return cfg
+
+
+def train_dataset(cfg) -> dict:
+    """The train dataset dict, dataset wrappers (Repeat/ClassBalanced) opened."""
+    ds = cfg.train_dataloader.dataset
+    while ds.get('type') not in DATA_KINDS and isinstance(ds.get('dataset'), dict):
+        ds = ds['dataset']
+    return ds
+
+
+def data_kind(cfg):
+    """(generator kind, nominal (H, W)) for the config's train dataset."""
+    ds_type = train_dataset(cfg).get('type')
+    if ds_type not in DATA_KINDS:
+        raise UserError(f'pipeline benchmark: train dataset type {ds_type!r} has no data '
+                        f'generator; supported: {", ".join(sorted(DATA_KINDS))}. Pass '
+                        f'--data-root with data in its layout instead.')
+    return DATA_KINDS[ds_type]
+
+
+def batch_size(cfg) -> int:
+    return int(cfg.train_dataloader.batch_size)
+
+
+def make_data(kind: str, root: str, images: int, size) -> str:
+    """Generated data with ``images`` training images (written once per root)."""
+    from ..testing import MAKERS
+    stamp = osp.join(root, '.mmbiformer_bench')
+    want = f'{kind} {images} {size[0]}x{size[1]}'
+    if osp.isfile(stamp) and open(stamp).read() == want:
+        return root
+    if kind == 'imagenet':  # per class
+        MAKERS[kind](root, num_train=max(1, images // 4), num_val=1, size=size)
+    else:
+        MAKERS[kind](root, num_train=images, num_val=1, size=size)
+    with open(stamp, 'w') as f:
+        f.write(want)
+    return root
+
+
+def point_at_data(cfg, kind: str, root: str) -> None:
+    ds = train_dataset(cfg)
+    root = root.rstrip('/') + '/'
+    ds['data_root'] = root + 'ADEChallengeData2016' if kind == 'ade20k' else root
+
+
+def prepare(cfg, iters: int, work_dir: str, amp: bool, workers: Optional[int]) -> None:
+    """Turn a config into the benchmark run: two passes of ``iters`` iterations, no
+    validation, no checkpoints, no pretrained weights (offline), unshuffled batches."""
+    from ..utils.launch import use_amp
+    cfg.work_dir = work_dir
+    for key in ('val_dataloader', 'val_cfg', 'val_evaluator',
+                'test_dataloader', 'test_cfg', 'test_evaluator'):
+        cfg[key] = None
+    cfg.default_hooks.checkpoint = None
+    cfg.default_hooks.logger = dict(type='LoggerHook', interval=10)
+    cfg.load_from, cfg.resume = None, False
+    model = cfg.model
+    if model.get('pretrained'):
+        model.pretrained = None
+    if isinstance(model.get('backbone'), dict):
+        model.backbone.init_cfg = None
+    loader = cfg.train_dataloader
+    if 'shuffle' in loader.sampler:
+        loader.sampler.shuffle = False
+    if workers is not None:
+        loader.num_workers = workers
+        loader.persistent_workers = workers > 0
+    loop = cfg.train_cfg
+    if loop.get('type', '') == 'IterBasedTrainLoop' or 'max_iters' in loop:
+        loop.update(max_iters=2 * iters, val_interval=10**9)
+    else:
+        loop.update(max_epochs=2, val_interval=10**9)
+    if amp:
+        use_amp(cfg)
+
+
+class IterationClock:
+    """Times of each training iteration: data, forward+backward, step (seconds)."""
+
+    def __init__(self):
+        self.rows: List[Dict[str, float]] = []
+        self.peaks: List[float] = []  # peak GiB of each pass
+        self.pass_of_iter: List[int] = []
+        self._last_end = None
+        self._start = self._step = None
+
+    @staticmethod
+    def now() -> float:
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+    def begin_pass(self) -> None:
+        if self.peaks and torch.cuda.is_available():
+            self.peaks[-1] = torch.cuda.max_memory_allocated() / 2**30
+        self.peaks.append(float('nan'))
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+
+    def end(self) -> None:
+        if self.peaks and torch.cuda.is_available():
+            self.peaks[-1] = torch.cuda.max_memory_allocated() / 2**30
+
+    def iter_start(self) -> None:
+        self._start = self.now()
+        self._step = None
+
+    def step_start(self) -> None:
+        if self._start is not None and self._step is None:
+            self._step = self.now()
+
+    def iter_end(self) -> None:
+        end = self.now()
+        step = self._step or end
+        data = self._start - self._last_end if self._last_end is not None else float('nan')
+        self.rows.append(dict(data=data, fb=step - self._start, step=end - step))
+        self.pass_of_iter.append(len(self.peaks) - 1)
+        self._last_end, self._start = end, None
+
+
+def clock_hooks(clock: IterationClock, iters_per_pass: Optional[int]):
+    """Two hooks: one that runs last before an iteration (the clock starts right before
+    ``train_step``) and one that runs first after it."""
+    from mmengine.hooks import Hook
+
+    class _Start(Hook):
+        priority = 'LOWEST'
+
+        def before_train(self, runner):
+            wrapper = runner.optim_wrapper
+            step = wrapper.step
+
+            def timed_step(*args, **kwargs):
+                clock.step_start()
+                return step(*args, **kwargs)
+            wrapper.step = timed_step
+            clock._last_end = None
+
+        def before_train_iter(self, runner, batch_idx, data_batch=None):
+            per_pass = iters_per_pass or len(runner.train_dataloader)
+            if runner.iter % per_pass == 0:
+                clock.begin_pass()
+            clock.iter_start()
+
+        def after_train(self, runner):
+            clock.end()
+
+    class _End(Hook):
+        priority = 'HIGHEST'
+
+        def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+            clock.iter_end()
+
+    return [_Start(), _End()]
+
+
+def summarise(clock: IterationClock, batch: int, world: int) -> dict:
+    """Means per pass, img/s, peak memory, and the per-iteration new-size cost."""
+    passes = []
+    for p in range(len(clock.peaks)):
+        rows = [r for r, q in zip(clock.rows, clock.pass_of_iter) if q == p]
+        if not rows:
+            continue
+        mean = {k: statistics.fmean(r[k] for r in rows if r[k] == r[k]) if any(
+            r[k] == r[k] for r in rows) else float('nan') for k in ('data', 'fb', 'step')}
+        total = sum(v for v in mean.values() if v == v)
+        passes.append(dict(iters=len(rows), total=total, img_s=batch * world / total,
+                           peak_gib=clock.peaks[p], **mean))
+    first = [r['fb'] for r, q in zip(clock.rows, clock.pass_of_iter) if q == 0]
+    second = [r['fb'] for r, q in zip(clock.rows, clock.pass_of_iter) if q == 1]
+    extra = [a - b for a, b in zip(first, second)]
+    extra = extra[SKIP_FIRST:] or extra  # too short a run: all iterations
+    return dict(passes=passes,
+                new_size_extra_median=statistics.median(extra) if extra else float('nan'),
+                new_size_extra_max=max(extra) if extra else float('nan'),
+                fb_first=first, fb_steady=second)
+
+
+def run_single(args) -> dict:
+    """Build and train one model (this process); the summary as a dict."""
+    import mmbiformer  # noqa: F401  (stack fixes, registries)
+    from ..utils.launch import build_runner, fit_to_device, setup_cpu_distributed
+    cfg = load_any_config(args.config, args.cfg_options)
+    kind, size = data_kind(cfg)
+    if args.batch:
+        cfg.train_dataloader.batch_size = args.batch
+    batch = batch_size(cfg)
+    world = int(os.environ.get('WORLD_SIZE', 1))
+    size = tuple(args.size) if args.size else size
+    root = args.data_root or osp.join(args.work_dir, f'data_{kind}_{size[0]}x{size[1]}')
+    if not args.data_root:
+        make_data(kind, root, args.iters * batch * world, size)
+    point_at_data(cfg, kind, root)
+    name = osp.splitext(osp.basename(args.config.split('::')[-1]))[0]
+    prepare(cfg, args.iters, osp.join(args.work_dir, name), args.amp, args.workers)
+    cfg.launcher = 'pytorch' if world > 1 else 'none'
+    fit_to_device(cfg)
+    setup_cpu_distributed(cfg, cfg.launcher)
+    runner = build_runner(cfg)
+    clock = IterationClock()
+    epoch_based = 'max_epochs' in cfg.train_cfg
+    for hook in clock_hooks(clock, None if epoch_based else args.iters):
+        runner.register_hook(hook, priority=hook.priority)
+    runner.train()
+    result = summarise(clock, batch, world)
+    wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
+    result.update(config=args.config, batch=batch, world=world, size=list(size),
+                  workers=int(cfg.train_dataloader.num_workers), optim_wrapper=wrapper,
+                  device=torch.cuda.get_device_name() if torch.cuda.is_available() else 'CPU')
+    return result
+
+
+def run_in_subprocess(args, config: str, gpus: int) -> dict:
+    """``run_single`` for ``config`` in a fresh process (``gpus`` > 1: under torchrun)."""
+    out = osp.join(args.work_dir, f'result_{len(os.listdir(args.work_dir))}.json')
+    tool = osp.join(osp.dirname(__file__), '..', '..', 'tools', 'benchmark.py')
+    if not osp.isfile(tool):
+        tool = None
+    single = ['pipeline', config, '--single', out, '--iters', str(args.iters),
+              '--work-dir', args.work_dir] + (['--amp'] if args.amp else [])
+    for flag, value in (('--batch', args.batch), ('--workers', args.workers),
+                        ('--data-root', args.data_root)):
+        if value is not None:
+            single += [flag, str(value)]
+    if args.size:
+        single += ['--size'] + [str(s) for s in args.size]
+    if args.cfg_options:
+        single += ['--cfg-options'] + [f'{k}={_fmt(v)}' for k, v in args.cfg_options.items()]
+    entry = [tool] if tool else ['-m', 'mmbiformer.benchmarking.pipeline']
+    if gpus > 1:
+        cmd = [sys.executable, '-m', 'torch.distributed.run', f'--nproc_per_node={gpus}',
+               '--master_port', str(29500 + os.getpid() % 1000)] + entry + single
+    else:
+        cmd = [sys.executable] + entry + single
+    log = osp.join(args.work_dir, osp.basename(out)[:-5] + '.log')
+    with open(log, 'w') as f:
+        code = subprocess.call(cmd, stdout=f, stderr=subprocess.STDOUT)
+    if code != 0 or not osp.isfile(out):
+        with open(log) as f:
+            tail = ''.join(f.readlines()[-25:])
+        raise UserError(f'pipeline benchmark of {config} failed (exit {code}); log '
+                        f'{log} ends:\n{tail}')
+    with open(out) as f:
+        return json.load(f)
+
+
+def _short(config: str) -> str:
+    """A config as a reader knows it: ``mmdet::...`` names as given, paths relative."""
+    if '::' in config:
+        return config
+    rel = osp.relpath(config)
+    return rel if not rel.startswith('..') else osp.basename(config)
+
+
+def _fmt(v) -> str:
+    return repr(v) if not isinstance(v, str) else v
+
+
+def table(results: List[dict]) -> str:
+    """The printed comparison: one block of rows per model."""
+    lines = [f'{"model":<58} {"pass":<7} {"iters":>5} {"data":>7} {"fwd+bwd":>8} '
+             f'{"step":>7} {"s/iter":>7} {"img/s":>7} {"peak GiB":>8}']
+    for r in results:
+        name = _short(r['config']) + (f' x{r["world"]} GPUs' if r['world'] > 1 else '')
+        for label, p in zip(('first', 'steady'), r['passes']):
+            lines.append(f'{name:<58} {label:<7} {p["iters"]:>5} {p["data"]:7.3f} '
+                         f'{p["fb"]:8.3f} {p["step"]:7.3f} {p["total"]:7.3f} '
+                         f'{p["img_s"]:7.1f} {p["peak_gib"]:8.2f}')
+            name = ''
+        lines.append(f'{"":<58} new input size: +{1000 * r["new_size_extra_median"]:.0f} ms '
+                     f'fwd+bwd (median per iteration, first pass - steady, same batch), '
+                     f'max +{1000 * r["new_size_extra_max"]:.0f} ms')
+    head = results[0]
+    lines.append(f'{head["device"]}; {head["batch"]} images per GPU, {head["workers"]} loader '
+                 f'workers, generated data of nominal size {head["size"][0]}x'
+                 f'{head["size"][1]}; optim wrappers: '
+                 + ', '.join(f'{r["optim_wrapper"]}' for r in results))
+    return '\n'.join(lines)
+
+
+def compare(args) -> List[dict]:
+    """Every model of ``args`` (CONFIG, each --vs) at each GPU count, one process each."""
+    os.makedirs(args.work_dir, exist_ok=True)
+    configs = [args.config] + list(args.vs or [])
+    for config in configs:  # fail fast on a bad name, before any long run
+        load_any_config(config)
+    if args.data_root is None:  # generate once, shared by every model
+        cfg = load_any_config(configs[0], args.cfg_options)
+        kind, size = data_kind(cfg)
+        size = tuple(args.size) if args.size else size
+        args.batch = args.batch or batch_size(cfg)
+        args.data_root = make_data(
+            kind, osp.join(args.work_dir, f'data_{kind}_{size[0]}x{size[1]}'),
+            args.iters * args.batch * max(args.gpus), size)
+    results = []
+    for config in configs:
+        for gpus in args.gpus:
+            results.append(run_in_subprocess(args, config, gpus))
+    return results
+
+
+def add_arguments(parser) -> None:
+    from mmengine.config import DictAction
+    parser.add_argument('config', help='config file, or a toolbox config such as '
+                        'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py')
+    parser.add_argument('--vs', nargs='+', metavar='CONFIG',
+                        help='more configs (paths or mm*:: names) to time in the same run')
+    parser.add_argument('--iters', type=int, default=40,
+                        help='iterations per pass (the generated data has iters x batch '
+                        'x GPUs training images)')
+    parser.add_argument('--data-root', help='use this data (in the layout of the '
+                        "config's dataset) instead of generating it")
+    parser.add_argument('--size', type=int, nargs=2, metavar=('H', 'W'),
+                        help='nominal size of the generated images (default: as the real '
+                        'data at the configs\' scale)')
+    parser.add_argument('--batch', type=int, help="images per GPU (default: the first "
+                        "config's)")
+    parser.add_argument('--workers', type=int, help="loader workers (default: the config's)")
+    parser.add_argument('--amp', action='store_true',
+                        help="mixed precision for every model, as tools/train.py --amp")
+    parser.add_argument('--gpus', type=int, nargs='+', default=[1],
+                        help='GPU counts to run each model at (torchrun), e.g. 1 2')
+    parser.add_argument('--work-dir', default='work_dirs/benchmark_pipeline')
+    parser.add_argument('--out', help='also write the results as JSON here')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='overrides for every model')
+    parser.add_argument('--single', metavar='JSON', help='(internal) time CONFIG in this '
+                        'process and write the result here')
+
+
+def main(args) -> None:
+    if args.single:
+        if int(os.environ.get('WORLD_SIZE', 1)) > 1:
+            os.environ.setdefault('LOCAL_RANK', os.environ.get('LOCAL_RANK', '0'))
+        result = run_single(args)
+        if int(os.environ.get('RANK', 0)) == 0:
+            with open(args.single, 'w') as f:
+                json.dump(result, f)
+        return
+    results = compare(args)
+    print(table(results))
+    if args.out:
+        with open(args.out, 'w') as f:
+            json.dump(results, f, indent=1)
+
+
+if __name__ == '__main__':
+    import argparse
+    _parser = argparse.ArgumentParser()
+    _parser.add_argument('what', choices=['pipeline'])
+    add_arguments(_parser)
+    main(_parser.parse_args())
