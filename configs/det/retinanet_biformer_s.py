@@ -32,4 +32,7 @@ optim_wrapper = dict(
     loss_scale='dynamic',
     optimizer=dict(_delete_=True, type='AdamW', lr=1e-4, betas=(0.9, 0.999),
                    weight_decay=1e-4),
-    paramwise_cfg=dict(norm_decay_mult=0.))
+    paramwise_cfg=dict(norm_decay_mult=0.),
+    # One param group per setting, not per parameter: a 10x cheaper optimizer step
+    # (mmbiformer/engine/grouped_optim_constructor.py).
+    constructor='GroupedOptimWrapperConstructor')

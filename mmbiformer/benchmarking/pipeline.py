@@ -148,15 +148,15 @@ class IterationClock:
         return time.perf_counter()
 
     def begin_pass(self) -> None:
-        if self.peaks and torch.cuda.is_available():
-            self.peaks[-1] = torch.cuda.max_memory_allocated() / 2**30
-        self.peaks.append(float('nan'))
+        self.peaks.append(0.0 if torch.cuda.is_available() else float('nan'))
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
 
-    def end(self) -> None:
-        if self.peaks and torch.cuda.is_available():
-            self.peaks[-1] = torch.cuda.max_memory_allocated() / 2**30
+    def _note_peak(self) -> None:
+        # Read after every iteration: mmengine's log processor resets the peak
+        # statistics whenever it logs, so the peak of a pass must be collected as it goes.
+        if torch.cuda.is_available():
+            self.peaks[-1] = max(self.peaks[-1], torch.cuda.max_memory_allocated() / 2**30)
 
     def iter_start(self) -> None:
         self._start = self.now()
@@ -171,6 +171,7 @@ class IterationClock:
         step = self._step or end
         data = self._start - self._last_end if self._last_end is not None else float('nan')
         self.rows.append(dict(data=data, fb=step - self._start, step=end - step))
+        self._note_peak()
         self.pass_of_iter.append(len(self.peaks) - 1)
         self._last_end, self._start = end, None
 
@@ -198,9 +199,6 @@ def clock_hooks(clock: IterationClock, iters_per_pass: Optional[int]):
             if runner.iter % per_pass == 0:
                 clock.begin_pass()
             clock.iter_start()
-
-        def after_train(self, runner):
-            clock.end()
 
     class _End(Hook):
         priority = 'HIGHEST'

@@ -1,3 +1,4 @@
+from .grouped_optim_constructor import GroupedOptimWrapperConstructor
 from .rng_state_hook import RNGStateHook
 
-__all__ = ['RNGStateHook']
+__all__ = ['GroupedOptimWrapperConstructor', 'RNGStateHook']
