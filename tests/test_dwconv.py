@@ -72,3 +72,29 @@ def test_cuda_native_matches_reference(autocast):
         assert e_native < bound, errors
         if autocast:
             assert e_native <= 1.5 * e_cudnn + 1e-4, errors
+
+
+@pytest.mark.parametrize('shape,stride,padding', [((2, 3, 17, 22), 2, 1),
+                                                  ((1, 8, 9, 8), 2, 1),
+                                                  ((1, 4, 6, 7), 1, 0)])
+def test_conv_as_gemm_equals_conv2d(shape, stride, padding):
+    """The stem / down-sampling convs' im2col path: values and gradients of F.conv2d."""
+    from mmbiformer.ops.dwconv import conv2d_as_gemm
+    torch.manual_seed(0)
+    x = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(5, shape[1], 3, 3, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(5, dtype=torch.float64, requires_grad=True)
+    ours = conv2d_as_gemm(x, w, b, (stride, stride), (padding, padding))
+    ref = torch.nn.functional.conv2d(x, w, b, stride, padding)
+    torch.testing.assert_close(ours, ref)
+    g = torch.randn_like(ref)
+    torch.testing.assert_close(torch.autograd.grad(ours, (x, w, b), g),
+                               torch.autograd.grad(ref, (x, w, b), g))
+
+
+def test_backbone_strided_convs_follow_impl():
+    from mmbiformer.ops.dwconv import GemmConv2d
+    for impl in ('native', 'cudnn'):
+        model = BiFormer('tiny', dwconv_impl=impl)
+        convs = [m for m in model.downsample_layers.modules() if isinstance(m, GemmConv2d)]
+        assert len(convs) == 5 and {c.impl for c in convs} == {impl}

@@ -12,20 +12,24 @@ import torch
 
 sys.path.insert(0, osp.join(osp.dirname(__file__), '..', '..'))
 from mmbiformer.models import BiFormer  # noqa: E402
-from torch.nn.attention import SDPBackend, sdpa_kernel  # noqa: E402
+from mmbiformer.ops.dwconv import GemmConv2d  # noqa: E402
 
 
 @contextlib.contextmanager
-def variant(name):
+def variant(name, model):
+    """default: as the dense configs; cudnn-strided-convs: the stem / down-sampling
+    convs through cuDNN (as nn.Conv2d); no-cudnn: cuDNN off altogether."""
     was = torch.backends.cudnn.enabled
-    if 'no-cudnn' in name:
+    strided = [m for m in model.modules() if isinstance(m, GemmConv2d)]
+    if name == 'no-cudnn':
         torch.backends.cudnn.enabled = False
-    ctx = (sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION,
-                        SDPBackend.MATH]) if 'no-cudnn-sdpa' in name or 'no-cudnn' in name
-           else contextlib.nullcontext())
-    with ctx:
-        yield
+    if name == 'cudnn-strided-convs':
+        for m in strided:
+            m.impl = 'cudnn'
+    yield
     torch.backends.cudnn.enabled = was
+    for m in strided:
+        m.impl = 'native'
 
 
 def main():
@@ -33,7 +37,7 @@ def main():
     p.add_argument('--arch', default='small')
     p.add_argument('--sizes', type=int, default=8)
     p.add_argument('--variants', nargs='+',
-                   default=['default', 'no-cudnn-sdpa', 'no-cudnn'])
+                   default=['default', 'cudnn-strided-convs', 'no-cudnn'])
     args = p.parse_args()
     model = BiFormer(args.arch, n_win=16, auto_pad=True).cuda().train()
 
@@ -50,7 +54,7 @@ def main():
         sizes = [(736 - 32 * (i % 4) - base, 1088 - 32 * (i // 4)) for i in range(args.sizes)]
         base += 160  # every variant meets sizes never seen before
         times = {}
-        with variant(name):
+        with variant(name, model):
             for phase in ('new', 'seen'):
                 times[phase] = []
                 for h, w in sizes:

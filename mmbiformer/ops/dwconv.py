@@ -9,6 +9,12 @@ under DDP every rank waited for whichever met a new shape. PyTorch's own CUDA
 depthwise kernels need no plan (same speed at detection sizes, 1.4-2x slower on
 classification batches, where the shape never changes): ``impl='native'`` runs them
 forward and backward, ``impl='cudnn'`` keeps nn.Conv2d's choice.
+
+The stem and down-sampling convs (3x3, stride 2) meet the same per-shape set-up in
+cuDNN, about 36 ms per new input size for BiFormer-S's five
+(``docs/scripts/new_size_probe.py``). :class:`GemmConv2d` runs them, under
+``impl='native'``, as im2col (``F.unfold``) and one matrix product: no plan, a few
+hundred microseconds more per step.
 """
 import torch
 import torch.nn.functional as F
@@ -83,9 +89,42 @@ class DepthwiseConv2d(nn.Conv2d):
                                               self.padding)
 
 
+def conv2d_as_gemm(x: torch.Tensor, weight: torch.Tensor, bias, stride, padding):
+    """``F.conv2d`` (groups 1, dilation 1) as im2col and a matrix product."""
+    N, _, H, W = x.shape
+    out_ch, _, kh, kw = weight.shape
+    ho = (H + 2 * padding[0] - kh) // stride[0] + 1
+    wo = (W + 2 * padding[1] - kw) // stride[1] + 1
+    cols = F.unfold(x, (kh, kw), padding=padding, stride=stride)  # N, C*kh*kw, L
+    out = weight.reshape(out_ch, -1) @ cols
+    if bias is not None:
+        out = out + bias.view(1, out_ch, 1)
+    return out.view(N, out_ch, ho, wo)
+
+
+class GemmConv2d(nn.Conv2d):
+    """``nn.Conv2d`` (same parameters and keys) that, with ``impl='native'`` on CUDA,
+    runs as :func:`conv2d_as_gemm`: no cuDNN set-up for new input shapes."""
+
+    def __init__(self, *args, impl: str = 'native', **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.groups != 1 or self.dilation != (1, 1) or self.padding_mode != 'zeros':
+            raise ValueError('GemmConv2d: groups 1, dilation 1 and zero padding only')
+        self.impl = check_impl(impl)
+
+    def extra_repr(self) -> str:
+        return f'{super().extra_repr()}, impl={self.impl!r}'
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.impl == 'cudnn' or not x.is_cuda or torch.compiler.is_compiling():
+            return super().forward(x)
+        return conv2d_as_gemm(x, self.weight, self.bias, self.stride, self.padding)
+
+
 def set_impl(module: nn.Module, impl: str) -> None:
-    """Set ``impl`` of every :class:`DepthwiseConv2d` inside ``module``."""
+    """Set ``impl`` of every :class:`DepthwiseConv2d` and :class:`GemmConv2d` inside
+    ``module``."""
     check_impl(impl)
     for m in module.modules():
-        if isinstance(m, DepthwiseConv2d):
+        if isinstance(m, (DepthwiseConv2d, GemmConv2d)):
             m.impl = impl

@@ -17,7 +17,8 @@ from mmengine.model.weight_init import trunc_normal_
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ...ops.bra import BiLevelRoutingAttention
-from ...ops.dwconv import DepthwiseConv2d
+from ...ops.backends.sdpa import sdpa
+from ...ops.dwconv import DepthwiseConv2d, GemmConv2d
 from ...ops.dwconv import set_impl as set_dwconv_impl
 from ...registry import MODELS
 
@@ -68,7 +69,7 @@ class GlobalAttentionLePE(nn.Module):
         N, H, W, C = x.shape
         qkv = self.qkv(x.reshape(N, H * W, C)).view(N, H * W, 3, self.num_heads, -1)
         q, k, v = qkv.permute(2, 0, 3, 1, 4)
-        out = F.scaled_dot_product_attention(q, k, v)  # scale head_dim ** -0.5
+        out = sdpa(q, k, v)  # scale head_dim ** -0.5
         out = out.transpose(1, 2).reshape(N, H, W, C)
         if self.lepe is not None:
             out = out + self.lepe(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
@@ -172,10 +173,12 @@ class BiFormer(BaseModule):
             :class:`BiLevelRoutingAttention`).
         bra_cfg (dict, optional): More keyword arguments of every
             :class:`BiLevelRoutingAttention`, e.g. the ``sdpa_*`` policy.
-        dwconv_impl (str): Depthwise convs (position embedding, LCE) on CUDA:
-            ``'native'`` (PyTorch's kernels; no stall when an input size is new, which
-            with cuDNN costs 0.5-2 s per layer: dense prediction) or ``'cudnn'``
-            (faster at a fixed input size: classification).
+        dwconv_impl (str): The backbone's convs on CUDA, the depthwise ones (position
+            embedding, LCE) and the stem / down-sampling ones alike: ``'native'``
+            (PyTorch's depthwise kernels and im2col + GEMM; no stall when an input
+            size is new, which with cuDNN costs 0.5-2 s per depthwise layer and tens
+            of ms for the strided convs: dense prediction) or ``'cudnn'`` (faster at
+            a fixed input size: classification).
         compile (bool | dict): ``torch.compile`` the backbone's forward on CUDA inputs
             (a dict is passed to ``torch.compile``), fusing the many small
             normalisation / permute / residual kernels. Costs a compilation of
@@ -242,11 +245,11 @@ class BiFormer(BaseModule):
 
         self.downsample_layers = nn.ModuleList([
             nn.Sequential(
-                nn.Conv2d(in_channels, dims[0] // 2, 3, stride=2, padding=1),
+                GemmConv2d(in_channels, dims[0] // 2, 3, stride=2, padding=1),
                 norm(dims[0] // 2), nn.GELU(),
-                nn.Conv2d(dims[0] // 2, dims[0], 3, stride=2, padding=1), norm(dims[0]))
+                GemmConv2d(dims[0] // 2, dims[0], 3, stride=2, padding=1), norm(dims[0]))
         ] + [
-            nn.Sequential(nn.Conv2d(dims[i], dims[i + 1], 3, stride=2, padding=1),
+            nn.Sequential(GemmConv2d(dims[i], dims[i + 1], 3, stride=2, padding=1),
                           norm(dims[i + 1])) for i in range(3)
         ])
 

@@ -75,17 +75,21 @@ def gather_regions(kv: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return _GatherRegions.apply(kv, index)
 
 
-_COMPILED_SDPA_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION,
-                           SDPBackend.MATH]
+# cuDNN's attention is left out everywhere: PyTorch picks it on Hopper, and it builds a
+# graph for every new shape, about 100 ms of host time for each of BiFormer-S's
+# attention shapes forward and again backward, so a new input size cost 243 ms more
+# than a known one (75 ms without it), and it was no faster once built: trunk fwd+bwd
+# 170 ms with it, 159 ms without (docs/scripts/new_size_probe.py, H100, fp16). Under
+# torch.compile Inductor also hands it q/k/v whose head dim is not contiguous, which
+# it refuses.
+SDPA_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION,
+                 SDPBackend.MATH]
 
 
-def _sdpa(q, k, v, **kwargs):
-    if torch.compiler.is_compiling():
-        # Inductor hands the cuDNN kernel q/k/v whose head dim is not contiguous
-        # ("cuDNN Frontend error: The stride for the last dimension ..."): leave it out.
-        with sdpa_kernel(_COMPILED_SDPA_BACKENDS):
-            return F.scaled_dot_product_attention(q, k, v, **kwargs)
-    return F.scaled_dot_product_attention(q, k, v, **kwargs)
+def sdpa(q, k, v, **kwargs):
+    """``F.scaled_dot_product_attention`` without the cuDNN backend (see above)."""
+    with sdpa_kernel(SDPA_BACKENDS):
+        return F.scaled_dot_product_attention(q, k, v, **kwargs)
 
 
 def routed_attention(q: torch.Tensor, kv: torch.Tensor, weights: torch.Tensor,
@@ -117,7 +121,7 @@ def _masked_dense_attention(q, kv, index, num_heads, scale):
     def tokens(z):  # (N, R, L, m*c) -> (N, m, R*L, c)
         return z.reshape(N, R * z.shape[2], num_heads, -1).transpose(1, 2)
 
-    out = _sdpa(tokens(q), tokens(k), tokens(v), attn_mask=mask.reshape(N, 1, R * l, R * t),
+    out = sdpa(tokens(q), tokens(k), tokens(v), attn_mask=mask.reshape(N, 1, R * l, R * t),
                 scale=scale)
     return out.transpose(1, 2).reshape(N, R, l, -1)
 
@@ -128,6 +132,6 @@ def _gathered_attention(q, kv, weights, index, num_heads, scale, soft_routing):
     if soft_routing:
         kv_sel = kv_sel * weights[..., None, None].to(kv_sel.dtype)
     k_sel, v_sel = kv_sel.flatten(2, 3).split([qd, kv.shape[-1] - qd], -1)
-    out = _sdpa(heads(q, num_heads), heads(k_sel, num_heads), heads(v_sel, num_heads),
+    out = sdpa(heads(q, num_heads), heads(k_sel, num_heads), heads(v_sel, num_heads),
                 scale=scale)
     return merge_heads(out, N, R)
