@@ -316,7 +316,8 @@ def table(results: List[dict]) -> str:
     lines = [f'{"model":<58} {"pass":<7} {"iters":>5} {"data":>7} {"fwd+bwd":>8} '
              f'{"step":>7} {"s/iter":>7} {"img/s":>7} {"peak GiB":>8}']
     for r in results:
-        name = _short(r['config']) + (f' x{r["world"]} GPUs' if r['world'] > 1 else '')
+        unit = 'GPUs' if r['device'] != 'CPU' else 'processes'
+        name = _short(r['config']) + (f' x{r["world"]} {unit}' if r['world'] > 1 else '')
         for label, p in zip(('first', 'steady'), r['passes']):
             lines.append(f'{name:<58} {label:<7} {p["iters"]:>5} {p["data"]:7.3f} '
                          f'{p["fb"]:8.3f} {p["step"]:7.3f} {p["total"]:7.3f} '
@@ -325,6 +326,12 @@ def table(results: List[dict]) -> str:
         lines.append(f'{"":<58} new input size: +{1000 * r["new_size_extra_median"]:.0f} ms '
                      f'fwd+bwd (median per iteration, first pass - steady, same batch), '
                      f'max +{1000 * r["new_size_extra_max"]:.0f} ms')
+    for r in results:  # multi-GPU scaling of the steady state against 1 GPU
+        one = [o for o in results if o['config'] == r['config'] and o['world'] == 1]
+        if r['world'] > 1 and one:
+            ratio = r['passes'][-1]['img_s'] / one[0]['passes'][-1]['img_s']
+            lines.append(f'scaling {_short(r["config"])}: {r["world"]} vs 1: {ratio:.2f}x '
+                         f'steady-state img/s')
     head = results[0]
     lines.append(f'{head["device"]}; {head["batch"]} images per GPU, {head["workers"]} loader '
                  f'workers, generated data of nominal size {head["size"][0]}x'
