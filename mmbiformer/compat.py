@@ -1,4 +1,7 @@
-"""Fixes for known breakages of the pinned OpenMMLab stack on current packages.
+"""Process-wide fixes for known breakages of the pinned OpenMMLab stack on current
+packages, kept only where nothing narrower works (each applied one is logged once at
+debug level; the README lists them). mmcv's half-precision gaps are fixed by
+components our configs name instead (``mmbiformer.models.det.mixed_precision``).
 
 Applied once on ``import mmbiformer`` (configs pull it in with ``custom_imports``):
 
@@ -10,12 +13,6 @@ Applied once on ``import mmbiformer`` (configs pull it in with ``custom_imports`
 * transformers >= 5 breaks ``import mmpretrain.models`` (its BLIP code) and with it
   ``import mmdet.models`` when mmpretrain is installed. mmpretrain's multimodal
   models are switched off (mmbiformer uses none of them).
-* mmcv 2.1.0's RoIAlign has no bfloat16 kernel (CPU or CUDA), so bf16 autocast broke
-  Mask R-CNN: bf16 inputs are aligned in fp32 and the result is cast back.
-* mmcv 2.1.0's sigmoid focal loss (RetinaNet) runs in its input's dtype: under fp16
-  autocast, logits below about -11 make ``exp`` overflow and ``log(p)`` of an
-  underflowed ``p`` gives NaN (``loss_cls: nan`` after some iterations, then every
-  AMP step is skipped); it has no bf16 kernel. It is computed in fp32 instead.
 * mmpretrain 1.2.0 cannot be imported without torchvision, and no torchvision build
   exists for some torch builds (torch 2.13 CPU): a minimal stand-in is installed
   then (:mod:`mmbiformer.torchvision_stub`).
@@ -67,65 +64,35 @@ def _major_version(package: str) -> int:
         return 0
 
 
-def disable_broken_mmpretrain_multimodal() -> None:
+def disable_broken_mmpretrain_multimodal() -> bool:
     """Turn off mmpretrain's multimodal models where transformers >= 5 breaks them."""
     if _major_version('transformers') < 5:
-        return
+        return False
     try:
         import mmpretrain.utils.dependency as dependency
     except ImportError:
-        return
+        return False
     dependency.WITH_MULTIMODAL = False
-
-
-def roi_align_in_fp32_for_bf16() -> None:
-    """Run mmcv's RoIAlign in fp32 for bf16 inputs (it has no bf16 kernel)."""
-    try:
-        from mmcv.ops import RoIAlign
-    except ImportError:  # mmcv without compiled ops
-        return
-    if getattr(RoIAlign.forward, '_mmbiformer_bf16', False):
-        return
-    forward = RoIAlign.forward
-
-    def forward_bf16_safe(self, input, rois):
-        if input.dtype == torch.bfloat16 or rois.dtype == torch.bfloat16:
-            return forward(self, input.float(), rois.float()).to(input.dtype)
-        return forward(self, input, rois)
-
-    forward_bf16_safe._mmbiformer_bf16 = True
-    RoIAlign.forward = forward_bf16_safe
-
-
-def _fp32_focal_loss_forward(forward):
-    def forward_fp32(ctx, input, target, gamma=2.0, alpha=0.25, weight=None,
-                     reduction='mean'):
-        if input.dtype in (torch.float16, torch.bfloat16):
-            input = input.float()
-            weight = None if weight is None else weight.float()
-        # Autograd casts the fp32 input gradient back to the caller's dtype.
-        return forward(ctx, input, target, gamma, alpha, weight, reduction)
-
-    forward_fp32._mmbiformer_fp32 = True
-    return forward_fp32
-
-
-def focal_loss_in_fp32() -> None:
-    """Compute mmcv's sigmoid focal loss in fp32 for fp16/bf16 logits."""
-    try:
-        from mmcv.ops.focal_loss import SigmoidFocalLossFunction
-    except ImportError:  # mmcv without compiled ops
-        return
-    if getattr(SigmoidFocalLossFunction.forward, '_mmbiformer_fp32', False):
-        return
-    SigmoidFocalLossFunction.forward = staticmethod(
-        _fp32_focal_loss_forward(SigmoidFocalLossFunction.forward))
+    return True
 
 
 def apply() -> None:
+    """Apply each fix that this environment needs; log each one once (debug level)."""
+    from mmengine.logging import print_log
     from . import torchvision_stub
-    torchvision_stub.install()
+    applied = []
+    if torchvision_stub.install():
+        applied.append('torchvision is missing: installed the minimal stand-in '
+                       '(mmbiformer.torchvision_stub) so that mmpretrain imports')
     allow_runner_checkpoints()
-    disable_broken_mmpretrain_multimodal()
-    roi_align_in_fp32_for_bf16()
-    focal_loss_in_fp32()
+    applied.append('allow-listed mmengine HistoryBuffer and numpy types for '
+                   'torch.load(weights_only=True) of Runner checkpoints')
+    if disable_broken_mmpretrain_multimodal():
+        applied.append('transformers >= 5: mmpretrain multimodal models switched off')
+    for message in applied:
+        if message not in _LOGGED:
+            _LOGGED.add(message)
+            print_log(f'mmbiformer.compat: {message}', logger='current', level=10)
+
+
+_LOGGED = set()

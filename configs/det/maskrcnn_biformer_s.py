@@ -25,7 +25,11 @@ model = dict(
     neck=dict(in_channels=[64, 128, 256, 512]),
     # FCNMaskHead with the RoI count padded to a multiple of 32: cuDNN then sets up
     # plans for a few shapes instead of one per count (same outputs and gradients).
-    roi_head=dict(mask_head=dict(type='BucketedFCNMaskHead', roi_bucket=32)))
+    # mmcv's RoIAlign has no bf16 kernel: BF16SafeRoIExtractor aligns bf16 features in
+    # fp32 (optim_wrapper.dtype=bfloat16 works; fp16 and fp32 are unchanged).
+    roi_head=dict(bbox_roi_extractor=dict(type='BF16SafeRoIExtractor'),
+                  mask_roi_extractor=dict(type='BF16SafeRoIExtractor'),
+                  mask_head=dict(type='BucketedFCNMaskHead', roi_bucket=32)))
 
 optim_wrapper = dict(
     type='AmpOptimWrapper',

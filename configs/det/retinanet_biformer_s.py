@@ -8,7 +8,8 @@ _base_ = [
     'mmdet::_base_/schedules/schedule_1x.py',
     'mmdet::_base_/default_runtime.py',
 ]
-custom_imports = dict(imports=['mmbiformer'], allow_failed_imports=False)
+custom_imports = dict(imports=['mmbiformer', 'mmbiformer.models.det'],
+                      allow_failed_imports=False)
 
 model = dict(
     backbone=dict(
@@ -25,7 +26,9 @@ model = dict(
         norm_eval=True,
         init_cfg=dict(type='Pretrained', checkpoint='biformer-s_in1k')),
     neck=dict(in_channels=[128, 256, 512], start_level=0, add_extra_convs='on_input',
-              num_outs=5))
+              num_outs=5),
+    # mmcv's focal loss gives NaN for fp16 logits (mixed precision): computed in fp32.
+    bbox_head=dict(loss_cls=dict(type='FP32FocalLoss')))
 
 optim_wrapper = dict(
     type='AmpOptimWrapper',

@@ -4,11 +4,10 @@ param group.
 mmengine's default constructor makes one param group per parameter as soon as a config
 has a ``paramwise_cfg`` (here: no weight decay on norms). PyTorch's multi-tensor
 (``foreach``) optimizers batch their kernels within a group only, so with one tensor per
-group every step launches a dozen kernels per parameter from Python. BiFormer-S has
-about three times as many parameter tensors as Swin-T, and the optimizer step of our
-Mask R-CNN took 69 ms against 39 ms for mmdet's Swin-T config and RetinaNet's 103 ms
-against 5 ms (``tools/benchmark.py pipeline``, H100). Merging groups whose settings are
-equal changes no update: every parameter keeps its lr, weight decay and momentum terms.
+group every step launches a dozen kernels per parameter from Python, and BiFormer-S
+has about three times as many parameter tensors as Swin-T (measured steps:
+``docs/benchmark.md``, "Pipeline"). Merging groups whose settings are equal changes no
+update: every parameter keeps its lr, weight decay and momentum terms.
 """
 from typing import List
 

@@ -1,20 +1,20 @@
-"""Depthwise convolution that does not stall on input shapes it has not seen.
+"""Convolutions that do not stall on input shapes they have not seen.
 
-cuDNN sets up a plan for every new input shape, on the CPU: for BiFormer's depthwise
-convolutions in fp16 on an H100 that took 100-200 ms per layer's backward
-(``docs/scripts/profile_train.py`` on Mask R-CNN), against microseconds of GPU work.
-Detection and segmentation meet a new padded image shape at many iterations, and
-BiFormer-S has 60 such layers, so training spent seconds per iteration planning and
-under DDP every rank waited for whichever met a new shape. PyTorch's own CUDA
-depthwise kernels need no plan (same speed at detection sizes, 1.4-2x slower on
-classification batches, where the shape never changes): ``impl='native'`` runs them
-forward and backward, ``impl='cudnn'`` keeps nn.Conv2d's choice.
+cuDNN sets up a plan for every new input shape, on the host. Detection and
+segmentation meet a new padded image shape at many iterations, so with cuDNN the
+backbone's depthwise convs (position embedding, LCE: 60 layers in BiFormer-S) spent
+far more time planning than computing, and under DDP every rank waited for whichever
+met a new shape. Two layer types avoid the plans and keep ``nn.Conv2d``'s parameters
+and state-dict keys:
 
-The stem and down-sampling convs (3x3, stride 2) meet the same per-shape set-up in
-cuDNN, about 36 ms per new input size for BiFormer-S's five
-(``docs/scripts/new_size_probe.py``). :class:`GemmConv2d` runs them, under
-``impl='native'``, as im2col (``F.unfold``) and one matrix product: no plan, a few
-hundred microseconds more per step.
+* :class:`DepthwiseConv2d`: ``impl='native'`` runs PyTorch's own CUDA depthwise
+  kernels forward and backward (no plan; as fast at detection sizes, slower on fixed
+  classification batches, which keep ``impl='cudnn'``);
+* :class:`GemmConv2d` (stem and down-sampling convs): ``impl='native'`` runs them as
+  im2col (``F.unfold``) and one matrix product.
+
+Measured costs: ``docs/gpu_runs.md`` ("the cause, the fix") and ``docs/benchmark.md``
+("Pipeline").
 """
 import torch
 import torch.nn.functional as F

@@ -1,4 +1,5 @@
 """mmdet parts (imported by the detection configs only: mmdet is optional)."""
 from .bucketed_mask_head import BucketedFCNMaskHead
+from .mixed_precision import BF16SafeRoIExtractor, FP32FocalLoss
 
-__all__ = ['BucketedFCNMaskHead']
+__all__ = ['BF16SafeRoIExtractor', 'BucketedFCNMaskHead', 'FP32FocalLoss']

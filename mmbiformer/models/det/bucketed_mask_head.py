@@ -2,11 +2,10 @@
 
 The mask head runs on the positive RoIs of a batch (training) or the detections
 (testing): a different count at nearly every iteration. cuDNN sets up a plan for each
-new input shape (about 30 ms on the CPU for this head's forward + backward on an H100,
-against 3 ms once the shape is known; ``docs/scripts/conv_cold_start.py``), so the
-first few hundred iterations spend most of their time there, and under DDP every rank
-waits for whichever rank met a new count. Padding the RoI count up to a multiple of
-``roi_bucket`` leaves a handful of shapes.
+new input shape, on the host and many times the head's GPU work (figures in
+``docs/gpu_runs.md``), so the first few hundred iterations spend most of their time
+there, and under DDP every rank waits for whichever rank met a new count. Padding the
+RoI count up to a multiple of ``roi_bucket`` leaves a handful of shapes.
 
 The padded rows are zeros and are sliced off before anything reads the output: the
 forward output and all gradients are those of the unpadded head (layers act on each RoI

@@ -8,13 +8,12 @@ chooses among them (as NATTEN chooses a backend per call).
 ``auto`` picks, on CUDA, ``triton`` for forward-only passes (inference) where the options
 allow it and ``sdpa`` when gradients are recorded (training); ``reference`` on other
 devices and while tracing or exporting (a traced graph must not contain Triton
-launches). Why training stays on ``sdpa`` for now (one H100, bf16, docs/benchmark.md):
-BiFormer-S inference 3062 img/s with ``triton`` against 2743 with ``sdpa`` (1.00 against
-1.19 GiB), but training 724-898 img/s against 833-868 over two runs and the detection
-trunk 173.9 ms against 166.2: a training step is bound by host-side launch overhead,
-which the Triton path (custom-op dispatch, three kernel launches and the inverse
-routing lists per backward) adds to. It still saves memory there (10.66 against 13.29
-GiB; trunk 3.68 against 4.34): ask for ``attn_impl='triton'`` when memory is short.
+launches). Training stays on ``sdpa`` because it was the faster of the two in training
+steps, which are bound by host-side launch overhead that the Triton path (custom-op
+dispatch, three kernel launches and the inverse routing lists per backward) adds to;
+inference is faster with ``triton``, and ``triton`` takes the least memory in training
+too: ask for ``attn_impl='triton'`` when memory is short (figures:
+``docs/benchmark.md``, run 3).
 """
 from typing import Optional
 

@@ -76,12 +76,10 @@ def gather_regions(kv: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 
 
 # cuDNN's attention is left out everywhere: PyTorch picks it on Hopper, and it builds a
-# graph for every new shape, about 100 ms of host time for each of BiFormer-S's
-# attention shapes forward and again backward, so a new input size cost 243 ms more
-# than a known one (75 ms without it), and it was no faster once built: trunk fwd+bwd
-# 170 ms with it, 159 ms without (docs/scripts/new_size_probe.py, H100, fp16). Under
-# torch.compile Inductor also hands it q/k/v whose head dim is not contiguous, which
-# it refuses.
+# graph on the host for every new shape, forward and backward, which dominated what a
+# new input size cost in dense training; once built it was not faster either
+# (docs/benchmark.md, "Pipeline"). Under torch.compile Inductor also hands it q/k/v
+# whose head dim is not contiguous, which it refuses.
 SDPA_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION,
                  SDPBackend.MATH]
 
