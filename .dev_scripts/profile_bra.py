@@ -1,6 +1,6 @@
 """CUDA kernel times of BRA's forward + backward, per backend (GPU).
 
-    python3 docs/scripts/profile_bra.py [--stage "cls s1"] [--rows 15]
+    python3 .dev_scripts/profile_bra.py [--stage "cls s1"] [--rows 15]
 
 Uses the stage shapes of ``bra_kernel_sweep.py``; prints torch.profiler's kernel table
 of 5 steps (after warm-up) for each backend asked for.

@@ -1,7 +1,7 @@
 """Profile training iterations [START, STOP) of CONFIG with torch.profiler and print the
 ops that take the most host (CPU) time, split by input shapes: shows which layer's
 shapes are slow to set up (e.g. cuDNN plans for shapes seen for the first time).
-    python docs/scripts/profile_train.py CONFIG START STOP [key=value ...]"""
+    python .dev_scripts/profile_train.py CONFIG START STOP [key=value ...]"""
 import argparse
 import os.path as osp
 import sys

@@ -1,7 +1,7 @@
 # Helpers shared by the GPU run scripts (sourced).
 WORKERS="train_dataloader.num_workers=6 train_dataloader.persistent_workers=True"
 opts() {  # short-run overrides: task data_root H W length batch
-    python3 -c "from mmbiformer.utils.short_run import *; print(' '.join(as_cli(short_run_options('$1', '$2', ($3, $4), $5, $6))))" 2>/dev/null
+    python3 -m mmbiformer.utils.short_run "$@"
 }
 summary() {  # log: last train lines, validation / test metrics
     grep -E "\((train)\) +\[" "$1" | tail -2 | sed -E 's/.*(Epoch|Iter)/\1/' | cut -c1-230

@@ -6,7 +6,7 @@ against shapes seen before, for the layers whose input shapes vary in training:
     (mmbiformer.ops.dwconv); and the same at the classification size (fixed shape),
     where only the warm speed matters.
 fp16 autocast, forward + backward, times in ms per call (synchronised).
-    python docs/scripts/conv_cold_start.py [--no-cudnn] [--benchmark]"""
+    python .dev_scripts/conv_cold_start.py [--no-cudnn] [--benchmark]"""
 import argparse
 import os.path as osp
 import random

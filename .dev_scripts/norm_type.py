@@ -1,6 +1,6 @@
 """Build the Runner for CONFIG and print the type of the BiFormer stem's norm layer on
 rank 0: SyncBatchNorm under DDP (torchrun), BatchNorm2d in one process.
-    torchrun --nproc_per_node=2 docs/scripts/norm_type.py CONFIG [key=value ...]"""
+    torchrun --nproc_per_node=2 .dev_scripts/norm_type.py CONFIG [key=value ...]"""
 import argparse
 import os
 import os.path as osp

@@ -1,7 +1,7 @@
 """What a new input size costs in BiFormer's trunk, and where: fwd+bwd at K new sizes
 then at the same sizes again, under variants that switch off one shape-dependent
 library at a time, then the host ops of one new-size step (profiler, most CPU first).
-    python docs/scripts/new_size_probe.py [--arch small] [--sizes 8]"""
+    python .dev_scripts/new_size_probe.py [--arch small] [--sizes 8]"""
 import argparse
 import contextlib
 import os.path as osp

@@ -1,7 +1,7 @@
 """BRA at every routed stage of the shipped configs: each backend, and tile sizes of the
 Triton kernels (GPU).
 
-    python3 docs/scripts/bra_kernel_sweep.py [--sweep] [--dtype bf16]
+    python3 .dev_scripts/bra_kernel_sweep.py [--sweep] [--dtype bf16]
 
 Part 1: the whole BRA op (projection, routing, attention, LCE, output projection),
 forward + backward under autocast, per backend. Part 2 (``--sweep``): the Triton

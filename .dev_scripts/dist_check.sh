@@ -2,7 +2,7 @@
 # Distributed check of Mask R-CNN BiFormer-S on generated COCO data (1333x800, fp16):
 # 1-GPU vs N-GPU throughput at 2 images per GPU, a run killed mid-training and resumed
 # with --resume, and dist_test.sh on N GPUs vs 1 GPU for the same checkpoint.
-#   bash docs/scripts/dist_check.sh N OUT_DIR
+#   bash .dev_scripts/dist_check.sh N OUT_DIR
 set -u
 N=${1:-2}
 OUTD=${2:-/tmp/dist}

@@ -3,7 +3,7 @@
 # fp16, 6 loader workers per GPU: Mask R-CNN BiFormer-S (1333x800) and UperNet
 # BiFormer-S (512x512 crops, SyncBN in the stem under DDP). Also prints the norm type
 # the Runner gives the stem under DDP. (docs/gpu_runs.md)
-#   bash docs/scripts/dist_scaling.sh N OUT_DIR
+#   bash .dev_scripts/dist_scaling.sh N OUT_DIR
 # RUNS: a subset of "det_g1 det_gN seg_g1 seg_gN" (default: all four).
 set -u
 N=${1:?usage: dist_scaling.sh N OUT_DIR}
@@ -22,7 +22,7 @@ run() {  # name gpus config opts...
         --work-dir "$OUTD/$name" --cfg-options "$@" $WORKERS > "$OUTD/$name.log" 2>&1
     echo "== $name ($gpus GPU): exit $?"; summary "$OUTD/$name.log"
 }
-[[ $RUNS != *seg_gN* ]] || PORT=29590 timeout 90 python3 -m torch.distributed.run --nproc_per_node=$N docs/scripts/norm_type.py $SEG 2>/dev/null | grep "stem norm"
+[[ $RUNS != *seg_gN* ]] || PORT=29590 timeout 90 python3 -m torch.distributed.run --nproc_per_node=$N .dev_scripts/norm_type.py $SEG 2>/dev/null | grep "stem norm"
 for r in $RUNS; do
     case $r in
     det_g1) run det_g1 1 $(det 1) ;;

@@ -3,7 +3,7 @@
 # speed and transport; 1 GPU alone; two independent 1-GPU runs side by side (host
 # contention); DDP; DDP with a profiler (per-rank CPU-side top ops). GPU use is sampled
 # with nvidia-smi throughout.
-#   bash docs/scripts/ddp_diag.sh OUT_DIR [N_TRAIN]
+#   bash .dev_scripts/ddp_diag.sh OUT_DIR [N_TRAIN]
 set -u
 OUTD=${1:?usage: ddp_diag.sh OUT_DIR [N_TRAIN]}
 NTRAIN=${2:-96}
@@ -14,7 +14,7 @@ DATA=data/g_coco$NTRAIN
 CFG=configs/det/maskrcnn_biformer_s.py
 OPTS="$(opts det $DATA 800 1216 1 2) train_cfg.val_interval=9 default_hooks.checkpoint.interval=9"
 NCCL_DEBUG=INFO PORT=29511 timeout 60 python3 -m torch.distributed.run --nproc_per_node=2 \
-    --master_port=29511 docs/scripts/allreduce_bw.py > "$OUTD/allreduce.log" 2>&1
+    --master_port=29511 .dev_scripts/allreduce_bw.py > "$OUTD/allreduce.log" 2>&1
 grep -E "all_reduce|via (P2P|SHM|NET)|NVLS|Channel 00" "$OUTD/allreduce.log" | sort -u | head -6
 train() {  # name gpus [env...]: logs to OUT/name.log, GPU use to OUT/name.smi
     local name=$1 gpus=$2; shift 2

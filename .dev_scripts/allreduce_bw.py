@@ -1,5 +1,5 @@
 """NCCL all-reduce speed for a buffer the size of Mask R-CNN BiFormer-S's gradients.
-    torchrun --nproc_per_node=N docs/scripts/allreduce_bw.py [MILLION_FLOATS]"""
+    torchrun --nproc_per_node=N .dev_scripts/allreduce_bw.py [MILLION_FLOATS]"""
 import os
 import sys
 import time

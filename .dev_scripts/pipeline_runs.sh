@@ -2,7 +2,7 @@
 # Whole-config training iterations, ours against the toolboxes' own Swin-T configs of
 # the same detector / segmentor, on one GPU and generated data (docs/benchmark.md,
 # "Pipeline"). Each pair is one `tools/benchmark.py pipeline` run.
-#   bash docs/scripts/pipeline_runs.sh OUT_DIR [SECTION...]
+#   bash .dev_scripts/pipeline_runs.sh OUT_DIR [SECTION...]
 # SECTION: maskrcnn, retinanet, upernet, newsize (default: all).
 # ITERS (default 40): iterations per pass; WORKERS (default 8): loader workers.
 set -u
