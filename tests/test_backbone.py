@@ -5,10 +5,9 @@ import torch
 import torch.nn as nn
 
 import mmbiformer  # noqa: F401  (registers BiFormer, applies stack fixes)
-from mmbiformer.checkpoint import CheckpointError
 from mmbiformer.models import BiFormer
-from official_reference import (official_features, official_shapes,
-                                random_official_state_dict)
+from conftest import TINY_ARCH
+from official_reference import official_shapes
 
 OFFICIAL_PARAMS = {'tiny': 13_142_760, 'small': 25_536_232, 'base': 56_804_968}
 
@@ -128,85 +127,6 @@ def test_with_cp_same_outputs_and_gradients():
         torch.testing.assert_close(g, grads[1][2][n], msg=n)
 
 
-def _save(tmp_path, obj, name='ckpt.pth'):
-    path = tmp_path / name
-    torch.save(obj, path)
-    return str(path)
-
-
-def test_official_checkpoint_loads_with_official_key_names(tmp_path):
-    official = random_official_state_dict('tiny')
-    path = _save(tmp_path, {'model': official, 'epoch': 299})
-    model = BiFormer('tiny', out_indices=(3, ), out_norm='batchnorm',
-                     init_cfg=dict(type='Pretrained', checkpoint=path))
-    model.init_weights()
-    own = model.state_dict()
-    expected = {k for k in official if not k.startswith('head.')}
-    assert set(own) == expected  # no missing, no extra backbone key
-    for k in expected:
-        assert torch.equal(own[k], official[k]), k
-
-    dense = BiFormer('tiny', init_cfg=dict(type='Pretrained', checkpoint=path))
-    dense.init_weights()
-    for k, v in dense.state_dict().items():
-        if not k.startswith('extra_norms.'):
-            assert torch.equal(v, official[k]), k
-
-
-def test_features_match_official_oracle(tmp_path):
-    official = random_official_state_dict('tiny', seed=3)
-    path = _save(tmp_path, {'model': official})
-    model = BiFormer('tiny', n_win=7, out_norm='none',
-                     init_cfg=dict(type='Pretrained', checkpoint=path))
-    model.init_weights()
-    model.eval()
-    x = torch.randn(1, 3, 75, 61)
-    with torch.no_grad():
-        ours = model(x)
-        ref = official_features(official, x, 'tiny', n_win=7)
-    for a, b in zip(ours, ref):
-        assert a.shape == b.shape
-        assert ((a - b).norm() / b.norm()).item() < 1e-4  # fp32 relative error
-
-
-def test_our_checkpoint_layout_loads(tmp_path):
-    src = BiFormer('tiny')
-    state = {'backbone.' + k: v for k, v in src.state_dict().items()}
-    state['head.fc.weight'] = torch.zeros(3, 512)
-    path = _save(tmp_path, {'state_dict': state, 'meta': {}})
-    model = BiFormer('tiny', init_cfg=dict(type='Pretrained', checkpoint=path))
-    model.init_weights()
-    for k, v in model.state_dict().items():
-        assert torch.equal(v, src.state_dict()[k]), k
-
-
-def test_checkpoint_errors(tmp_path):
-    unrelated = _save(tmp_path, {'model': {'conv.weight': torch.zeros(3)}}, 'other.pth')
-    with pytest.raises(CheckpointError, match='none of its 1 weights match'):
-        BiFormer('tiny', init_cfg=dict(type='Pretrained', checkpoint=unrelated)).init_weights()
-    base = _save(tmp_path, {'model': random_official_state_dict('base')}, 'base.pth')
-    with pytest.raises(CheckpointError, match='do not fit this arch'):
-        BiFormer('tiny', init_cfg=dict(type='Pretrained', checkpoint=base)).init_weights()
-    corrupt = tmp_path / 'corrupt.pth'
-    corrupt.write_bytes(b'PK\x03\x04 not really a zip')
-    with pytest.raises(CheckpointError, match='corrupt or not a PyTorch checkpoint'):
-        BiFormer('tiny', init_cfg=dict(type='Pretrained',
-                                       checkpoint=str(corrupt))).init_weights()
-    with pytest.raises(FileNotFoundError, match='missing.pth'):
-        BiFormer('tiny', init_cfg=dict(type='Pretrained',
-                                       checkpoint=str(tmp_path / 'missing.pth'))).init_weights()
-
-
-class _Evil:
-    pass
-
-
-def test_foreign_objects_are_refused(tmp_path):
-    path = _save(tmp_path, {'model': random_official_state_dict('tiny'), 'x': _Evil()})
-    with pytest.raises(CheckpointError, match='safe'):
-        BiFormer('tiny', init_cfg=dict(type='Pretrained', checkpoint=path)).init_weights()
-
-
 @pytest.mark.parametrize('kwargs,match', [
     (dict(arch='huge'), 'arch must be one of'),
     (dict(arch=dict(depths=[1, 1, 1, 1])), 'missing keys'),
@@ -228,8 +148,7 @@ def test_invalid_arguments(kwargs, match):
 
 
 def test_tiny_custom_arch_dict():
-    arch = dict(depths=[1, 1, 1, 1], embed_dims=[16, 32, 64, 128], topks=[1, 2, 4, -2],
-                head_dim=8, mlp_ratio=2)
+    arch = TINY_ARCH
     outs = BiFormer(arch, n_win=4)(torch.randn(1, 3, 64, 64))
     assert [o.shape[1] for o in outs] == [16, 32, 64, 128]
     assert isinstance(BiFormer(arch).stages[3][0].attn.lepe, nn.Conv2d)

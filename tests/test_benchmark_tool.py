@@ -4,7 +4,7 @@ import os.path as osp
 
 import pytest
 
-ROOT = osp.join(osp.dirname(__file__), '..')
+from conftest import ROOT
 
 
 @pytest.fixture(scope='module')
@@ -40,6 +40,7 @@ SMALL_SEG = ['--size', '64', '96', '--batch', '1', '--workers', '0', '--cfg-opti
              'train_dataloader.dataset.pipeline.3.crop_size=(64,64)']
 
 
+@pytest.mark.slow
 def test_pipeline_two_models_one_run(bench_tool, tmp_path, capsys):
     """Two configs in one run: each trains two passes over the same generated data in
     its own process; the table and the JSON give both passes of both."""

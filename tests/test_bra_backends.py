@@ -13,7 +13,7 @@ from mmbiformer.ops.backends import sdpa as sdpa_backend
 from mmbiformer.ops.backends.triton import unavailable_reason
 from mmbiformer.ops.bra import BiLevelRoutingAttention
 
-cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
+from conftest import requires_cuda as cuda  # noqa: E402
 CPU = torch.device('cpu')
 needs_triton = pytest.mark.skipif(unavailable_reason(CPU) is not None,
                                   reason=f'Triton on CPU: {unavailable_reason(CPU)}')

@@ -10,8 +10,8 @@ from mmengine.registry import DefaultScope, init_default_scope
 import mmbiformer  # noqa: F401
 from mmbiformer.converters import convert_official_file
 from official_reference import official_logits, random_official_state_dict
+from conftest import ROOT
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIGS = sorted(glob.glob(osp.join(ROOT, 'configs', '*', '*.py')))
 DIMS = {'tiny': [64, 128, 256, 512], 'small': [64, 128, 256, 512],
         'base': [96, 192, 384, 768]}

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from mmbiformer import BiFormer
 from mmbiformer.ops.dwconv import DepthwiseConv2d, _NativeDepthwiseConv
 
-cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
+from conftest import requires_cuda as cuda  # noqa: E402
 
 
 def test_same_module_as_conv2d():

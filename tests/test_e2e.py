@@ -11,8 +11,10 @@ import pytest
 
 from mmbiformer.testing import MAKERS
 from mmbiformer.utils.short_run import TASKS, as_cli, short_run_options
+from conftest import ROOT
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+pytestmark = pytest.mark.slow  # end-to-end: CI runs it, -m "not slow" skips
+
 SIZE = (96, 128)
 
 

@@ -9,8 +9,8 @@ from mmengine.analysis import FlopAnalyzer
 
 from mmbiformer.models import BiFormer
 from mmbiformer.analysis.flops import count_macs
+from conftest import ROOT
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
 @pytest.mark.parametrize('arch,paper_gflops', [('tiny', 2.2), ('small', 4.5), ('base', 9.8)])

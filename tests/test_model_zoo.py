@@ -13,8 +13,8 @@ from mmbiformer import model_zoo
 from mmbiformer.checkpoint import CheckpointError
 from mmbiformer.models import BiFormer
 from official_reference import random_official_state_dict
+from conftest import ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class Server:

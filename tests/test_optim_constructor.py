@@ -8,6 +8,7 @@ from mmengine.config import Config, ConfigDict
 from mmengine.optim import build_optim_wrapper
 
 import mmbiformer  # noqa: F401  (registers the constructor)
+from conftest import TINY_ARCH
 from mmbiformer.models import BiFormer
 
 
@@ -22,9 +23,7 @@ def _wrapper(model, grouped: bool):
 
 def test_same_updates_fewer_groups():
     torch.manual_seed(0)
-    arch = dict(depths=[1, 1, 1, 1], embed_dims=[16, 32, 32, 32], topks=[1, 1, 1, -2],
-                head_dim=8, mlp_ratio=2)
-    model = BiFormer(arch, n_win=2)
+    model = BiFormer(TINY_ARCH, n_win=2)
     twin = copy.deepcopy(model)
     ref, ours = _wrapper(model, False), _wrapper(twin, True)
     n_params = sum(1 for _ in model.parameters())

@@ -9,6 +9,8 @@ from mmbiformer.testing import MAKERS
 from mmbiformer.utils.short_run import as_cli, short_run_options
 from test_e2e import run_tool
 
+pytestmark = pytest.mark.slow  # end-to-end: CI runs it, -m "not slow" skips
+
 CONFIG = 'configs/det/retinanet_biformer_t.py'
 SIZE = (96, 128)
 
