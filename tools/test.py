@@ -13,8 +13,9 @@ sys.path.insert(0, osp.join(osp.dirname(__file__), '..'))
 import mmbiformer  # noqa: E402,F401  (stack fixes before any toolbox import)
 from mmbiformer.checkpoint import CheckpointError, check_model_checkpoint  # noqa: E402
 from mmbiformer.utils.launch import (UserError, build_runner,  # noqa: E402
-                                     check_data, check_launcher, checkpoint_file,
-                                     load_config, parse_tool_args, setup_cpu_distributed)
+                                     check_data, checkpoint_file,
+                                     parse_tool_args, setup_cpu_distributed,
+                                     tool_config)
 
 
 def parse_args(argv=None):
@@ -32,9 +33,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    cfg = load_config(args.config, args.cfg_options, args.work_dir)
-    cfg.launcher = args.launcher
-    check_launcher(args.launcher)
+    cfg = tool_config(args)
     cfg.load_from = checkpoint_file(args.checkpoint)
     if args.tta or cfg.get('tta', False):
         if 'tta_model' not in cfg or 'tta_pipeline' not in cfg:

@@ -17,9 +17,9 @@ from mmbiformer.model_zoo import ModelZooError  # noqa: E402
 from mmbiformer.utils.batch_scaling import batch_policy  # noqa: E402
 from mmengine.logging import print_log  # noqa: E402
 from mmbiformer.utils.launch import (UserError, build_runner,  # noqa: E402
-                                     check_data, check_launcher,
+                                     check_data,
                                      check_resume_checkpoint, checkpoint_file,
-                                     fit_to_device, load_config, parse_tool_args,
+                                     fit_to_device, parse_tool_args, tool_config,
                                      readable_checkpoint, setup_cpu_distributed,
                                      use_amp)
 
@@ -43,9 +43,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    cfg = load_config(args.config, args.cfg_options, args.work_dir)
-    cfg.launcher = args.launcher
-    check_launcher(args.launcher)
+    cfg = tool_config(args)
     if args.amp:
         use_amp(cfg)
     resume_from(cfg, args.resume, args.resume_if_possible)

@@ -65,15 +65,13 @@ def check_impl(impl: str) -> str:
     return impl
 
 
-class DepthwiseConv2d(nn.Conv2d):
-    """``nn.Conv2d(channels, channels, k, padding=k // 2, groups=channels)``: same
-    parameters and state-dict keys. ``impl='native'``: on CUDA, PyTorch's depthwise
-    kernels instead of cuDNN (see the module doc); CPU and ``torch.compile`` are
-    unaffected."""
+class _PlanFreeConv2d(nn.Conv2d):
+    """An ``nn.Conv2d`` with an ``impl``: ``'cudnn'`` runs ``nn.Conv2d``, ``'native'``
+    runs :meth:`native_forward` on CUDA inputs (CPU and ``torch.compile`` are left to
+    ``nn.Conv2d``)."""
 
-    def __init__(self, channels: int, kernel_size: int, impl: str = 'native'):
-        super().__init__(channels, channels, kernel_size, padding=kernel_size // 2,
-                         groups=channels)
+    def __init__(self, *args, impl: str = 'native', **kwargs):
+        super().__init__(*args, **kwargs)
         self.impl = check_impl(impl)
 
     def extra_repr(self) -> str:
@@ -82,6 +80,22 @@ class DepthwiseConv2d(nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.impl == 'cudnn' or not x.is_cuda or torch.compiler.is_compiling():
             return super().forward(x)
+        return self.native_forward(x)
+
+    def native_forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class DepthwiseConv2d(_PlanFreeConv2d):
+    """``nn.Conv2d(channels, channels, k, padding=k // 2, groups=channels)``: same
+    parameters and state-dict keys. ``impl='native'``: on CUDA, PyTorch's depthwise
+    kernels instead of cuDNN (see the module doc)."""
+
+    def __init__(self, channels: int, kernel_size: int, impl: str = 'native'):
+        super().__init__(channels, channels, kernel_size, padding=kernel_size // 2,
+                         groups=channels, impl=impl)
+
+    def native_forward(self, x: torch.Tensor) -> torch.Tensor:
         dtype = torch.get_autocast_dtype('cuda') if torch.is_autocast_enabled('cuda') else x.dtype
         bias = None if self.bias is None else self.bias.to(dtype)
         with torch.autocast('cuda', enabled=False):
@@ -102,22 +116,16 @@ def conv2d_as_gemm(x: torch.Tensor, weight: torch.Tensor, bias, stride, padding)
     return out.view(N, out_ch, ho, wo)
 
 
-class GemmConv2d(nn.Conv2d):
+class GemmConv2d(_PlanFreeConv2d):
     """``nn.Conv2d`` (same parameters and keys) that, with ``impl='native'`` on CUDA,
     runs as :func:`conv2d_as_gemm`: no cuDNN set-up for new input shapes."""
 
     def __init__(self, *args, impl: str = 'native', **kwargs):
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, impl=impl, **kwargs)
         if self.groups != 1 or self.dilation != (1, 1) or self.padding_mode != 'zeros':
             raise ValueError('GemmConv2d: groups 1, dilation 1 and zero padding only')
-        self.impl = check_impl(impl)
 
-    def extra_repr(self) -> str:
-        return f'{super().extra_repr()}, impl={self.impl!r}'
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.impl == 'cudnn' or not x.is_cuda or torch.compiler.is_compiling():
-            return super().forward(x)
+    def native_forward(self, x: torch.Tensor) -> torch.Tensor:
         return conv2d_as_gemm(x, self.weight, self.bias, self.stride, self.padding)
 
 
@@ -126,5 +134,5 @@ def set_impl(module: nn.Module, impl: str) -> None:
     ``module``."""
     check_impl(impl)
     for m in module.modules():
-        if isinstance(m, (DepthwiseConv2d, GemmConv2d)):
+        if isinstance(m, _PlanFreeConv2d):
             m.impl = impl

@@ -57,6 +57,15 @@ def load_config(path: str, cfg_options: Optional[dict] = None,
     return cfg
 
 
+def tool_config(args) -> Config:
+    """The config of a tool run (``train.py``, ``test.py``): loaded with
+    ``--cfg-options`` and ``--work-dir``, its launcher set and checked."""
+    cfg = load_config(args.config, args.cfg_options, args.work_dir)
+    cfg.launcher = args.launcher
+    check_launcher(args.launcher)
+    return cfg
+
+
 def _datasets(cfg: Config, loaders: List[str]) -> Iterator[Tuple[str, dict]]:
     """(config key, dataset dict) of every dataset the loaders read, wrappers opened."""
     def walk(ds, key):

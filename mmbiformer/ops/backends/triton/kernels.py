@@ -36,6 +36,48 @@ def _token_rc(region, tok, S, RH, RW):
 
 
 @triton.jit
+def _query_block(QKV, s_n, s_h, s_w, S, RH, RW, HEADS, CQ: tl.constexpr,
+                 BLOCK_M: tl.constexpr, BLOCK_DQ: tl.constexpr):
+    """This program's queries (grid: query tile, region x head, image): region, head,
+    image, tokens per region, token offsets and mask, their offsets in the map, the
+    query tile and the image's qkv base."""
+    pid_m = tl.program_id(0)
+    r = tl.program_id(1) // HEADS
+    hd = tl.program_id(1) % HEADS
+    n = tl.program_id(2).to(tl.int64)
+    L = RH * RW
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    mask_m = offs_m < L
+    offs_dq = tl.arange(0, BLOCK_DQ)
+    qkv = QKV + n * s_n
+    qy, qx = _token_rc(r, offs_m, S, RH, RW)
+    q_off = qy[:, None] * s_h + qx[:, None] * s_w
+    q = tl.load(qkv + q_off + hd * CQ + offs_dq[None, :],
+                mask=mask_m[:, None] & (offs_dq < CQ)[None, :], other=0.)
+    return r, hd, n, L, offs_m, mask_m, qy, qx, q_off, q, qkv
+
+
+@triton.jit
+def _routed_key_tile(qkv, idx, start, n_keys, L, S, RH, RW, s_h, s_w, QD, hd,
+                     CQ: tl.constexpr, CV: tl.constexpr, BLOCK_N: tl.constexpr,
+                     BLOCK_DQ: tl.constexpr, BLOCK_DV: tl.constexpr):
+    """Keys ``start .. start + BLOCK_N`` of the flat list of the routed regions' tokens
+    (``idx``: the query region's routed region indices): their mask, k and v."""
+    offs_n = start + tl.arange(0, BLOCK_N)
+    mask_n = offs_n < n_keys
+    region = tl.load(idx + offs_n // L, mask=mask_n, other=0)
+    ky, kx = _token_rc(region, offs_n % L, S, RH, RW)
+    kv = qkv + ky[:, None] * s_h + kx[:, None] * s_w
+    offs_dq = tl.arange(0, BLOCK_DQ)
+    offs_dv = tl.arange(0, BLOCK_DV)
+    k = tl.load(kv + QD + hd * CQ + offs_dq[None, :],
+                mask=mask_n[:, None] & (offs_dq < CQ)[None, :], other=0.)
+    v = tl.load(kv + 2 * QD + hd * CV + offs_dv[None, :],
+                mask=mask_n[:, None] & (offs_dv < CV)[None, :], other=0.)
+    return mask_n, k, v
+
+
+@triton.jit
 def _bra_fwd(QKV, IDX, OUT, LSE,
              s_n, s_h, s_w, so_n, so_h, so_w,
              qk_scale, S, RH, RW, R, TOPK, HEADS, QD,
@@ -43,44 +85,25 @@ def _bra_fwd(QKV, IDX, OUT, LSE,
              BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
              BLOCK_DQ: tl.constexpr, BLOCK_DV: tl.constexpr, PREC: tl.constexpr,
              ACC: tl.constexpr):
-    pid_m = tl.program_id(0)
-    r = tl.program_id(1) // HEADS
-    hd = tl.program_id(1) % HEADS
-    n = tl.program_id(2).to(tl.int64)
-    L = RH * RW
+    r, hd, n, L, offs_m, mask_m, qy, qx, q_off, q, qkv = _query_block(
+        QKV, s_n, s_h, s_w, S, RH, RW, HEADS, CQ, BLOCK_M, BLOCK_DQ)
     n_keys = TOPK * L
-
-    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    mask_m = offs_m < L
-    offs_dq = tl.arange(0, BLOCK_DQ)
     offs_dv = tl.arange(0, BLOCK_DV)
-    mask_dq = offs_dq < CQ
     mask_dv = offs_dv < CV
-    qkv = QKV + n * s_n
-    qy, qx = _token_rc(r, offs_m, S, RH, RW)
-    q = tl.load(qkv + qy[:, None] * s_h + qx[:, None] * s_w + hd * CQ + offs_dq[None, :],
-                mask=mask_m[:, None] & mask_dq[None, :], other=0.)
 
     m_i = tl.full([BLOCK_M], float('-inf'), ACC)
     l_i = tl.zeros([BLOCK_M], ACC)
     acc = tl.zeros([BLOCK_M, BLOCK_DV], ACC)
     idx = IDX + (n * R + r) * TOPK
     for start in range(0, n_keys, BLOCK_N):
-        offs_n = start + tl.arange(0, BLOCK_N)
-        mask_n = offs_n < n_keys
-        region = tl.load(idx + offs_n // L, mask=mask_n, other=0)
-        ky, kx = _token_rc(region, offs_n % L, S, RH, RW)
-        kv = qkv + ky[:, None] * s_h + kx[:, None] * s_w
-        k = tl.load(kv + QD + hd * CQ + offs_dq[None, :],
-                    mask=mask_n[:, None] & mask_dq[None, :], other=0.)
+        mask_n, k, v = _routed_key_tile(qkv, idx, start, n_keys, L, S, RH, RW, s_h, s_w,
+                                        QD, hd, CQ, CV, BLOCK_N, BLOCK_DQ, BLOCK_DV)
         s = tl.dot(q, tl.trans(k), input_precision=PREC, out_dtype=ACC) * qk_scale
         s = tl.where(mask_n[None, :], s, float('-inf'))
         m_new = tl.maximum(m_i, tl.max(s, 1))
         p = tl.exp2(s - m_new[:, None])
         alpha = tl.exp2(m_i - m_new)
         l_i = l_i * alpha + tl.sum(p, 1)
-        v = tl.load(kv + 2 * QD + hd * CV + offs_dv[None, :],
-                    mask=mask_n[:, None] & mask_dv[None, :], other=0.)
         acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PREC,
                                             out_dtype=ACC)
         m_i = m_new
@@ -99,24 +122,14 @@ def _bra_bwd_dq(QKV, IDX, OUT, DOUT, LSE, DELTA, DQKV,
                 CQ: tl.constexpr, CV: tl.constexpr,
                 BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                 BLOCK_DQ: tl.constexpr, BLOCK_DV: tl.constexpr, PREC: tl.constexpr,
-             ACC: tl.constexpr):
-    pid_m = tl.program_id(0)
-    r = tl.program_id(1) // HEADS
-    hd = tl.program_id(1) % HEADS
-    n = tl.program_id(2).to(tl.int64)
-    L = RH * RW
+                ACC: tl.constexpr):
+    r, hd, n, L, offs_m, mask_m, qy, qx, q_off, q, qkv = _query_block(
+        QKV, s_n, s_h, s_w, S, RH, RW, HEADS, CQ, BLOCK_M, BLOCK_DQ)
     n_keys = TOPK * L
-
-    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    mask_m = offs_m < L
     offs_dq = tl.arange(0, BLOCK_DQ)
     offs_dv = tl.arange(0, BLOCK_DV)
     mask_q = mask_m[:, None] & (offs_dq < CQ)[None, :]
     mask_o = mask_m[:, None] & (offs_dv < CV)[None, :]
-    qkv = QKV + n * s_n
-    qy, qx = _token_rc(r, offs_m, S, RH, RW)
-    q_off = qy[:, None] * s_h + qx[:, None] * s_w
-    q = tl.load(qkv + q_off + hd * CQ + offs_dq[None, :], mask=mask_q, other=0.)
     o_off = n * so_n + qy[:, None] * so_h + qx[:, None] * so_w + hd * CV + offs_dv[None, :]
     do = tl.load(DOUT + o_off, mask=mask_o, other=0.)
     o = tl.load(OUT + o_off, mask=mask_o, other=0.)
@@ -128,15 +141,8 @@ def _bra_bwd_dq(QKV, IDX, OUT, DOUT, LSE, DELTA, DQKV,
     dq = tl.zeros([BLOCK_M, BLOCK_DQ], ACC)
     idx = IDX + (n * R + r) * TOPK
     for start in range(0, n_keys, BLOCK_N):
-        offs_n = start + tl.arange(0, BLOCK_N)
-        mask_n = offs_n < n_keys
-        region = tl.load(idx + offs_n // L, mask=mask_n, other=0)
-        ky, kx = _token_rc(region, offs_n % L, S, RH, RW)
-        kv = qkv + ky[:, None] * s_h + kx[:, None] * s_w
-        k = tl.load(kv + QD + hd * CQ + offs_dq[None, :],
-                    mask=mask_n[:, None] & (offs_dq < CQ)[None, :], other=0.)
-        v = tl.load(kv + 2 * QD + hd * CV + offs_dv[None, :],
-                    mask=mask_n[:, None] & (offs_dv < CV)[None, :], other=0.)
+        mask_n, k, v = _routed_key_tile(qkv, idx, start, n_keys, L, S, RH, RW, s_h, s_w,
+                                        QD, hd, CQ, CV, BLOCK_N, BLOCK_DQ, BLOCK_DV)
         s = tl.dot(q, tl.trans(k), input_precision=PREC, out_dtype=ACC) * qk_scale
         p = tl.where(mask_n[None, :], tl.exp2(s - lse[:, None]), 0.)
         dp = tl.dot(do, tl.trans(v), input_precision=PREC, out_dtype=ACC)
