@@ -175,10 +175,9 @@ class BiFormer(BaseModule):
             :class:`BiLevelRoutingAttention`, e.g. the ``sdpa_*`` policy.
         dwconv_impl (str): The backbone's convs on CUDA, the depthwise ones (position
             embedding, LCE) and the stem / down-sampling ones alike: ``'native'``
-            (PyTorch's depthwise kernels and im2col + GEMM; no stall when an input
-            size is new, which with cuDNN costs 0.5-2 s per depthwise layer and tens
-            of ms for the strided convs: dense prediction) or ``'cudnn'`` (faster at
-            a fixed input size: classification).
+            (PyTorch's depthwise kernels and im2col + GEMM: no cuDNN set-up when an
+            input size is new, as in dense prediction) or ``'cudnn'`` (faster at a
+            fixed input size: classification). See :mod:`mmbiformer.ops.dwconv`.
         compile (bool | dict): ``torch.compile`` the backbone's forward on CUDA inputs
             (a dict is passed to ``torch.compile``), fusing the many small
             normalisation / permute / residual kernels. Costs a compilation of
