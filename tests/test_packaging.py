@@ -6,6 +6,7 @@ import os.path as osp
 import subprocess
 import sys
 
+from conftest import ROOT
 
 CHECK = '''
 import os.path as osp, sys
@@ -18,7 +19,6 @@ model = model_zoo.find_model('biformer-s_in1k')
 config = model_zoo.config_file('det/maskrcnn_biformer_s.py')
 assert osp.isfile(config) and config.startswith(site), config
 from mmengine.config import Config
-from conftest import ROOT
 cfg = Config.fromfile(config)
 print('ok', model['Name'], cfg.model.backbone.type)
 '''
