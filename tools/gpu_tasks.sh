@@ -13,17 +13,7 @@ set -euo pipefail
 OUTD=${1:?usage: gpu_tasks.sh OUT_DIR [TASK...]}
 shift
 mkdir -p "$OUTD"
-WORKERS="train_dataloader.num_workers=6 train_dataloader.persistent_workers=True"
-
-opts() {  # short-run overrides: task data_root H W length batch
-    python3 -m mmbiformer.utils.short_run "$@"
-}
-
-summary() {  # log: last train lines, validation / test metrics
-    grep -E "\((train)\) +\[" "$1" | tail -2 | sed -E 's/.*(Epoch|Iter)/\1/' | cut -c1-230 || true
-    grep -E "\((val)\) +\[[0-9]+\]\[[0-9]+/[0-9]+\] +(accuracy|coco|aAcc)|Iter\(val\).*aAcc|^metrics:" "$1" \
-        | tail -2 | cut -c1-300 || true
-}
+source "$(dirname "$0")/run_lib.sh"
 
 train_test() {  # name config opts...
     local name=$1 cfg=$2

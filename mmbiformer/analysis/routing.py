@@ -6,10 +6,10 @@
 
 The model code carries no visualisation branch: a hook on each
 :class:`~mmbiformer.ops.BiLevelRoutingAttention` recomputes, from the block's input
-and with the block's own weights, what the block routes (:meth:`route`, the same call
-the forward makes) and, for the chosen query positions, the token attention of the
-reference path. So it works whatever ``attn_impl`` runs the forward (Triton, SDPA or
-the reference).
+and with the block's own weights, what the block routes (:meth:`route_regions`, as
+the reference and SDPA forwards do; the Triton forward routes the same region means)
+and, for the chosen query positions, the token attention of the reference path. So it
+works whatever ``attn_impl`` runs the forward.
 
 Shapes (N images; S = ``n_win``; R = S*S regions; k = ``topk``; (h, w) tokens per
 region; m heads): ``index`` and ``weights`` are (N, R, k) (regions numbered row-major
@@ -23,7 +23,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
-from ..ops.bra import BiLevelRoutingAttention, pad_to_multiple, to_regions
+from ..ops.bra import BiLevelRoutingAttention, pad_to_multiple
 from ..ops.backends.sdpa import heads
 
 
@@ -103,9 +103,7 @@ def _record(bra: BiLevelRoutingAttention, x: torch.Tensor, stage: int, block: in
     qkv = bra.qkv(xp)
     Hp, Wp = qkv.shape[1:3]
     h, w = Hp // S, Wp // S
-    regions = to_regions(qkv, S)
-    q, kv = regions[..., :qd], regions[..., qd:]
-    weights, index = bra.route(q, kv[..., :qd])
+    q, kv, weights, index = bra.route_regions(qkv)
     stride = stage_stride(stage)
     rec = BlockRouting(stage, block, S, bra.topk, stride, (H, W), (Hp, Wp), (h, w),
                        index.cpu(), weights.float().cpu())

@@ -22,7 +22,7 @@ def _region_box(rec: BlockRouting, region: int):
     return col * w * rec.stride, row * h * rec.stride, w * rec.stride, h * rec.stride
 
 
-def _grid(ax, rec: BlockRouting, width: int, height: int) -> None:
+def _grid(ax, rec: BlockRouting) -> None:
     h, w = rec.region_size
     for i in range(1, rec.n_win):
         ax.axhline(i * h * rec.stride - 0.5, color='white', lw=0.5, alpha=0.6)
@@ -38,7 +38,7 @@ def draw_query(ax, image: np.ndarray, rec: BlockRouting, q: int, n: int = 0) -> 
     height, width = image.shape[:2]
     query = rec.queries[q]
     ax.imshow(image)
-    _grid(ax, rec, width, height)
+    _grid(ax, rec)
     attn = query.attn[n].mean(0).numpy()  # (topk, h, w)
     heat = np.zeros((height, width), np.float32)
     shown = np.zeros((height, width), bool)
@@ -102,10 +102,11 @@ def stats_figure(image: np.ndarray, records: Sequence[BlockRouting]):
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    stages = sorted({r.stage for r in records})
-    fig, axes = plt.subplots(1, len(stages), figsize=(4.5 * len(stages), 4.2), squeeze=False)
+    per_stage = stage_entropies(records)
+    fig, axes = plt.subplots(1, len(per_stage), figsize=(4.5 * len(per_stage), 4.2),
+                             squeeze=False)
     height, width = image.shape[:2]
-    for ax, stage in zip(axes[0], stages):
+    for ax, (stage, blocks, entropy) in zip(axes[0], per_stage):
         recs = [r for r in records if r.stage == stage]
         counts = sum(routing_counts(r)[0] for r in recs).numpy()
         rec = recs[0]
@@ -117,8 +118,7 @@ def stats_figure(image: np.ndarray, records: Sequence[BlockRouting]):
                        interpolation='nearest')
         ax.set_xlim(-0.5, width - 0.5)
         ax.set_ylim(height - 0.5, -0.5)
-        entropy = np.mean([routing_entropy(r) for r in recs])
-        ax.set_title(f'stage {stage}: times routed to ({len(recs)} blocks)\nmean routing '
+        ax.set_title(f'stage {stage}: times routed to ({blocks} blocks)\nmean routing '
                      f'entropy {entropy:.3f} nats (max {np.log(rec.topk):.3f})', fontsize=8)
         ax.axis('off')
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)

@@ -58,10 +58,13 @@ def load_any_config(name: str, cfg_options: Optional[dict] = None):
 
 def train_dataset(cfg) -> dict:
     """The train dataset dict, dataset wrappers (Repeat/ClassBalanced) opened."""
-    ds = cfg.train_dataloader.dataset
-    while ds.get('type') not in DATA_KINDS and isinstance(ds.get('dataset'), dict):
-        ds = ds['dataset']
-    return ds
+    from ..utils.launch import datasets
+    found = [ds for _, ds in datasets(cfg, ['train_dataloader'])]
+    if len(found) != 1:
+        raise UserError(f'pipeline benchmark: the train loader reads {len(found)} datasets '
+                        f'(ConcatDataset?); generated data can stand in for one only. '
+                        f'Pass --data-root with data in its layout instead.')
+    return found[0]
 
 
 def data_kind(cfg):
@@ -92,6 +95,18 @@ def make_data(kind: str, root: str, images: int, size) -> str:
     with open(stamp, 'w') as f:
         f.write(want)
     return root
+
+
+def benchmark_data(args, cfg, images: int):
+    """(kind, nominal (H, W), root) of the data a run reads: ``--data-root``, or data
+    generated at the config's input size (``--size`` overrides) with ``images``
+    training images, written once under the work dir."""
+    kind, size = data_kind(cfg)
+    size = tuple(args.size) if args.size else size
+    if args.data_root:
+        return kind, size, args.data_root
+    root = osp.join(args.work_dir, f'data_{kind}_{size[0]}x{size[1]}')
+    return kind, size, make_data(kind, root, images, size)
 
 
 def point_at_data(cfg, kind: str, root: str) -> None:
@@ -236,15 +251,11 @@ def run_single(args) -> dict:
     import mmbiformer  # noqa: F401  (stack fixes, registries)
     from ..utils.launch import build_runner, fit_to_device, setup_cpu_distributed
     cfg = load_any_config(args.config, args.cfg_options)
-    kind, size = data_kind(cfg)
     if args.batch:
         cfg.train_dataloader.batch_size = args.batch
     batch = batch_size(cfg)
     world = int(os.environ.get('WORLD_SIZE', 1))
-    size = tuple(args.size) if args.size else size
-    root = args.data_root or osp.join(args.work_dir, f'data_{kind}_{size[0]}x{size[1]}')
-    if not args.data_root:
-        make_data(kind, root, args.iters * batch * world, size)
+    kind, size, root = benchmark_data(args, cfg, args.iters * batch * world)
     point_at_data(cfg, kind, root)
     name = osp.splitext(osp.basename(args.config.split('::')[-1]))[0]
     prepare(cfg, args.iters, osp.join(args.work_dir, name), args.amp, args.workers)
@@ -348,12 +359,9 @@ def compare(args) -> List[dict]:
         load_any_config(config)
     if args.data_root is None:  # generate once, shared by every model
         cfg = load_any_config(configs[0], args.cfg_options)
-        kind, size = data_kind(cfg)
-        size = tuple(args.size) if args.size else size
         args.batch = args.batch or batch_size(cfg)
-        args.data_root = make_data(
-            kind, osp.join(args.work_dir, f'data_{kind}_{size[0]}x{size[1]}'),
-            args.iters * args.batch * max(args.gpus), size)
+        _, _, args.data_root = benchmark_data(args, cfg,
+                                              args.iters * args.batch * max(args.gpus))
     results = []
     for config in configs:
         for gpus in args.gpus:
@@ -392,8 +400,6 @@ def add_arguments(parser) -> None:
 
 def main(args) -> None:
     if args.single:
-        if int(os.environ.get('WORLD_SIZE', 1)) > 1:
-            os.environ.setdefault('LOCAL_RANK', os.environ.get('LOCAL_RANK', '0'))
         result = run_single(args)
         if int(os.environ.get('RANK', 0)) == 0:
             with open(args.single, 'w') as f:

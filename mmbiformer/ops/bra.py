@@ -281,13 +281,21 @@ class BiLevelRoutingAttention(nn.Module):
             out = out[:, :H_in, :W_in].contiguous()
         return out
 
-    def _attend_regions(self, qkv: torch.Tensor, backend: str) -> torch.Tensor:
-        """Token attention on the region layout (reference and sdpa backends)."""
-        S, qd = self.n_win, self.qk_dim
-        h, w = qkv.shape[1] // S, qkv.shape[2] // S
-        regions = to_regions(qkv, S)  # (N, R, h*w, qd + qd + dim)
+    def route_regions(self, qkv: torch.Tensor):
+        """The padded projection ``qkv`` (N, H, W, 2*qk_dim + dim) in region layout,
+        routed: ``q`` (N, R, h*w, qk_dim), ``kv`` (N, R, h*w, qk_dim + dim), and
+        ``weights`` / ``index`` (N, R, topk) from :meth:`route`."""
+        qd = self.qk_dim
+        regions = to_regions(qkv, self.n_win)
         q, kv = regions[..., :qd], regions[..., qd:]
         weights, index = self.route(q, kv[..., :qd])
+        return q, kv, weights, index
+
+    def _attend_regions(self, qkv: torch.Tensor, backend: str) -> torch.Tensor:
+        """Token attention on the region layout (reference and sdpa backends)."""
+        S = self.n_win
+        h, w = qkv.shape[1] // S, qkv.shape[2] // S
+        q, kv, weights, index = self.route_regions(qkv)
         kv = self.region_kv(kv, h, w)  # (N, R, t, qd+dim)
         args = (q, kv, weights, index, self.num_heads, self.scale, self.soft_routing)
         if backend == 'sdpa':

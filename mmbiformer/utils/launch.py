@@ -66,7 +66,7 @@ def tool_config(args) -> Config:
     return cfg
 
 
-def _datasets(cfg: Config, loaders: List[str]) -> Iterator[Tuple[str, dict]]:
+def datasets(cfg: Config, loaders: List[str]) -> Iterator[Tuple[str, dict]]:
     """(config key, dataset dict) of every dataset the loaders read, wrappers opened."""
     def walk(ds, key):
         if isinstance(ds, dict):
@@ -96,7 +96,7 @@ def _evaluators(cfg: Config, loaders: List[str]) -> Iterator[Tuple[str, dict]]:
 
 def _paths(cfg: Config, loaders: List[str]) -> Iterator[Tuple[str, str, str, dict]]:
     """(config key, path, 'dir' or 'file' or 'coco', dataset) of everything read."""
-    for key, ds in _datasets(cfg, loaders):
+    for key, ds in datasets(cfg, loaders):
         root = ds.get('data_root', '') or ''
         if root:
             yield f'{key}.data_root', root, 'dir', ds
