@@ -10,7 +10,8 @@ from its input shape by the operation it defines, whatever kernel runs it:
 * ``routing``: region affinity ``q_r @ k_r^T`` of BRA, ``N * R * R * qk_dim``;
 * ``attention``: token attention, ``N * R * l * topk * t * (qk_dim + dim)`` for BRA
   (``l`` queries and ``t`` KV tokens per region) and ``N * L * L * 2C`` for global
-  attention (``L`` tokens).
+  attention (``L`` tokens); the other token mixers (QuadTree, shunted, window) count
+  theirs likewise. Each mixer states its count in an ``attention_macs(x)`` method.
 
 Norms, activations, pooling and the region means are not counted (each well under 1% of
 the total). Paper convention: one multiply-accumulate is one FLOP.
@@ -21,23 +22,8 @@ from typing import Dict
 import torch
 import torch.nn as nn
 
-from ..models.backbones.biformer import GlobalAttentionLePE
-from ..ops.bra import BiLevelRoutingAttention
 
 KINDS = ('conv', 'linear', 'routing', 'attention')
-
-
-def _bra_macs(m: BiLevelRoutingAttention, x: torch.Tensor) -> Dict[str, int]:
-    N, H, W, _ = x.shape
-    S = m.n_win
-    if m.auto_pad:
-        H, W = -(-H // S) * S, -(-W // S) * S
-    h, w = H // S, W // S
-    R, l = S * S, h * w
-    # KV tokens per region after down-sampling: run the pool on a dummy region.
-    t = m.region_kv(torch.zeros(1, 1, l, 1), h, w).shape[2]
-    return {'routing': N * R * R * m.qk_dim,
-            'attention': N * R * l * m.topk * t * (m.qk_dim + m.dim)}
 
 
 def count_macs(model: nn.Module, *inputs, forward=None, **kwargs) -> Dict[str, int]:
@@ -52,15 +38,11 @@ def count_macs(model: nn.Module, *inputs, forward=None, **kwargs) -> Dict[str, i
             macs['conv'] += out.numel() * (module.in_channels // module.groups) * k
         elif isinstance(module, nn.Linear):
             macs['linear'] += out.numel() * module.in_features
-        elif isinstance(module, BiLevelRoutingAttention):
-            macs.update(_bra_macs(module, x))
-        elif isinstance(module, GlobalAttentionLePE):
-            N, H, W, C = x.shape
-            macs['attention'] += N * (H * W)**2 * 2 * C
+        else:  # a token mixer: its own count of what no layer counts
+            macs.update(module.attention_macs(x))
 
-    kinds = (nn.Conv2d, nn.Linear, BiLevelRoutingAttention, GlobalAttentionLePE)
     handles = [m.register_forward_hook(hook) for m in model.modules()
-               if isinstance(m, kinds)]
+               if isinstance(m, (nn.Conv2d, nn.Linear)) or hasattr(m, 'attention_macs')]
     try:
         with torch.no_grad():
             (forward or model)(*inputs, **kwargs)

@@ -314,6 +314,20 @@ class BiLevelRoutingAttention(nn.Module):
         _, index = self.route_means(q_r, k_r)
         return routed_attention(qkv, index, S, self.num_heads, qd, self.scale)
 
+    def attention_macs(self, x: torch.Tensor) -> dict:
+        """Multiply-adds of the routing (``q_r @ k_r^T``) and of the token attention
+        for NHWC input ``x`` (projections and LCE are counted as layers)."""
+        N, H, W, _ = x.shape
+        S = self.n_win
+        if self.auto_pad:
+            H, W = -(-H // S) * S, -(-W // S) * S
+        h, w = H // S, W // S
+        R, l = S * S, h * w
+        # KV tokens per region after down-sampling: run the pool on a dummy region.
+        t = self.region_kv(torch.zeros(1, 1, l, 1), h, w).shape[2]
+        return {'routing': N * R * R * self.qk_dim,
+                'attention': N * R * l * self.topk * t * (self.qk_dim + self.dim)}
+
     def forward_nchw(self, x: torch.Tensor) -> torch.Tensor:
         """NCHW entry point: (N, dim, H, W) -> (N, dim, H, W)."""
         return self.forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)

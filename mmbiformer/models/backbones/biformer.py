@@ -17,9 +17,10 @@ from mmengine.model.weight_init import trunc_normal_
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ...ops.bra import BiLevelRoutingAttention
-from ...ops.backends.sdpa import sdpa
+from ...ops.global_attention import GlobalAttentionLePE  # noqa: F401 (old import path)
 from ...ops.dwconv import DepthwiseConv2d, GemmConv2d
 from ...ops.dwconv import set_impl as set_dwconv_impl
+from ...ops.mixers import build_token_mixer, check_attn_cfg, resolve_attn_types
 from ...registry import MODELS
 
 # Architecture presets (official facts). ``topks`` of -2: global attention with LePE.
@@ -47,54 +48,35 @@ class LayerNorm2d(nn.LayerNorm):
         return x.permute(0, 3, 1, 2)
 
 
-class GlobalAttentionLePE(nn.Module):
-    """Plain multi-head self-attention over all tokens, plus LePE.
-
-    LePE is a depthwise conv of the attention's (normed) input, added before ``proj``;
-    the qkv projection has no bias (official last-stage attention, ``topk=-2``).
-    """
-
-    def __init__(self, dim: int, num_heads: int = 8, side_dwconv: int = 5,
-                 with_lepe: bool = True):
-        super().__init__()
-        if dim % num_heads:
-            raise ValueError(f'dim ({dim}) must be divisible by num_heads ({num_heads})')
-        self.num_heads = num_heads
-        self.qkv = nn.Linear(dim, dim * 3, bias=False)
-        self.proj = nn.Linear(dim, dim)
-        self.lepe = (DepthwiseConv2d(dim, side_dwconv)
-                     if with_lepe and side_dwconv > 0 else None)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # NHWC
-        N, H, W, C = x.shape
-        qkv = self.qkv(x.reshape(N, H * W, C)).view(N, H * W, 3, self.num_heads, -1)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4)
-        out = sdpa(q, k, v)  # scale head_dim ** -0.5
-        out = out.transpose(1, 2).reshape(N, H, W, C)
-        if self.lepe is not None:
-            out = out + self.lepe(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
-        return self.proj(out)
-
-
 class BiFormerBlock(nn.Module):
-    """Conv position encoding, then pre-norm attention and MLP residuals (NCHW io)."""
+    """Conv position encoding, then pre-norm attention and MLP residuals (NCHW io).
+
+    The token mixer is ``attn_type`` (:data:`~mmbiformer.ops.mixers.ATTN_TYPES`); by
+    default BiFormer's rule: BRA for ``topk >= 1``, global attention for -1 (without
+    LePE) and -2 (with LePE). Other types take their options from ``attn_cfg`` and
+    ``stage`` (:func:`~mmbiformer.ops.mixers.build_token_mixer`).
+    """
 
     def __init__(self, dim: int, num_heads: int, topk: int, n_win: int, mlp_ratio: float,
                  drop_path: float = 0., qk_dim: int = None, side_dwconv: int = 5,
-                 auto_pad: bool = True, global_heads: int = 8, **bra_kwargs):
+                 auto_pad: bool = True, global_heads: int = 8, attn_type: str = None,
+                 stage: int = 0, attn_cfg: dict = None, **bra_kwargs):
         super().__init__()
+        if not (isinstance(topk, int) and (topk >= 1 or topk in (-1, -2))):
+            raise ValueError(f'topk must be >= 1 (routing), -1 (global attention) or '
+                             f'-2 (global attention with LePE), got {topk!r}')
+        attn_type = attn_type or ('bra' if topk > 0 else 'global')
         self.pos_embed = DepthwiseConv2d(dim, 3)
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
-        if topk > 0:
+        if attn_type == 'bra':
             self.attn = BiLevelRoutingAttention(
                 dim, num_heads=num_heads, n_win=n_win, qk_dim=qk_dim, topk=topk,
                 side_dwconv=side_dwconv, auto_pad=auto_pad, **bra_kwargs)
-        elif topk in (-1, -2):
+        elif attn_type == 'global':
             self.attn = GlobalAttentionLePE(dim, global_heads, side_dwconv,
-                                            with_lepe=topk == -2)
+                                            with_lepe=topk != -1)
         else:
-            raise ValueError(f'topk must be >= 1 (routing), -1 (global attention) or '
-                             f'-2 (global attention with LePE), got {topk!r}')
+            self.attn = build_token_mixer(attn_type, dim, num_heads, stage, attn_cfg)
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
         hidden = int(mlp_ratio * dim)
         # Index 1 is an empty slot in the official MLP; kept so keys read mlp.0 / mlp.3.
@@ -178,6 +160,17 @@ class BiFormer(BaseModule):
             (PyTorch's depthwise kernels and im2col + GEMM: no cuDNN set-up when an
             input size is new, as in dense prediction) or ``'cudnn'`` (faster at a
             fixed input size: classification). See :mod:`mmbiformer.ops.dwconv`.
+        attn_types (Sequence[str], optional): The token mixer of each stage:
+            ``'bra'``, ``'global'`` (full attention with LePE), ``'quadtree'``
+            (QuadTree-B), ``'shunted'`` (shunted self-attention) or ``'window'``
+            (non-overlapping windows). Only the attention changes: stem, position
+            embedding, MLPs, depths and widths stay. Default (None): BiFormer's own,
+            BRA where the arch's ``topks`` are >= 1 and global attention elsewhere.
+        attn_cfg (dict, optional): Options of the other mixers by type, e.g.
+            ``dict(quadtree=dict(levels=(4, 3, 2, 1), topk=8),
+            shunted=dict(sr_ratio=(8, 4, 2, 1)), window=dict(window_size=7))`` (the
+            defaults: each method's official settings). ``levels`` and ``sr_ratio``
+            are per stage. See :mod:`mmbiformer.ops.mixers`.
         compile (bool | dict): ``torch.compile`` the backbone's forward on CUDA inputs
             (a dict is passed to ``torch.compile``), fusing the many small
             normalisation / permute / residual kernels. Costs a compilation of
@@ -202,6 +195,8 @@ class BiFormer(BaseModule):
                  attn_impl: str = 'auto',
                  bra_cfg: dict = None,
                  dwconv_impl: str = 'native',
+                 attn_types: Sequence[str] = None,
+                 attn_cfg: dict = None,
                  compile: Union[bool, dict] = False,
                  init_cfg: dict = None):
         super().__init__(init_cfg=init_cfg)
@@ -260,16 +255,21 @@ class BiFormer(BaseModule):
         kv_per_wins = _per_stage(arch.get('kv_per_wins', -1), 'kv_per_wins')
         kv_ratios = _per_stage(arch.get('kv_downsample_ratios', -1),
                                'kv_downsample_ratios')
+        self.attn_types = resolve_attn_types(attn_types, arch['topks'])
+        attn_cfg = check_attn_cfg(attn_cfg)
         dpr = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
         self.stages = nn.ModuleList()
         for i in range(4):
+            # BRA's heads split qk_dim; the other mixers' split the channels.
+            heads_of = qk_dims[i] if self.attn_types[i] == 'bra' else dims[i]
             blocks = [
                 BiFormerBlock(
-                    dims[i], num_heads=qk_dims[i] // arch['head_dim'], topk=arch['topks'][i],
+                    dims[i], num_heads=heads_of // arch['head_dim'], topk=arch['topks'][i],
                     n_win=n_win, mlp_ratio=arch['mlp_ratio'],
                     drop_path=dpr[sum(depths[:i]) + j], qk_dim=qk_dims[i],
                     side_dwconv=arch.get('side_dwconv', 5), auto_pad=auto_pad,
                     global_heads=arch.get('global_heads', 8),
+                    attn_type=self.attn_types[i], stage=i, attn_cfg=attn_cfg,
                     kv_per_win=kv_per_wins[i], kv_downsample_ratio=kv_ratios[i],
                     **bra_kwargs) for j in range(depths[i])
             ]
