@@ -87,6 +87,11 @@ def bra_cfg(args) -> dict:
     return dict(sdpa_recompute_kv=False) if args.no_recompute else {}
 
 
+def attn_types(args):
+    """``--attn TYPE``: that token mixer in stages 1-3, as the ablation configs."""
+    return None if args.attn == 'bra' else (args.attn, ) * 3 + ('global', )
+
+
 def official_preset(zoo, arch: str, **overrides):
     """``zoo.biformer_<arch>()`` with some of its fixed constructor arguments replaced
     (the official presets fix ``n_win=7`` and take no ``n_win`` of their own)."""
@@ -108,6 +113,7 @@ class Classifier(torch.nn.Module):
         super().__init__()
         self.backbone = BiFormer(args.arch, n_win=args.n_win or 7, out_indices=(3, ),
                                  out_norm='batchnorm', attn_impl=args.impl,
+                                 attn_types=attn_types(args),
                                  bra_cfg=bra_cfg(args),
                                  dwconv_impl=args.dwconv_impl or 'cudnn',
                                  compile=args.compile)
@@ -146,7 +152,7 @@ def build(args, what: str, device):
         model = Classifier(args)
     else:
         model = BiFormer(args.arch, n_win=args.n_win or 16, attn_impl=args.impl,
-                         bra_cfg=bra_cfg(args),
+                         bra_cfg=bra_cfg(args), attn_types=attn_types(args),
                          dwconv_impl=args.dwconv_impl or 'native', compile=args.compile)
     model = model.to(device)
     if args.channels_last:
@@ -189,6 +195,8 @@ def bench_cls(args, device):
         ms, mem = timed(infer_step, args.iters, args.warmup, device)
         rows.append(('infer', ms, args.batch * 1000 / ms, mem))
     name = args.timm or f'BiFormer-{args.arch}'
+    if not args.timm and args.attn != 'bra':
+        name += f' ({args.attn} attention in stages 1-3)'
     print(f'{name} classifier, batch {args.batch}, {args.size}x{args.size}, '
           f'amp {args.amp}, {describe(args)}, {device_name(device)}')
     print(f'{"mode":<6} {"ms/step":>9} {"img/s":>9} {"peak GiB":>9}')
@@ -348,6 +356,8 @@ def main(argv=None):
     parser.add_argument('--dwconv-impl', choices=DWCONV_IMPLS,
                         help="depthwise convs of ours (default: as the configs, 'cudnn' "
                         "for cls, 'native' for trunk and bra)")
+    parser.add_argument('--attn', default='bra', choices=['bra', 'quadtree', 'shunted', 'window'],
+                        help='token mixer of stages 1-3 (configs/cls/ablation/)')
     parser.add_argument('--compile', action='store_true')
     parser.add_argument('--timm', metavar='NAME', help='time this timm model instead')
     parser.add_argument('--profile', type=int, nargs='?', const=30, default=0, metavar='ROWS',

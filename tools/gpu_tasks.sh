@@ -4,8 +4,10 @@
 #
 #   bash tools/gpu_tasks.sh OUT_DIR [TASK...]
 #
-# TASK: cls, retinanet, det (Mask R-CNN), seg (UperNet), cls-compile (default: cls
-# retinanet det seg). Generated data goes to data/g_in, data/g_coco, data/g_ade (kept).
+# TASK: cls, retinanet, det (Mask R-CNN), seg (UperNet), cls-compile, and
+# cls-quadtree / cls-shunted / cls-window (configs/cls/ablation/, same recipe as cls)
+# (default: cls retinanet det seg). Generated data goes to data/g_in, data/g_coco,
+# data/g_ade (kept).
 # Environment: LIMIT (seconds per training, default 200), CLS_EPOCHS (20), DET_EPOCHS
 # (RetinaNet, 4), EXTRA_OPTS (more --cfg-options for every run, e.g. custom_hooks=[]).
 # Each run's log is OUT_DIR/NAME.log; the script stops at the first failing command.
@@ -30,14 +32,16 @@ train_test() {  # name config opts...
 
 for task in ${*:-cls retinanet det seg}; do
     case $task in
-    cls|cls-compile)
+    cls|cls-compile|cls-quadtree|cls-shunted|cls-window)
         [ -d data/g_in ] || python3 tools/generate_data.py imagenet data/g_in --num-classes 8 \
             --num-train 64 --num-val 8 --size 256 256
-        extra=""
+        extra="" cfg=configs/cls/biformer_s_in1k.py
         [ "$task" = cls-compile ] && extra="model.backbone.compile=True"
+        case $task in cls-quadtree|cls-shunted|cls-window)
+            cfg=configs/cls/ablation/biformer_s_${task#cls-}_in1k.py ;; esac
         # No Mixup/CutMix and lr 2.5e-4 (the recipe's 1e-3 is for 1024 images a step and
         # 300 epochs): a few hundred iterations from scratch then learn the classes.
-        train_test "$task" configs/cls/biformer_s_in1k.py \
+        train_test "$task" "$cfg" \
             $(opts cls data/g_in 224 224 "${CLS_EPOCHS:-20}" 64) \
             model.train_cfg=None optim_wrapper.optimizer.lr=2.5e-4 \
             train_cfg.val_interval=10 default_hooks.checkpoint.max_keep_ckpts=1 $extra ;;
@@ -52,6 +56,7 @@ for task in ${*:-cls retinanet det seg}; do
         [ -d data/g_ade ] || python3 tools/generate_data.py ade20k data/g_ade --num-train 32 \
             --num-val 8 --size 512 683
         train_test seg configs/seg/upernet_biformer_s.py $(opts seg data/g_ade 512 683 20 2) ;;
-    *) echo "unknown task $task (cls, cls-compile, retinanet, det, seg)" >&2; exit 2 ;;
+    *) echo "unknown task $task (cls, cls-compile, cls-quadtree, cls-shunted, cls-window," \
+            "retinanet, det, seg)" >&2; exit 2 ;;
     esac
 done

@@ -1,0 +1,12 @@
+# Ablation, dense: UperNet 160k of upernet_biformer_s.py with shunted self-attention in
+# place of BRA in stages 1-3 (as configs/cls/ablation/biformer_s_shunted_in1k.py).
+# ImageNet weights: train the classification ablation first (its default work_dir is
+# below), or pass another file with
+#   --cfg-options model.backbone.init_cfg.checkpoint=PATH
+_base_ = ['../upernet_biformer_s.py']
+
+model = dict(
+    backbone=dict(
+        attn_types=('shunted', 'shunted', 'shunted', 'global'),
+        init_cfg=dict(type='Pretrained',
+                      checkpoint='work_dirs/biformer_s_shunted_in1k/epoch_300.pth')))
