@@ -12,8 +12,12 @@ from mmbiformer.converters import convert_official_file
 from official_reference import official_logits, random_official_state_dict
 from conftest import ROOT
 
-CONFIGS = sorted(glob.glob(osp.join(ROOT, 'configs', '*', '*.py')) +
-                 glob.glob(osp.join(ROOT, 'configs', '*', 'ablation', '*.py')))
+# Configs with BRA as a plug-in in other networks: tests/test_bra_plugin.py.
+PLUGIN_CONFIGS = [osp.join(ROOT, 'configs/det', name) for name in
+                  ('rtmdet-s_bra_coco.py', 'maskrcnn_r50-bra_fpn_1x_coco.py')]
+CONFIGS = sorted(set(glob.glob(osp.join(ROOT, 'configs', '*', '*.py')) +
+                     glob.glob(osp.join(ROOT, 'configs', '*', 'ablation', '*.py')))
+                 - set(PLUGIN_CONFIGS))
 DIMS = {'tiny': [64, 128, 256, 512], 'small': [64, 128, 256, 512],
         'base': [96, 192, 384, 768]}
 

@@ -1,3 +1,4 @@
 from .backbones import BiFormer
+from .plugins import BRABlock
 
-__all__ = ['BiFormer']
+__all__ = ['BiFormer', 'BRABlock']

@@ -81,18 +81,34 @@ def _write_jpg(path: str, rgb: np.ndarray) -> None:
     cv2.imwrite(path, rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
 
 
+# Small-object scenes: COCO calls an object small below 32 x 32 = 1024 pixels of area;
+# radii of 5-16 pixels keep every shape under it (a circle of radius 16: 804 pixels).
+SMALL_RADIUS = (5.0, 16.0)
+SMALL_FRACTION = 0.75
+SMALL_MAX_OBJECTS = 12
+
+
 def render_scene(rng: np.random.Generator, h: int, w: int, num_classes: int,
-                 max_objects: int = 4) -> Tuple[np.ndarray, List[dict]]:
+                 max_objects: int = 4,
+                 small_objects: bool = False) -> Tuple[np.ndarray, List[dict]]:
     """An image and its instances: dicts with ``cls``, ``polygon``, ``mask``.
 
-    Later instances are drawn over earlier ones; masks are the visible parts.
+    Later instances are drawn over earlier ones; masks are the visible parts. With
+    ``small_objects`` a scene has up to 12 objects, three in four of them small in
+    COCO's sense (radius 5-16 pixels, whatever the image size).
     """
     image = _texture(rng, h, w)
     instances = []
     label = np.full((h, w), -1, np.int32)  # instance index per pixel
+    if small_objects:
+        max_objects = SMALL_MAX_OBJECTS
     for idx in range(int(rng.integers(1, max_objects + 1))):
         cls = int(rng.integers(num_classes))
-        poly = _draw_shape(rng, image, cls, rng.uniform(0.08, 0.25) * min(h, w))
+        if small_objects and rng.uniform() < SMALL_FRACTION:
+            radius = rng.uniform(*SMALL_RADIUS)
+        else:
+            radius = rng.uniform(0.08, 0.25) * min(h, w)
+        poly = _draw_shape(rng, image, cls, radius)
         cv2.fillPoly(label, [np.round(poly).astype(np.int32)], idx)
         instances.append(dict(cls=cls, polygon=poly))
     for idx, inst in enumerate(instances):
@@ -113,9 +129,10 @@ def _check_classes(num_classes: int) -> None:
 
 
 def make_coco(out: str, num_train: int = 32, num_val: int = 8, size=(256, 320),
-              num_classes: int = 4, seed: int = 0) -> str:
+              num_classes: int = 4, seed: int = 0, small_objects: bool = False) -> str:
     """COCO instances: ``annotations/instances_{train,val}2017.json``,
-    ``train2017/``, ``val2017/``."""
+    ``train2017/``, ``val2017/``. ``small_objects``: mostly small objects (see
+    :func:`render_scene`), so that COCO's AP_s can be read."""
     _check_classes(num_classes)
     rng = np.random.default_rng(seed)
     os.makedirs(osp.join(out, 'annotations'), exist_ok=True)
@@ -128,7 +145,8 @@ def make_coco(out: str, num_train: int = 32, num_val: int = 8, size=(256, 320),
         for i in range(count):
             img_id = len(images) + 1 + (0 if split == 'train2017' else 1_000_000)
             h, w = _image_size(rng, size)
-            image, instances = render_scene(rng, h, w, num_classes)
+            image, instances = render_scene(rng, h, w, num_classes,
+                                            small_objects=small_objects)
             name = f'{img_id:012d}.jpg'
             _write_jpg(osp.join(out, split, name), image)
             images.append(dict(id=img_id, file_name=name, height=h, width=w))

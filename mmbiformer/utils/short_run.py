@@ -11,6 +11,7 @@ TASKS = {
     'cls': ('configs/cls/biformer_t_in1k.py', 'imagenet'),
     'det': ('configs/det/maskrcnn_biformer_t.py', 'coco'),
     'retinanet': ('configs/det/retinanet_biformer_t.py', 'coco'),
+    'rtmdet': ('configs/det/rtmdet-s_bra_coco.py', 'coco'),
     'seg': ('configs/seg/upernet_biformer_t.py', 'ade20k'),
     'sfpn': ('configs/seg/sfpn_biformer_t.py', 'ade20k'),
 }
@@ -51,6 +52,26 @@ def short_run_options(task: str, data_root: str, size: Tuple[int, int] = (128, 1
         # Keep low-score boxes so that an early model still gets a (low) COCO score.
         key = 'model.test_cfg.rcnn.score_thr' if task == 'det' else 'model.test_cfg.score_thr'
         opts[key] = 0.0
+    elif task == 'rtmdet':
+        # RTMDet's square pipeline (mosaic, crop, pad, mix-up) at one side, a
+        # multiple of 32; the real one is 640.
+        side = max(32, min(h, w) // 32 * 32)
+        for loader in LOADERS:
+            opts[f'{loader}.dataset.data_root'] = root
+        for evaluator in ('val_evaluator', 'test_evaluator'):
+            opts[f'{evaluator}.ann_file'] = root + 'annotations/instances_val2017.json'
+        train = 'train_dataloader.dataset.pipeline'
+        opts.update({f'{train}.2.img_scale': (side, side),
+                     f'{train}.3.scale': (2 * side, 2 * side),
+                     f'{train}.4.crop_size': (side, side),
+                     f'{train}.7.size': (side, side),
+                     f'{train}.8.img_scale': (side, side)})
+        for loader in ('val_dataloader', 'test_dataloader'):
+            opts[f'{loader}.dataset.pipeline.1.scale'] = (side, side)
+            opts[f'{loader}.dataset.pipeline.2.size'] = (side, side)
+        opts.update({'train_cfg.max_epochs': length, 'train_cfg.val_interval': length,
+                     'default_hooks.checkpoint.interval': 1,
+                     'param_scheduler.0.end': 10})  # warm-up iterations (real: 1000)
     elif task in ('seg', 'sfpn'):
         for loader in LOADERS:
             opts[f'{loader}.dataset.data_root'] = root + 'ADEChallengeData2016'
