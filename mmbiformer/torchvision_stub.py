@@ -9,6 +9,7 @@ function raises an ImportError that says so. A working torchvision is never repl
 """
 import enum
 import importlib
+import importlib.machinery
 import sys
 import types
 
@@ -79,6 +80,9 @@ class RandomResizedCrop(torch.nn.Module):
 
 def _module(name, **attrs):
     mod = types.ModuleType(name)
+    # A spec, as imported modules have: importlib.util.find_spec (e.g. torch.onnx's
+    # exporter looking for torchvision) raises on a module whose __spec__ is None.
+    mod.__spec__ = importlib.machinery.ModuleSpec(name, loader=None)
     mod.__dict__.update(attrs)
     mod.__getattr__ = _missing(name)
     mod.__mmbiformer_stub__ = True

@@ -37,6 +37,6 @@ else
         $PIP --no-build-isolation --no-binary mmcv "mmcv==2.1.0"
 fi
 
-$PIP -r requirements/runtime.txt -r requirements/tests.txt
+$PIP -r requirements/runtime.txt -r requirements/tests.txt -r requirements/deploy.txt
 $PIP --no-build-isolation --no-deps -e .
 $PY -c "import mmbiformer, mmcv.ops, mmdet, mmseg, mmpretrain; print('mmbiformer set-up OK')"

@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .backends import choose_backend, normalize_impl
+from .backends import choose_backend, normalize_impl, tracing
 from .backends.sdpa import SDPAPolicy, heads, merge_heads
 from .backends.sdpa import routed_attention as sdpa_routed_attention
 from .dwconv import DepthwiseConv2d
@@ -64,11 +64,16 @@ def _build_kv_down(mode: str, kv_per_win: Optional[int],
 
 
 def pad_to_multiple(x: torch.Tensor, n_win: int) -> torch.Tensor:
-    """Zero-pad an NHWC tensor at the bottom/right to multiples of ``n_win``."""
+    """Zero-pad an NHWC tensor at the bottom/right to multiples of ``n_win``.
+
+    While a graph is recorded the pad is always in it (possibly of zero rows): the
+    official ``auto_pad`` decides with a Python ``if`` on the sizes, which a traced or
+    exported graph would keep as decided for the example input, wrong at other sizes.
+    """
     H, W = x.shape[1:3]
     pad_b = (-H) % n_win
     pad_r = (-W) % n_win
-    if pad_b or pad_r:
+    if pad_b or pad_r or tracing():
         x = F.pad(x, (0, 0, 0, pad_r, 0, pad_b))
     return x
 
@@ -277,7 +282,7 @@ class BiLevelRoutingAttention(nn.Module):
             out = self._attend_regions(qkv, backend)
         out = out + self.local_context(qkv[..., 2 * self.qk_dim:])
         out = self.wo(out)
-        if out.shape[1] != H_in or out.shape[2] != W_in:
+        if tracing() or out.shape[1] != H_in or out.shape[2] != W_in:  # see pad_to_multiple
             out = out[:, :H_in, :W_in].contiguous()
         return out
 

@@ -44,8 +44,11 @@ def triton_unsupported(device: torch.device, kv_downsample_mode: str,
     return unavailable_reason(device)
 
 
-def _tracing() -> bool:
-    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+def tracing() -> bool:
+    """A graph is being recorded (``torch.jit.trace``, ``torch.export``, ONNX export):
+    Python decisions on sizes would be taken once, for the example input."""
+    return (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+            or torch.compiler.is_exporting())
 
 
 def choose_backend(impl: str, device: torch.device, kv_downsample_mode: str,
@@ -60,6 +63,6 @@ def choose_backend(impl: str, device: torch.device, kv_downsample_mode: str,
             raise ValueError(f"attn_impl='triton' cannot run with {reason}; use "
                              f"attn_impl='auto' to fall back to another backend")
         return 'triton'
-    if device.type != 'cuda' or _tracing():
+    if device.type != 'cuda' or tracing():
         return 'reference'
     return 'sdpa' if reason or grad else 'triton'

@@ -1,0 +1,127 @@
+"""ONNX export with dynamic sizes, run in onnxruntime against PyTorch (tiny models)."""
+import os.path as osp
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from mmbiformer.deploy import ExportError, compare, exportable_model, export_onnx
+from mmbiformer.deploy.onnx_export import require_deploy_packages
+from mmbiformer.utils.launch import load_config
+from conftest import ROOT, TINY_ARCH
+from test_configs import _build
+
+pytest.importorskip('onnxruntime')
+pytest.importorskip('onnxscript')
+pytestmark = pytest.mark.slow  # each export records the model with torch.export
+
+DIMS = TINY_ARCH['embed_dims']
+
+
+def _tiny(config: str, **backbone):
+    cfg = load_config(osp.join(ROOT, config))
+    cfg.model.backbone.update(arch=TINY_ARCH, init_cfg=None, **backbone)
+    scope = cfg.default_scope
+    if scope == 'mmpretrain':
+        cfg.model.head.in_channels = DIMS[-1]
+    elif scope == 'mmseg':
+        cfg.model.decode_head.in_channels = DIMS
+        cfg.model.auxiliary_head.in_channels = DIMS[2]
+    else:
+        cfg.model.neck.in_channels = DIMS
+    torch.manual_seed(0)
+    model = _build(cfg).eval()
+    return exportable_model(model, scope)
+
+
+def _exported(tmp_path_factory, config, **backbone):
+    module, _, names = _tiny(config, **backbone)
+    path = str(tmp_path_factory.mktemp('onnx') / 'model.onnx')
+    export_onnx(module, torch.rand(2, 3, 224, 224) * 255, path, names, dynamic=True)
+    return module, path
+
+
+def _check(module, path, size, batch=1, tol=1e-4):
+    import onnxruntime as ort
+    x = torch.rand(batch, 3, *size) * 255
+    with torch.no_grad():
+        ref = module(x)
+    session = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
+    outs = session.run(None, {'image': x.numpy()})
+    refs = ref if isinstance(ref, tuple) else (ref, )
+    assert [o.shape for o in outs] == [tuple(r.shape) for r in refs]
+    diff = compare(ref, outs)
+    assert diff['rel'] < tol, (size, diff)
+    return outs
+
+
+@pytest.fixture(scope='module')
+def classifier(tmp_path_factory):
+    return _exported(tmp_path_factory, 'configs/cls/biformer_t_in1k.py')
+
+
+@pytest.mark.parametrize('size,batch', [((224, 224), 1), ((197, 263), 2), ((96, 352), 1)])
+def test_classifier_one_file_any_size(classifier, size, batch):
+    module, path = classifier
+    outs = _check(module, path, size, batch)
+    assert outs[0].shape == (batch, 1000)
+
+
+def test_graph_has_standard_operators_only(classifier):
+    import onnx
+    model = onnx.load(classifier[1])
+    ops = {n.op_type for n in model.graph.node}
+    assert {'TopK', 'MatMul', 'Softmax', 'Conv'} <= ops
+    assert all(n.domain in ('', 'ai.onnx') for n in model.graph.node), \
+        {n.domain for n in model.graph.node}
+
+
+def test_segmentor_at_sizes_off_the_grid(tmp_path_factory):
+    module, path = _exported(tmp_path_factory, 'configs/seg/upernet_biformer_t.py')
+    for size in ((75, 101), (130, 97)):
+        outs = _check(module, path, size)
+        assert outs[0].shape == (1, 150, *size)
+
+
+def test_detector_backbone_and_neck(tmp_path_factory):
+    module, path = _exported(tmp_path_factory, 'configs/det/maskrcnn_biformer_t.py')
+    outs = _check(module, path, (97, 131))
+    assert len(outs) == 5 and outs[0].shape[1] == 256
+
+
+def test_sliding_window_segmentor_is_refused():
+    cfg_model = _build_seg_slide()
+    with pytest.raises(ExportError, match='model.test_cfg.mode=whole'):
+        exportable_model(cfg_model, 'mmseg')
+
+
+def _build_seg_slide():
+    cfg = load_config(osp.join(ROOT, 'configs/seg/upernet_biformer_t.py'))
+    cfg.model.backbone.update(arch=TINY_ARCH, init_cfg=None)
+    cfg.model.decode_head.in_channels = DIMS
+    cfg.model.auxiliary_head.in_channels = DIMS[2]
+    cfg.model.test_cfg = dict(mode='slide', crop_size=(64, 64), stride=(32, 32))
+    return _build(cfg).eval()
+
+
+def test_missing_package_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, 'onnxruntime', None)  # import fails
+    with pytest.raises(ExportError, match=r'onnxruntime.*requirements/deploy.txt'):
+        require_deploy_packages()
+
+
+def _tool(*args):
+    proc = subprocess.run([sys.executable, 'tools/deploy/export_onnx.py', *args], cwd=ROOT,
+                          capture_output=True, text=True)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def test_tool_errors(tmp_path):
+    code, out = _tool('configs/cls/biformer_t_in1k.py', 'none', '--out',
+                      str(tmp_path / 'm.onnx'), '--opset', '9')
+    assert code != 0 and 'Traceback' not in out and 'unknown opset 9' in out
+    code, out = _tool('configs/cls/biformer_t_in1k.py', 'none', '--out',
+                      str(tmp_path / 'm.onnx'), '--check', str(tmp_path / 'nope.jpg'))
+    assert code != 0 and 'Traceback' not in out and 'image not found' in out
