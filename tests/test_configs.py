@@ -81,7 +81,9 @@ def test_config_builds_and_steps(path):
     assert all(p.grad is not None for p in attn.parameters())
 
 
-def _train_step_loss(model, scope):
+def _train_step_loss(model, scope, masks=True):
+    """The loss of a training step on a generated batch; ``masks=False``: detection
+    ground truth of boxes only (detectors without a mask head)."""
     torch.manual_seed(0)
     if scope == 'mmpretrain':
         from mmpretrain.structures import DataSample
@@ -93,11 +95,12 @@ def _train_step_loss(model, scope):
         from mmdet.structures.mask import BitmapMasks
         sample = DetDataSample(metainfo=dict(img_shape=(70, 90), ori_shape=(70, 90),
                                              pad_shape=(70, 90), scale_factor=(1., 1.)))
-        masks = torch.zeros(1, 70, 90, dtype=torch.uint8)
-        masks[0, 10:40, 20:60] = 1
+        mask = torch.zeros(1, 70, 90, dtype=torch.uint8)
+        mask[0, 10:40, 20:60] = 1
         sample.gt_instances = InstanceData(bboxes=torch.tensor([[20., 10., 60., 40.]]),
-                                           labels=torch.tensor([2]),
-                                           masks=BitmapMasks(masks.numpy(), 70, 90))
+                                           labels=torch.tensor([2]))
+        if masks:
+            sample.gt_instances.masks = BitmapMasks(mask.numpy(), 70, 90)
         batch = {'inputs': [torch.randint(0, 255, (3, 70, 90), dtype=torch.uint8)],
                  'data_samples': [sample]}
     else:

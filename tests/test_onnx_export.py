@@ -3,7 +3,6 @@ import os.path as osp
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 import torch
 
@@ -20,9 +19,10 @@ pytestmark = pytest.mark.slow  # each export records the model with torch.export
 DIMS = TINY_ARCH['embed_dims']
 
 
-def _tiny(config: str, **backbone):
+def _tiny_cfg(config: str):
+    """The config with the tiny arch and the neck / heads fitted to its widths."""
     cfg = load_config(osp.join(ROOT, config))
-    cfg.model.backbone.update(arch=TINY_ARCH, init_cfg=None, **backbone)
+    cfg.model.backbone.update(arch=TINY_ARCH, init_cfg=None)
     scope = cfg.default_scope
     if scope == 'mmpretrain':
         cfg.model.head.in_channels = DIMS[-1]
@@ -31,13 +31,17 @@ def _tiny(config: str, **backbone):
         cfg.model.auxiliary_head.in_channels = DIMS[2]
     else:
         cfg.model.neck.in_channels = DIMS
+    return cfg
+
+
+def _tiny(config: str):
+    cfg = _tiny_cfg(config)
     torch.manual_seed(0)
-    model = _build(cfg).eval()
-    return exportable_model(model, scope)
+    return exportable_model(_build(cfg).eval(), cfg.default_scope)
 
 
-def _exported(tmp_path_factory, config, **backbone):
-    module, _, names = _tiny(config, **backbone)
+def _exported(tmp_path_factory, config):
+    module, _, names = _tiny(config)
     path = str(tmp_path_factory.mktemp('onnx') / 'model.onnx')
     export_onnx(module, torch.rand(2, 3, 224, 224) * 255, path, names, dynamic=True)
     return module, path
@@ -140,18 +144,10 @@ def test_detector_backbone_and_neck(tmp_path_factory):
 
 
 def test_sliding_window_segmentor_is_refused():
-    cfg_model = _build_seg_slide()
-    with pytest.raises(ExportError, match='model.test_cfg.mode=whole'):
-        exportable_model(cfg_model, 'mmseg')
-
-
-def _build_seg_slide():
-    cfg = load_config(osp.join(ROOT, 'configs/seg/upernet_biformer_t.py'))
-    cfg.model.backbone.update(arch=TINY_ARCH, init_cfg=None)
-    cfg.model.decode_head.in_channels = DIMS
-    cfg.model.auxiliary_head.in_channels = DIMS[2]
+    cfg = _tiny_cfg('configs/seg/upernet_biformer_t.py')
     cfg.model.test_cfg = dict(mode='slide', crop_size=(64, 64), stride=(32, 32))
-    return _build(cfg).eval()
+    with pytest.raises(ExportError, match='model.test_cfg.mode=whole'):
+        exportable_model(_build(cfg).eval(), 'mmseg')
 
 
 def test_missing_package_names_the_extra(monkeypatch):

@@ -1,7 +1,5 @@
 """The rival token mixers (QuadTree-B, shunted, window) against re-statements written
 here from the papers' and official code's facts, and the backbone's ``attn_types``."""
-import math
-
 import pytest
 import torch
 import torch.nn.functional as F

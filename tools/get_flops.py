@@ -19,17 +19,15 @@ import torch
 sys.path.insert(0, osp.join(osp.dirname(__file__), '..'))
 import mmbiformer  # noqa: E402,F401
 from mmbiformer.analysis.flops import KINDS, count_macs, count_params  # noqa: E402
-from mmbiformer.utils.launch import UserError, load_config  # noqa: E402
+from mmbiformer.utils.launch import UserError, build_model, load_config  # noqa: E402
 
 
 def build_from_config(path: str):
-    from mmengine.registry import MODELS, init_default_scope
     cfg = load_config(path)
-    init_default_scope(cfg.get('default_scope', 'mmengine'))
     cfg.model.pop('init_cfg', None)
     if cfg.model.get('backbone'):
         cfg.model.backbone.init_cfg = None  # counting needs no weights
-    return MODELS.build(cfg.model), cfg
+    return build_model(cfg), cfg
 
 
 def measure(model, x):
@@ -60,7 +58,6 @@ def main(argv=None):
             macs, scope, name = count_macs(model, x), 'backbone', f'BiFormer-{args.arch}'
         else:
             model, _ = build_from_config(args.config)
-            model.eval()
             (macs, scope), name = measure(model, x), args.config
     except UserError as e:
         sys.exit(f'error: {e}')

@@ -16,7 +16,7 @@ computed from the input size inside the graph (``mmbiformer.ops.bra.pad_to_multi
 pads unconditionally while a graph is recorded). BRA runs its reference path there:
 TopK, Gather and MatMul, standard operators that onnxruntime's CPU provider runs.
 """
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -43,6 +43,11 @@ def require_deploy_packages(names: Sequence[str] = ('onnx', 'onnxscript', 'onnxr
         raise ExportError(f'ONNX export needs {", ".join(missing)}, which '
                           f'{"is" if len(missing) == 1 else "are"} not installed: '
                           f'{DEPLOY_EXTRA}')
+
+
+def check_opset(opset: int) -> None:
+    if opset not in OPSETS:
+        raise ExportError(f'unknown opset {opset}: use one of {OPSETS[0]}..{OPSETS[-1]}')
 
 
 def _bin_matrix(size, bins: int, ref: torch.Tensor) -> torch.Tensor:
@@ -91,8 +96,7 @@ class _Normalize(nn.Module):
 
     def __init__(self, preprocessor: nn.Module):
         super().__init__()
-        flip = bool(getattr(preprocessor, '_channel_conversion', False))
-        self.flip = flip
+        self.flip = bool(getattr(preprocessor, '_channel_conversion', False))
         mean = getattr(preprocessor, 'mean', None)
         std = getattr(preprocessor, 'std', None)
         self.register_buffer('mean', (mean if mean is not None else torch.zeros(3, 1, 1))
@@ -106,32 +110,28 @@ class _Normalize(nn.Module):
         return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
 
 
-class _Classifier(nn.Module):
+class _Exported(nn.Module):
+    """A model's tensor path from the raw image: its preprocessor's normalisation,
+    then ``forward`` of the subclass."""
+
     def __init__(self, model):
         super().__init__()
         self.normalize, self.model = _Normalize(model.data_preprocessor), model
 
+
+class _Classifier(_Exported):
     def forward(self, image):
         return self.model(self.normalize(image), mode='tensor')
 
 
-class _Segmentor(nn.Module):
-    def __init__(self, model):
-        super().__init__()
-        self.normalize, self.model = _Normalize(model.data_preprocessor), model
-        self.align_corners = model.decode_head.align_corners
-
+class _Segmentor(_Exported):
     def forward(self, image):
         logits = self.model.decode_head(self.model.extract_feat(self.normalize(image)))
         return F.interpolate(logits, size=image.shape[2:], mode='bilinear',
-                             align_corners=self.align_corners)
+                             align_corners=self.model.decode_head.align_corners)
 
 
-class _DetectorFeatures(nn.Module):
-    def __init__(self, model):
-        super().__init__()
-        self.normalize, self.model = _Normalize(model.data_preprocessor), model
-
+class _DetectorFeatures(_Exported):
     def forward(self, image):
         return tuple(self.model.extract_feat(self.normalize(image)))
 
@@ -150,8 +150,8 @@ def exportable_model(model: nn.Module, scope: str) -> Tuple[nn.Module, str, List
         _follow_sizes(model)
         return _Segmentor(model), 'backbone + neck + decode head', ['seg_logits']
     if scope == 'mmdet' and hasattr(model, 'extract_feat'):
-        n_out = len(model.neck.in_channels) if getattr(model, 'with_neck', False) else None
-        n_out = getattr(getattr(model, 'neck', None), 'num_outs', n_out) or 4
+        n_out = (model.neck.num_outs if getattr(model, 'with_neck', False)
+                 else len(model.backbone.out_indices))
         return (_DetectorFeatures(model), 'backbone + neck (the detection heads need '
                 "mmdeploy's custom operators: not exported)",
                 [f'feat{i}' for i in range(n_out)])
@@ -164,8 +164,7 @@ def export_onnx(module: nn.Module, example: torch.Tensor, out: str,
                 opset: int = 18) -> None:
     """Record ``module(example)`` with torch.export and write ONNX to ``out``."""
     require_deploy_packages(('onnx', 'onnxscript'))
-    if opset not in OPSETS:
-        raise ExportError(f'unknown opset {opset}: use one of {OPSETS[0]}..{OPSETS[-1]}')
+    check_opset(opset)
     dims = None
     if dynamic:
         if example.shape[0] < 2:
@@ -177,8 +176,6 @@ def export_onnx(module: nn.Module, example: torch.Tensor, out: str,
         torch.onnx.export(module, (example, ), out, dynamo=True, opset_version=opset,
                           input_names=['image'], output_names=output_names,
                           dynamic_shapes=dims, external_data=False)
-    except ExportError:
-        raise
     except Exception as e:  # noqa: BLE001  (torch.export / translation failures)
         model = getattr(module, 'model', module)
         raise ExportError(f'torch.export could not record the model (parts: '

@@ -254,6 +254,21 @@ def setup_cpu_distributed(cfg: Config, launcher: str) -> None:
     no_syncbn(cfg.model)
 
 
+def build_model(cfg: Config) -> torch.nn.Module:
+    """The config's model as mmengine's Runner builds it (in the config's toolbox
+    scope, with the top-level ``data_preprocessor`` where the model has none), in eval
+    mode: for the tools that use a model without a Runner (FLOPs, routing figures,
+    export)."""
+    from mmengine.registry import MODELS, init_default_scope
+    from mmengine.utils import import_modules_from_strings
+    if cfg.get('custom_imports'):
+        import_modules_from_strings(**cfg.custom_imports)
+    if cfg.get('data_preprocessor'):
+        cfg.model.setdefault('data_preprocessor', cfg.data_preprocessor)
+    init_default_scope(cfg.get('default_scope', 'mmengine'))
+    return MODELS.build(cfg.model).eval()
+
+
 def build_runner(cfg: Config):
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner

@@ -20,21 +20,12 @@ import sys
 sys.path.insert(0, osp.join(osp.dirname(__file__), '..', '..'))
 import mmbiformer  # noqa: E402,F401
 from mmbiformer.checkpoint import CheckpointError, check_model_checkpoint  # noqa: E402
-from mmbiformer.utils.launch import UserError, load_config, readable_checkpoint  # noqa: E402
+from mmbiformer.utils.launch import (UserError, build_model, load_config,  # noqa: E402
+                                     readable_checkpoint)
 from mmbiformer.analysis.routing import RoutingError  # noqa: E402
 from mmengine.config import DictAction  # noqa: E402
 
 IMAGENET_MEAN, IMAGENET_STD = (123.675, 116.28, 103.53), (58.395, 57.12, 57.375)
-
-
-def build_model(cfg):
-    """The config's model (its toolbox's registry), eval mode, CPU."""
-    from mmengine.registry import MODELS, init_default_scope
-    from mmengine.utils import import_modules_from_strings
-    if cfg.get('custom_imports'):
-        import_modules_from_strings(**cfg.custom_imports)
-    init_default_scope(cfg.get('default_scope', 'mmengine'))
-    return MODELS.build(cfg.model).eval()
 
 
 def load_image(path: str, cfg):

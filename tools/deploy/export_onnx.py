@@ -26,33 +26,29 @@ import time
 sys.path.insert(0, osp.join(osp.dirname(__file__), '..', '..'))
 import mmbiformer  # noqa: E402,F401
 from mmbiformer.checkpoint import CheckpointError, check_model_checkpoint  # noqa: E402
-from mmbiformer.deploy import OPSETS, ExportError  # noqa: E402
-from mmbiformer.utils.launch import UserError, load_config, readable_checkpoint  # noqa: E402
+from mmbiformer.deploy import OPSETS, ExportError, check_opset  # noqa: E402
+from mmbiformer.utils.launch import (UserError, build_model, load_config,  # noqa: E402
+                                     readable_checkpoint)
 from mmengine.config import DictAction  # noqa: E402
 
 DEFAULT_SHAPE = {'mmpretrain': (224, 224), 'mmseg': (512, 512), 'mmdet': (800, 1216)}
 
 
-def build_model(cfg, checkpoint: str, allow_partial: bool):
-    import importlib
-
-    from mmengine.registry import DefaultScope, init_default_scope
-    from mmengine.runner import load_checkpoint
+def exported_model(cfg, checkpoint: str, allow_partial: bool):
+    """The config's model with the checkpoint's weights (checked against the model),
+    eval mode, and its toolbox scope."""
     scope = cfg.get('default_scope')
     if scope not in DEFAULT_SHAPE:
         raise UserError(f'cannot export a model of default_scope {scope!r}: '
                         f'{sorted(DEFAULT_SHAPE)} only')
-    if cfg.get('data_preprocessor'):
-        cfg.model.setdefault('data_preprocessor', cfg.data_preprocessor)
     if cfg.model.get('backbone'):
         cfg.model.backbone.init_cfg = None  # the checkpoint brings the weights
-    with DefaultScope.overwrite_default_scope(scope):
-        init_default_scope(scope)
-        model = importlib.import_module(f'{scope}.registry').MODELS.build(cfg.model)
+    model = build_model(cfg)
     if checkpoint:
+        from mmengine.runner import load_checkpoint
         check_model_checkpoint(model, checkpoint, allow_partial=allow_partial)
         load_checkpoint(model, checkpoint, map_location='cpu', logger='silent')
-    return model.eval(), scope
+    return model, scope
 
 
 def main(argv=None):
@@ -91,13 +87,12 @@ def main(argv=None):
     from mmbiformer.deploy import (compare, export_onnx, exportable_model,
                                    require_deploy_packages, run_onnxruntime)
     require_deploy_packages()
-    if args.opset not in OPSETS:
-        raise UserError(f'unknown opset {args.opset}: use one of {OPSETS[0]}..{OPSETS[-1]}')
+    check_opset(args.opset)  # before the model is built
     if args.check and not osp.isfile(args.check):
         raise UserError(f'image not found: {args.check}')
     cfg = load_config(args.config, args.cfg_options)
     checkpoint = None if args.checkpoint == 'none' else readable_checkpoint(args.checkpoint)
-    model, scope = build_model(cfg, checkpoint, args.allow_partial)
+    model, scope = exported_model(cfg, checkpoint, args.allow_partial)
     module, covers, names = exportable_model(model, scope)
     dtype = torch.float16 if args.fp16 else torch.float32
     module = module.to(dtype)
