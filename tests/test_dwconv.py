@@ -1,12 +1,18 @@
-"""DepthwiseConv2d: nn.Conv2d's results with PyTorch's own kernels on CUDA."""
+"""DepthwiseConv2d: nn.Conv2d's results with PyTorch's own kernels on CUDA, and the
+NHWC Triton kernels (on a CPU in Triton's interpreter, fp64) against F.conv2d."""
 import pytest
 import torch
 import torch.nn.functional as F
 
 from mmbiformer import BiFormer
+from mmbiformer.ops.backends.triton import unavailable_reason
 from mmbiformer.ops.dwconv import DepthwiseConv2d, _NativeDepthwiseConv
 
 from conftest import requires_cuda as cuda  # noqa: E402
+
+CPU = torch.device('cpu')
+needs_triton = pytest.mark.skipif(unavailable_reason(CPU) is not None,
+                                  reason=f'Triton on CPU: {unavailable_reason(CPU)}')
 
 
 def test_same_module_as_conv2d():
@@ -98,3 +104,113 @@ def test_backbone_strided_convs_follow_impl():
         model = BiFormer('tiny', dwconv_impl=impl)
         convs = [m for m in model.downsample_layers.modules() if isinstance(m, GemmConv2d)]
         assert len(convs) == 5 and {c.impl for c in convs} == {impl}
+
+
+def _conv_nhwc_reference(x, w, b, residual, add_input):
+    """The same sum through F.conv2d (an independent path): NHWC in and out."""
+    out = F.conv2d(x.permute(0, 3, 1, 2), w, b, padding=w.shape[-1] // 2,
+                   groups=x.shape[-1]).permute(0, 2, 3, 1)
+    if add_input:
+        out = out + x
+    return out if residual is None else out + residual
+
+
+def _triton_vs_reference(x_full, C, k, bias, residual, add_input, device, dtype, tol):
+    """x: channels [2:2+C] of ``x_full`` (a slice read in place, as V in qkv)."""
+    from mmbiformer.ops.backends.triton.dwconv import dwconv_nhwc
+    x_full = x_full.to(device, dtype).requires_grad_()
+    x = x_full[..., 2:2 + C]
+    w = torch.randn(C, 1, k, k, device=device, dtype=dtype, requires_grad=True)
+    b = torch.randn(C, device=device, dtype=dtype, requires_grad=True) if bias else None
+    res = (torch.randn(x.shape, device=device, dtype=dtype, requires_grad=True)
+           if residual else None)
+    leaves = [t for t in (x_full, w, b, res) if t is not None]
+    got = dwconv_nhwc(x, w, b, res, add_input)
+    grad = torch.randn_like(got)
+    got_grads = torch.autograd.grad(got, leaves, grad)
+    ref = _conv_nhwc_reference(*(t.double() if t is not None else None
+                                 for t in (x, w, b, res)), add_input)
+    ref_grads = torch.autograd.grad(ref, leaves, grad.double())
+    for name, a, r in [('output', got, ref)] + list(zip(('x', 'w', 'b', 'res'), got_grads,
+                                                          ref_grads)):
+        err = ((a.double() - r).norm() / r.norm()).item()
+        assert err < tol, f'{name}: relative error {err:.2e}'
+
+
+# (N, H, W, C, k, bias, residual, add_input): tiles cut by the map's edges, channel
+# counts that are no power of two and above one block of 64, both kernel sizes.
+TRITON_CASES = [(2, 9, 11, 20, 5, True, True, False), (1, 7, 5, 12, 3, True, False, True),
+                (1, 10, 9, 70, 3, False, False, True), (2, 3, 17, 8, 5, True, True, False)]
+
+
+@needs_triton
+@pytest.mark.parametrize('case', TRITON_CASES)
+def test_triton_nhwc_matches_conv2d_cpu(case):
+    N, H, W, C, k, bias, residual, add_input = case
+    torch.manual_seed(0)
+    _triton_vs_reference(torch.randn(N, H, W, C + 5), C, k, bias, residual, add_input, CPU,
+                         torch.float64, 1e-12)
+
+
+@cuda
+@pytest.mark.parametrize('case', TRITON_CASES + [(4, 56, 56, 64, 5, True, True, False),
+                                                 (2, 100, 152, 128, 3, True, False, True)])
+def test_triton_nhwc_matches_conv2d_cuda(case):
+    N, H, W, C, k, bias, residual, add_input = case
+    torch.manual_seed(0)
+    x = torch.randn(N, H, W, C + 5)
+    _triton_vs_reference(x, C, k, bias, residual, add_input, 'cuda', torch.float32, 1e-5)
+    _triton_vs_reference(x, C, k, bias, residual, add_input, 'cuda', torch.bfloat16, 2e-2)
+
+
+@cuda
+def test_triton_nhwc_deterministic_cuda():
+    from mmbiformer.ops.backends.triton.dwconv import dwconv_nhwc
+    torch.manual_seed(0)
+    x = torch.randn(8, 56, 56, 64, device='cuda', requires_grad=True)
+    w = torch.randn(64, 1, 5, 5, device='cuda', requires_grad=True)
+    b = torch.randn(64, device='cuda', requires_grad=True)
+    grad = torch.randn(8, 56, 56, 64, device='cuda')
+    runs = [torch.autograd.grad(dwconv_nhwc(x, w, b, add_input=True), (x, w, b), grad)
+            for _ in range(2)]
+    assert all(torch.equal(a, b) for a, b in zip(*runs))
+
+
+@cuda
+def test_backbone_triton_dwconv_matches_cudnn_cuda(monkeypatch):
+    """The whole backbone (NHWC stages, position embeddings and LCE by Triton) against
+    the same weights with cuDNN's convs: outputs and every parameter's gradient. Each
+    region routes to all regions, so that no near-tie in the routing can flip; the loss
+    projects the outputs on fixed random maps (the squared mean of layer-normed outputs
+    is nearly constant: its gradients are all cancellation)."""
+    monkeypatch.setattr(torch.backends.cuda.matmul, 'allow_tf32', False)
+    monkeypatch.setattr(torch.backends.cudnn, 'allow_tf32', False)
+    torch.manual_seed(0)
+    arch = dict(depths=[1, 1, 1, 1], embed_dims=[32, 64, 96, 128], topks=[49, 49, 49, -2],
+                head_dim=16, mlp_ratio=2)
+    model = BiFormer(arch, n_win=7, attn_impl='sdpa').cuda()
+    x = torch.randn(2, 3, 224, 224, device='cuda')
+    proj = [torch.randn(2, c, 224 // s, 224 // s, device='cuda')
+            for c, s in zip(arch['embed_dims'], (4, 8, 16, 32))]
+    results = {}
+    for impl in ('cudnn', 'triton'):
+        model.zero_grad()
+        for m in model.modules():
+            if hasattr(m, 'impl'):
+                m.impl = impl
+        outs = model(x)
+        sum((o * r).mean() for o, r in zip(outs, proj)).backward()
+        results[impl] = [o.detach() for o in outs] + [p.grad.clone() for p in model.parameters()]
+    names = [f'out {i}' for i in range(4)] + [n for n, _ in model.named_parameters()]
+    # Biases of convs followed by BatchNorm (training mode) have a zero gradient in exact
+    # arithmetic: only rounding is left, to be compared with the weights' gradients.
+    before_bn = {'downsample_layers.0.0.bias', 'downsample_layers.0.3.bias'} | {
+        f'downsample_layers.{i}.0.bias' for i in range(1, 4)}
+    grads = dict(zip(names, results['cudnn']))
+    for name, a, b in zip(names, results['triton'], results['cudnn']):
+        if name in before_bn:
+            scale = grads[name.replace('bias', 'weight')].norm()
+            assert a.norm() < 1e-3 * scale and b.norm() < 1e-3 * scale, name
+            continue
+        err = ((a - b).norm() / b.norm()).item()
+        assert err < 1e-4, f'{name}: relative error {err:.2e}'

@@ -44,14 +44,16 @@ BRA_SIZES = [('cls 224', 128, 56, 56, 64, 7, 1, 2), ('seg 512', 8, 128, 128, 64,
              ('det 800x1216', 2, 208, 304, 64, 16, 1, 2)]
 
 
-def timed(step, iters: int, warmup: int, device) -> tuple:
-    """(ms per step, peak GiB) of ``step()``."""
+def timed(step, iters: int, warmup: int, device, reset_peak: bool = True) -> tuple:
+    """(ms per step, peak GiB) of ``step()``; without ``reset_peak`` the peak counts
+    from the caller's last reset (a captured graph allocates its memory at capture)."""
     for _ in range(warmup):
         step()
     cuda = device.type == 'cuda'
     if cuda:
         torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
+        if reset_peak:
+            torch.cuda.reset_peak_memory_stats()
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
     t0 = time.perf_counter()
@@ -138,9 +140,23 @@ class OfficialTrunk(torch.nn.Module):
         return outs
 
 
+def mmdet_swin_t():
+    """mmdet's Swin-T backbone as ``mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py`` builds it."""
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+    register_all_modules()
+    return MODELS.build(dict(
+        type='SwinTransformer', embed_dims=96, depths=[2, 2, 6, 2],
+        num_heads=[3, 6, 12, 24], window_size=7, mlp_ratio=4, qkv_bias=True,
+        qk_scale=None, drop_rate=0., attn_drop_rate=0., drop_path_rate=0.2,
+        patch_norm=True, out_indices=(0, 1, 2, 3), with_cp=False, convert_weights=True))
+
+
 def build(args, what: str, device):
     """The model to time, after ``--impl``, ``--channels-last`` and ``--compile``."""
-    if args.timm:
+    if getattr(args, 'mmdet_swin', False):
+        model = mmdet_swin_t()
+    elif args.timm:
         import timm
         model = timm.create_model(args.timm, num_classes=1000)
     elif args.impl == 'official':
@@ -155,10 +171,15 @@ def build(args, what: str, device):
                          bra_cfg=bra_cfg(args), attn_types=attn_types(args),
                          dwconv_impl=args.dwconv_impl or 'native', compile=args.compile)
     model = model.to(device)
+    if args.strided_impl:
+        from mmbiformer.ops.dwconv import GemmConv2d
+        for m in model.modules():
+            if isinstance(m, GemmConv2d):
+                m.impl = args.strided_impl
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
     # Ours compiles its backbone itself (``BiFormer(compile=True)``).
-    foreign = args.timm or args.impl == 'official'
+    foreign = args.timm or args.impl == 'official' or args.mmdet_swin
     return torch.compile(model) if args.compile and foreign else model
 
 
@@ -168,17 +189,25 @@ def bench_cls(args, device):
     if args.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 1000, (args.batch, ), device=device)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    # A captured step needs an optimizer whose step stays on the GPU.
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, capturable=args.cuda_graph)
     dtype = DTYPES[args.amp]
 
     def logits():
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+        # No autocast weight cache: a captured graph must recompute the casts.
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None,
+                            cache_enabled=not args.cuda_graph):
             return model(x)
 
     def train_step():
-        opt.zero_grad(set_to_none=True)
+        opt.zero_grad(set_to_none=not args.cuda_graph)
         F.cross_entropy(logits().float(), y).backward()
         opt.step()
+
+    if args.cuda_graph:
+        if device.type == 'cuda':
+            torch.cuda.reset_peak_memory_stats()
+        train_step = captured(train_step)
 
     def infer_step():
         with torch.no_grad():
@@ -187,7 +216,8 @@ def bench_cls(args, device):
     rows = []
     if args.mode in ('train', 'both'):
         model.train()
-        ms, mem = timed(train_step, args.iters, args.warmup, device)
+        ms, mem = timed(train_step, args.iters, args.warmup, device,
+                        reset_peak=not args.cuda_graph)
         rows.append(('train', ms, args.batch * 1000 / ms, mem))
         profile(args, train_step)
     if args.mode in ('infer', 'both'):
@@ -204,9 +234,25 @@ def bench_cls(args, device):
         print(f'{mode:<6} {ms:9.1f} {ips:9.1f} {mem:9.2f}')
 
 
+def captured(step):
+    """``step`` (forward, backward and optimizer step on fixed tensors) captured once in
+    a CUDA graph; the returned function replays it (no host work per kernel)."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm-up outside the graph: compiles, allocations
+        for _ in range(3):
+            step()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        step()
+    return graph.replay
+
+
 def bench_trunk(args, device):
     n, h, w = args.shape
-    model = build(args, 'trunk', device).train()
+    model = build(args, 'trunk', device)
+    model.train()  # mmdet's Swin returns None from train()
     x = torch.randn(n, 3, h, w, device=device)
     if args.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
@@ -223,9 +269,10 @@ def bench_trunk(args, device):
 
     ms, mem = timed(step, args.iters, args.warmup, device)
     profile(args, step)
-    print(f'BiFormer-{args.arch} trunk fwd+bwd {n}x3x{h}x{w}, n_win {args.n_win or 16}, '
-          f'amp {args.amp}, {describe(args)}, {device_name(device)}: '
-          f'{ms:.1f} ms, {mem:.2f} GiB')
+    name = ('mmdet Swin-T' if args.mmdet_swin else
+            f'BiFormer-{args.arch} (n_win {args.n_win or 16})')
+    print(f'{name} trunk fwd+bwd {n}x3x{h}x{w}, amp {args.amp}, {describe(args)}, '
+          f'{device_name(device)}: {ms:.1f} ms, {mem:.2f} GiB')
     if args.new_sizes:
         new_size_cost(args, model, step_at, (n, h, w), device)
 
@@ -310,10 +357,16 @@ def profile(args, step, steps: int = 3) -> None:
 
 
 def describe(args) -> str:
-    extras = [x for x, on in (('channels-last', args.channels_last),
+    extras = [x for x, on in (('dwconv ' + str(args.dwconv_impl or 'default'),
+                               not (args.timm or args.mmdet_swin)),
+                              (f'strided {args.strided_impl}', args.strided_impl),
+                              ('channels-last', args.channels_last),
                               ('compile', args.compile),
+                              ('cuda-graph', args.cuda_graph),
                               ('no-recompute', args.no_recompute)) if on]
-    return ' '.join(['timm' if args.timm else f'impl {args.impl}'] + extras)
+    if args.timm or args.mmdet_swin:
+        return ' '.join(['timm' if args.timm else 'mmdet'] + extras)
+    return ' '.join([f'impl {args.impl}'] + extras)
 
 
 def device_name(device) -> str:
@@ -354,12 +407,20 @@ def main(argv=None):
                         help='checkout of github.com/rayleizhu/BiFormer, for --impl official '
                         '(and an extra row in the bra table)')
     parser.add_argument('--dwconv-impl', choices=DWCONV_IMPLS,
-                        help="depthwise convs of ours (default: as the configs, 'cudnn' "
-                        "for cls, 'native' for trunk and bra)")
+                        help="convs of ours (default: as the configs, 'cudnn' for cls, "
+                        "'native' for trunk and bra)")
+    parser.add_argument('--strided-impl', choices=DWCONV_IMPLS,
+                        help='stem and down-sampling convs only (default: as --dwconv-impl)')
     parser.add_argument('--attn', default='bra', choices=['bra', 'quadtree', 'shunted', 'window'],
                         help='token mixer of stages 1-3 (configs/cls/ablation/)')
     parser.add_argument('--compile', action='store_true')
+    parser.add_argument('--cuda-graph', action='store_true',
+                        help='cls: capture the training step (forward, backward, AdamW) '
+                        'in a CUDA graph and time its replays')
     parser.add_argument('--timm', metavar='NAME', help='time this timm model instead')
+    parser.add_argument('--mmdet-swin', action='store_true',
+                        help="trunk: time mmdet's Swin-T backbone instead (as the Mask "
+                        "R-CNN Swin-T config builds it)")
     parser.add_argument('--profile', type=int, nargs='?', const=30, default=0, metavar='ROWS',
                         help='print the top ROWS kernels (default 30) of 3 profiled steps')
     parser.add_argument('--no-recompute', action='store_true',

@@ -231,11 +231,13 @@ class BiLevelRoutingAttention(nn.Module):
         x = self.kv_down(x)
         return x.flatten(2).transpose(1, 2).reshape(N, R, -1, C)
 
-    def local_context(self, v: torch.Tensor) -> torch.Tensor:
-        """LCE: depthwise conv of V (N, H, W, C) at full resolution, NHWC out."""
+    def local_context(self, v: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """``out`` + LCE: the depthwise conv of V (N, H, W, C) at full resolution, NHWC.
+        ``v`` may be V's channel slice of the qkv projection (read in place with the
+        Triton dwconv)."""
         if self.lepe is None:
-            return torch.zeros_like(v)
-        return self.lepe(v.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+            return out
+        return self.lepe.forward_nhwc(v, residual=out)
 
     @staticmethod
     def _reference_attention(q, kv, weights, index, num_heads, scale, soft_routing):
@@ -276,11 +278,11 @@ class BiLevelRoutingAttention(nn.Module):
                 f'pass auto_pad=True to pad it, or resize the input')
         qkv = self.qkv(x)
         backend = self.backend(x)
-        if backend == 'triton':
+        if backend == 'triton':  # LCE inside the Triton op
             out = self._attend_triton(qkv)
         else:
             out = self._attend_regions(qkv, backend)
-        out = out + self.local_context(qkv[..., 2 * self.qk_dim:])
+            out = self.local_context(qkv[..., 2 * self.qk_dim:], out)
         out = self.wo(out)
         if tracing() or out.shape[1] != H_in or out.shape[2] != W_in:  # see pad_to_multiple
             out = out[:, :H_in, :W_in].contiguous()
@@ -310,14 +312,16 @@ class BiLevelRoutingAttention(nn.Module):
         return from_regions(out, S, h, w)
 
     def _attend_triton(self, qkv: torch.Tensor) -> torch.Tensor:
-        """Token attention by the Triton kernels, straight on the NHWC projection."""
+        """Token attention and LCE by the Triton kernels, straight on the NHWC
+        projection."""
         from .backends.triton.routed_attention import routed_attention
         N, H, W, _ = qkv.shape
         S, qd = self.n_win, self.qk_dim
         means = qkv[..., :2 * qd].reshape(N, S, H // S, S, W // S, 2 * qd).mean((2, 4))
         q_r, k_r = means.reshape(N, S * S, 2 * qd).split(qd, -1)
         _, index = self.route_means(q_r, k_r)
-        return routed_attention(qkv, index, S, self.num_heads, qd, self.scale)
+        lce = (None, None) if self.lepe is None else (self.lepe.weight, self.lepe.bias)
+        return routed_attention(qkv, index, S, self.num_heads, qd, self.scale, *lce)
 
     def attention_macs(self, x: torch.Tensor) -> dict:
         """Multiply-adds of the routing (``q_r @ k_r^T``) and of the token attention

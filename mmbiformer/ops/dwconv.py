@@ -13,6 +13,14 @@ and state-dict keys:
 * :class:`GemmConv2d` (stem and down-sampling convs): ``impl='native'`` runs them as
   im2col (``F.unfold``) and one matrix product.
 
+BiFormer's stages are NHWC, and its blocks call :meth:`DepthwiseConv2d.forward_nhwc`:
+with ``'cudnn'`` the NHWC map is handed to cuDNN as a channels-last view (no copy; the
+fastest depthwise conv measured at a fixed size), with ``'native'`` PyTorch's kernels
+take an NCHW copy. ``impl='triton'`` is ``'native'`` except there: the Triton kernels of
+``backends/triton/dwconv.py`` (residual and bias in the same pass, V read in place, no
+copy, no plan per shape), slower than cuDNN's channels-last kernels today
+(``docs/benchmark.md``, run 4).
+
 Measured costs: ``docs/gpu_runs.md`` ("the cause, the fix") and ``docs/benchmark.md``
 ("Pipeline").
 """
@@ -20,7 +28,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-IMPLS = ('native', 'cudnn')
+from .backends import tracing
+from .backends.triton import triton_installed
+
+IMPLS = ('native', 'cudnn', 'triton')
 
 
 class _NativeDepthwiseConv(torch.autograd.Function):
@@ -60,15 +71,16 @@ class _cudnn_off:
 def check_impl(impl: str) -> str:
     if impl not in IMPLS:
         raise ValueError(f"dwconv_impl must be 'native' (PyTorch's CUDA kernels: no "
-                         f"set-up per new input shape) or 'cudnn' (fastest once a shape "
-                         f"is known: fixed-size classification), got {impl!r}")
+                         f"set-up per new input shape), 'cudnn' (fastest once a shape is "
+                         f"known: fixed-size classification) or 'triton' (NHWC Triton "
+                         f"kernels), got {impl!r}")
     return impl
 
 
 class _PlanFreeConv2d(nn.Conv2d):
     """An ``nn.Conv2d`` with an ``impl``: ``'cudnn'`` runs ``nn.Conv2d``, ``'native'``
-    runs :meth:`native_forward` on CUDA inputs (CPU and ``torch.compile`` are left to
-    ``nn.Conv2d``)."""
+    and ``'triton'`` run :meth:`native_forward` on CUDA inputs (CPU and
+    ``torch.compile`` are left to ``nn.Conv2d``)."""
 
     def __init__(self, *args, impl: str = 'native', **kwargs):
         super().__init__(*args, **kwargs)
@@ -94,6 +106,19 @@ class DepthwiseConv2d(_PlanFreeConv2d):
     def __init__(self, channels: int, kernel_size: int, impl: str = 'native'):
         super().__init__(channels, channels, kernel_size, padding=kernel_size // 2,
                          groups=channels, impl=impl)
+
+    def forward_nhwc(self, x: torch.Tensor, residual: torch.Tensor = None,
+                     add_input: bool = False) -> torch.Tensor:
+        """``conv(x) [+ residual] [+ x]`` on an NHWC map, NHWC out. ``x`` may be a
+        channel slice of a wider tensor. With ``impl='triton'`` on CUDA one Triton
+        kernel (no layout copies); otherwise this module's NCHW forward."""
+        if self.impl == 'triton' and x.is_cuda and not tracing() and triton_installed():
+            from .backends.triton.dwconv import dwconv_nhwc
+            return dwconv_nhwc(x, self.weight, self.bias, residual, add_input)
+        out = self(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        if add_input:
+            out = out + x
+        return out if residual is None else out + residual
 
     def native_forward(self, x: torch.Tensor) -> torch.Tensor:
         dtype = torch.get_autocast_dtype('cuda') if torch.is_autocast_enabled('cuda') else x.dtype

@@ -34,7 +34,7 @@ class GlobalAttentionLePE(nn.Module):
         out = sdpa(q, k, v)  # scale head_dim ** -0.5
         out = out.transpose(1, 2).reshape(N, H, W, C)
         if self.lepe is not None:
-            out = out + self.lepe(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+            out = self.lepe.forward_nhwc(x, residual=out)
         return self.proj(out)
 
     def attention_macs(self, x: torch.Tensor) -> dict:

@@ -43,13 +43,18 @@ class LayerNorm2d(nn.LayerNorm):
     """LayerNorm over the channels of an NCHW map."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.permute(0, 2, 3, 1)
-        x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
-        return x.permute(0, 3, 1, 2)
+        return self.forward_nhwc(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+    def forward_nhwc(self, x: torch.Tensor) -> torch.Tensor:
+        return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
 
 
 class BiFormerBlock(nn.Module):
-    """Conv position encoding, then pre-norm attention and MLP residuals (NCHW io).
+    """Conv position encoding, then pre-norm attention and MLP residuals.
+
+    NHWC in and out: a stage keeps one (N, H, W, C) tensor from its down-sampling layer
+    to its output, with no layout copy between or inside blocks (the position
+    embedding's depthwise conv reads NHWC, and adds its input in the same pass).
 
     The token mixer is ``attn_type`` (:data:`~mmbiformer.ops.mixers.ATTN_TYPES`); by
     default BiFormer's rule: BRA for ``topk >= 1``, global attention for -1 (without
@@ -84,12 +89,11 @@ class BiFormerBlock(nn.Module):
                                  nn.Linear(hidden, dim))
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.pos_embed(x)
-        x = x.permute(0, 2, 3, 1)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # NHWC
+        x = self.pos_embed.forward_nhwc(x, add_input=True)  # x + dwconv(x)
         x = x + self.drop_path(self.attn(self.norm1(x)))
         x = x + self.drop_path(self.mlp(self.norm2(x)))
-        return x.permute(0, 3, 1, 2)
+        return x
 
 
 def _resolve_arch(arch: Union[str, dict]) -> dict:
@@ -158,8 +162,10 @@ class BiFormer(BaseModule):
         dwconv_impl (str): The backbone's convs on CUDA, the depthwise ones (position
             embedding, LCE) and the stem / down-sampling ones alike: ``'native'``
             (PyTorch's depthwise kernels and im2col + GEMM: no cuDNN set-up when an
-            input size is new, as in dense prediction) or ``'cudnn'`` (faster at a
-            fixed input size: classification). See :mod:`mmbiformer.ops.dwconv`.
+            input size is new, as in dense prediction), ``'cudnn'`` (fastest at a fixed
+            input size: classification; the NHWC stages reach cuDNN as channels-last
+            views, without copies) or ``'triton'`` (NHWC Triton kernels for the
+            depthwise convs). See :mod:`mmbiformer.ops.dwconv`.
         attn_types (Sequence[str], optional): The token mixer of each stage:
             ``'bra'``, ``'global'`` (full attention with LePE), ``'quadtree'``
             (QuadTree-B), ``'shunted'`` (shunted self-attention) or ``'window'``
@@ -356,14 +362,21 @@ class BiFormer(BaseModule):
 
     def _forward(self, x: torch.Tensor) -> tuple:
         outs = []
+        if x.is_cuda:  # the stem's convs then write channels-last maps
+            x = x.contiguous(memory_format=torch.channels_last)
         for i in range(4):
-            x = self._run_stage(self.stages[i], self.downsample_layers[i](x))
+            # Down-sampling convs emit channels-last maps, so that this is a view: the
+            # stage then runs on one contiguous NHWC tensor.
+            x = self.downsample_layers[i](x).permute(0, 2, 3, 1)
+            x = self._run_stage(self.stages[i], x.contiguous())
             if i in self.out_indices:
                 if self.out_norm == 'layernorm':
-                    outs.append(self.extra_norms[str(i)](x).contiguous())
+                    out = self.extra_norms[str(i)].forward_nhwc(x)
+                    outs.append(out.permute(0, 3, 1, 2).contiguous())
                 elif self.out_norm == 'batchnorm':
-                    outs.append(self.norm(x))
+                    outs.append(self.norm(x.permute(0, 3, 1, 2)))
                 else:
-                    outs.append(x)
+                    outs.append(x.permute(0, 3, 1, 2).contiguous())
+            x = x.permute(0, 3, 1, 2)  # NCHW in shape, channels-last in memory
         return tuple(outs)
 

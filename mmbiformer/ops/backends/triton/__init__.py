@@ -16,7 +16,7 @@ def interpreting() -> bool:
 
 
 @functools.lru_cache(maxsize=None)
-def _triton_installed() -> bool:
+def triton_installed() -> bool:
     # Asked on every BRA call by the chooser: a failed import is not cached by Python
     # (it searches sys.path again each time), so remember the answer.
     try:
@@ -28,7 +28,7 @@ def _triton_installed() -> bool:
 
 def unavailable_reason(device: torch.device) -> Optional[str]:
     """Why the Triton kernels cannot run on ``device``, or None if they can."""
-    if not _triton_installed():
+    if not triton_installed():
         return 'Triton is not installed (pip install triton)'
     if device.type == 'cuda' or (device.type == 'cpu' and interpreting()):
         return None

@@ -1,7 +1,9 @@
 """BRA's routed token attention as torch custom ops over the Triton kernels.
 
 ``routed_attention(qkv, index, ...)`` takes the NHWC qkv projection and the routing
-indices and returns the attention output NHWC, with autograd. The forward and backward
+indices and returns the attention output NHWC, with autograd; given BRA's LCE weights it
+adds the LCE (depthwise conv of V, read in place from ``qkv``) in the same op, and its
+backward adds the LCE's input gradient into dV in place (``dwconv.py``). The forward and backward
 are ``torch.library`` custom ops (``mmbiformer::bra_routed_attn_fwd`` / ``_bwd``), so
 ``torch.compile`` keeps them as single nodes and fuses what is around them without a
 graph break.
@@ -9,12 +11,13 @@ graph break.
 On a CPU the same kernels run in Triton's interpreter (``TRITON_INTERPRET=1`` set
 before Triton is first imported): that is how the CPU test suite checks their numerics.
 """
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 import triton
 
 from . import kernels
+from .dwconv import conv_nhwc_into, weight_grad
 
 LOG2E = 1.4426950408889634
 
@@ -55,25 +58,35 @@ def _geometry(qkv: torch.Tensor, index: torch.Tensor, n_win: int, num_heads: int
 
 
 @torch.library.custom_op('mmbiformer::bra_routed_attn_fwd', mutates_args=())
-def routed_attn_fwd(qkv: torch.Tensor, index: torch.Tensor, n_win: int, num_heads: int,
-                    qk_dim: int, scale: float) -> Tuple[torch.Tensor, torch.Tensor]:
+def routed_attn_fwd(qkv: torch.Tensor, index: torch.Tensor, lce_weight: Optional[torch.Tensor],
+                    lce_bias: Optional[torch.Tensor], n_win: int, num_heads: int,
+                    qk_dim: int, scale: float
+                    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(output, attention-only output, log-sum-exp). Without LCE weights the output is
+    the attention's and the second tensor is empty; with them the output is attention
+    + LCE and the attention-only output is kept for the backward (its ``delta``)."""
     N, H, W, RH, RW, R, topk, cq, cv, dv = _geometry(qkv, index, n_win, num_heads, qk_dim)
     L = RH * RW
-    out = qkv.new_empty(N, H, W, dv)
+    attn = qkv.new_empty(N, H, W, dv)
     lse = torch.empty(N, R, num_heads, L, device=qkv.device, dtype=_acc_dtype(qkv.dtype))
     blocks = _blocks(L, topk * L, cq, cv)
     grid = (triton.cdiv(L, blocks['BLOCK_M']), R * num_heads, N)
     kernels._bra_fwd[grid](
-        qkv, index, out, lse, *qkv.stride()[:3], *out.stride()[:3],
+        qkv, index, attn, lse, *qkv.stride()[:3], *attn.stride()[:3],
         scale * LOG2E, n_win, RH, RW, R, topk, num_heads, qk_dim,
         CQ=cq, CV=cv, **_kernel_dtypes(qkv.dtype), **blocks)
-    return out, lse
+    if lce_weight is None:
+        return attn, qkv.new_empty(0), lse
+    out = torch.empty_like(attn)
+    conv_nhwc_into(out, qkv[..., 2 * qk_dim:], lce_weight, lce_bias, residual=attn)
+    return out, attn, lse
 
 
 @routed_attn_fwd.register_fake
-def _(qkv, index, n_win, num_heads, qk_dim, scale):
+def _(qkv, index, lce_weight, lce_bias, n_win, num_heads, qk_dim, scale):
     N, H, W, RH, RW, R, topk, cq, cv, dv = _geometry(qkv, index, n_win, num_heads, qk_dim)
     return (qkv.new_empty(N, H, W, dv),
+            qkv.new_empty(N, H, W, dv) if lce_weight is not None else qkv.new_empty(0),
             qkv.new_empty(N, R, num_heads, RH * RW, dtype=_acc_dtype(qkv.dtype)))
 
 
@@ -135,8 +148,11 @@ def dkv_work_items(routed_ptr: torch.Tensor, topk: int, chunk: int):
 
 @torch.library.custom_op('mmbiformer::bra_routed_attn_bwd', mutates_args=())
 def routed_attn_bwd(grad_out: torch.Tensor, qkv: torch.Tensor, index: torch.Tensor,
-                    out: torch.Tensor, lse: torch.Tensor, n_win: int, num_heads: int,
-                    qk_dim: int, scale: float) -> torch.Tensor:
+                    out: torch.Tensor, lse: torch.Tensor, lce_weight: Optional[torch.Tensor],
+                    n_win: int, num_heads: int, qk_dim: int, scale: float
+                    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(dqkv, dW, dB of the LCE): ``out`` is the attention-only output. Without LCE
+    weights the last two are empty."""
     N, H, W, RH, RW, R, topk, cq, cv, dv = _geometry(qkv, index, n_win, num_heads, qk_dim)
     L = RH * RW
     grad_out = grad_out.contiguous()
@@ -166,33 +182,50 @@ def routed_attn_bwd(grad_out: torch.Tensor, qkv: torch.Tensor, index: torch.Tens
     kernels._bra_bwd_dkv_reduce[grid](
         ws, slot_first, n_items, dqkv, *qkv.stride()[:3], ws.stride(0), n_win, RH, RW, R,
         qk_dim, qk_dim + dv, BLOCK_N=32, BLOCK_C=64)
-    return dqkv
+    if lce_weight is None:
+        return dqkv, qkv.new_empty(0), qkv.new_empty(0)
+    # LCE: dV += the mirrored conv of the output gradient, in place in dqkv.
+    dv_slice = dqkv[..., 2 * qk_dim:]
+    conv_nhwc_into(dv_slice, grad_out, lce_weight, residual=dv_slice, flip=True)
+    dw, db = weight_grad(qkv[..., 2 * qk_dim:], grad_out, lce_weight.shape[-1])
+    return dqkv, dw.to(lce_weight.dtype), db.to(lce_weight.dtype)
 
 
 @routed_attn_bwd.register_fake
-def _(grad_out, qkv, index, out, lse, n_win, num_heads, qk_dim, scale):
-    return torch.empty_like(qkv)
+def _(grad_out, qkv, index, out, lse, lce_weight, n_win, num_heads, qk_dim, scale):
+    if lce_weight is None:
+        return torch.empty_like(qkv), qkv.new_empty(0), qkv.new_empty(0)
+    return (torch.empty_like(qkv), torch.empty_like(lce_weight),
+            lce_weight.new_empty(lce_weight.shape[0]))
 
 
 def _setup_context(ctx, inputs, output):
-    qkv, index, n_win, num_heads, qk_dim, scale = inputs
-    out, lse = output
-    ctx.save_for_backward(qkv, index, out, lse)
+    qkv, index, lce_weight, lce_bias, n_win, num_heads, qk_dim, scale = inputs
+    out, attn, lse = output
+    # The backward needs the attention-only output: ``out`` itself without LCE.
+    ctx.save_for_backward(qkv, index, attn if lce_weight is not None else out, lse,
+                          lce_weight)
+    ctx.has_bias = lce_bias is not None
     ctx.args = (n_win, num_heads, qk_dim, scale)
 
 
-def _backward(ctx, grad_out, grad_lse):
-    qkv, index, out, lse = ctx.saved_tensors
-    return routed_attn_bwd(grad_out, qkv, index, out, lse, *ctx.args), None, None, None, \
-        None, None
+def _backward(ctx, grad_out, grad_attn, grad_lse):
+    qkv, index, attn, lse, lce_weight = ctx.saved_tensors
+    dqkv, dw, db = routed_attn_bwd(grad_out, qkv, index, attn, lse, lce_weight, *ctx.args)
+    if lce_weight is None:
+        dw = db = None
+    return (dqkv, None, dw, db if ctx.has_bias else None) + (None, ) * 4
 
 
 routed_attn_fwd.register_autograd(_backward, setup_context=_setup_context)
 
 
 def routed_attention(qkv: torch.Tensor, index: torch.Tensor, n_win: int, num_heads: int,
-                     qk_dim: int, scale: float) -> torch.Tensor:
-    """Token attention of each region's queries over its routed regions' keys/values.
+                     qk_dim: int, scale: float, lce_weight: Optional[torch.Tensor] = None,
+                     lce_bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Token attention of each region's queries over its routed regions' keys/values,
+    plus, given ``lce_weight`` (C, 1, k, k) and ``lce_bias``, BRA's LCE: the depthwise
+    k x k conv of V (padding k // 2) read in place from ``qkv``.
 
     Args:
         qkv: (N, H, W, 2*qk_dim + dv) NHWC, channels q | k | v, H and W multiples of
@@ -204,4 +237,5 @@ def routed_attention(qkv: torch.Tensor, index: torch.Tensor, n_win: int, num_hea
     """
     if qkv.stride(-1) != 1:
         qkv = qkv.contiguous()
-    return routed_attn_fwd(qkv, index.contiguous(), n_win, num_heads, qk_dim, scale)[0]
+    return routed_attn_fwd(qkv, index.contiguous(), lce_weight, lce_bias, n_win, num_heads,
+                           qk_dim, scale)[0]

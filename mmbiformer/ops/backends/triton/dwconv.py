@@ -1,0 +1,158 @@
+"""Depthwise K x K convolution on NHWC maps as a torch custom op over Triton kernels
+(``dwconv_kernels.py``), with autograd.
+
+``dwconv_nhwc(x, weight, bias, residual, add_input)`` returns
+``conv(x) + bias [+ residual] [+ x]`` in NHWC. ``x`` may be a channel slice of a wider
+tensor (only its channel stride must be 1): BRA passes V inside the qkv projection,
+which is then read in place. The forward and backward are ``torch.library`` custom
+ops, so ``torch.compile`` keeps each as one node.
+"""
+from typing import Optional, Tuple
+
+import torch
+import triton
+
+from . import dwconv_kernels as kernels
+
+# Launch settings: a tile of TH x TW pixels (its K*K shifted reads overlap within the
+# tile, so they come from the caches), BLOCK_C channels (64 of bf16 are one 128-byte
+# line per pixel), warps per program, and for the weight gradient programs per
+# multiprocessor. ``.dev_scripts/dwconv_sweep.py`` times alternatives.
+CONFIG = dict(TH=8, TW=8, BLOCK_C=64, num_warps=4, progs_per_sm=4)
+
+
+def _acc(dtype: torch.dtype):
+    import triton.language as tl
+    return tl.float64 if dtype == torch.float64 else tl.float32
+
+
+def _block_c(C: int, cfg: dict) -> int:
+    return min(cfg['BLOCK_C'], triton.next_power_of_2(C))
+
+
+def _check(x: torch.Tensor, weight: torch.Tensor) -> int:
+    if x.dim() != 4 or x.stride(-1) != 1:
+        raise ValueError(f'dwconv_nhwc: x must be NHWC with contiguous channels, got shape '
+                         f'{tuple(x.shape)} strides {x.stride()}')
+    C, k = x.shape[-1], weight.shape[-1]
+    if tuple(weight.shape) != (C, 1, k, k) or k % 2 == 0:
+        raise ValueError(f'dwconv_nhwc: weight must be ({C}, 1, k, k) with k odd, got '
+                         f'{tuple(weight.shape)}')
+    return k
+
+
+def conv_nhwc_into(out: torch.Tensor, x: torch.Tensor, weight: torch.Tensor,
+                   bias: Optional[torch.Tensor] = None,
+                   residual: Optional[torch.Tensor] = None, add_input: bool = False,
+                   flip: bool = False, cfg: Optional[dict] = None) -> torch.Tensor:
+    """``out = conv(x) + bias + residual + x`` (the last three optional); ``flip``
+    mirrors the kernel (the input gradient of the convolution). ``residual`` may be
+    ``out`` itself: then the convolution is added to ``out`` in place."""
+    cfg = cfg or CONFIG
+    k = _check(x, weight)
+    N, H, W, C = x.shape
+    weight = weight.contiguous()
+    res = residual if residual is not None else out
+    TH, TW, block_c = cfg['TH'], cfg['TW'], _block_c(C, cfg)
+    grid = (triton.cdiv(H, TH) * triton.cdiv(W, TW), N, triton.cdiv(C, block_c))
+    kernels._dwconv_nhwc[grid](
+        x, weight, bias if bias is not None else weight, res, out,
+        *x.stride()[:3], *res.stride()[:3], *out.stride()[:3], H, W, C,
+        K=k, FLIP=flip, HAS_BIAS=bias is not None, HAS_RES=residual is not None,
+        ADD_X=add_input, TH=TH, TW=TW, BLOCK_C=block_c, ACC=_acc(x.dtype),
+        num_warps=cfg['num_warps'])
+    return out
+
+
+def _programs(n_tiles: int, c_blocks: int, device: torch.device, per_sm: int) -> int:
+    # A few programs per multiprocessor: enough to fill the GPU, few partial rows.
+    if device.type == 'cuda':
+        target = per_sm * torch.cuda.get_device_properties(device).multi_processor_count
+    else:
+        target = 4
+    return max(1, min(n_tiles, target // c_blocks))
+
+
+def weight_grad(x: torch.Tensor, grad: torch.Tensor, k: int,
+                cfg: Optional[dict] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(dW (C, 1, k, k), dB (C,)) of ``conv(x)`` for the output gradient ``grad``, both
+    in float32 (float64 for float64 inputs)."""
+    cfg = cfg or CONFIG
+    TH, TW = cfg['TH'], cfg['TW']
+    N, H, W, C = x.shape
+    block_c = _block_c(C, cfg)
+    c_blocks = triton.cdiv(C, block_c)
+    n_tiles = N * triton.cdiv(H, TH) * triton.cdiv(W, TW)
+    progs = _programs(n_tiles, c_blocks, x.device, cfg['progs_per_sm'])
+    per_prog = triton.cdiv(n_tiles, progs)
+    progs = triton.cdiv(n_tiles, per_prog)
+    kk_pad = triton.next_power_of_2(k * k + 1)
+    acc = torch.float64 if x.dtype == torch.float64 else torch.float32
+    ws = torch.empty(progs, kk_pad, C, device=x.device, dtype=acc)
+    kernels._dwconv_nhwc_dw[(progs, c_blocks)](
+        x, grad, ws, *x.stride()[:3], *grad.stride()[:3], H, W, C, n_tiles, per_prog,
+        K=k, KK_PAD=kk_pad, TH=TH, TW=TW, BLOCK_C=block_c, ACC=_acc(x.dtype),
+        num_warps=cfg['num_warps'])
+    total = ws.sum(0)  # a fixed order of programs: deterministic
+    # Two tensors of their own (custom ops may not return views of one another).
+    return total[:k * k].t().contiguous().view(C, 1, k, k), total[k * k].clone()
+
+
+@torch.library.custom_op('mmbiformer::dwconv_nhwc', mutates_args=())
+def dwconv_nhwc_op(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
+                   residual: Optional[torch.Tensor], add_input: bool) -> torch.Tensor:
+    out = torch.empty(x.shape, device=x.device, dtype=x.dtype)
+    return conv_nhwc_into(out, x, weight, bias, residual, add_input)
+
+
+@dwconv_nhwc_op.register_fake
+def _(x, weight, bias, residual, add_input):
+    return torch.empty(x.shape, device=x.device, dtype=x.dtype)
+
+
+@torch.library.custom_op('mmbiformer::dwconv_nhwc_bwd', mutates_args=())
+def dwconv_nhwc_bwd(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor,
+                    add_input: bool) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    grad = grad.contiguous()
+    dx = torch.empty(x.shape, device=x.device, dtype=x.dtype)
+    # d(conv(x) [+ x]) / dx: the mirrored kernel over the gradient [+ the gradient].
+    conv_nhwc_into(dx, grad, weight, residual=grad if add_input else None, flip=True)
+    dw, db = weight_grad(x, grad, weight.shape[-1])
+    return dx, dw.to(weight.dtype), db.to(weight.dtype)
+
+
+@dwconv_nhwc_bwd.register_fake
+def _(grad, x, weight, add_input):
+    C = weight.shape[0]
+    return (torch.empty(x.shape, device=x.device, dtype=x.dtype), torch.empty_like(weight),
+            weight.new_empty(C))
+
+
+def _setup_context(ctx, inputs, output):
+    x, weight, bias, residual, add_input = inputs
+    ctx.save_for_backward(x, weight)
+    ctx.has_bias, ctx.has_res, ctx.add_input = (bias is not None, residual is not None,
+                                               add_input)
+
+
+def _backward(ctx, grad):
+    x, weight = ctx.saved_tensors
+    dx, dw, db = dwconv_nhwc_bwd(grad, x, weight, ctx.add_input)
+    return (dx, dw, db.to(weight.dtype) if ctx.has_bias else None,
+            grad if ctx.has_res else None, None)
+
+
+dwconv_nhwc_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+def dwconv_nhwc(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None,
+                residual: Optional[torch.Tensor] = None,
+                add_input: bool = False) -> torch.Tensor:
+    """``conv(x) + bias [+ residual] [+ x]``: x (N, H, W, C) NHWC (a channel slice of a
+    wider tensor is read in place), weight (C, 1, k, k) as ``nn.Conv2d`` holds it,
+    padding ``k // 2``. Output NHWC, contiguous, of x's dtype; sums in float32."""
+    if x.stride(-1) != 1:
+        x = x.contiguous()
+    if residual is not None and residual.stride(-1) != 1:
+        residual = residual.contiguous()
+    return dwconv_nhwc_op(x, weight, bias, residual, add_input)

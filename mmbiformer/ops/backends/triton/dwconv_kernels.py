@@ -1,0 +1,112 @@
+"""Triton kernels of the depthwise K x K convolution on NHWC maps (stride 1, zero
+padding K // 2), as BiFormer uses it twice a block: the position embedding
+``x + dwconv3x3(x)`` and the LCE ``attention + dwconv5x5(v)``.
+
+The input may be a channel slice of a wider NHWC tensor (V inside the qkv projection):
+pixels are addressed by their strides and only the channel stride must be 1, so V is
+read in place. Each program computes a TH x TW tile of pixels of one image for a block
+of channels; the K*K shifted tiles it reads overlap, so most of them come from the
+caches rather than from memory.
+
+* ``_dwconv_nhwc``: ``Y = conv(X) + bias + RES + X`` with each of the last three
+  optional; with ``FLIP`` the kernel is applied mirrored (the input gradient of the
+  convolution: ``dX = conv_flipped(dY)``). ``RES`` may be ``Y`` itself (accumulate).
+* ``_dwconv_nhwc_dw``: the weight and bias gradients, one row of partial sums per
+  program (``sum over pixels dY * shifted X``), which the caller adds up in a fixed
+  order: deterministic, no atomics.
+"""
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _tile(pid_t, H, W, TH: tl.constexpr, TW: tl.constexpr):
+    """Rows and columns of the pixels of tile ``pid_t`` (row-major tiles of a map)."""
+    tiles_w = tl.cdiv(W, TW)
+    p = tl.arange(0, TH * TW)
+    h = (pid_t // tiles_w) * TH + p // TW
+    w = (pid_t % tiles_w) * TW + p % TW
+    return h, w, (h < H) & (w < W)
+
+
+@triton.jit(do_not_specialize=['H', 'W', 'sx_n', 'sx_h', 'sr_n', 'sr_h', 'sy_n', 'sy_h'])
+def _dwconv_nhwc(X, WT, B, RES, Y,
+                 sx_n, sx_h, sx_w, sr_n, sr_h, sr_w, sy_n, sy_h, sy_w,
+                 H, W, C,
+                 K: tl.constexpr, FLIP: tl.constexpr, HAS_BIAS: tl.constexpr,
+                 HAS_RES: tl.constexpr, ADD_X: tl.constexpr,
+                 TH: tl.constexpr, TW: tl.constexpr, BLOCK_C: tl.constexpr,
+                 ACC: tl.constexpr):
+    """Grid: (tiles of the map, images, channel blocks). WT: the (C, 1, K, K) weight."""
+    h, w, mask_p = _tile(tl.program_id(0), H, W, TH, TW)
+    n = tl.program_id(1).to(tl.int64)
+    offs_c = tl.program_id(2) * BLOCK_C + tl.arange(0, BLOCK_C)
+    mask_c = offs_c < C
+    x_img = X + n * sx_n + offs_c[None, :]
+    acc = tl.zeros([TH * TW, BLOCK_C], ACC)
+    PAD: tl.constexpr = K // 2
+    for ky in tl.static_range(K):
+        for kx in tl.static_range(K):
+            if FLIP:
+                hh = h + (PAD - ky)
+                ww = w + (PAD - kx)
+            else:
+                hh = h + (ky - PAD)
+                ww = w + (kx - PAD)
+            ok = mask_p & (hh >= 0) & (hh < H) & (ww >= 0) & (ww < W)
+            x = tl.load(x_img + (hh * sx_h + ww * sx_w)[:, None],
+                        mask=ok[:, None] & mask_c[None, :], other=0.)
+            wt = tl.load(WT + offs_c * (K * K) + ky * K + kx, mask=mask_c, other=0.)
+            acc += x.to(ACC) * wt.to(ACC)[None, :]
+    mask = mask_p[:, None] & mask_c[None, :]
+    if ADD_X:
+        acc += tl.load(x_img + (h * sx_h + w * sx_w)[:, None], mask=mask, other=0.).to(ACC)
+    if HAS_BIAS:
+        acc += tl.load(B + offs_c, mask=mask_c, other=0.).to(ACC)[None, :]
+    if HAS_RES:
+        acc += tl.load(RES + n * sr_n + (h * sr_h + w * sr_w)[:, None] + offs_c[None, :],
+                       mask=mask, other=0.).to(ACC)
+    tl.store(Y + n * sy_n + (h * sy_h + w * sy_w)[:, None] + offs_c[None, :],
+             acc.to(Y.dtype.element_ty), mask=mask)
+
+
+@triton.jit(do_not_specialize=['H', 'W', 'sx_n', 'sx_h', 'sd_n', 'sd_h',
+                               'n_tiles', 'tiles_per_prog'])
+def _dwconv_nhwc_dw(X, DY, WS,
+                    sx_n, sx_h, sx_w, sd_n, sd_h, sd_w,
+                    H, W, C, n_tiles, tiles_per_prog,
+                    K: tl.constexpr, KK_PAD: tl.constexpr,
+                    TH: tl.constexpr, TW: tl.constexpr, BLOCK_C: tl.constexpr,
+                    ACC: tl.constexpr):
+    """Grid: (programs, channel blocks). Program ``i`` covers tiles ``i * tiles_per_prog``
+    onward of the ``n_tiles`` tiles of all images (image-major) and writes ``WS[i]``, a
+    (KK_PAD, C) row: ``[tap] = sum dY * X shifted by the tap`` for the K*K taps, and
+    ``[K*K] = sum dY`` (the bias gradient)."""
+    pid = tl.program_id(0)
+    offs_c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    mask_c = offs_c < C
+    rows = tl.arange(0, KK_PAD)
+    tiles_img = tl.cdiv(H, TH) * tl.cdiv(W, TW)
+    PAD: tl.constexpr = K // 2
+    acc = tl.zeros([KK_PAD, BLOCK_C], ACC)
+    first = pid * tiles_per_prog
+    last = tl.minimum(first + tiles_per_prog, n_tiles)
+    for t in range(first, last):
+        n = (t // tiles_img).to(tl.int64)
+        h, w, mask_p = _tile(t % tiles_img, H, W, TH, TW)
+        mask = mask_p[:, None] & mask_c[None, :]
+        dy = tl.load(DY + n * sd_n + (h * sd_h + w * sd_w)[:, None] + offs_c[None, :],
+                     mask=mask, other=0.).to(ACC)
+        x_img = X + n * sx_n + offs_c[None, :]
+        acc += tl.where(rows[:, None] == K * K, tl.sum(dy, 0)[None, :], 0.)
+        for ky in tl.static_range(K):
+            for kx in tl.static_range(K):
+                hh = h + (ky - PAD)
+                ww = w + (kx - PAD)
+                ok = mask_p & (hh >= 0) & (hh < H) & (ww >= 0) & (ww < W)
+                x = tl.load(x_img + (hh * sx_h + ww * sx_w)[:, None],
+                            mask=ok[:, None] & mask_c[None, :], other=0.).to(ACC)
+                part = tl.sum(dy * x, 0)
+                acc += tl.where(rows[:, None] == ky * K + kx, part[None, :], 0.)
+    tl.store(WS + pid * KK_PAD * C + rows[:, None] * C + offs_c[None, :], acc,
+             mask=mask_c[None, :])
