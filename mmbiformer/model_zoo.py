@@ -21,8 +21,8 @@ import urllib.error
 import urllib.request
 from typing import Dict, List, Optional
 
-from .checkpoint import CheckpointError, safe_load
-from .converters import convert_official_file
+from .checkpoint import CheckpointError, extract_state_dict, safe_load
+from .converters import OFFICIAL_MARKER, convert_official_file
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 # Installed (wheel, pip install .): the build copies configs and index in here.
@@ -163,6 +163,11 @@ def _check_loads(part: str, url: str) -> None:
                             f'load as a checkpoint (cut short?); it was deleted. {e}') from e
 
 
+def _official_layout(path: str) -> bool:
+    """The checkpoint file holds the official BiFormer key names (not ours)."""
+    return OFFICIAL_MARKER in extract_state_dict(safe_load(path), path)
+
+
 def url_cache_path(url: str) -> str:
     """Cache file of a checkpoint URL: its name, prefixed by a hash of the whole URL
     (two URLs ending in ``model.pth`` must not share a file)."""
@@ -182,8 +187,8 @@ def candidate_urls(model: dict, urls: Optional[List[str]] = None) -> List[str]:
         return list(urls)
     found = []
     mirror = os.environ.get('MMBIFORMER_MIRROR')
-    if mirror:
-        found.append(mirror if osp.isdir(mirror) else
+    if mirror:  # a folder or a URL prefix holding <name>.pth
+        found.append(osp.join(mirror, f'{model["Name"]}.pth') if osp.isdir(mirror) else
                      mirror.rstrip('/') + f'/{model["Name"]}.pth')
     if model.get('Weights'):
         found.append(model['Weights'])
@@ -210,9 +215,14 @@ def fetch(name: str, urls: Optional[List[str]] = None, progress: bool = True,
     errors = []
     for url in candidates:
         try:
+            if official and osp.isfile(url) and not _official_layout(url):
+                # A local copy already converted (e.g. from another machine's cache):
+                # taken as it is; the published checksum is the official file's.
+                download(url, final)
+                return final
             download(url, raw, model.get('SHA256'), timeout=timeout, progress=progress)
             break
-        except (OSError, ModelZooError, urllib.error.URLError) as e:
+        except (OSError, ModelZooError, CheckpointError, urllib.error.URLError) as e:
             errors.append(f'  {url}: {e}')
     else:
         raise ModelZooError(f'{name}: every source failed:\n' + '\n'.join(errors) +

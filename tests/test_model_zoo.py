@@ -194,3 +194,27 @@ def test_cut_download_without_length_is_not_kept(server, official_bytes):
 def test_unreachable_url_is_a_model_zoo_error(server):
     with pytest.raises(model_zoo.ModelZooError, match='download failed'):
         model_zoo.resolve_checkpoint('http://127.0.0.1:9/nothing/model.pth', timeout=5)
+
+
+@pytest.mark.parametrize('layout', ['official', 'converted'])
+def test_local_mirror_folder_holds_name_pth(layout, official_bytes, tmp_path, monkeypatch):
+    """README: MMBIFORMER_MIRROR may be a folder holding <name>.pth. An ImageNet model
+    (official layout upstream) is found there as the official file or as a file already
+    converted (copied from another machine's cache); both give the converted weights."""
+    monkeypatch.setenv('MMBIFORMER_HOME', str(tmp_path / 'home'))
+    mirror = tmp_path / 'mirror'
+    mirror.mkdir()
+    official = official_bytes[1]
+    if layout == 'official':
+        (mirror / 'biformer-t_in1k.pth').write_bytes(official_bytes[0])
+    else:
+        converted = {('head.fc.' + k[5:]) if k.startswith('head.') else 'backbone.' + k: v
+                     for k, v in official.items()}
+        torch.save({'state_dict': converted}, mirror / 'biformer-t_in1k.pth')
+    monkeypatch.setenv('MMBIFORMER_MIRROR', str(mirror))
+    path = model_zoo.fetch('biformer-t_in1k', progress=False)
+    state = torch.load(path, weights_only=True)['state_dict']
+    assert torch.equal(state['backbone.stages.2.5.attn.qkv.qkv.weight'],
+                       official['stages.2.5.attn.qkv.qkv.weight'])
+    assert torch.equal(state['head.fc.weight'], official['head.weight'])
+    assert sorted(os.listdir(model_zoo.cache_dir())) == ['biformer-t_in1k.pth']
