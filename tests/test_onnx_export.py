@@ -130,17 +130,115 @@ def test_graph_has_standard_operators_only(classifier):
         {n.domain for n in model.graph.node}
 
 
-def test_segmentor_at_sizes_off_the_grid(tmp_path_factory):
-    module, path = _exported(tmp_path_factory, 'configs/seg/upernet_biformer_t.py')
+@pytest.fixture(scope='module')
+def segmentor(tmp_path_factory):
+    return _exported(tmp_path_factory, 'configs/seg/upernet_biformer_t.py')
+
+
+@pytest.fixture(scope='module')
+def detector(tmp_path_factory):
+    return _exported(tmp_path_factory, 'configs/det/maskrcnn_biformer_t.py')
+
+
+def test_segmentor_at_sizes_off_the_grid(segmentor):
+    module, path = segmentor
     for size in ((75, 101), (130, 97)):
         outs = _check(module, path, size)
         assert outs[0].shape == (1, 150, *size)
 
 
-def test_detector_backbone_and_neck(tmp_path_factory):
-    module, path = _exported(tmp_path_factory, 'configs/det/maskrcnn_biformer_t.py')
+def test_detector_backbone_and_neck(detector):
+    module, path = detector
     outs = _check(module, path, (97, 131))
     assert len(outs) == 5 and outs[0].shape[1] == 256
+
+
+# -- against each toolbox's own inference path, from an image file --------------------
+def _toolbox_sample(config, module, tmp_path, hw=None):
+    """An image file (random, without routing near-ties) through the config's own test
+    pipeline, collated as its loader does. ``hw``: the test Resize's scale is set to
+    the image's size, so that it keeps the image as it is (small, fast)."""
+    import cv2
+    from mmengine.dataset import Compose, pseudo_collate
+    from mmengine.registry import init_default_scope
+    cfg = _tiny_cfg(config)
+    init_default_scope(cfg.default_scope)
+    pipeline = [t for t in cfg.test_dataloader.dataset.pipeline
+                if t['type'] != 'LoadAnnotations']
+    if hw:
+        for t in pipeline:
+            if t['type'] == 'Resize':
+                t['scale'] = (hw[1], hw[0])
+    transform = Compose(pipeline)
+    rng = torch.Generator().manual_seed(0)
+    for i in range(20):
+        img = (torch.rand(*(hw or (240, 300)), 3, generator=rng) * 255).to(torch.uint8)
+        path = str(tmp_path / f'image{i}.png')
+        cv2.imwrite(path, img.numpy())  # BGR on disk, as every loader reads it
+        data = pseudo_collate([transform(dict(img_path=path))])
+        x = data['inputs'][0][None].float()  # the pipeline's pixels, BGR, 0-255
+        if _routing_margin(module, x) > 1e-4:
+            return data, x
+    raise AssertionError('no image without routing near-ties found')
+
+
+def _onnx(path, x):
+    import onnxruntime as ort
+    session = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
+    return session.run(None, {'image': x.numpy()})
+
+
+def _rel(a, b) -> float:
+    a, b = torch.as_tensor(a).double(), torch.as_tensor(b).double()
+    return ((a - b).norm() / b.norm()).item()
+
+
+def test_classifier_equals_mmpretrain_inference(classifier, tmp_path):
+    """Scores of mmpretrain's test_step (its data preprocessor: BGR->RGB, mean, std)
+    against softmax of the ONNX logits on the same pipeline output."""
+    module, path = classifier
+    data, x = _toolbox_sample('configs/cls/biformer_t_in1k.py', module, tmp_path)
+    with torch.no_grad():
+        want = module.model.test_step(data)[0].pred_score
+    got = torch.from_numpy(_onnx(path, x)[0][0]).softmax(-1)
+    assert _rel(got, want) < 1e-4
+
+
+def test_segmentor_equals_mmseg_inference(segmentor, tmp_path):
+    """mmseg's test_step (its SegDataPreProcessor's bgr_to_rgb, mean, std) against the
+    ONNX logits resized to the image as mmseg's post-processing resizes them."""
+    import torch.nn.functional as F
+    module, path = segmentor
+    data, x = _toolbox_sample('configs/seg/upernet_biformer_t.py', module, tmp_path,
+                              hw=(96, 128))
+    with torch.no_grad():
+        want = module.model.test_step(data)[0].seg_logits.data
+    got = torch.from_numpy(_onnx(path, x)[0])
+    got = F.interpolate(got, size=want.shape[1:], mode='bilinear',
+                        align_corners=module.model.decode_head.align_corners)[0]
+    assert _rel(got, want) < 1e-4
+
+
+def test_detector_features_equal_mmdet_preprocessing(detector, tmp_path):
+    """The FPN maps of mmdet's own data preprocessor (bgr_to_rgb, mean, std; the image
+    is a multiple of 32, so nothing is padded) and the model, against ONNX."""
+    module, path = detector
+    data, x = _toolbox_sample('configs/det/maskrcnn_biformer_t.py', module, tmp_path,
+                              hw=(96, 128))
+    with torch.no_grad():
+        inputs = module.model.data_preprocessor(data, False)['inputs']
+        want = module.model.extract_feat(inputs)
+    for got, ref in zip(_onnx(path, x), want):
+        assert _rel(got, ref) < 1e-4
+
+
+@pytest.mark.parametrize('config', ['configs/cls/biformer_t_in1k.py',
+                                    'configs/det/retinanet_biformer_t.py'])
+def test_export_wrapper_is_in_eval_mode(config):
+    """Every module of what is exported is in eval mode (torch's exporter otherwise
+    warns 'Exporting a model while it is in training mode')."""
+    module = _tiny(config)[0]
+    assert not any(m.training for m in module.modules())
 
 
 def test_sliding_window_segmentor_is_refused():

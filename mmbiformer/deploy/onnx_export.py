@@ -91,12 +91,23 @@ def _follow_sizes(module: nn.Module) -> None:
             _follow_sizes(child)
 
 
+# Where each toolbox's data preprocessor keeps its BGR<->RGB switch.
+CHANNEL_FLIP_ATTRS = ('_channel_conversion',  # mmengine's ImgDataPreprocessor, mmdet
+                      'channel_conversion',  # mmseg's SegDataPreProcessor
+                      'to_rgb')  # mmpretrain's ClsDataPreprocessor
+
+
+def flips_channels(preprocessor: nn.Module) -> bool:
+    """Whether ``preprocessor`` reverses the channel order of its 3-channel input."""
+    return any(bool(getattr(preprocessor, a, False)) for a in CHANNEL_FLIP_ATTRS)
+
+
 class _Normalize(nn.Module):
     """The data preprocessor's channel flip, mean and std, in the graph."""
 
     def __init__(self, preprocessor: nn.Module):
         super().__init__()
-        self.flip = bool(getattr(preprocessor, '_channel_conversion', False))
+        self.flip = flips_channels(preprocessor)
         mean = getattr(preprocessor, 'mean', None)
         std = getattr(preprocessor, 'std', None)
         self.register_buffer('mean', (mean if mean is not None else torch.zeros(3, 1, 1))
@@ -117,6 +128,9 @@ class _Exported(nn.Module):
     def __init__(self, model):
         super().__init__()
         self.normalize, self.model = _Normalize(model.data_preprocessor), model
+        # The export is of inference: the wrapper too in eval mode (torch's exporter
+        # warns about training mode when only the wrapped model is in eval).
+        self.eval()
 
 
 class _Classifier(_Exported):
