@@ -88,6 +88,19 @@ def backbone_state_dict(state: Dict[str, torch.Tensor],
     return {k: v for k, v in state.items() if not k.startswith(_NON_BACKBONE_PREFIXES)}
 
 
+def check_finite(state: Dict[str, torch.Tensor], path: str) -> None:
+    """Refuse weights holding NaN or inf: a diverged run's checkpoint evaluates to
+    empty metrics and draws nothing, with exit 0, if it is loaded at all."""
+    bad = [k for k, v in state.items()
+           if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(
+            f'{path}: {len(bad)} of its {len(state)} weights hold NaN or inf values (e.g. '
+            f'{bad[:3]}): the run that saved it diverged. Use an earlier checkpoint of '
+            f'that run, and continue from it with a lower learning rate (or bf16 instead '
+            f'of fp16).')
+
+
 # Buffers that older checkpoints may lack without changing any result.
 _OPTIONAL_SUFFIXES = ('num_batches_tracked', )
 
@@ -104,6 +117,7 @@ def check_model_checkpoint(model: torch.nn.Module, path: str,
     """
     model = getattr(model, 'module', model)  # DDP / TTA wrappers
     state = extract_state_dict(safe_load(path), path)
+    check_finite(state, path)
     own = model.state_dict()
     missing = [k for k in own if k not in state and not k.endswith(_OPTIONAL_SUFFIXES)]
     unexpected = [k for k in state if k not in own]

@@ -21,6 +21,17 @@ assert osp.isfile(config) and config.startswith(site), config
 from mmengine.config import Config
 cfg = Config.fromfile(config)
 print('ok', model['Name'], cfg.model.backbone.type)
+# MMBIFORMER_MIRROR: a folder holding <name>.pth, for an official-layout model (the
+# ImageNet weights, converted on arrival) and one in our layout (a detector).
+import torch
+state = torch.load(model_zoo.fetch('biformer-t_in1k', progress=False),
+                   weights_only=True)['state_dict']
+assert torch.equal(state['backbone.downsample_layers.0.0.weight'], torch.ones(2, 3, 3, 3))
+assert torch.equal(state['head.fc.weight'], torch.ones(2, 2))
+state = torch.load(model_zoo.fetch('retinanet_biformer-s_coco', progress=False),
+                   weights_only=True)['state_dict']
+assert torch.equal(state['backbone.norm.weight'], torch.ones(4))
+print('mirror ok')
 '''
 
 
@@ -33,11 +44,19 @@ def test_wheel_resolves_names_and_configs_outside_the_checkout(tmp_path):
     subprocess.run(pip + ['install', '--no-deps', '--target', str(site), wheel], check=True,
                    capture_output=True)
     assert osp.isfile(site / 'mmbiformer' / '.mim' / 'model-index.yml')
-    env = dict(os.environ, PYTHONPATH=str(site))
+    import torch
+    mirror = tmp_path / 'mirror'
+    mirror.mkdir()
+    torch.save({'model': {'downsample_layers.0.0.weight': torch.ones(2, 3, 3, 3),
+                          'head.weight': torch.ones(2, 2)}}, mirror / 'biformer-t_in1k.pth')
+    torch.save({'state_dict': {'backbone.norm.weight': torch.ones(4)}},
+               mirror / 'retinanet_biformer-s_coco.pth')
+    env = dict(os.environ, PYTHONPATH=str(site), MMBIFORMER_MIRROR=str(mirror),
+               MMBIFORMER_HOME=str(tmp_path / 'home'))
     proc = subprocess.run([sys.executable, '-c', CHECK, str(site)], cwd=str(tmp_path),
                           env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
-    assert 'ok biformer-s_in1k BiFormer' in proc.stdout
+    assert 'ok biformer-s_in1k BiFormer' in proc.stdout and 'mirror ok' in proc.stdout
 
 
 def test_config_file_names_close_configs():

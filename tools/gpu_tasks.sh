@@ -22,7 +22,7 @@ train_test() {  # name config opts...
     local name=$1 cfg=$2
     shift 2
     echo "== $name: training (log $OUTD/$name.log)"
-    timeout "${LIMIT:-200}" python3 tools/train.py "$cfg" --amp --work-dir "$OUTD/$name" \
+    timeout "${LIMIT:-200}" python3 tools/train.py "$cfg" --amp --work-dir "$OUTD/$name" --start-over \
         --cfg-options "$@" ${EXTRA_OPTS:-} $WORKERS > "$OUTD/$name.log" 2>&1
     summary "$OUTD/$name.log"
     echo "== $name: testing (log $OUTD/$name.test.log)"

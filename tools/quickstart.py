@@ -51,8 +51,9 @@ def main(argv=None):
                      num_val=2 if per_class else 8, size=tuple(args.size))
         print(f'generated {kind} data in {data_root}')
     opts = as_cli(short_run_options(args.task, data_root, tuple(args.size), args.epochs))
+    # A rerun starts again: an earlier run's checkpoints move to previous-<time>/.
     run(['bash', 'tools/dist_train.sh', config, str(args.gpus), '--work-dir', work_dir,
-         '--cfg-options', *opts])
+         '--start-over', '--cfg-options', *opts])
     last = osp.join(ROOT, work_dir, 'last_checkpoint')
     with open(last) as f:
         checkpoint = f.read().strip()

@@ -2,6 +2,7 @@
 """Train any config of configs/{cls,det,seg} with mmengine's Runner.
 
     python tools/train.py configs/det/maskrcnn_biformer_s.py [--amp] [--resume [CKPT]]
+        [--resume-if-possible | --start-over]
     tools/dist_train.sh configs/det/maskrcnn_biformer_s.py 8
 """
 import argparse
@@ -13,15 +14,16 @@ import sys
 sys.path.insert(0, osp.join(osp.dirname(__file__), '..'))
 import mmbiformer  # noqa: E402,F401  (stack fixes before any toolbox import)
 from mmbiformer.checkpoint import CheckpointError  # noqa: E402
+from mmbiformer.engine import NonFiniteLossError  # noqa: E402
 from mmbiformer.model_zoo import ModelZooError  # noqa: E402
 from mmbiformer.utils.batch_scaling import batch_policy  # noqa: E402
 from mmengine.logging import print_log  # noqa: E402
 from mmbiformer.utils.launch import (UserError, build_runner,  # noqa: E402
-                                     check_data,
-                                     check_resume_checkpoint, checkpoint_file,
-                                     fit_to_device, parse_tool_args, tool_config,
-                                     readable_checkpoint, setup_cpu_distributed,
-                                     use_amp)
+                                     check_data, end_distributed, fit_to_device,
+                                     parse_tool_args,
+                                     tool_config, readable_checkpoint,
+                                     setup_cpu_distributed, use_amp)
+from mmbiformer.utils.resume import resolve_resume  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -33,6 +35,10 @@ def parse_args(argv=None):
     parser.add_argument('--resume-if-possible', action='store_true',
                         help='resume from the latest checkpoint in the work dir if there '
                         'is one, else start from scratch')
+    parser.add_argument('--start-over', action='store_true',
+                        help='start a new run in a work dir that holds checkpoints: they '
+                        'are moved to WORK_DIR/previous-<time>/ first (training from '
+                        'scratch is otherwise refused there, as it would overwrite them)')
     parser.add_argument('--amp', action='store_true', help='mixed precision (fp16)')
     parser.add_argument('--auto-scale-lr', action='store_true',
                         help="when the total batch differs from the recipe's: scale the "
@@ -46,45 +52,23 @@ def main(argv=None):
     cfg = tool_config(args)
     if args.amp:
         use_amp(cfg)
-    resume_from(cfg, args.resume, args.resume_if_possible)
+    resolve_resume(cfg, args.resume, args.resume_if_possible, args.start_over)
     if cfg.get('load_from') and not cfg.get('resume'):  # weights to start from
         cfg.load_from = readable_checkpoint(cfg.load_from)
     add_hook(cfg, dict(type='RNGStateHook'))  # exact resume (random state saved)
+    add_hook(cfg, dict(type='NonFiniteLossHook'))  # stop at the first NaN/inf loss
     fit_to_device(cfg)
     world_size = int(os.environ.get('WORLD_SIZE', 1)) if args.launcher != 'none' else 1
     for message in batch_policy(cfg, world_size, args.auto_scale_lr):
         print_log(message, logger='current', level=logging.WARNING)
     check_data(cfg, ['train_dataloader', 'val_dataloader'])
     setup_cpu_distributed(cfg, args.launcher)
-    build_runner(cfg).train()
-
-
-def resume_from(cfg, resume, if_possible: bool) -> None:
-    """Resolve ``--resume [CKPT]`` / ``--resume-if-possible`` before anything runs:
-    mmengine would otherwise train from scratch when the work dir holds no checkpoint
-    (a mistyped ``--work-dir``) and say so only in the log."""
-    from mmengine.runner import find_latest_checkpoint
-    if resume is None and not if_possible:
-        return
-    if resume not in (None, 'auto'):
-        if not resume.startswith(('http://', 'https://')) and not osp.isfile(resume):
-            raise UserError(f'--resume {resume}: no such checkpoint file')
-        resume = checkpoint_file(resume)
-        check_resume_checkpoint(resume)
-        cfg.resume, cfg.load_from = True, resume
-        return
-    latest = find_latest_checkpoint(cfg.work_dir) if osp.isdir(cfg.work_dir) else None
-    if latest and osp.isfile(latest):
-        check_resume_checkpoint(latest)
-        cfg.resume, cfg.load_from = True, latest
-    elif if_possible:
-        cfg.resume = False
-    else:
-        raise UserError(
-            f'--resume: no checkpoint to resume from in {cfg.work_dir} (no '
-            f'last_checkpoint file naming an existing checkpoint). Check --work-dir, '
-            f'pass the checkpoint itself (--resume PATH), or use --resume-if-possible '
-            f'to start from scratch when there is none.')
+    finished = False
+    try:
+        build_runner(cfg).train()
+        finished = True
+    finally:
+        end_distributed(finished)
 
 
 def add_hook(cfg, hook: dict) -> None:
@@ -97,5 +81,6 @@ def add_hook(cfg, hook: dict) -> None:
 if __name__ == '__main__':
     try:
         main()
-    except (UserError, CheckpointError, ModelZooError) as e:  # init_cfg checkpoints too
+    except (UserError, CheckpointError, ModelZooError,  # init_cfg checkpoints too
+            NonFiniteLossError) as e:
         sys.exit(f'error: {e}')

@@ -1,4 +1,6 @@
 from .grouped_optim_constructor import GroupedOptimWrapperConstructor
+from .nonfinite_loss_hook import NonFiniteLossError, NonFiniteLossHook
 from .rng_state_hook import RNGStateHook
 
-__all__ = ['GroupedOptimWrapperConstructor', 'RNGStateHook']
+__all__ = ['GroupedOptimWrapperConstructor', 'NonFiniteLossError', 'NonFiniteLossHook',
+           'RNGStateHook']

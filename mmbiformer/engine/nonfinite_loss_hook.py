@@ -1,0 +1,131 @@
+"""Stop a diverging run at its first non-finite loss, before it corrupts the weights.
+
+Without it a run whose loss turns NaN trains on (every update is NaN), saves NaN
+checkpoints over the last good ones' successors and exits 0. The hook guards the
+optimizer wrapper's ``update_params``: a loss that is NaN or inf is caught before its
+backward pass and optimizer step, so the weights in memory and every checkpoint
+written so far stay finite. Then, by default, it raises :class:`NonFiniteLossError`
+naming the iteration, the non-finite loss terms, the newest checkpoint (the last finite
+state) and the likely causes; ``tools/train.py`` prints it and exits non-zero. With
+``skip=True`` the step is skipped instead (no backward, no update) and the skipped steps
+are counted in the log (``skipped_steps``); ``max_skips`` bounds how many in a row.
+
+Under distributed training the ranks agree (one all-reduce of a flag per iteration):
+all stop or all skip together, none waits for the others in a backward pass.
+``tools/train.py`` adds the hook to every run; a config's own entry in
+``custom_hooks`` (e.g. ``dict(type='NonFiniteLossHook', skip=True)``) replaces it.
+"""
+import math
+import os.path as osp
+from typing import Optional
+
+import torch
+import torch.distributed as dist
+from mmengine.hooks import Hook
+from mmengine.optim import AmpOptimWrapper
+from mmengine.registry import HOOKS
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training stopped at a non-finite loss (the message says where and why)."""
+
+
+def _is_finite(value) -> bool:
+    if torch.is_tensor(value):
+        return bool(torch.isfinite(value.detach()).all())
+    return math.isfinite(float(value))
+
+
+@HOOKS.register_module()
+class NonFiniteLossHook(Hook):
+    """Stop at (or with ``skip=True`` skip) training steps whose loss is NaN or inf.
+
+    Args:
+        skip (bool): Skip such steps (counted in the log) instead of stopping.
+        max_skips (int): With ``skip``, stop anyway after this many skipped steps in a
+            row (a run that keeps diverging is not recovering).
+    """
+
+    priority = 'VERY_HIGH'
+
+    def __init__(self, skip: bool = False, max_skips: int = 100):
+        self.skip = skip
+        self.max_skips = max_skips
+        self.skipped = 0
+        self.in_a_row = 0
+        self._terms = None
+
+    def before_train(self, runner) -> None:
+        model = getattr(runner.model, 'module', runner.model)
+        parse_losses = model.parse_losses
+
+        def remembering(losses):  # the loss terms of this step, for the message
+            loss, log_vars = parse_losses(losses)
+            self._terms = log_vars
+            return loss, log_vars
+        model.parse_losses = remembering
+
+        wrapper = runner.optim_wrapper
+        update_params = wrapper.update_params
+
+        def guarded(loss, *args, **kwargs):
+            if self._agree_finite(loss):
+                self.in_a_row = 0
+                return update_params(loss, *args, **kwargs)
+            self._non_finite(runner, wrapper)
+        wrapper.update_params = guarded
+
+    @staticmethod
+    def _agree_finite(loss) -> bool:
+        finite = torch.isfinite(loss.detach()).all().float().reshape(1)
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+        return bool(finite.item())
+
+    def _non_finite(self, runner, wrapper) -> None:
+        self.in_a_row += 1
+        if self.skip and self.in_a_row <= self.max_skips:
+            self.skipped += 1
+            wrapper.zero_grad()
+            runner.message_hub.update_scalar('train/skipped_steps', self.skipped)
+            runner.logger.warning(
+                f'non-finite loss at iteration {runner.iter + 1} '
+                f'({self._describe_terms()}): step skipped, {self.skipped} so far')
+            return
+        raise NonFiniteLossError(self._message(runner, wrapper))
+
+    def _describe_terms(self) -> str:
+        terms = self._terms or {}
+        bad = [f'{k}={float(v):g}' for k, v in terms.items() if not _is_finite(v)]
+        good = [k for k, v in terms.items() if _is_finite(v)]
+        text = 'non-finite: ' + (', '.join(bad) or 'the loss')
+        return text + (f'; finite: {", ".join(good)}' if good else '')
+
+    def _message(self, runner, wrapper) -> str:
+        lrs = sorted({g['lr'] for g in wrapper.optimizer.param_groups})
+        newest = _newest_checkpoint(runner.work_dir)
+        fp16 = isinstance(wrapper, AmpOptimWrapper) and wrapper.cast_dtype in (
+            None, torch.float16)
+        why = [f'a learning rate too high for this batch (now {lrs[-1]:g})']
+        if fp16:
+            why.append('fp16 overflow (mixed precision in float16; BiFormer has been '
+                       'reported to give NaN in fp16 upstream): try '
+                       "optim_wrapper.dtype='bfloat16' where the GPU has it, or fp32")
+        where = (f'The newest checkpoint, {newest}, holds the last finite state: start '
+                 f'again from its weights with a lower learning rate (--work-dir NEW_DIR '
+                 f'--cfg-options load_from={newest} optim_wrapper.optimizer.lr=LR).'
+                 if newest else 'No checkpoint was written yet.')
+        skip = ("To skip such steps instead, add to the config: custom_hooks = "
+                "[dict(type='NonFiniteLossHook', skip=True)].")
+        stopped = (f' after {self.skipped} skipped steps ({self.in_a_row - 1} in a row)'
+                   if self.skip else '')
+        return (f'training stopped{stopped}: non-finite loss at iteration {runner.iter + 1} '
+                f'(epoch {runner.epoch + 1}), before its update: {self._describe_terms()}. '
+                f'Likely cause: {"; or ".join(why)}. {where} {skip}')
+
+
+def _newest_checkpoint(work_dir: str) -> Optional[str]:
+    from ..utils.resume import newest_checkpoint
+    if not osp.isdir(work_dir):
+        return None
+    return newest_checkpoint(work_dir)[0]
