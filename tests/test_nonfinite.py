@@ -76,6 +76,17 @@ def test_skip_mode_skips_and_counts(tmp_path):
         _step(runner, float('nan'))
 
 
+def test_nan_gradients_of_a_finite_loss_stop_before_the_step(tmp_path):
+    runner = _Runner(tmp_path)
+    NonFiniteLossHook().before_train(runner)
+    before = [p.clone() for p in runner.model.parameters()]
+    out = runner.model.fc(torch.ones(1, 2)).sum()
+    loss, _ = runner.model.parse_losses({'loss': torch.sqrt(out * 0)})  # 0, grad nan
+    with pytest.raises(NonFiniteLossError, match='non-finite gradients at iteration 7'):
+        runner.optim_wrapper.update_params(loss)
+    assert all(torch.equal(a, b) for a, b in zip(before, runner.model.parameters()))
+
+
 @pytest.mark.slow
 def test_diverging_run_stops_and_keeps_finite_checkpoints(tmp_path):
     """Epoch 1 at the config's learning rate, then x1e12: the run stops in epoch 2 with

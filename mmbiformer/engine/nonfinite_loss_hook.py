@@ -1,4 +1,5 @@
-"""Stop a diverging run at its first non-finite loss, before it corrupts the weights.
+"""Stop a diverging run at its first non-finite loss or gradient norm, before it
+corrupts the weights.
 
 Without it a run whose loss turns NaN trains on (every update is NaN), saves NaN
 checkpoints over the last good ones' successors and exits 0. The hook guards the
@@ -6,7 +7,9 @@ optimizer wrapper's ``update_params``: a loss that is NaN or inf is caught befor
 backward pass and optimizer step, so the weights in memory and every checkpoint
 written so far stay finite. Then, by default, it raises :class:`NonFiniteLossError`
 naming the iteration, the non-finite loss terms, the newest checkpoint (the last finite
-state) and the likely causes; ``tools/train.py`` prints it and exits non-zero. With
+state) and the likely causes. Without mixed precision the gradient norm is checked
+before the optimizer step too (a finite loss can have NaN gradients; under mixed
+precision the loss scaler already skips such steps); ``tools/train.py`` prints it and exits non-zero. With
 ``skip=True`` the step is skipped instead (no backward, no update) and the skipped steps
 are counted in the log (``skipped_steps``); ``max_skips`` bounds how many in a row.
 
@@ -75,6 +78,18 @@ class NonFiniteLossHook(Hook):
             self._non_finite(runner, wrapper)
         wrapper.update_params = guarded
 
+        if not isinstance(wrapper, AmpOptimWrapper):
+            # A finite loss can still give NaN gradients; under mixed precision the
+            # loss scaler skips such steps itself.
+            step = wrapper.step
+
+            def checked_step(*args, **kwargs):
+                norm = _grad_norm(wrapper)
+                if norm is None or self._agree_finite(norm):
+                    return step(*args, **kwargs)
+                self._non_finite(runner, wrapper, f'gradient norm {float(norm):g}')
+            wrapper.step = checked_step
+
     @staticmethod
     def _agree_finite(loss) -> bool:
         finite = torch.isfinite(loss.detach()).all().float().reshape(1)
@@ -82,26 +97,29 @@ class NonFiniteLossHook(Hook):
             dist.all_reduce(finite, op=dist.ReduceOp.MIN)
         return bool(finite.item())
 
-    def _non_finite(self, runner, wrapper) -> None:
+    def _non_finite(self, runner, wrapper, gradient: Optional[str] = None) -> None:
         self.in_a_row += 1
         if self.skip and self.in_a_row <= self.max_skips:
             self.skipped += 1
             wrapper.zero_grad()
             runner.message_hub.update_scalar('train/skipped_steps', self.skipped)
             runner.logger.warning(
-                f'non-finite loss at iteration {runner.iter + 1} '
-                f'({self._describe_terms()}): step skipped, {self.skipped} so far')
+                f'non-finite {"gradients" if gradient else "loss"} at iteration '
+                f'{runner.iter + 1} ({self._describe_terms(gradient)}): step skipped, '
+                f'{self.skipped} so far')
             return
-        raise NonFiniteLossError(self._message(runner, wrapper))
+        raise NonFiniteLossError(self._message(runner, wrapper, gradient))
 
-    def _describe_terms(self) -> str:
+    def _describe_terms(self, gradient: Optional[str] = None) -> str:
+        if gradient:
+            return f'{gradient}, loss finite'
         terms = self._terms or {}
         bad = [f'{k}={float(v):g}' for k, v in terms.items() if not _is_finite(v)]
         good = [k for k, v in terms.items() if _is_finite(v)]
         text = 'non-finite: ' + (', '.join(bad) or 'the loss')
         return text + (f'; finite: {", ".join(good)}' if good else '')
 
-    def _message(self, runner, wrapper) -> str:
+    def _message(self, runner, wrapper, gradient: Optional[str] = None) -> str:
         lrs = sorted({g['lr'] for g in wrapper.optimizer.param_groups})
         newest = _newest_checkpoint(runner.work_dir)
         fp16 = isinstance(wrapper, AmpOptimWrapper) and wrapper.cast_dtype in (
@@ -119,9 +137,20 @@ class NonFiniteLossHook(Hook):
                 "[dict(type='NonFiniteLossHook', skip=True)].")
         stopped = (f' after {self.skipped} skipped steps ({self.in_a_row - 1} in a row)'
                    if self.skip else '')
-        return (f'training stopped{stopped}: non-finite loss at iteration {runner.iter + 1} '
-                f'(epoch {runner.epoch + 1}), before its update: {self._describe_terms()}. '
-                f'Likely cause: {"; or ".join(why)}. {where} {skip}')
+        what = 'gradients' if gradient else 'loss'
+        return (f'training stopped{stopped}: non-finite {what} at iteration '
+                f'{runner.iter + 1} (epoch {runner.epoch + 1}), before its update: '
+                f'{self._describe_terms(gradient)}. Likely cause: {"; or ".join(why)}. '
+                f'{where} {skip}')
+
+
+def _grad_norm(wrapper) -> Optional[torch.Tensor]:
+    """The total 2-norm of the optimizer's gradients (None without gradients)."""
+    grads = [p.grad for g in wrapper.optimizer.param_groups for p in g['params']
+             if p.grad is not None]
+    if not grads:
+        return None
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
 
 
 def _newest_checkpoint(work_dir: str) -> Optional[str]:
