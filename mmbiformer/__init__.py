@@ -1,5 +1,13 @@
 """mmbiformer: BiFormer (Bi-Level Routing Attention) for OpenMMLab."""
-from . import compat
+import warnings
+
+# setuptools (>= 80, within torch's range) warns on every ``import pkg_resources``, and
+# mmengine 0.10.7 imports it in several modules: 4-5 copies of the same warning before
+# any tool's own output. Exactly that warning is silenced, nothing else.
+warnings.filterwarnings('ignore', message='pkg_resources is deprecated as an API',
+                        category=UserWarning)
+
+from . import compat  # noqa: E402
 
 compat.apply()
 

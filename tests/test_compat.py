@@ -51,3 +51,20 @@ def test_each_applied_fix_logged_once(monkeypatch):
     assert logged and all(level == 10 for _, level in logged)  # DEBUG
     assert len(logged) == len({m for m, _ in logged})
     assert any('HistoryBuffer' in m for m, _ in logged)
+
+
+def test_tools_start_without_the_pkg_resources_warning():
+    """setuptools warns on every `import pkg_resources` (mmengine imports it in several
+    modules); importing mmbiformer first silences exactly that warning, no other."""
+    import subprocess
+    import sys
+    from conftest import ROOT
+    code = ('import warnings, mmbiformer\n'
+            'from mmbiformer.utils.launch import load_config\n'
+            "load_config('configs/det/retinanet_biformer_t.py')  # mmdet:: bases\n"
+            "warnings.warn('another warning')\n")
+    proc = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True,
+                          text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert 'pkg_resources is deprecated' not in proc.stderr
+    assert 'another warning' in proc.stderr

@@ -108,8 +108,14 @@ def test_missing_data_root_is_a_clear_error(tmp_path):
                          '--work-dir', str(tmp_path), '--cfg-options',
                          f'train_dataloader.dataset.data_root={tmp_path}/nope/', check=False)
     assert code != 0 and 'Traceback' not in out
-    assert 'dataset path not found' in out and 'nope' in out
+    assert 'paths not found' in out and 'nope' in out
     assert 'tools/generate_data.py coco' in out and 'annotations/instances_' in out
+    # Every path to set in one message (the validation data and evaluator too), not
+    # one per run: each key once, in one --cfg-options line.
+    options = [ln for ln in out.splitlines() if '--cfg-options' in ln][-1]
+    for key in ('train_dataloader.dataset.data_root', 'val_dataloader.dataset.data_root',
+                'val_evaluator.ann_file'):
+        assert f'{key}=PATH' in options, out[-2000:]
 
 
 def test_missing_config_is_a_clear_error():

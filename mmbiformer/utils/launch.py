@@ -118,24 +118,35 @@ def _paths(cfg: Config, loaders: List[str]) -> Iterator[Tuple[str, str, str, dic
 def check_data(cfg: Config, loaders: List[str]) -> None:
     """Before anything runs, check every path the loaders and their evaluators read
     (data roots, annotation files, image and label folders) and COCO annotation
-    files' contents; fail naming the path, the config key to set, the expected layout
-    and how to get one."""
-    checked = set()
+    files' contents; fail naming every missing path at once with its config key (one
+    key per path to set), the expected layout and how to get one."""
+    present, missing = set(), []
     for key, path, kind, ds in _paths(cfg, loaders):
-        if path in checked:
+        if path in present:
             continue
-        checked.add(path)
-        exists = osp.isdir(path) if kind == 'dir' else osp.isfile(path)
-        if not exists:
-            layout, make = DATA_LAYOUTS.get(ds.get('type', ''), ('', ''))
-            hint = (f' Expected layout ({layout}).' if layout else '') + (
-                f' Make a small synthetic one with `{make}`, or link the real dataset '
-                f'there' if make else ' Link the dataset there')
-            raise UserError(
-                f'dataset path not found: {path} (read through {key}).{hint}, or '
-                f'point the config elsewhere with --cfg-options {key}=PATH.')
-        if kind == 'coco':
-            check_coco_annotations(path, key)
+        if osp.isdir(path) if kind == 'dir' else osp.isfile(path):
+            present.add(path)
+            if kind == 'coco':
+                check_coco_annotations(path, key)
+            continue
+        # A dataset's annotation file and folders are read relative to its data_root:
+        # with the root missing, setting the root fixes them too. Other keys (an
+        # evaluator's annotation file) must be set on their own, so they are listed.
+        implied = any(d is ds and k.endswith('.data_root') for k, _, d in missing)
+        if not implied:
+            missing.append((key, path, ds))
+    if not missing:
+        return
+    lines = '\n'.join(f'  {path} (read through {key})' for key, path, _ in missing)
+    layout, make = next((DATA_LAYOUTS[ds['type']] for _, _, ds in missing
+                         if ds.get('type') in DATA_LAYOUTS), ('', ''))
+    hint = (f'Expected layout ({layout}). ' if layout else '') + (
+        f'Make a small synthetic one with `{make}`, or link the real dataset there'
+        if make else 'Link the dataset there')
+    options = ' '.join(f'{key}=PATH' for key, _, _ in missing)
+    noun = 'path' if len(missing) == 1 else f'{len(missing)} paths'
+    raise UserError(f'dataset {noun} not found:\n{lines}\n{hint}, or point the config '
+                    f'elsewhere: --cfg-options {options}')
 
 
 # Larger annotation files (COCO train2017: 450 MB) are only checked to be JSON objects.
