@@ -165,3 +165,12 @@ def test_resume_warns_where_it_cannot_be_exact():
     said = ' '.join(Runner.logger.said)
     assert 'random state of 2 process(es), this run has 1' in said
     assert 'persistent_workers=True' in said
+
+
+def test_partial_save_of_a_killed_run_is_removed(tmp_path, warnings):
+    paths = _run(str(tmp_path), epochs=(1, ))
+    part = tmp_path / 'epoch_2.pth.part'
+    part.write_bytes(b'half a checkpoint')
+    assert _resolve(tmp_path, 'auto').load_from == paths[0]
+    assert not part.exists()
+    assert any('epoch_2.pth.part' in w and 'interrupted' in w for w in warnings)

@@ -14,7 +14,7 @@ import sys
 sys.path.insert(0, osp.join(osp.dirname(__file__), '..'))
 import mmbiformer  # noqa: E402,F401  (stack fixes before any toolbox import)
 from mmbiformer.checkpoint import CheckpointError  # noqa: E402
-from mmbiformer.engine import NonFiniteLossError  # noqa: E402
+from mmbiformer.engine import CheckpointSaveError, NonFiniteLossError  # noqa: E402
 from mmbiformer.model_zoo import ModelZooError  # noqa: E402
 from mmbiformer.utils.batch_scaling import batch_policy  # noqa: E402
 from mmengine.logging import print_log  # noqa: E402
@@ -57,6 +57,7 @@ def main(argv=None):
         cfg.load_from = readable_checkpoint(cfg.load_from)
     add_hook(cfg, dict(type='RNGStateHook'))  # exact resume (random state saved)
     add_hook(cfg, dict(type='NonFiniteLossHook'))  # stop at the first NaN/inf loss
+    cfg.setdefault('runner_type', 'AtomicSaveRunner')  # no half-written checkpoints
     fit_to_device(cfg)
     world_size = int(os.environ.get('WORLD_SIZE', 1)) if args.launcher != 'none' else 1
     for message in batch_policy(cfg, world_size, args.auto_scale_lr):
@@ -82,5 +83,5 @@ if __name__ == '__main__':
     try:
         main()
     except (UserError, CheckpointError, ModelZooError,  # init_cfg checkpoints too
-            NonFiniteLossError) as e:
+            NonFiniteLossError, CheckpointSaveError) as e:
         sys.exit(f'error: {e}')

@@ -131,6 +131,18 @@ def move_aside(work_dir: str) -> Optional[str]:
     return dest
 
 
+def _remove_partial_saves(work_dir: str) -> None:
+    """Checkpoints still being written when a run was killed (``<name>.part``, see
+    :mod:`mmbiformer.engine.atomic_save_runner`): never complete, removed."""
+    if not (osp.isdir(work_dir) and _is_first_process()):
+        return
+    for name in os.listdir(work_dir):
+        if name.endswith('.pth.part'):
+            os.remove(osp.join(work_dir, name))
+            _warn(f'removed {osp.join(work_dir, name)}: a checkpoint whose writing was '
+                  f'interrupted (the run was stopped while saving)')
+
+
 def _is_first_process() -> bool:
     return os.environ.get('RANK', '0') == '0'
 
@@ -150,6 +162,7 @@ def resolve_resume(cfg, resume: Optional[str], if_possible: bool = False,
       ``previous-<time>/`` (never overwritten).
     """
     work_dir = cfg.work_dir
+    _remove_partial_saves(work_dir)
     if start_over:
         if resume is not None or if_possible:
             raise UserError('--start-over starts a new run: it cannot be combined with '

@@ -1,0 +1,68 @@
+"""mmengine's Runner, with checkpoints that are never left half-written.
+
+mmengine writes ``epoch_N.pth`` in place: a full disk ends the run in a raw
+``OSError: [Errno 28]`` traceback and leaves a partial file under the final name (which
+keeps the disk full and which a resume then meets), and a kill during the write does
+the same. Here each checkpoint is written to ``<name>.part`` in the same folder and
+renamed to its name only when complete (``os.replace``: atomic on one file system). On
+a failed write the partial file is removed and :class:`CheckpointSaveError` names the
+file, the reason, the free space and the size of the previous checkpoint, which stays
+intact. ``tools/train.py`` builds every run with this runner; ``.part`` files left by a
+killed run are removed when the next run of the work dir starts
+(:func:`mmbiformer.utils.resume.resolve_resume`).
+"""
+import glob
+import os
+import os.path as osp
+import shutil
+
+from mmengine.dist import master_only
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
+
+PART = '.part'
+
+
+class CheckpointSaveError(RuntimeError):
+    """A checkpoint could not be written (the message says why and what is kept)."""
+
+
+@RUNNERS.register_module()
+class AtomicSaveRunner(Runner):
+    """``Runner`` whose :meth:`save_checkpoint` writes through a temporary file."""
+
+    @master_only
+    def save_checkpoint(self, out_dir: str, filename: str, *args, **kwargs):
+        if '://' in out_dir:  # remote storage: its own semantics
+            return super().save_checkpoint(out_dir, filename, *args, **kwargs)
+        final = osp.join(out_dir, filename)
+        part = final + PART
+        try:
+            super().save_checkpoint(out_dir, filename + PART, *args, **kwargs)
+            os.replace(part, final)
+        except OSError as e:
+            if osp.exists(part):
+                os.remove(part)
+            raise CheckpointSaveError(_explain(final, e)) from None
+
+
+def _explain(final: str, error: OSError) -> str:
+    folder = osp.dirname(final) or '.'
+    free = shutil.disk_usage(folder).free if osp.isdir(folder) else None
+    previous = sorted((p for p in glob.glob(osp.join(folder, '*.pth'))
+                       if osp.abspath(p) != osp.abspath(final)), key=osp.getmtime)
+    text = (f'could not write the checkpoint {final}: '
+            f'{error.strerror or error}')
+    if free is not None:
+        text += f' ({free / 2**20:.0f} MiB free in {folder}'
+        if previous:
+            text += (f'; the previous checkpoint took '
+                     f'{osp.getsize(previous[-1]) / 2**20:.0f} MiB')
+        text += ')'
+    text += '. The partial file was removed'
+    if previous:
+        text += f'; {previous[-1]} is intact: free some space and continue with --resume'
+    else:
+        text += '; free some space and start again'
+    return text + (' (default_hooks.checkpoint.max_keep_ckpts=N keeps only the newest '
+                   'N checkpoints).')
