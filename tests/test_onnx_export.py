@@ -2,6 +2,7 @@
 import os.path as osp
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -267,3 +268,13 @@ def test_tool_errors(tmp_path):
     code, out = _tool('configs/cls/biformer_t_in1k.py', 'none', '--out',
                       str(tmp_path / 'm.onnx'), '--check', str(tmp_path / 'nope.jpg'))
     assert code != 0 and 'Traceback' not in out and 'image not found' in out
+    # A file that is no image fails before the export (which takes a minute), and
+    # --out into a folder not there yet is created rather than failing after it.
+    text = tmp_path / 'notes.jpg'
+    text.write_text('not an image')
+    start = time.time()
+    code, out = _tool('configs/cls/biformer_t_in1k.py', 'none', '--out',
+                      str(tmp_path / 'new' / 'm.onnx'), '--check', str(text))
+    assert code != 0 and 'Traceback' not in out
+    assert f'--check {text}: cannot decode it as an image' in out
+    assert time.time() - start < 30 and not (tmp_path / 'new' / 'm.onnx').exists()

@@ -104,7 +104,7 @@ def test_tool_writes_a_png(tool, checkpoint, tmp_path, capsys):
     tool.main([config, ckpt, image, '--query', '20', '30', '--query', '100', '70',
                '--stage', '1', '--out', str(out)])
     assert out.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
-    stats = tmp_path / 'stats.png'
+    stats = tmp_path / 'not' / 'there' / 'stats.png'  # the folder is created up front
     tool.main([config, ckpt, image, '--stats', '--out', str(stats)])
     text = capsys.readouterr().out
     assert stats.is_file() and 'stage 2:' in text and 'mean routing entropy' in text

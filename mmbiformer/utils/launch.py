@@ -265,6 +265,21 @@ def setup_cpu_distributed(cfg: Config, launcher: str) -> None:
     no_syncbn(cfg.model)
 
 
+def prepare_output(path: str, flag: str = '--out') -> str:
+    """Make sure ``path`` can be written before the work that produces it: its folder
+    is created (as mmengine creates work dirs); one that cannot be is an error now,
+    not after minutes of computation."""
+    folder = osp.dirname(osp.abspath(path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as e:
+        raise UserError(f'{flag} {path}: cannot create its folder {folder} '
+                        f'({e.strerror or e})') from e
+    if not os.access(folder, os.W_OK):
+        raise UserError(f'{flag} {path}: the folder {folder} is not writable')
+    return path
+
+
 def end_distributed(finished: bool = True) -> None:
     """Destroy the process group (if any) before the process exits, after a barrier
     when every process ``finished`` its work (not when one failed: the others may never

@@ -21,7 +21,7 @@ sys.path.insert(0, osp.join(osp.dirname(__file__), '..', '..'))
 import mmbiformer  # noqa: E402,F401
 from mmbiformer.checkpoint import CheckpointError, check_model_checkpoint  # noqa: E402
 from mmbiformer.utils.launch import (UserError, build_model, load_config,  # noqa: E402
-                                     readable_checkpoint)
+                                     prepare_output, readable_checkpoint)
 from mmbiformer.analysis.routing import RoutingError  # noqa: E402
 from mmengine.config import DictAction  # noqa: E402
 
@@ -72,6 +72,7 @@ def main(argv=None):
                                                     stats_figure)
     cfg = load_config(args.config, args.cfg_options)
     rgb, x = load_image(args.image, cfg)
+    prepare_output(args.out)  # before the model runs
     height, width = rgb.shape[:2]
     model = build_model(cfg)
     backbone = find_backbone(model)
