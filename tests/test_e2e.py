@@ -67,6 +67,10 @@ def test_train_resume_test(task, keys, resume, demo, data, tmp_path):
     for key in keys:
         assert key in metrics, metrics
         assert 0 <= metrics[key] <= 100, metrics
+    if task == 'det':  # the config the Runner dumped holds every override: same metrics
+        dumped = osp.join(work, osp.basename(config))
+        _, out = run_tool('tools/test.py', dumped, ckpt, '--work-dir', work)
+        assert _metrics(out) == metrics
     if demo:  # the inference demo on a val image of another size, with that checkpoint
         image = _first_image(data[kind])
         picture = str(tmp_path / 'demo.jpg')

@@ -59,6 +59,11 @@ def main(argv=None):
         checkpoint = f.read().strip()
     run(['bash', 'tools/dist_test.sh', config, checkpoint, str(args.gpus), '--work-dir',
          work_dir, '--cfg-options', *opts])
+    # The Runner dumped the config with every override above (data paths, test scale,
+    # score threshold) into the work dir: with it alone the metrics are reproduced.
+    dumped = osp.join(work_dir, osp.basename(config))
+    print(f'\nTo evaluate this checkpoint again (same metrics):\n'
+          f'  python3 tools/test.py {dumped} {checkpoint} --work-dir {work_dir}')
 
 
 if __name__ == '__main__':
