@@ -144,7 +144,29 @@ def check_model_checkpoint(model: torch.nn.Module, path: str,
                           '--allow-partial.')
 
 
+# Weight-name prefixes that tell which toolbox's task a whole model is for.
+_TASK_HEADS = (('a segmentation (mmseg)', ('decode_head.', 'auxiliary_head.')),
+               ('a detection (mmdet)', ('rpn_head.', 'roi_head.', 'bbox_head.')),
+               ('a classification (mmpretrain)', ('head.fc.', )))
+
+
+def _task_of(keys) -> str:
+    for task, prefixes in _TASK_HEADS:
+        if any(k.startswith(prefixes) for k in keys):
+            return task
+    return ''
+
+
 def _likely_cause(own, state, missing, misshaped) -> str:
+    file_task, model_task = _task_of(state), _task_of(own)
+    if file_task and model_task and file_task != model_task:
+        heads = sorted({k.split('.')[0] for k in state
+                        if k.startswith(sum((p for _, p in _TASK_HEADS), ()))})
+        return (f'it is the checkpoint of {file_task} model (its heads: '
+                f'{", ".join(heads)}), and this config builds {model_task} model: use the '
+                f'config it was trained with; to start from its backbone instead, train '
+                f"with model.backbone.init_cfg=dict(type='Pretrained', checkpoint=PATH, "
+                f"prefix='backbone.').")
     backbone_only = ('it holds the backbone only (ImageNet weights, say): to start from '
                      "it, train with model.backbone.init_cfg=dict(type='Pretrained', "
                      'checkpoint=PATH); it cannot be evaluated as a whole model.')

@@ -94,3 +94,30 @@ def test_tools_refuse_a_foreign_checkpoint(tool, tmp_path):
     assert 'metrics:' not in out and not osp.exists(tmp_path / 'out.jpg')
     code, out = run_tool(*args, '--allow-partial', *opts, check=False)
     assert code == 0, out[-3000:]
+
+
+class _Task(nn.Module):
+    """The backbone of every task and the heads that tell which task it is."""
+
+    def __init__(self, *heads):
+        super().__init__()
+        self.backbone = nn.Linear(2, 2)
+        for name in heads:
+            setattr(self, name, nn.Linear(2, 3))
+
+
+@pytest.mark.parametrize('file_heads,model_heads,file_task,model_task', [
+    (('rpn_head', 'roi_head'), ('decode_head', 'auxiliary_head'), 'detection',
+     'segmentation'),
+    (('decode_head', ), ('bbox_head', ), 'segmentation', 'detection'),
+])
+def test_checkpoint_of_another_task_is_named(file_heads, model_heads, file_task,
+                                             model_task, tmp_path):
+    """Not 'fewer blocks' nor 'backbone only': the file's task and the fix."""
+    path = _save(tmp_path, _Task(*file_heads).state_dict())
+    with pytest.raises(CheckpointError) as e:
+        check_model_checkpoint(_Task(*model_heads), path)
+    msg = str(e.value)
+    assert f'checkpoint of a {file_task}' in msg and f'builds a {model_task}' in msg
+    assert 'config it was trained with' in msg and "prefix='backbone.'" in msg
+    assert 'backbone only' not in msg and 'fewer blocks' not in msg
