@@ -1,6 +1,5 @@
 """A diverging run stops at its first non-finite loss with a clear message, its
 checkpoints stay finite; tools refuse checkpoints holding NaN (CPU)."""
-import os
 import os.path as osp
 
 import pytest

@@ -154,7 +154,7 @@ def mmdet_swin_t():
 
 def build(args, what: str, device):
     """The model to time, after ``--impl``, ``--channels-last`` and ``--compile``."""
-    if getattr(args, 'mmdet_swin', False):
+    if args.mmdet_swin:
         model = mmdet_swin_t()
     elif args.timm:
         import timm

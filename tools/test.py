@@ -13,7 +13,7 @@ sys.path.insert(0, osp.join(osp.dirname(__file__), '..'))
 import mmbiformer  # noqa: E402,F401  (stack fixes before any toolbox import)
 from mmbiformer.checkpoint import CheckpointError, check_model_checkpoint  # noqa: E402
 from mmbiformer.utils.launch import (UserError, build_runner,  # noqa: E402
-                                     check_data, checkpoint_file, end_distributed,
+                                     check_data, checkpoint_file, distributed_run,
                                      parse_tool_args, setup_cpu_distributed,
                                      tool_config)
 
@@ -49,14 +49,10 @@ def main(argv=None):
                                                       out_file_path=args.out)]
     check_data(cfg, ['test_dataloader'])
     setup_cpu_distributed(cfg, args.launcher)
-    finished = False
-    try:
+    with distributed_run():
         runner = build_runner(cfg)
         check_model_checkpoint(runner.model, cfg.load_from, args.allow_partial)
         metrics = runner.test()
-        finished = True
-    finally:
-        end_distributed(finished)
     from mmengine.dist import get_rank
     if get_rank() == 0:  # every rank gets the same metrics back
         print('metrics: ' + json.dumps({k: _number(v) for k, v in (metrics or {}).items()}))

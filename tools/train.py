@@ -19,7 +19,7 @@ from mmbiformer.model_zoo import ModelZooError  # noqa: E402
 from mmbiformer.utils.batch_scaling import batch_policy  # noqa: E402
 from mmengine.logging import print_log  # noqa: E402
 from mmbiformer.utils.launch import (UserError, build_runner,  # noqa: E402
-                                     check_data, end_distributed, fit_to_device,
+                                     check_data, distributed_run, fit_to_device,
                                      parse_tool_args,
                                      tool_config, readable_checkpoint,
                                      setup_cpu_distributed, use_amp)
@@ -64,12 +64,8 @@ def main(argv=None):
         print_log(message, logger='current', level=logging.WARNING)
     check_data(cfg, ['train_dataloader', 'val_dataloader'])
     setup_cpu_distributed(cfg, args.launcher)
-    finished = False
-    try:
+    with distributed_run():
         build_runner(cfg).train()
-        finished = True
-    finally:
-        end_distributed(finished)
 
 
 def add_hook(cfg, hook: dict) -> None:

@@ -5,13 +5,14 @@ Without it a run whose loss turns NaN trains on (every update is NaN), saves NaN
 checkpoints over the last good ones' successors and exits 0. The hook guards the
 optimizer wrapper's ``update_params``: a loss that is NaN or inf is caught before its
 backward pass and optimizer step, so the weights in memory and every checkpoint
-written so far stay finite. Then, by default, it raises :class:`NonFiniteLossError`
-naming the iteration, the non-finite loss terms, the newest checkpoint (the last finite
-state) and the likely causes. Without mixed precision the gradient norm is checked
-before the optimizer step too (a finite loss can have NaN gradients; under mixed
-precision the loss scaler already skips such steps); ``tools/train.py`` prints it and exits non-zero. With
-``skip=True`` the step is skipped instead (no backward, no update) and the skipped steps
-are counted in the log (``skipped_steps``); ``max_skips`` bounds how many in a row.
+written so far stay finite. Without mixed precision the gradient norm is checked before
+the optimizer step too (a finite loss can have NaN gradients; under mixed precision the
+loss scaler already skips such steps). Then, by default, it raises
+:class:`NonFiniteLossError` naming the iteration, the non-finite loss terms, the newest
+checkpoint (the last finite state) and the likely causes; ``tools/train.py`` prints it
+and exits non-zero. With ``skip=True`` the step is skipped instead (no update) and the
+skipped steps are counted in the log (``skipped_steps``); ``max_skips`` bounds how many
+in a row.
 
 Under distributed training the ranks agree (one all-reduce of a flag per iteration):
 all stop or all skip together, none waits for the others in a backward pass.
@@ -19,7 +20,6 @@ all stop or all skip together, none waits for the others in a backward pass.
 ``custom_hooks`` (e.g. ``dict(type='NonFiniteLossHook', skip=True)``) replaces it.
 """
 import math
-import os.path as osp
 from typing import Optional
 
 import torch
@@ -121,7 +121,8 @@ class NonFiniteLossHook(Hook):
 
     def _message(self, runner, wrapper, gradient: Optional[str] = None) -> str:
         lrs = sorted({g['lr'] for g in wrapper.optimizer.param_groups})
-        newest = _newest_checkpoint(runner.work_dir)
+        from ..utils.resume import newest_checkpoint
+        newest = newest_checkpoint(runner.work_dir)[0]
         fp16 = isinstance(wrapper, AmpOptimWrapper) and wrapper.cast_dtype in (
             None, torch.float16)
         why = [f'a learning rate too high for this batch (now {lrs[-1]:g})']
@@ -151,10 +152,3 @@ def _grad_norm(wrapper) -> Optional[torch.Tensor]:
     if not grads:
         return None
     return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
-
-
-def _newest_checkpoint(work_dir: str) -> Optional[str]:
-    from ..utils.resume import newest_checkpoint
-    if not osp.isdir(work_dir):
-        return None
-    return newest_checkpoint(work_dir)[0]

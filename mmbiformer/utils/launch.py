@@ -1,5 +1,6 @@
 """What ``tools/train.py`` and ``tools/test.py`` share: config loading, data checks,
 and running distributed on machines without a GPU."""
+import contextlib
 import os
 import os.path as osp
 from typing import Iterator, List, Optional, Tuple
@@ -280,18 +281,24 @@ def prepare_output(path: str, flag: str = '--out') -> str:
     return path
 
 
-def end_distributed(finished: bool = True) -> None:
-    """Destroy the process group (if any) before the process exits, after a barrier
-    when every process ``finished`` its work (not when one failed: the others may never
-    arrive). Left to the interpreter's exit, gloo's threads were torn down unjoined in
-    some 2-process CPU runs (3 of about 40 launches here): 'terminate called without
-    an active exception', SIGABRT, a failed exit code after a run that had saved
-    everything."""
+@contextlib.contextmanager
+def distributed_run():
+    """Around a tool's work: destroy the process group (if any) before the process
+    exits, after a barrier when every process finished its work (not when one failed:
+    the others may never arrive). Left to the interpreter's exit, gloo's threads were
+    torn down unjoined in some 2-process CPU runs (3 of about 40 launches here):
+    'terminate called without an active exception', SIGABRT, a failed exit code after a
+    run that had saved everything."""
     import torch.distributed as dist
-    if dist.is_available() and dist.is_initialized():
-        if finished:
-            dist.barrier()
-        dist.destroy_process_group()
+    finished = False
+    try:
+        yield
+        finished = True
+    finally:
+        if dist.is_available() and dist.is_initialized():
+            if finished:
+                dist.barrier()
+            dist.destroy_process_group()
 
 
 def build_model(cfg: Config) -> torch.nn.Module:

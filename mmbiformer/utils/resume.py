@@ -14,7 +14,7 @@ import os.path as osp
 import re
 import shutil
 import time
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from mmengine.logging import print_log
@@ -38,9 +38,10 @@ def progress(path: str) -> Tuple[int, int]:
         raise ValueError(f'{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ""}'
                          ) from e
     meta = ckpt.get('meta') if isinstance(ckpt, dict) else None
-    if not isinstance(meta, dict) or 'iter' not in meta:
-        raise ValueError('no meta.iter (not a training checkpoint)')
-    return int(meta['iter']), int(meta.get('epoch', 0))
+    # The record check_resume_checkpoint asks of a file to resume from.
+    if not isinstance(meta, dict) or 'iter' not in meta or 'epoch' not in meta:
+        raise ValueError('no meta.iter / meta.epoch (not a training checkpoint)')
+    return int(meta['iter']), int(meta['epoch'])
 
 
 def _load_mapped(path: str):
@@ -77,6 +78,18 @@ def work_dir_checkpoints(work_dir: str) -> List[str]:
     return sorted(set(found))
 
 
+def _scan(work_dir: str) -> Tuple[Dict[str, Tuple[int, int]], List[str]]:
+    """The recorded progress of each complete checkpoint of ``work_dir`` (in name
+    order), and ``'file: why'`` for each damaged one."""
+    complete, damaged = {}, []
+    for path in work_dir_checkpoints(work_dir):
+        try:
+            complete[path] = progress(path)
+        except ValueError as e:
+            damaged.append(f'{path}: {e}')
+    return complete, damaged
+
+
 def newest_checkpoint(work_dir: str) -> Tuple[Optional[str], List[str]]:
     """(the complete checkpoint of ``work_dir`` with the furthest progress or None,
     ``'file: why'`` for each damaged one). Warns about a ``last_checkpoint`` that
@@ -86,15 +99,8 @@ def newest_checkpoint(work_dir: str) -> Tuple[Optional[str], List[str]]:
         _warn(f'{osp.join(work_dir, "last_checkpoint")} names {pointer}, outside this work '
               f'dir (it was moved or copied): not followed; the work dir\'s own '
               f'checkpoints are read instead.')
-    best, best_key, damaged = None, None, []
-    for path in work_dir_checkpoints(work_dir):
-        try:
-            key = progress(path)
-        except ValueError as e:
-            damaged.append(f'{path}: {e}')
-            continue
-        if best_key is None or key > best_key:
-            best, best_key = path, key
+    complete, damaged = _scan(work_dir)
+    best = max(complete, key=complete.get) if complete else None
     if damaged:
         _warn('damaged checkpoints skipped (incomplete or unreadable): ' + '; '.join(damaged)
               + (f'. Resuming from {best}, the newest complete one.' if best else ''))
@@ -105,16 +111,8 @@ def _later_than(work_dir: str, path: str) -> List[str]:
     """Complete checkpoints of ``work_dir`` further on than ``path``: a run continued
     from ``path`` there would overwrite them."""
     mine = progress(path)
-    later = []
-    for other in work_dir_checkpoints(work_dir):
-        if osp.realpath(other) == osp.realpath(path):
-            continue
-        try:
-            if progress(other) > mine:
-                later.append(osp.basename(other))
-        except ValueError:
-            pass
-    return later
+    return [osp.basename(p) for p, key in _scan(work_dir)[0].items()
+            if key > mine and osp.realpath(p) != osp.realpath(path)]
 
 
 def move_aside(work_dir: str) -> Optional[str]:
@@ -136,8 +134,9 @@ def _remove_partial_saves(work_dir: str) -> None:
     :mod:`mmbiformer.engine.atomic_save_runner`): never complete, removed."""
     if not (osp.isdir(work_dir) and _is_first_process()):
         return
+    from ..engine.atomic_save_runner import PART
     for name in os.listdir(work_dir):
-        if name.endswith('.pth.part'):
+        if name.endswith('.pth' + PART):
             os.remove(osp.join(work_dir, name))
             _warn(f'removed {osp.join(work_dir, name)}: a checkpoint whose writing was '
                   f'interrupted (the run was stopped while saving)')
@@ -199,15 +198,14 @@ def resolve_resume(cfg, resume: Optional[str], if_possible: bool = False,
                 f'{work_dir}/previous-<time>/ and start again.')
         return
     newest, damaged = newest_checkpoint(work_dir)
-    if newest:
-        check_resume_checkpoint(newest)
+    if newest:  # loaded by progress(): complete, with the record a resume needs
         cfg.resume, cfg.load_from = True, newest
         return
     if damaged:
         raise UserError(
             f'no complete checkpoint to resume from in {work_dir}: '
             + '; '.join(damaged) + '. Remove the damaged files to start from scratch, '
-            f'or pass --start-over to move them aside first.')
+            'or pass --start-over to move them aside first.')
     if if_possible:
         cfg.resume = False
         return

@@ -53,8 +53,9 @@ class BiFormerBlock(nn.Module):
     """Conv position encoding, then pre-norm attention and MLP residuals.
 
     NHWC in and out: a stage keeps one (N, H, W, C) tensor from its down-sampling layer
-    to its output, with no layout copy between or inside blocks (the position
-    embedding's depthwise conv reads NHWC, and adds its input in the same pass).
+    to its output, with no permute between or inside blocks (the depthwise convs take
+    the NHWC map through :meth:`DepthwiseConv2d.forward_nhwc`: a channels-last view for
+    cuDNN, one Triton kernel with ``'triton'``, an NCHW copy for the native kernels).
 
     The token mixer is ``attn_type`` (:data:`~mmbiformer.ops.mixers.ATTN_TYPES`); by
     default BiFormer's rule: BRA for ``topk >= 1``, global attention for -1 (without

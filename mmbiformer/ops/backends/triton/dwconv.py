@@ -13,17 +13,13 @@ import torch
 import triton
 
 from . import dwconv_kernels as kernels
+from .accumulate import acc_dtype, acc_tl
 
 # Launch settings: a tile of TH x TW pixels (its K*K shifted reads overlap within the
 # tile, so they come from the caches), BLOCK_C channels (64 of bf16 are one 128-byte
 # line per pixel), warps per program, and for the weight gradient programs per
 # multiprocessor. ``.dev_scripts/dwconv_sweep.py`` times alternatives.
 CONFIG = dict(TH=8, TW=8, BLOCK_C=64, num_warps=4, progs_per_sm=4)
-
-
-def _acc(dtype: torch.dtype):
-    import triton.language as tl
-    return tl.float64 if dtype == torch.float64 else tl.float32
 
 
 def _block_c(C: int, cfg: dict) -> int:
@@ -59,7 +55,7 @@ def conv_nhwc_into(out: torch.Tensor, x: torch.Tensor, weight: torch.Tensor,
         x, weight, bias if bias is not None else weight, res, out,
         *x.stride()[:3], *res.stride()[:3], *out.stride()[:3], H, W, C,
         K=k, FLIP=flip, HAS_BIAS=bias is not None, HAS_RES=residual is not None,
-        ADD_X=add_input, TH=TH, TW=TW, BLOCK_C=block_c, ACC=_acc(x.dtype),
+        ADD_X=add_input, TH=TH, TW=TW, BLOCK_C=block_c, ACC=acc_tl(x.dtype),
         num_warps=cfg['num_warps'])
     return out
 
@@ -87,11 +83,10 @@ def weight_grad(x: torch.Tensor, grad: torch.Tensor, k: int,
     per_prog = triton.cdiv(n_tiles, progs)
     progs = triton.cdiv(n_tiles, per_prog)
     kk_pad = triton.next_power_of_2(k * k + 1)
-    acc = torch.float64 if x.dtype == torch.float64 else torch.float32
-    ws = torch.empty(progs, kk_pad, C, device=x.device, dtype=acc)
+    ws = torch.empty(progs, kk_pad, C, device=x.device, dtype=acc_dtype(x.dtype))
     kernels._dwconv_nhwc_dw[(progs, c_blocks)](
         x, grad, ws, *x.stride()[:3], *grad.stride()[:3], H, W, C, n_tiles, per_prog,
-        K=k, KK_PAD=kk_pad, TH=TH, TW=TW, BLOCK_C=block_c, ACC=_acc(x.dtype),
+        K=k, KK_PAD=kk_pad, TH=TH, TW=TW, BLOCK_C=block_c, ACC=acc_tl(x.dtype),
         num_warps=cfg['num_warps'])
     total = ws.sum(0)  # a fixed order of programs: deterministic
     # Two tensors of their own (custom ops may not return views of one another).
@@ -138,7 +133,7 @@ def _setup_context(ctx, inputs, output):
 def _backward(ctx, grad):
     x, weight = ctx.saved_tensors
     dx, dw, db = dwconv_nhwc_bwd(grad, x, weight, ctx.add_input)
-    return (dx, dw, db.to(weight.dtype) if ctx.has_bias else None,
+    return (dx, dw, db if ctx.has_bias else None,
             grad if ctx.has_res else None, None)
 
 

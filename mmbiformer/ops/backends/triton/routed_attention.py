@@ -17,6 +17,7 @@ import torch
 import triton
 
 from . import kernels
+from .accumulate import acc_dtype, acc_tl
 from .dwconv import conv_nhwc_into, weight_grad
 
 LOG2E = 1.4426950408889634
@@ -38,14 +39,8 @@ def _precision(dtype: torch.dtype) -> str:
     return 'ieee' if dtype == torch.float32 else 'tf32'
 
 
-def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
-
 def _kernel_dtypes(dtype: torch.dtype) -> dict:
-    import triton.language as tl
-    return dict(PREC=_precision(dtype),
-                ACC=tl.float64 if dtype == torch.float64 else tl.float32)
+    return dict(PREC=_precision(dtype), ACC=acc_tl(dtype))
 
 
 def _geometry(qkv: torch.Tensor, index: torch.Tensor, n_win: int, num_heads: int,
@@ -68,7 +63,7 @@ def routed_attn_fwd(qkv: torch.Tensor, index: torch.Tensor, lce_weight: Optional
     N, H, W, RH, RW, R, topk, cq, cv, dv = _geometry(qkv, index, n_win, num_heads, qk_dim)
     L = RH * RW
     attn = qkv.new_empty(N, H, W, dv)
-    lse = torch.empty(N, R, num_heads, L, device=qkv.device, dtype=_acc_dtype(qkv.dtype))
+    lse = torch.empty(N, R, num_heads, L, device=qkv.device, dtype=acc_dtype(qkv.dtype))
     blocks = _blocks(L, topk * L, cq, cv)
     grid = (triton.cdiv(L, blocks['BLOCK_M']), R * num_heads, N)
     kernels._bra_fwd[grid](
@@ -87,7 +82,7 @@ def _(qkv, index, lce_weight, lce_bias, n_win, num_heads, qk_dim, scale):
     N, H, W, RH, RW, R, topk, cq, cv, dv = _geometry(qkv, index, n_win, num_heads, qk_dim)
     return (qkv.new_empty(N, H, W, dv),
             qkv.new_empty(N, H, W, dv) if lce_weight is not None else qkv.new_empty(0),
-            qkv.new_empty(N, R, num_heads, RH * RW, dtype=_acc_dtype(qkv.dtype)))
+            qkv.new_empty(N, R, num_heads, RH * RW, dtype=acc_dtype(qkv.dtype)))
 
 
 def inverse_routing(index: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -172,7 +167,7 @@ def routed_attn_bwd(grad_out: torch.Tensor, qkv: torch.Tensor, index: torch.Tens
     chunk = max(1, triton.cdiv(QUERIES_PER_ITEM, L))
     items, slot_first, n_items, n_slots = dkv_work_items(routed_ptr, topk, chunk)
     ws = torch.empty(max(n_slots, 1), L, qk_dim + dv, device=qkv.device,
-                     dtype=_acc_dtype(qkv.dtype))
+                     dtype=acc_dtype(qkv.dtype))
     # Work items on the first grid axis: the only one that takes more than 65535.
     grid = (items.shape[0] * num_heads, triton.cdiv(L, kv_blocks['BLOCK_N']))
     kernels._bra_bwd_dkv[grid](
