@@ -17,6 +17,7 @@ from mmengine.model.weight_init import trunc_normal_
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ...ops.bra import BiLevelRoutingAttention
+from ...ops.layer_norm import LayerNorm, drop_path_scale
 from ...ops.global_attention import GlobalAttentionLePE  # noqa: F401 (old import path)
 from ...ops.dwconv import DepthwiseConv2d, GemmConv2d
 from ...ops.dwconv import set_impl as set_dwconv_impl
@@ -73,7 +74,7 @@ class BiFormerBlock(nn.Module):
                              f'-2 (global attention with LePE), got {topk!r}')
         attn_type = attn_type or ('bra' if topk > 0 else 'global')
         self.pos_embed = DepthwiseConv2d(dim, 3)
-        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.norm1 = LayerNorm(dim, eps=1e-6)
         if attn_type == 'bra':
             self.attn = BiLevelRoutingAttention(
                 dim, num_heads=num_heads, n_win=n_win, qk_dim=qk_dim, topk=topk,
@@ -83,7 +84,7 @@ class BiFormerBlock(nn.Module):
                                             with_lepe=topk != -1)
         else:
             self.attn = build_token_mixer(attn_type, dim, num_heads, stage, attn_cfg)
-        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.norm2 = LayerNorm(dim, eps=1e-6)
         hidden = int(mlp_ratio * dim)
         # Index 1 is an empty slot in the official MLP; kept so keys read mlp.0 / mlp.3.
         self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.Identity(), nn.GELU(),
@@ -91,10 +92,10 @@ class BiFormerBlock(nn.Module):
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # NHWC
-        x = self.pos_embed.forward_nhwc(x, add_input=True)  # x + dwconv(x)
-        x = x + self.drop_path(self.attn(self.norm1(x)))
-        x = x + self.drop_path(self.mlp(self.norm2(x)))
-        return x
+        # Each residual add is fused with the norm that reads its sum (ops/layer_norm.py).
+        x, h = self.norm1.add_forward(x, self.pos_embed.forward_nhwc(x))  # x + dwconv(x)
+        x, h = self.norm2.add_forward(x, self.attn(h), drop_path_scale(self.drop_path, x))
+        return x + self.drop_path(self.mlp(h))
 
 
 def _resolve_arch(arch: Union[str, dict]) -> dict:

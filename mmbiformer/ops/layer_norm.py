@@ -1,0 +1,85 @@
+"""LayerNorm of BiFormer's blocks: ``nn.LayerNorm`` (same parameters and keys) with a
+fused residual add, run by Triton kernels on CUDA.
+
+A block is ``x = x + conv(x); x = x + attn(norm1(x)); x = x + mlp(norm2(x))``: each
+norm reads the residual sum the add just wrote. :meth:`LayerNorm.add_forward` does
+the add and the norm in one pass and returns both. On CUDA the kernels of
+``backends/triton/layer_norm.py`` run it: PyTorch's LayerNorm kernels are slow on
+BiFormer's short rows, and under autocast they return float32, which the next Linear
+copies back to bf16 (forward and backward). Elsewhere (CPU, tracing, export,
+``torch.compile``, no Triton) the same maths runs as PyTorch ops: the reference.
+
+The kernels take a fixed host cost per call (the Python autograd function and its
+backward, measured at about 0.5 ms a norm on an H200 against 0.1 ms for PyTorch's),
+so in eager mode they run where the GPU time they save is larger: maps of at least
+:data:`TRITON_MIN_ELEMENTS` elements (stages 1-2 of a 128-image classification batch).
+A step captured in a CUDA graph pays the host cost once: inside :func:`all_norms_fused`
+(around the warm-up and the capture) they run at every size.
+"""
+import contextlib
+from typing import Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .backends import tracing
+from .backends.triton import triton_installed
+
+
+def drop_path_scale(drop_path: nn.Module, x: torch.Tensor) -> Optional[torch.Tensor]:
+    """The per-sample factor (N,) by which ``drop_path`` (mmcv's ``DropPath``) would
+    multiply a residual branch for batch ``x`` (0 or ``1 / keep``), drawing the same
+    random numbers; None when it would leave the branch unchanged."""
+    prob = getattr(drop_path, 'drop_prob', 0.)
+    if not drop_path.training or not prob:
+        return None
+    keep = 1 - prob
+    return (keep + torch.rand(x.shape[0], dtype=x.dtype, device=x.device)).floor_() / keep
+
+
+# Eager-mode size from which the Triton kernels run (docs/benchmark.md, run 5).
+TRITON_MIN_ELEMENTS = 2**23
+_all_sizes = False
+
+
+@contextlib.contextmanager
+def all_norms_fused():
+    """Run the Triton kernels at every size inside this context: for a step captured
+    in a CUDA graph (enter it for the warm-up too, so the kernels are compiled before
+    the capture)."""
+    global _all_sizes
+    before, _all_sizes = _all_sizes, True
+    try:
+        yield
+    finally:
+        _all_sizes = before
+
+
+class LayerNorm(nn.LayerNorm):
+    """``nn.LayerNorm`` over the last dimension, plus :meth:`add_forward`."""
+
+    def _triton(self, x: torch.Tensor) -> bool:
+        return (x.is_cuda and self.elementwise_affine and self.bias is not None
+                and len(self.normalized_shape) == 1 and not tracing()
+                and not torch.compiler.is_compiling() and triton_installed()
+                and (_all_sizes or x.numel() >= TRITON_MIN_ELEMENTS))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._triton(x):
+            from .backends.triton.layer_norm import layer_norm
+            return layer_norm(x, self.weight, self.bias, self.eps)
+        return super().forward(x)
+
+    def add_forward(self, x: torch.Tensor, r: torch.Tensor,
+                    scale: Optional[torch.Tensor] = None
+                    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``(s, norm(s))`` with ``s = x + r`` (``r`` times ``scale`` (N,) per sample
+        when given: a DropPath factor from :func:`drop_path_scale`)."""
+        if self._triton(x):
+            from .backends.triton.layer_norm import add_layer_norm
+            return add_layer_norm(x, r, self.weight, self.bias, self.eps, scale)
+        if scale is not None:
+            r = r * scale.view(-1, *(1, ) * (r.dim() - 1)).to(r.dtype)
+        s = x + r
+        return s, super().forward(s)
