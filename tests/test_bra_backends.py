@@ -8,7 +8,7 @@ CUDA). The CUDA cases run where a GPU is present (the device runs them with
 import pytest
 import torch
 
-from mmbiformer.ops.backends import choose_backend
+from mmbiformer.ops.backends import captured_step, choose_backend
 from mmbiformer.ops.backends import sdpa as sdpa_backend
 from mmbiformer.ops.backends.triton import unavailable_reason
 from mmbiformer.ops.bra import BiLevelRoutingAttention
@@ -170,6 +170,15 @@ def test_chooser():
     assert choose_backend('auto', gpu, 'identity', True) == 'sdpa'
     assert choose_backend('auto', CPU, 'identity', False) == 'reference'
     assert choose_backend('sdpa', CPU, 'identity', False) == 'sdpa'
+    # In a step to be captured in a CUDA graph, auto trains on Triton where regions hold
+    # at least 16 tokens (least GPU time); sdpa elsewhere, and outside such a step.
+    with captured_step():
+        assert choose_backend('auto', gpu, 'identity', False, grad=True,
+                              region_tokens=16) == ('triton' if triton_ok else 'sdpa')
+        assert choose_backend('auto', gpu, 'identity', False, grad=True,
+                              region_tokens=4) == 'sdpa'
+    assert choose_backend('auto', gpu, 'identity', False, grad=True,
+                          region_tokens=16) == 'sdpa'
     # ... and are refused, with the reason, when Triton is asked for by name.
     with pytest.raises(ValueError, match="soft_routing=True .*attn_impl='auto'"):
         choose_backend('triton', gpu, 'identity', True)

@@ -237,10 +237,10 @@ def bench_cls(args, device):
 def captured(step):
     """``step`` (forward, backward and optimizer step on fixed tensors) captured once in
     a CUDA graph; the returned function replays it (no host work per kernel)."""
-    from mmbiformer.ops.layer_norm import all_norms_fused
+    from mmbiformer.ops.backends import captured_step
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
-    with all_norms_fused():  # no host cost per launch once captured
+    with captured_step():  # kernels chosen for GPU time: no host cost once captured
         with torch.cuda.stream(side):  # warm-up outside the graph: compiles, allocations
             for _ in range(3):
                 step()

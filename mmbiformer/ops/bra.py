@@ -261,8 +261,12 @@ class BiLevelRoutingAttention(nn.Module):
 
     def backend(self, x: torch.Tensor) -> str:
         """The backend that runs the token attention for input ``x``."""
+        tokens = None
+        if x.dim() == 4:  # NHWC, padded up to multiples of n_win
+            S = self.n_win
+            tokens = -(-x.shape[1] // S) * -(-x.shape[2] // S)
         return choose_backend(self.attn_impl, x.device, self.kv_downsample_mode,
-                              self.soft_routing, torch.is_grad_enabled())
+                              self.soft_routing, torch.is_grad_enabled(), tokens)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (N, H, W, dim) NHWC -> (N, H, W, dim)."""

@@ -13,17 +13,16 @@ The kernels take a fixed host cost per call (the Python autograd function and it
 backward, measured at about 0.5 ms a norm on an H200 against 0.1 ms for PyTorch's),
 so in eager mode they run where the GPU time they save is larger: maps of at least
 :data:`TRITON_MIN_ELEMENTS` elements (stages 1-2 of a 128-image classification batch).
-A step captured in a CUDA graph pays the host cost once: inside :func:`all_norms_fused`
-(around the warm-up and the capture) they run at every size.
+A step captured in a CUDA graph pays the host cost once: inside
+:func:`~mmbiformer.ops.backends.captured_step` they run at every size.
 """
-import contextlib
 from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .backends import tracing
+from .backends import in_captured_step, tracing
 from .backends.triton import triton_installed
 
 
@@ -40,20 +39,6 @@ def drop_path_scale(drop_path: nn.Module, x: torch.Tensor) -> Optional[torch.Ten
 
 # Eager-mode size from which the Triton kernels run (docs/benchmark.md, run 5).
 TRITON_MIN_ELEMENTS = 2**23
-_all_sizes = False
-
-
-@contextlib.contextmanager
-def all_norms_fused():
-    """Run the Triton kernels at every size inside this context: for a step captured
-    in a CUDA graph (enter it for the warm-up too, so the kernels are compiled before
-    the capture)."""
-    global _all_sizes
-    before, _all_sizes = _all_sizes, True
-    try:
-        yield
-    finally:
-        _all_sizes = before
 
 
 class LayerNorm(nn.LayerNorm):
@@ -63,7 +48,7 @@ class LayerNorm(nn.LayerNorm):
         return (x.is_cuda and self.elementwise_affine and self.bias is not None
                 and len(self.normalized_shape) == 1 and not tracing()
                 and not torch.compiler.is_compiling() and triton_installed()
-                and (_all_sizes or x.numel() >= TRITON_MIN_ELEMENTS))
+                and (in_captured_step() or x.numel() >= TRITON_MIN_ELEMENTS))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self._triton(x):

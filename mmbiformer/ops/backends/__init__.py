@@ -15,6 +15,7 @@ inference is faster with ``triton``, and ``triton`` takes the least memory in tr
 too: ask for ``attn_impl='triton'`` when memory is short (figures:
 ``docs/benchmark.md``, run 3).
 """
+import contextlib
 from typing import Optional
 
 import torch
@@ -51,10 +52,42 @@ def tracing() -> bool:
             or torch.compiler.is_exporting())
 
 
+# Training in a captured step under ``auto``: regions of at least this many tokens go to
+# the Triton kernels, smaller ones to sdpa's masked dense attention (docs/benchmark.md,
+# run 5: at 224, stage 2's 16-token regions took 2.4 ms of GPU time in Triton against
+# 12.8 ms masked dense; stage 3's 4-token regions leave the kernels' 16-row tiles
+# three-quarters empty).
+TRITON_TRAIN_MIN_TOKENS = 16
+_captured = False
+
+
+@contextlib.contextmanager
+def captured_step():
+    """Code inside runs to be captured in a CUDA graph (enter it for the warm-up runs
+    too, so that kernels are compiled before the capture): the host's cost per launch
+    is then paid once, and the kernels that take the least GPU time are chosen where
+    eager training would pick those that take the least host time: the Triton BRA
+    kernels for training (regions of at least ``TRITON_TRAIN_MIN_TOKENS`` tokens) and
+    the fused LayerNorm at every size (``ops/layer_norm.py``)."""
+    global _captured
+    before, _captured = _captured, True
+    try:
+        yield
+    finally:
+        _captured = before
+
+
+def in_captured_step() -> bool:
+    """Inside :func:`captured_step`."""
+    return _captured
+
+
 def choose_backend(impl: str, device: torch.device, kv_downsample_mode: str,
-                   soft_routing: bool, grad: bool = False) -> str:
+                   soft_routing: bool, grad: bool = False,
+                   region_tokens: Optional[int] = None) -> str:
     """The backend that runs ``attn_impl=impl`` on ``device`` with these options;
-    ``grad``: gradients are being recorded (training)."""
+    ``grad``: gradients are being recorded (training); ``region_tokens``: tokens per
+    region (after padding), if known."""
     if impl in ('reference', 'sdpa'):
         return impl
     reason = triton_unsupported(device, kv_downsample_mode, soft_routing)
@@ -65,4 +98,11 @@ def choose_backend(impl: str, device: torch.device, kv_downsample_mode: str,
         return 'triton'
     if device.type != 'cuda' or tracing():
         return 'reference'
-    return 'sdpa' if reason or grad else 'triton'
+    if reason:
+        return 'sdpa'
+    # Eager training stays on sdpa: there the Triton path costs more host time (custom
+    # op dispatch, inverse routing lists, launches) than it saves on the GPU.
+    if grad and not (_captured and region_tokens is not None
+                     and region_tokens >= TRITON_TRAIN_MIN_TOKENS):
+        return 'sdpa'
+    return 'triton'
