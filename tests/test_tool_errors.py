@@ -151,3 +151,24 @@ def test_seg_demo_on_a_1x1_image(tmp_path):
                           '--out', out, '--cfg-options', *as_cli(options))
     assert code == 0 and 'overlaid on' in text
     assert cv2.imread(out).shape == (1, 1, 3)
+
+
+def test_cfg_options_take_python_values(capsys):
+    """mmengine's DictAction keeps ``dict(...)`` inside a list as a string (the runner
+    then fails with ``'str' object has no attribute 'get'``) and recurses without end
+    on ``[dict(a=1, b=2)]``; the tools read such values as Python literals."""
+    import argparse
+
+    from mmbiformer.utils.launch import load_config, parse_tool_args
+    args = parse_tool_args(argparse.ArgumentParser(), [
+        '--cfg-options', "custom_hooks=[dict(type='EMAHook', momentum=1e-4)]",
+        "param_scheduler=[dict(type='LinearLR', start_factor=0.1, end=2)]",
+        'train_dataloader.batch_size=3', 'default_hooks.logger.interval=1,2'])
+    cfg = load_config('configs/cls/biformer_t_in1k.py', args.cfg_options)
+    assert cfg.custom_hooks == [dict(type='EMAHook', momentum=1e-4)]
+    assert cfg.param_scheduler == [dict(type='LinearLR', start_factor=0.1, end=2)]
+    assert cfg.train_dataloader.batch_size == 3  # mmengine's own readings stay
+    assert cfg.default_hooks.logger.interval == [1, 2]
+    with pytest.raises(SystemExit):
+        parse_tool_args(argparse.ArgumentParser(), ['--cfg-options', 'x=[open(1)]'])
+    assert 'open(1) is not a literal' in capsys.readouterr().err

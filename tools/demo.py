@@ -16,7 +16,7 @@ sys.path.insert(0, osp.join(osp.dirname(__file__), '..'))
 import mmbiformer  # noqa: E402,F401
 from mmbiformer.checkpoint import CheckpointError, check_model_checkpoint  # noqa: E402
 from mmbiformer.utils.launch import UserError, load_config, readable_checkpoint  # noqa: E402
-from mmengine.config import DictAction  # noqa: E402
+from mmbiformer.utils.cfg_options import ConfigOptions  # noqa: E402
 
 
 def demo_det(cfg, checkpoint, image, args):
@@ -100,7 +100,7 @@ def main(argv=None):
     parser.add_argument('--allow-partial', action='store_true',
                         help='run even if the checkpoint leaves model weights unloaded or '
                         'mis-shaped (refused otherwise)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    parser.add_argument('--cfg-options', nargs='+', action=ConfigOptions)
     args = parser.parse_args(argv)
     if not osp.isfile(args.image):
         raise UserError(f'image not found: {args.image}')

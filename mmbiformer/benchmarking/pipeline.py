@@ -370,7 +370,7 @@ def compare(args) -> List[dict]:
 
 
 def add_arguments(parser) -> None:
-    from mmengine.config import DictAction
+    from ..utils.cfg_options import ConfigOptions
     parser.add_argument('config', help='config file, or a toolbox config such as '
                         'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py')
     parser.add_argument('--vs', nargs='+', metavar='CONFIG',
@@ -392,7 +392,7 @@ def add_arguments(parser) -> None:
                         help='GPU counts to run each model at (torchrun), e.g. 1 2')
     parser.add_argument('--work-dir', default='work_dirs/benchmark_pipeline')
     parser.add_argument('--out', help='also write the results as JSON here')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+    parser.add_argument('--cfg-options', nargs='+', action=ConfigOptions,
                         help='overrides for every model')
     parser.add_argument('--single', metavar='JSON', help='(internal) time CONFIG in this '
                         'process and write the result here')

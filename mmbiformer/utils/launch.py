@@ -6,7 +6,9 @@ import os.path as osp
 from typing import Iterator, List, Optional, Tuple
 
 import torch
-from mmengine.config import Config, ConfigDict, DictAction
+from mmengine.config import Config, ConfigDict
+
+from .cfg_options import ConfigOptions
 
 # Layout a dataset type expects under its data root, and the command that makes one.
 DATA_LAYOUTS = {
@@ -28,7 +30,7 @@ class UserError(Exception):
 def parse_tool_args(parser, argv=None):
     """Add the options train.py and test.py share, parse, and export LOCAL_RANK."""
     parser.add_argument('--work-dir', help='where logs and checkpoints go')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+    parser.add_argument('--cfg-options', nargs='+', action=ConfigOptions,
                         help='override config entries, e.g. train_dataloader.batch_size=4')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')

@@ -23,7 +23,7 @@ from mmbiformer.checkpoint import CheckpointError, check_model_checkpoint  # noq
 from mmbiformer.utils.launch import (UserError, build_model, load_config,  # noqa: E402
                                      prepare_output, readable_checkpoint)
 from mmbiformer.analysis.routing import RoutingError  # noqa: E402
-from mmengine.config import DictAction  # noqa: E402
+from mmbiformer.utils.cfg_options import ConfigOptions  # noqa: E402
 
 IMAGENET_MEAN, IMAGENET_STD = (123.675, 116.28, 103.53), (58.395, 57.12, 57.375)
 
@@ -60,7 +60,7 @@ def main(argv=None):
     parser.add_argument('--out', default='routing.png', help='PNG to write')
     parser.add_argument('--allow-partial', action='store_true',
                         help='use a checkpoint that leaves model weights unloaded')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    parser.add_argument('--cfg-options', nargs='+', action=ConfigOptions)
     args = parser.parse_args(argv)
 
     import torch

@@ -29,7 +29,7 @@ from mmbiformer.checkpoint import CheckpointError, check_model_checkpoint  # noq
 from mmbiformer.deploy import OPSETS, ExportError, check_opset  # noqa: E402
 from mmbiformer.utils.launch import (UserError, build_model, load_config,  # noqa: E402
                                      prepare_output, readable_checkpoint)
-from mmengine.config import DictAction  # noqa: E402
+from mmbiformer.utils.cfg_options import ConfigOptions  # noqa: E402
 
 DEFAULT_SHAPE = {'mmpretrain': (224, 224), 'mmseg': (512, 512), 'mmdet': (800, 1216)}
 
@@ -91,7 +91,7 @@ def main(argv=None):
                         'batch 1 at --shape')
     parser.add_argument('--allow-partial', action='store_true',
                         help='export even if the checkpoint leaves weights unloaded')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    parser.add_argument('--cfg-options', nargs='+', action=ConfigOptions)
     args = parser.parse_args(argv)
 
     import numpy as np
