@@ -11,6 +11,7 @@ from . import compat  # noqa: E402
 
 compat.apply()
 
+from . import data  # noqa: E402,F401  (registers CheckedLoad)
 from .engine import RNGStateHook  # noqa: E402,F401  (registers the hook)
 from .models import BiFormer  # noqa: E402  (registers the backbone)
 from .ops import BiLevelRoutingAttention  # noqa: E402

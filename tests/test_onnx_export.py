@@ -276,5 +276,5 @@ def test_tool_errors(tmp_path):
     code, out = _tool('configs/cls/biformer_t_in1k.py', 'none', '--out',
                       str(tmp_path / 'new' / 'm.onnx'), '--check', str(text))
     assert code != 0 and 'Traceback' not in out
-    assert f'--check {text}: cannot decode it as an image' in out
+    assert f'--check image {text}: cannot decode it as an image' in out
     assert time.time() - start < 30 and not (tmp_path / 'new' / 'm.onnx').exists()

@@ -15,7 +15,8 @@ import sys
 sys.path.insert(0, osp.join(osp.dirname(__file__), '..'))
 import mmbiformer  # noqa: E402,F401
 from mmbiformer.checkpoint import CheckpointError, check_model_checkpoint  # noqa: E402
-from mmbiformer.utils.launch import UserError, load_config, readable_checkpoint  # noqa: E402
+from mmbiformer.utils.launch import (UserError, load_config, read_image,  # noqa: E402
+                                     readable_checkpoint)
 from mmbiformer.utils.cfg_options import ConfigOptions  # noqa: E402
 
 
@@ -102,8 +103,7 @@ def main(argv=None):
                         'mis-shaped (refused otherwise)')
     parser.add_argument('--cfg-options', nargs='+', action=ConfigOptions)
     args = parser.parse_args(argv)
-    if not osp.isfile(args.image):
-        raise UserError(f'image not found: {args.image}')
+    read_image(args.image)  # a missing or corrupt image is named before any work
     cfg = load_config(args.config, args.cfg_options)
     checkpoint = readable_checkpoint(args.checkpoint)
     run = {'mmdet': demo_det, 'mmseg': demo_seg, 'mmpretrain': demo_cls}.get(

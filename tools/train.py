@@ -14,6 +14,7 @@ import sys
 sys.path.insert(0, osp.join(osp.dirname(__file__), '..'))
 import mmbiformer  # noqa: E402,F401  (stack fixes before any toolbox import)
 from mmbiformer.checkpoint import CheckpointError  # noqa: E402
+from mmbiformer.data import check_images  # noqa: E402
 from mmbiformer.engine import CheckpointSaveError, NonFiniteLossError  # noqa: E402
 from mmbiformer.model_zoo import ModelZooError  # noqa: E402
 from mmbiformer.utils.batch_scaling import batch_policy  # noqa: E402
@@ -40,6 +41,9 @@ def parse_args(argv=None):
                         'are moved to WORK_DIR/previous-<time>/ first (training from '
                         'scratch is otherwise refused there, as it would overwrite them)')
     parser.add_argument('--amp', action='store_true', help='mixed precision (fp16)')
+    parser.add_argument('--check-images', action='store_true',
+                        help='decode every image and label map of the train and val '
+                        'data before training (tools/check_data.py does it alone)')
     parser.add_argument('--auto-scale-lr', action='store_true',
                         help="when the total batch differs from the recipe's: scale the "
                         'learning rate linearly and, for iteration-based schedules, the '
@@ -63,6 +67,8 @@ def main(argv=None):
     for message in batch_policy(cfg, world_size, args.auto_scale_lr):
         print_log(message, logger='current', level=logging.WARNING)
     check_data(cfg, ['train_dataloader', 'val_dataloader'])
+    if args.check_images:
+        check_images(cfg, ['train_dataloader', 'val_dataloader'])
     setup_cpu_distributed(cfg, args.launcher)
     with distributed_run():
         build_runner(cfg).train()

@@ -63,9 +63,11 @@ def load_config(path: str, cfg_options: Optional[dict] = None,
 def tool_config(args) -> Config:
     """The config of a tool run (``train.py``, ``test.py``): loaded with
     ``--cfg-options`` and ``--work-dir``, its launcher set and checked."""
+    from ..data import guard_loading
     cfg = load_config(args.config, args.cfg_options, args.work_dir)
     cfg.launcher = args.launcher
     check_launcher(args.launcher)
+    guard_loading(cfg)  # an unreadable image or label map is named, or skipped
     return cfg
 
 
@@ -266,6 +268,26 @@ def setup_cpu_distributed(cfg: Config, launcher: str) -> None:
             for v in node:
                 no_syncbn(v)
     no_syncbn(cfg.model)
+
+
+def read_image(path: str, what: str = 'image'):
+    """The BGR image at ``path``, read before the work that needs it: a missing or
+    undecodable file (truncated, empty, not an image) is a :class:`UserError` naming
+    it, not a decoder's traceback later."""
+    import mmcv
+    if not osp.isfile(path):
+        raise UserError(f'{what} not found: {path}')
+    if osp.getsize(path) == 0:
+        raise UserError(f'{what} {path} is empty (0 bytes)')
+    reason = ''
+    try:
+        image = mmcv.imread(path)
+    except Exception as e:  # noqa: BLE001 (cv2.error on an empty file, ...)
+        image, reason = None, f' ({type(e).__name__}: {str(e).strip().splitlines()[-1]})'
+    if image is None:
+        raise UserError(f'{what} {path}: cannot decode it as an image (corrupt, truncated '
+                        f'or not an image file){reason}')
+    return image
 
 
 def prepare_output(path: str, flag: str = '--out') -> str:

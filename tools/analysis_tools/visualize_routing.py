@@ -21,7 +21,7 @@ sys.path.insert(0, osp.join(osp.dirname(__file__), '..', '..'))
 import mmbiformer  # noqa: E402,F401
 from mmbiformer.checkpoint import CheckpointError, check_model_checkpoint  # noqa: E402
 from mmbiformer.utils.launch import (UserError, build_model, load_config,  # noqa: E402
-                                     prepare_output, readable_checkpoint)
+                                     prepare_output, read_image, readable_checkpoint)
 from mmbiformer.analysis.routing import RoutingError  # noqa: E402
 from mmbiformer.utils.cfg_options import ConfigOptions  # noqa: E402
 
@@ -30,12 +30,8 @@ IMAGENET_MEAN, IMAGENET_STD = (123.675, 116.28, 103.53), (58.395, 57.12, 57.375)
 
 def load_image(path: str, cfg):
     """(RGB uint8 HxWx3, normalised 1x3xHxW tensor) with the config's mean/std."""
-    import cv2
     import torch
-    bgr = cv2.imread(path, cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise UserError(f'cannot read image {path}')
-    rgb = bgr[..., ::-1].copy()
+    rgb = read_image(path)[..., ::-1].copy()
     pre = cfg.model.get('data_preprocessor') or {}
     mean, std = pre.get('mean', IMAGENET_MEAN), pre.get('std', IMAGENET_STD)
     x = torch.from_numpy(rgb).float().permute(2, 0, 1)[None]

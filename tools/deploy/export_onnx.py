@@ -28,7 +28,7 @@ import mmbiformer  # noqa: E402,F401
 from mmbiformer.checkpoint import CheckpointError, check_model_checkpoint  # noqa: E402
 from mmbiformer.deploy import OPSETS, ExportError, check_opset  # noqa: E402
 from mmbiformer.utils.launch import (UserError, build_model, load_config,  # noqa: E402
-                                     prepare_output, readable_checkpoint)
+                                     prepare_output, read_image, readable_checkpoint)
 from mmbiformer.utils.cfg_options import ConfigOptions  # noqa: E402
 
 DEFAULT_SHAPE = {'mmpretrain': (224, 224), 'mmseg': (512, 512), 'mmdet': (800, 1216)}
@@ -49,19 +49,6 @@ def exported_model(cfg, checkpoint: str, allow_partial: bool):
         check_model_checkpoint(model, checkpoint, allow_partial=allow_partial)
         load_checkpoint(model, checkpoint, map_location='cpu', logger='silent')
     return model, scope
-
-
-def read_image(path: str):
-    """The ``--check`` image (BGR), read before the export: a missing or undecodable
-    file is an error now, not after the export's minute."""
-    import mmcv
-    if not osp.isfile(path):
-        raise UserError(f'image not found: {path}')
-    image = mmcv.imread(path)
-    if image is None:
-        raise UserError(f'--check {path}: cannot decode it as an image (corrupt, or not '
-                        f'an image file)')
-    return image
 
 
 def main(argv=None):
@@ -101,7 +88,7 @@ def main(argv=None):
                                    require_deploy_packages, run_onnxruntime)
     require_deploy_packages()
     check_opset(args.opset)  # before the model is built
-    check_image = read_image(args.check) if args.check else None  # before the export
+    check_image = read_image(args.check, '--check image') if args.check else None  # before the export
     prepare_output(args.out)
     cfg = load_config(args.config, args.cfg_options)
     checkpoint = None if args.checkpoint == 'none' else readable_checkpoint(args.checkpoint)

@@ -1,0 +1,174 @@
+"""Unreadable images and label maps: one clear error, an opt-in skip, a full check.
+
+The toolboxes' loaders fail on a damaged file deep inside a traceback that often does
+not name it: ``AssertionError: failed to load image`` (a truncated JPEG, text named
+``.jpg``), ``cv2.error ... !buf.empty()`` (a zero-byte image), ``PIL.UnidentifiedImageError``
+(a zero-byte label map). :func:`guard_loading` wraps every loading transform of the
+config's pipelines in :class:`CheckedLoad`, which turns any such failure into an
+:class:`UnreadableDataError` naming the file, the dataset and the config key, in the
+main process and in loader workers alike. With ``skip_unreadable_images = True`` in
+the config, training skips such samples instead (the dataset draws another one), with
+a warning and a running count. :func:`find_unreadable` decodes every image and label
+map of the loaders' datasets up front (``tools/check_data.py --check-images``,
+``tools/train.py --check-images``).
+"""
+import logging
+from typing import Iterator, List, Optional, Tuple
+
+from mmcv.transforms import BaseTransform
+from mmengine.logging import print_log
+from mmengine.registry import TRANSFORMS
+
+from ..utils.launch import UserError, datasets
+
+# Loading transforms that read a file per sample (the toolboxes' names, any scope).
+LOADERS = ('LoadImageFromFile', 'LoadAnnotations')
+SKIP_KEY = 'skip_unreadable_images'
+
+
+class UnreadableDataError(UserError):
+    """An image or label map that cannot be read (a ``UserError`` for the tools).
+
+    Raised in a loader worker, PyTorch re-raises it in the main process with the
+    worker's traceback as its message; only the original message is kept."""
+
+    def __init__(self, message: str = ''):
+        marker = f'{type(self).__name__}: '
+        if message.startswith('Caught ') and marker in message:
+            message = message.rsplit(marker, 1)[1].strip() + ' (in a data loader worker)'
+        super().__init__(message)
+
+
+def _describe(results: dict, loader: str) -> Tuple[str, str]:
+    """(what, path) of the file ``loader`` reads for this sample."""
+    if loader == 'LoadAnnotations' and results.get('seg_map_path'):
+        return 'label map', results['seg_map_path']
+    if loader == 'LoadAnnotations':
+        return 'annotations of image', results.get('img_path', '?')
+    return 'image', results.get('img_path', '?')
+
+
+@TRANSFORMS.register_module()
+class CheckedLoad(BaseTransform):
+    """Run the loading transform ``transform``; a failure becomes an
+    :class:`UnreadableDataError` naming the file, ``dataset`` and ``config_key``, or,
+    with ``skip``, a warning and ``None`` (the dataset then draws another sample)."""
+
+    _skipped = 0  # per process
+
+    def __init__(self, transform: dict, config_key: str, dataset: str,
+                 skip: bool = False):
+        self.loader = str(transform['type']).split('.')[-1]
+        self.inner = TRANSFORMS.build(transform)
+        self.config_key = config_key
+        self.dataset = dataset
+        self.skip = skip
+
+    def transform(self, results: dict) -> Optional[dict]:
+        what, path = _describe(results, self.loader)
+        try:
+            out = self.inner(results)
+        except Exception as e:  # noqa: BLE001 (any decoder's error is "unreadable")
+            reason = f'{type(e).__name__}: {e}'.strip().splitlines()[0]
+        else:
+            if out is not None:
+                return out
+            reason = 'the loader returned nothing'
+        where = f'{self.dataset} (from {self.config_key})'
+        if self.skip:
+            CheckedLoad._skipped += 1
+            print_log(f'skipped an unreadable {what} {path} of {where}: {reason} '
+                      f'({CheckedLoad._skipped} skipped so far in this process)',
+                      logger='current', level=logging.WARNING)
+            return None
+        raise UnreadableDataError(
+            f'cannot read {what} {path} of {where}: {reason}. Replace or remove the file; '
+            f'`python tools/check_data.py CONFIG --check-images` lists every unreadable '
+            f'file, and `--cfg-options {SKIP_KEY}=True` makes training skip them with a '
+            f'warning')
+
+    def __repr__(self) -> str:
+        return f'CheckedLoad({self.inner!r})'
+
+
+def _dataset_name(ds: dict) -> str:
+    root = ds.get('data_root')
+    return f"{ds.get('type', 'dataset')}" + (f' at {root}' if root else '')
+
+
+def guard_loading(cfg) -> None:
+    """Wrap each loading transform of the loaders' pipelines in :class:`CheckedLoad`
+    (in place; pipelines are replaced, not edited, so shared lists stay intact)."""
+    skip = bool(cfg.get(SKIP_KEY, False))
+    loaders = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+    for key, ds in datasets(cfg, loaders):
+        pipeline = ds.get('pipeline')
+        if not isinstance(pipeline, (list, tuple)):
+            continue
+        # Evaluation datasets cannot skip a sample (mmengine refuses None there).
+        train = key.startswith('train_dataloader')
+        ds['pipeline'] = [
+            dict(type='CheckedLoad', transform=t, config_key=f'{key}.pipeline.{i}',
+                 dataset=_dataset_name(ds), skip=skip and train)
+            if isinstance(t, dict) and str(t.get('type', '')).split('.')[-1] in LOADERS
+            else t for i, t in enumerate(pipeline)]
+
+
+def _decode(path: str, label: bool) -> Optional[str]:
+    """Why ``path`` cannot be decoded, or None."""
+    import mmcv
+    from mmengine import fileio
+    try:
+        data = fileio.get(path)
+        img = mmcv.imfrombytes(data, flag='unchanged', backend='pillow' if label else 'cv2')
+    except Exception as e:  # noqa: BLE001
+        return f'{type(e).__name__}: {e}'.strip().splitlines()[0]
+    return None if img is not None else 'not a decodable image'
+
+
+def _files(dataset) -> Iterator[Tuple[str, bool]]:
+    for i in range(len(dataset)):
+        info = dataset.get_data_info(i)
+        if info.get('img_path'):
+            yield info['img_path'], False
+        if info.get('seg_map_path'):
+            yield info['seg_map_path'], True
+
+
+def check_images(cfg, loaders: List[str]) -> int:
+    """:func:`find_unreadable`, raising an :class:`UnreadableDataError` that lists
+    every failure; returns the number of files decoded."""
+    n, bad = find_unreadable(cfg, loaders, progress=True)
+    if not bad:
+        return n
+    shown = '\n'.join(f'  {path} ({reason}; read through {key})'
+                      for key, path, reason in bad[:20])
+    more = f'\n  ... and {len(bad) - 20} more' if len(bad) > 20 else ''
+    raise UnreadableDataError(
+        f'{len(bad)} of {n} images and label maps cannot be read:\n{shown}{more}\n'
+        f'Replace or remove them, or train with `--cfg-options {SKIP_KEY}=True` to skip '
+        f'them with a warning')
+
+
+def find_unreadable(cfg, loaders: List[str], progress: bool = False
+                    ) -> Tuple[int, List[Tuple[str, str, str]]]:
+    """Decode every image and label map the loaders' datasets list: (files checked,
+    [(config key, path, reason)] of those that fail)."""
+    import copy
+
+    from mmengine.registry import DATASETS, init_default_scope
+    init_default_scope(cfg.get('default_scope', 'mmengine'))
+    seen, bad = set(), []
+    for key, ds in datasets(cfg, loaders):
+        ds_cfg = copy.deepcopy(ds)
+        ds_cfg['pipeline'] = []  # only the file list is wanted
+        for path, label in _files(DATASETS.build(ds_cfg)):
+            if path in seen:
+                continue
+            seen.add(path)
+            if progress and len(seen) % 1000 == 0:
+                print_log(f'{len(seen)} files decoded', logger='current')
+            reason = _decode(path, label)
+            if reason:
+                bad.append((key, path, reason))
+    return len(seen), bad
