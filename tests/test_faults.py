@@ -52,3 +52,48 @@ def test_disk_full_while_saving_keeps_the_previous_checkpoint(tmp_path):
     torch.load(osp.join(work, 'epoch_1.pth'), weights_only=True)
     with open(osp.join(work, 'last_checkpoint')) as f:
         assert f.read().strip() == osp.join(work, 'epoch_1.pth')
+
+
+# tools/train.py where rank 1 stalls before its second training iteration (as a hung
+# loader or device would), far longer than the process group's timeout.
+STALLED_RANK = '''
+import os, runpy, sys, time
+from mmengine.runner import loops
+run_iter = loops.EpochBasedTrainLoop.run_iter
+def stalling(self, idx, data_batch):
+    if os.environ.get('RANK') == '1' and self._iter == 1:
+        time.sleep(300)
+    return run_iter(self, idx, data_batch)
+loops.EpochBasedTrainLoop.run_iter = stalling
+sys.argv = ['tools/train.py'] + sys.argv[1:]
+runpy.run_path('tools/train.py', run_name='__main__')
+'''
+
+
+@pytest.mark.slow
+def test_stalled_rank_is_named_after_the_configured_timeout(tmp_path):
+    """2 processes (gloo on the CPU), rank 1 stalls: rank 0 ends after the config's
+    timeout (8 s, not PyTorch's 30 minutes) with one message naming rank 1, its last
+    progress and the resume command; torchrun then stops rank 1, and the run fails."""
+    import socket
+    import time
+    coco = MAKERS['coco'](str(tmp_path / 'coco'), num_train=4, num_val=1, size=SIZE)
+    work = str(tmp_path / 'w')
+    script = tmp_path / 'stalled_train.py'
+    script.write_text(STALLED_RANK)
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    opts = as_cli(short_run_options('retinanet', coco, SIZE, 2))  # 1 iteration an epoch
+    start = time.time()
+    proc = subprocess.run(
+        [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
+         f'--master_port={port}', str(script), CONFIG, '--work-dir', work,
+         '--launcher', 'pytorch', '--cfg-options', *opts, 'env_cfg.dist_cfg.timeout=8',
+         'train_cfg.val_interval=10'],
+        cwd=ROOT, capture_output=True, text=True, timeout=240)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and time.time() - start < 200, out[-3000:]
+    assert 'error: rank 0 of 2: a collective operation timed out after 8 s' in out, out[-3000:]
+    assert 'Rank(s) that did not answer: rank 1 (last: train iteration 1 done)' in out
+    assert f'tools/dist_train.sh {CONFIG} 2 --resume --work-dir {work}' in out

@@ -172,3 +172,15 @@ def test_cfg_options_take_python_values(capsys):
     with pytest.raises(SystemExit):
         parse_tool_args(argparse.ArgumentParser(), ['--cfg-options', 'x=[open(1)]'])
     assert 'open(1) is not a literal' in capsys.readouterr().err
+
+
+def test_dist_timeout_default_and_check():
+    from mmengine.config import Config
+
+    from mmbiformer.engine.stalled_rank import DEFAULT_TIMEOUT_S
+    from mmbiformer.utils.launch import UserError, dist_timeout
+    cfg = Config(dict(env_cfg=dict(dist_cfg=dict(backend='nccl'))))
+    assert dist_timeout(cfg) == DEFAULT_TIMEOUT_S == cfg.env_cfg.dist_cfg.timeout
+    assert dist_timeout(Config(dict(env_cfg=dict(dist_cfg=dict(timeout=30))))) == 30
+    with pytest.raises(UserError, match='must be a number of seconds > 0'):
+        dist_timeout(Config(dict(env_cfg=dict(dist_cfg=dict(timeout='5m')))))

@@ -13,7 +13,8 @@ sys.path.insert(0, osp.join(osp.dirname(__file__), '..'))
 import mmbiformer  # noqa: E402,F401  (stack fixes before any toolbox import)
 from mmbiformer.checkpoint import CheckpointError, check_model_checkpoint  # noqa: E402
 from mmbiformer.utils.launch import (UserError, build_runner,  # noqa: E402
-                                     check_data, checkpoint_file, distributed_run,
+                                     check_data, checkpoint_file, dist_timeout,
+                                     distributed_run,
                                      parse_tool_args, setup_cpu_distributed,
                                      tool_config)
 
@@ -49,7 +50,7 @@ def main(argv=None):
                                                       out_file_path=args.out)]
     check_data(cfg, ['test_dataloader'])
     setup_cpu_distributed(cfg, args.launcher)
-    with distributed_run():
+    with distributed_run(dist_timeout(cfg)):
         runner = build_runner(cfg)
         check_model_checkpoint(runner.model, cfg.load_from, args.allow_partial)
         metrics = runner.test()

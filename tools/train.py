@@ -20,7 +20,8 @@ from mmbiformer.model_zoo import ModelZooError  # noqa: E402
 from mmbiformer.utils.batch_scaling import batch_policy  # noqa: E402
 from mmengine.logging import print_log  # noqa: E402
 from mmbiformer.utils.launch import (UserError, build_runner,  # noqa: E402
-                                     check_data, distributed_run, fit_to_device,
+                                     check_data, dist_timeout, distributed_run,
+                                     fit_to_device,
                                      parse_tool_args,
                                      tool_config, readable_checkpoint,
                                      setup_cpu_distributed, use_amp)
@@ -61,6 +62,7 @@ def main(argv=None):
         cfg.load_from = readable_checkpoint(cfg.load_from)
     add_hook(cfg, dict(type='RNGStateHook'))  # exact resume (random state saved)
     add_hook(cfg, dict(type='NonFiniteLossHook'))  # stop at the first NaN/inf loss
+    add_hook(cfg, dict(type='ProgressMarkHook'))  # a stalled rank can be named
     cfg.setdefault('runner_type', 'AtomicSaveRunner')  # no half-written checkpoints
     fit_to_device(cfg)
     world_size = int(os.environ.get('WORLD_SIZE', 1)) if args.launcher != 'none' else 1
@@ -70,7 +72,10 @@ def main(argv=None):
     if args.check_images:
         check_images(cfg, ['train_dataloader', 'val_dataloader'])
     setup_cpu_distributed(cfg, args.launcher)
-    with distributed_run():
+    where = f' --work-dir {args.work_dir}' if args.work_dir else ''
+    resume = (f'tools/dist_train.sh {args.config} {world_size} --resume{where}'
+              if world_size > 1 else f'python tools/train.py {args.config} --resume{where}')
+    with distributed_run(dist_timeout(cfg), resume):
         build_runner(cfg).train()
 
 

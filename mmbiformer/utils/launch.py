@@ -67,6 +67,7 @@ def tool_config(args) -> Config:
     cfg = load_config(args.config, args.cfg_options, args.work_dir)
     cfg.launcher = args.launcher
     check_launcher(args.launcher)
+    dist_timeout(cfg)  # the default where the config sets none
     guard_loading(cfg)  # an unreadable image or label map is named, or skipped
     return cfg
 
@@ -253,7 +254,8 @@ def setup_cpu_distributed(cfg: Config, launcher: str) -> None:
         return
     import torch.distributed as dist
     if not dist.is_initialized():
-        dist.init_process_group(backend='gloo')
+        from datetime import timedelta
+        dist.init_process_group(backend='gloo', timeout=timedelta(seconds=dist_timeout(cfg)))
     wrapper = cfg.get('model_wrapper_cfg') or ConfigDict(type='MMDistributedDataParallel')
     wrapper['device_ids'] = None
     cfg.model_wrapper_cfg = wrapper
@@ -306,23 +308,47 @@ def prepare_output(path: str, flag: str = '--out') -> str:
 
 
 @contextlib.contextmanager
-def distributed_run():
+def distributed_run(timeout_s: Optional[float] = None, resume: Optional[str] = None):
     """Around a tool's work: destroy the process group (if any) before the process
     exits, after a barrier when every process finished its work (not when one failed:
     the others may never arrive). Left to the interpreter's exit, gloo's threads were
     torn down unjoined in some 2-process CPU runs (3 of about 40 launches here):
     'terminate called without an active exception', SIGABRT, a failed exit code after a
-    run that had saved everything."""
+    run that had saved everything.
+
+    A collective that timed out (``timeout_s``: the configured timeout) or lost a peer
+    becomes a :class:`UserError` naming the ranks that did not answer and the
+    ``resume`` command (``engine/stalled_rank.py``)."""
     import torch.distributed as dist
+
+    from ..engine.stalled_rank import explain_peer_failure, peer_failure_kind
     finished = False
     try:
         yield
         finished = True
+    except RuntimeError as e:
+        if dist.is_available() and dist.is_initialized() and peer_failure_kind(e):
+            raise UserError(explain_peer_failure(e, timeout_s, resume)) from e
+        raise
     finally:
         if dist.is_available() and dist.is_initialized():
             if finished:
                 dist.barrier()
             dist.destroy_process_group()
+
+
+def dist_timeout(cfg: Config) -> float:
+    """``env_cfg.dist_cfg.timeout`` in seconds, set to the default where unset (the
+    process group's collectives wait this long for a rank; PyTorch's own default, 30
+    minutes, kept a stalled run blocked that long)."""
+    from ..engine.stalled_rank import DEFAULT_TIMEOUT_S
+    env = cfg.setdefault('env_cfg', ConfigDict())
+    dist_cfg = env.setdefault('dist_cfg', ConfigDict(backend='nccl'))
+    timeout = dist_cfg.setdefault('timeout', DEFAULT_TIMEOUT_S)
+    if not isinstance(timeout, (int, float)) or timeout <= 0:
+        raise UserError(f'env_cfg.dist_cfg.timeout must be a number of seconds > 0, got '
+                        f'{timeout!r}')
+    return float(timeout)
 
 
 def build_model(cfg: Config) -> torch.nn.Module:
