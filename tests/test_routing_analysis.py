@@ -110,6 +110,21 @@ def test_tool_writes_a_png(tool, checkpoint, tmp_path, capsys):
     assert stats.is_file() and 'stage 2:' in text and 'mean routing entropy' in text
 
 
+def test_tool_resizes_large_images(tool, checkpoint, tmp_path, capsys):
+    """Above --max-side the image is resized down (the capture's memory grows with the
+    square of the region size: a 5000x5000 image needed 80 GB); queries stay in the
+    given image's pixels."""
+    config, ckpt, image = checkpoint
+    out = tmp_path / 'small.png'
+    tool.main([config, ckpt, image, '--max-side', '64', '--query', '129', '89',
+               '--out', str(out)])
+    assert '130x90 resized to 64x44 (--max-side 64)' in capsys.readouterr().out
+    assert out.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    with pytest.raises(SystemExit, match='outside the image'):
+        tool.cli([config, ckpt, image, '--max-side', '64', '--query', '130', '10',
+                  '--out', str(out)])
+
+
 @pytest.mark.parametrize('args,message', [
     (['--query', '500', '10'], 'outside the image'),
     (['--stage', '3'], 'global attention'),

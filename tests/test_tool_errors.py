@@ -151,6 +151,14 @@ def test_seg_demo_on_a_1x1_image(tmp_path):
                           '--out', out, '--cfg-options', *as_cli(options))
     assert code == 0 and 'overlaid on' in text
     assert cv2.imread(out).shape == (1, 1, 3)
+    # Above --max-side the image is resized first (full-size class scores of a
+    # 5000x5000 image needed 15 GB).
+    wide = str(tmp_path / 'wide.png')
+    cv2.imwrite(wide, np.full((40, 100, 3), 128, np.uint8))
+    code, text = run_tool('tools/demo.py', seg_config, ckpt, wide, '--device', 'cpu',
+                          '--out', out, '--max-side', '50', '--cfg-options', *as_cli(options))
+    assert code == 0 and '100x40 resized to 50x20 (--max-side 50' in text, text[-2000:]
+    assert cv2.imread(out).shape == (20, 50, 3)
 
 
 def test_cfg_options_take_python_values(capsys):

@@ -44,14 +44,22 @@ def demo_seg(cfg, checkpoint, image, args):
     check_model_checkpoint(model, checkpoint, args.allow_partial)
     meta = load_checkpoint(model, checkpoint, map_location='cpu').get('meta') or {}
     model.dataset_meta = meta.get('dataset_meta') or _seg_meta(model)
-    result = inference_model(model, image)
     import mmcv
     img = mmcv.imread(image)
+    h, w = img.shape[:2]
+    if args.max_side and max(h, w) > args.max_side:
+        # The prediction is upsampled to the input's size as float logits per class:
+        # 15 GB for 150 classes at 5000x5000. Resize the image down first.
+        img = mmcv.imrescale(img, args.max_side / max(h, w))
+        print(f'{image}: {w}x{h} resized to {img.shape[1]}x{img.shape[0]} (--max-side '
+              f'{args.max_side}: the class scores at full size would need '
+              f'{h * w * model.decode_head.num_classes * 4 / 2**30:.1f} GiB)')
+    result = inference_model(model, img)
     if min(img.shape[:2]) < MIN_VISUALISER_SIDE:
         _overlay_seg(img, result.pred_sem_seg.data[0].cpu().numpy(),
                      model.dataset_meta['palette'], args.opacity, args.out)
     else:
-        show_result_pyplot(model, image, result, show=False, out_file=args.out,
+        show_result_pyplot(model, img, result, show=False, out_file=args.out,
                            opacity=args.opacity)
     labels = result.pred_sem_seg.data.unique().tolist()
     print(f'classes {labels} overlaid on {args.out}')
@@ -98,6 +106,9 @@ def main(argv=None):
     parser.add_argument('--device', default='cuda:0' if _cuda() else 'cpu')
     parser.add_argument('--score-thr', type=float, default=0.3)
     parser.add_argument('--opacity', type=float, default=0.5)
+    parser.add_argument('--max-side', type=int, default=2048,
+                        help='segmentation: resize larger images down to this side first '
+                        '(memory of the full-size class scores; 0: never)')
     parser.add_argument('--allow-partial', action='store_true',
                         help='run even if the checkpoint leaves model weights unloaded or '
                         'mis-shaped (refused otherwise)')

@@ -28,15 +28,28 @@ from mmbiformer.utils.cfg_options import ConfigOptions  # noqa: E402
 IMAGENET_MEAN, IMAGENET_STD = (123.675, 116.28, 103.53), (58.395, 57.12, 57.375)
 
 
-def load_image(path: str, cfg):
-    """(RGB uint8 HxWx3, normalised 1x3xHxW tensor) with the config's mean/std."""
+def load_image(path: str, cfg, max_side: int = 0):
+    """(RGB uint8 HxWx3, normalised 1x3xHxW tensor, scale, (H, W) as read) with the
+    config's mean/std; an image with a side above ``max_side`` is resized down by
+    ``scale`` (< 1)."""
+    import cv2
     import torch
     rgb = read_image(path)[..., ::-1].copy()
+    size_read, scale = rgb.shape[:2], 1.0
+    if max_side and max(rgb.shape[:2]) > max_side:
+        h, w = rgb.shape[:2]
+        scale = max_side / max(h, w)
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+        print(f'{path}: {w}x{h} resized to {size[0]}x{size[1]} (--max-side {max_side}): '
+              f'the routing capture keeps every attention matrix, whose memory grows '
+              f'with the square of the region size; pass a larger --max-side to keep '
+              f'more detail')
     pre = cfg.model.get('data_preprocessor') or {}
     mean, std = pre.get('mean', IMAGENET_MEAN), pre.get('std', IMAGENET_STD)
     x = torch.from_numpy(rgb).float().permute(2, 0, 1)[None]
     x = (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
-    return rgb, x
+    return rgb, x, scale, size_read
 
 
 def main(argv=None):
@@ -54,6 +67,9 @@ def main(argv=None):
     parser.add_argument('--stats', action='store_true',
                         help='routing frequency per region and entropy, per stage')
     parser.add_argument('--out', default='routing.png', help='PNG to write')
+    parser.add_argument('--max-side', type=int, default=1024,
+                        help='resize larger images down to this side first (memory of the '
+                        'capture; 0: never)')
     parser.add_argument('--allow-partial', action='store_true',
                         help='use a checkpoint that leaves model weights unloaded')
     parser.add_argument('--cfg-options', nargs='+', action=ConfigOptions)
@@ -67,9 +83,8 @@ def main(argv=None):
     from mmbiformer.analysis.routing_figure import (query_figure, stage_entropies,
                                                     stats_figure)
     cfg = load_config(args.config, args.cfg_options)
-    rgb, x = load_image(args.image, cfg)
+    rgb, x, scale, (height, width) = load_image(args.image, cfg, args.max_side)
     prepare_output(args.out)  # before the model runs
-    height, width = rgb.shape[:2]
     model = build_model(cfg)
     backbone = find_backbone(model)
     path = readable_checkpoint(args.checkpoint)
@@ -91,6 +106,10 @@ def main(argv=None):
             if not (0 <= qx < width and 0 <= qy < height):
                 raise UserError(f'--query {qx} {qy} is outside the image ({width}x{height} '
                                 f'pixels: x in 0..{width - 1}, y in 0..{height - 1})')
+        # Image pixels to the (possibly resized) picture the model sees.
+        queries = [(min(int(qx * scale), rgb.shape[1] - 1), min(int(qy * scale),
+                                                                rgb.shape[0] - 1))
+                   for qx, qy in queries]
         with capture_routing(backbone, queries, [(args.stage, args.block)]) as records, \
                 torch.no_grad():
             backbone(x)
