@@ -66,6 +66,34 @@ def test_drawn_regions_are_the_captured_ones(tiny):
         assert own == [f'query-{query.region}']
 
 
+def test_padding_regions_are_drawn_and_named():
+    """A 70x90 image at stride 8 with 4x4 regions of 3x4 tokens: the padded canvas is
+    96x128. A query routed to the bottom-right region (wholly padding) and to region 0:
+    the padding is hatched, the routed outline lies inside the axes, its label and the
+    title say padding, and the title says where the asked pixel snapped."""
+    from mmbiformer.analysis.routing import BlockRouting, QueryAttention
+    from mmbiformer.analysis.routing_figure import query_figure
+    rec = BlockRouting(stage=1, block=0, n_win=4, topk=2, stride=8, map_size=(9, 12),
+                       padded_size=(12, 16), region_size=(3, 4),
+                       index=torch.tensor([[[15, 0]] * 16]),
+                       weights=torch.tensor([[[0.6, 0.4]] * 16]),
+                       queries=[QueryAttention((7, 10), 10, torch.full((1, 2, 2, 3, 4),
+                                                                       1 / 24))])
+    fig = query_figure(np.full((70, 90, 3), 128, np.uint8), rec, asked=[(80, 60)])
+    ax = fig.axes[0]
+    assert [p.get_gid() for p in ax.patches if p.get_gid() == 'padding'] == ['padding'] * 2
+    outline = next(p for p in ax.patches if p.get_gid() == 'routed-0-15')
+    x0, y0 = outline.get_xy()
+    assert (x0 + 0.5, y0 + 0.5) == (96, 72)  # region (3, 3): 32 x 24 px, past the image
+    assert (outline.get_width(), outline.get_height()) == (32, 24)
+    assert ax.get_xlim() == (-0.5, 127.5) and ax.get_ylim() == (95.5, -0.5)
+    labels = [t.get_text() for t in ax.texts]
+    assert '#1 0.60 padding' in labels and '#2 0.40' in labels
+    title = ax.get_title()
+    assert 'query (80, 60) -> its token\'s centre (84, 60)' in title
+    assert '1 of 2 routed regions in the padding' in title
+
+
 def test_errors(tiny):
     with pytest.raises(RoutingError, match='global attention'):
         check_block(tiny, 3, 0)

@@ -113,7 +113,7 @@ def main(argv=None):
         with capture_routing(backbone, queries, [(args.stage, args.block)]) as records, \
                 torch.no_grad():
             backbone(x)
-        fig = query_figure(rgb, records[(args.stage, args.block)])
+        fig = query_figure(rgb, records[(args.stage, args.block)], asked=queries)
     fig.savefig(args.out, dpi=110)
     print(f'wrote {args.out}')
 
