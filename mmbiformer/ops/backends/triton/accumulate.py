@@ -1,5 +1,6 @@
-"""The precision the Triton kernels accumulate in: float32, float64 for float64 inputs
-(the tests' exact checks). One definition for every kernel family of this backend."""
+"""How the Triton kernels accumulate: the precision (float32, float64 for float64
+inputs: the tests' exact checks) and how many programs write partial sums that are
+then added in a fixed order. One definition for every kernel family of this backend."""
 import torch
 
 
@@ -12,3 +13,15 @@ def acc_tl(dtype: torch.dtype):
     """The same, as the ``tl`` dtype a kernel's ``ACC`` constexpr takes."""
     import triton.language as tl
     return tl.float64 if dtype == torch.float64 else tl.float32
+
+
+def partial_sum_programs(n_blocks: int, device: torch.device, per_sm: int,
+                         c_blocks: int = 1) -> int:
+    """Programs for a reduction over ``n_blocks`` blocks whose per-program partial
+    sums are added afterwards: a few per multiprocessor (enough to fill the GPU, few
+    partial rows to add), shared among ``c_blocks`` channel blocks."""
+    if device.type == 'cuda':
+        target = per_sm * torch.cuda.get_device_properties(device).multi_processor_count
+    else:
+        target = 4
+    return max(1, min(n_blocks, target // c_blocks))

@@ -13,7 +13,7 @@ import torch
 import triton
 
 from . import dwconv_kernels as kernels
-from .accumulate import acc_dtype, acc_tl
+from .accumulate import acc_dtype, acc_tl, partial_sum_programs
 
 # Launch settings: a tile of TH x TW pixels (its K*K shifted reads overlap within the
 # tile, so they come from the caches), BLOCK_C channels (64 of bf16 are one 128-byte
@@ -60,15 +60,6 @@ def conv_nhwc_into(out: torch.Tensor, x: torch.Tensor, weight: torch.Tensor,
     return out
 
 
-def _programs(n_tiles: int, c_blocks: int, device: torch.device, per_sm: int) -> int:
-    # A few programs per multiprocessor: enough to fill the GPU, few partial rows.
-    if device.type == 'cuda':
-        target = per_sm * torch.cuda.get_device_properties(device).multi_processor_count
-    else:
-        target = 4
-    return max(1, min(n_tiles, target // c_blocks))
-
-
 def weight_grad(x: torch.Tensor, grad: torch.Tensor, k: int,
                 cfg: Optional[dict] = None) -> Tuple[torch.Tensor, torch.Tensor]:
     """(dW (C, 1, k, k), dB (C,)) of ``conv(x)`` for the output gradient ``grad``, both
@@ -79,7 +70,7 @@ def weight_grad(x: torch.Tensor, grad: torch.Tensor, k: int,
     block_c = _block_c(C, cfg)
     c_blocks = triton.cdiv(C, block_c)
     n_tiles = N * triton.cdiv(H, TH) * triton.cdiv(W, TW)
-    progs = _programs(n_tiles, c_blocks, x.device, cfg['progs_per_sm'])
+    progs = partial_sum_programs(n_tiles, x.device, cfg['progs_per_sm'], c_blocks)
     per_prog = triton.cdiv(n_tiles, progs)
     progs = triton.cdiv(n_tiles, per_prog)
     kk_pad = triton.next_power_of_2(k * k + 1)

@@ -18,7 +18,7 @@ import torch
 import triton
 
 from . import layer_norm_kernels as kernels
-from .accumulate import acc_dtype, acc_tl
+from .accumulate import acc_dtype, acc_tl, partial_sum_programs
 
 # Elements of one program's tile (BLOCK_M rows x BLOCK_C channels) and its warps; the
 # backward runs a few programs per multiprocessor, each over several row blocks.
@@ -30,13 +30,6 @@ BWD_PROGRAMS_PER_SM = 4
 def _blocks(C: int) -> Tuple[int, int]:
     block_c = triton.next_power_of_2(C)
     return max(1, TILE // block_c), block_c
-
-
-def _bwd_programs(n_blocks: int, device: torch.device) -> int:
-    if device.type == 'cuda':
-        sms = torch.cuda.get_device_properties(device).multi_processor_count
-        return max(1, min(n_blocks, BWD_PROGRAMS_PER_SM * sms))
-    return max(1, min(n_blocks, 4))
 
 
 def _as_nhwc(t: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
@@ -95,7 +88,7 @@ class _AddLayerNorm(torch.autograd.Function):
         dxo = None if dxo is None else dxo.reshape(xo.shape).contiguous()
         block_m, block_c = _blocks(C)
         n_blocks = triton.cdiv(M, block_m)
-        progs = _bwd_programs(n_blocks, xo.device)
+        progs = partial_sum_programs(n_blocks, xo.device, BWD_PROGRAMS_PER_SM)
         acc = acc_dtype(xo.dtype)
         dwp = torch.empty(progs, C, device=xo.device, dtype=acc)
         dbp = torch.empty(progs, C, device=xo.device, dtype=acc)
