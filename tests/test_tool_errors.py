@@ -142,12 +142,6 @@ def test_bad_annotation_file_through_the_tool(tmp_path):
                    f'{ann} (read through train_dataloader.dataset.ann_file): holds zero images')
 
 
-def _run_in_process(args, capsys) -> str:
-    """The tool ``args[0]`` run as ``__main__`` in this process; its printed output."""
-    run_in_process(*args)
-    return capsys.readouterr().out
-
-
 def test_seg_demo_small_and_large_images(tmp_path, capsys):
     """Above --max-side the image is resized first (full-size class scores of a
     5000x5000 image needed 15 GB); a result with a side under 32 pixels is drawn
@@ -164,9 +158,9 @@ def test_seg_demo_small_and_large_images(tmp_path, capsys):
     ckpt, image, out = (str(tmp_path / n) for n in ('seg.pth', 'wide.png', 'out.png'))
     torch.save({'state_dict': init_model(cfg, None, device='cpu').state_dict()}, ckpt)
     cv2.imwrite(image, np.full((40, 100, 3), 128, np.uint8))
-    text = _run_in_process(['tools/demo.py', seg_config, ckpt, image, '--device', 'cpu',
-                            '--out', out, '--max-side', '10', '--cfg-options',
-                            *as_cli(options)], capsys)
+    run_in_process('tools/demo.py', seg_config, ckpt, image, '--device', 'cpu', '--out', out,
+                   '--max-side', '10', '--cfg-options', *as_cli(options))
+    text = capsys.readouterr().out
     assert '100x40 resized to 10x4 (--max-side 10' in text and 'overlaid on' in text, text
     assert cv2.imread(out).shape == (4, 10, 3)
 

@@ -16,7 +16,7 @@ sys.path.insert(0, osp.join(osp.dirname(__file__), '..'))
 import mmbiformer  # noqa: E402,F401
 from mmbiformer.checkpoint import CheckpointError, check_model_checkpoint  # noqa: E402
 from mmbiformer.utils.launch import (UserError, load_config, read_image,  # noqa: E402
-                                     readable_checkpoint)
+                                     readable_checkpoint, shrink_to_side)
 from mmbiformer.utils.cfg_options import ConfigOptions  # noqa: E402
 
 
@@ -47,10 +47,10 @@ def demo_seg(cfg, checkpoint, image, args):
     import mmcv
     img = mmcv.imread(image)
     h, w = img.shape[:2]
-    if args.max_side and max(h, w) > args.max_side:
-        # The prediction is upsampled to the input's size as float logits per class:
-        # 15 GB for 150 classes at 5000x5000. Resize the image down first.
-        img = mmcv.imrescale(img, args.max_side / max(h, w))
+    # The prediction is upsampled to the input's size as float logits per class: 15 GB
+    # for 150 classes at 5000x5000. Resize the image down first.
+    img, scale = shrink_to_side(img, args.max_side, interpolation='bilinear')
+    if scale < 1:
         print(f'{image}: {w}x{h} resized to {img.shape[1]}x{img.shape[0]} (--max-side '
               f'{args.max_side}: the class scores at full size would need '
               f'{h * w * model.decode_head.num_classes * 4 / 2**30:.1f} GiB)')

@@ -19,7 +19,7 @@ from mmcv.transforms import BaseTransform
 from mmengine.logging import print_log
 from mmengine.registry import TRANSFORMS
 
-from ..utils.launch import UserError, datasets
+from ..utils.launch import UserError, datasets, error_summary
 
 # Loading transforms that read a file per sample (the toolboxes' names, any scope).
 LOADERS = ('LoadImageFromFile', 'LoadAnnotations')
@@ -69,7 +69,7 @@ class CheckedLoad(BaseTransform):
         try:
             out = self.inner(results)
         except Exception as e:  # noqa: BLE001 (any decoder's error is "unreadable")
-            reason = f'{type(e).__name__}: {e}'.strip().splitlines()[0]
+            reason = error_summary(e)
         else:
             if out is not None:
                 return out
@@ -122,7 +122,7 @@ def _decode(path: str, label: bool) -> Optional[str]:
         data = fileio.get(path)
         img = mmcv.imfrombytes(data, flag='unchanged', backend='pillow' if label else 'cv2')
     except Exception as e:  # noqa: BLE001
-        return f'{type(e).__name__}: {e}'.strip().splitlines()[0]
+        return error_summary(e)
     return None if img is not None else 'not a decodable image'
 
 

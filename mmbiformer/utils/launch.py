@@ -272,6 +272,24 @@ def setup_cpu_distributed(cfg: Config, launcher: str) -> None:
     no_syncbn(cfg.model)
 
 
+def error_summary(e: BaseException) -> str:
+    """``Type: message`` on one line: the reason a decoder gave, for a message that
+    names the file itself."""
+    lines = str(e).strip().splitlines()
+    return f'{type(e).__name__}: {lines[0] if lines else ""}'.strip()
+
+
+def shrink_to_side(image, max_side: int, interpolation: str = 'area'):
+    """``(image, scale)``: ``image`` resized down so that its longer side is at most
+    ``max_side`` (``scale`` < 1), or itself and 1.0 when it fits or ``max_side`` is 0."""
+    import mmcv
+    side = max(image.shape[:2])
+    if not max_side or side <= max_side:
+        return image, 1.0
+    scale = max_side / side
+    return mmcv.imrescale(image, scale, interpolation=interpolation), scale
+
+
 def read_image(path: str, what: str = 'image'):
     """The BGR image at ``path``, read before the work that needs it: a missing or
     undecodable file (truncated, empty, not an image) is a :class:`UserError` naming
@@ -285,7 +303,7 @@ def read_image(path: str, what: str = 'image'):
     try:
         image = mmcv.imread(path)
     except Exception as e:  # noqa: BLE001 (cv2.error on an empty file, ...)
-        image, reason = None, f' ({type(e).__name__}: {str(e).strip().splitlines()[-1]})'
+        image, reason = None, f' ({error_summary(e)})'
     if image is None:
         raise UserError(f'{what} {path}: cannot decode it as an image (corrupt, truncated '
                         f'or not an image file){reason}')

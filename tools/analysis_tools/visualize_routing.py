@@ -21,7 +21,8 @@ sys.path.insert(0, osp.join(osp.dirname(__file__), '..', '..'))
 import mmbiformer  # noqa: E402,F401
 from mmbiformer.checkpoint import CheckpointError, check_model_checkpoint  # noqa: E402
 from mmbiformer.utils.launch import (UserError, build_model, load_config,  # noqa: E402
-                                     prepare_output, read_image, readable_checkpoint)
+                                     prepare_output, read_image, readable_checkpoint,
+                                     shrink_to_side)
 from mmbiformer.analysis.routing import RoutingError  # noqa: E402
 from mmbiformer.utils.cfg_options import ConfigOptions  # noqa: E402
 
@@ -32,16 +33,13 @@ def load_image(path: str, cfg, max_side: int = 0):
     """(RGB uint8 HxWx3, normalised 1x3xHxW tensor, scale, (H, W) as read) with the
     config's mean/std; an image with a side above ``max_side`` is resized down by
     ``scale`` (< 1)."""
-    import cv2
     import torch
     rgb = read_image(path)[..., ::-1].copy()
-    size_read, scale = rgb.shape[:2], 1.0
-    if max_side and max(rgb.shape[:2]) > max_side:
-        h, w = rgb.shape[:2]
-        scale = max_side / max(h, w)
-        size = (max(1, round(w * scale)), max(1, round(h * scale)))
-        rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
-        print(f'{path}: {w}x{h} resized to {size[0]}x{size[1]} (--max-side {max_side}): '
+    h, w = rgb.shape[:2]
+    rgb, scale = shrink_to_side(rgb, max_side)
+    if scale < 1:
+        print(f'{path}: {w}x{h} resized to {rgb.shape[1]}x{rgb.shape[0]} '
+              f'(--max-side {max_side}): '
               f'the routing capture keeps every attention matrix, whose memory grows '
               f'with the square of the region size; pass a larger --max-side to keep '
               f'more detail')
@@ -49,7 +47,7 @@ def load_image(path: str, cfg, max_side: int = 0):
     mean, std = pre.get('mean', IMAGENET_MEAN), pre.get('std', IMAGENET_STD)
     x = torch.from_numpy(rgb).float().permute(2, 0, 1)[None]
     x = (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
-    return rgb, x, scale, size_read
+    return rgb, x, scale, (h, w)
 
 
 def main(argv=None):
