@@ -91,7 +91,6 @@ def explain_peer_failure(exc: BaseException, timeout_s: Optional[float] = None,
     limit = f' after {timeout_s:g} s (env_cfg.dist_cfg.timeout)' if timeout_s else ''
     what = (f'a collective operation timed out{limit}' if kind == 'timed out' else
             'the connection to another rank was lost')
-    names = ''
     store = _store()
     try:
         store.set_timeout(timedelta(seconds=5))

@@ -88,7 +88,8 @@ def main(argv=None):
                                    require_deploy_packages, run_onnxruntime)
     require_deploy_packages()
     check_opset(args.opset)  # before the model is built
-    check_image = read_image(args.check, '--check image') if args.check else None  # before the export
+    # The --check image and the output folder before the export, not after its minute.
+    check_image = read_image(args.check, '--check image') if args.check else None
     prepare_output(args.out)
     cfg = load_config(args.config, args.cfg_options)
     checkpoint = None if args.checkpoint == 'none' else readable_checkpoint(args.checkpoint)
