@@ -45,5 +45,13 @@ param_scheduler = [
 ]
 auto_scale_lr = dict(base_batch_size=1024)
 
-# EMA decay 0.99996 (mmengine counts momentum as 1 - decay).
-custom_hooks = [dict(type='EMAHook', momentum=4e-5, priority='ABOVE_NORMAL')]
+# EMA decay 0.99996 (mmengine counts momentum as 1 - decay), updated with multi-tensor
+# kernels (mmbiformer/engine/foreach_ema.py). Fixed-size batches: after 3 eager steps
+# the training step is captured in a CUDA graph and replayed, which removes the host
+# cost of launching its kernels (mmbiformer/engine/captured_train_step.py; on a machine
+# without CUDA the hook says so and training runs eagerly).
+custom_hooks = [
+    dict(type='EMAHook', ema_type='ForeachExponentialMovingAverage', momentum=4e-5,
+         priority='ABOVE_NORMAL'),
+    dict(type='CapturedTrainStepHook'),
+]

@@ -1,8 +1,12 @@
 from .atomic_save_runner import AtomicSaveRunner, CheckpointSaveError
+from .captured_train_step import CapturedTrainStep, CapturedTrainStepHook
+from .foreach_ema import ForeachExponentialMovingAverage
 from .grouped_optim_constructor import GroupedOptimWrapperConstructor
 from .nonfinite_loss_hook import NonFiniteLossError, NonFiniteLossHook
 from .rng_state_hook import RNGStateHook
 from .stalled_rank import ProgressMarkHook
 
-__all__ = ['AtomicSaveRunner', 'CheckpointSaveError', 'GroupedOptimWrapperConstructor',
+__all__ = ['AtomicSaveRunner', 'CapturedTrainStep', 'CapturedTrainStepHook',
+           'CheckpointSaveError', 'ForeachExponentialMovingAverage',
+           'GroupedOptimWrapperConstructor',
            'NonFiniteLossError', 'NonFiniteLossHook', 'ProgressMarkHook', 'RNGStateHook']

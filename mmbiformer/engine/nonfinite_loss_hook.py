@@ -14,6 +14,10 @@ and exits non-zero. With ``skip=True`` the step is skipped instead (no update) a
 skipped steps are counted in the log (``skipped_steps``); ``max_skips`` bounds how many
 in a row.
 
+A training step captured in a CUDA graph (``CapturedTrainStepHook``) skips a
+non-finite update on the GPU itself; this hook reads its flags after the iteration and
+stops or counts the step the same way.
+
 Under distributed training the ranks agree (one all-reduce of a flag per iteration):
 all stop or all skip together, none waits for the others in a backward pass.
 ``tools/train.py`` adds the hook to every run; a config's own entry in
@@ -90,12 +94,32 @@ class NonFiniteLossHook(Hook):
                 self._non_finite(runner, wrapper, f'gradient norm {float(norm):g}')
             wrapper.step = checked_step
 
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
+        # A step replayed from a CUDA graph (CapturedTrainStepHook) cannot be stopped
+        # from the host before its update: it skips a non-finite update on the GPU and
+        # leaves its finiteness flags here, checked once the step is done.
+        step = getattr(runner.model, 'train_step', None)
+        guard = getattr(step, 'guard', None)
+        if not guard:
+            return
+        for what, finite in guard:
+            if not self._agree(finite):
+                norm = f'gradient norm {float(step._norm):g}' if what == 'gradients' else None
+                self._non_finite(runner, runner.optim_wrapper, norm)
+                return
+        self.in_a_row = 0
+
     @staticmethod
-    def _agree_finite(loss) -> bool:
-        finite = torch.isfinite(loss.detach()).all().float().reshape(1)
+    def _agree_finite(value) -> bool:
+        return NonFiniteLossHook._agree(torch.isfinite(value.detach()).all())
+
+    @staticmethod
+    def _agree(flag: torch.Tensor) -> bool:
+        """``flag`` (a boolean tensor) is True on every rank."""
+        flag = flag.float().reshape(1)
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
-        return bool(finite.item())
+            dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+        return bool(flag.item())
 
     def _non_finite(self, runner, wrapper, gradient: Optional[str] = None) -> None:
         self.in_a_row += 1

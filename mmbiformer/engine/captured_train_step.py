@@ -1,0 +1,372 @@
+"""The training step captured once in a CUDA graph and replayed every iteration.
+
+Eager BiFormer training is bound by the host: a step launches about 4,000 small kernels
+(30 narrow blocks), and the GPU waits for Python. A CUDA graph records the launches of
+one step (forward, loss, backward, gradient clipping, optimizer step) and replays them
+with one call (``docs/benchmark.md``). This module does that inside mmengine's loop:
+
+* the data preprocessor (normalisation, Mixup/CutMix, which draw their random numbers
+  on the host) runs eagerly every iteration; its output is copied into static tensors
+  the graph reads;
+* the first ``warmup_iters`` iterations are ordinary steps (compiling the Triton
+  kernels, creating the optimizer state); the next one is captured and replayed, and
+  so is every later one with the same batch layout. A batch of another layout (the
+  last, smaller batch of an epoch) runs mmengine's eager ``train_step``;
+* learning rates live in device tensors the graph reads, refreshed from the param
+  groups before each replay, so mmengine's schedulers work unchanged; a change of any
+  other optimizer setting (weight decay, betas) re-captures;
+* the optimizer is switched to PyTorch's fused Adam(W) kernel, which takes the
+  loss-scaler's ``found_inf`` on the device: a non-finite step is skipped on the GPU,
+  before its update, and :class:`NonFiniteLossHook` stops or counts it after the
+  iteration, as it does for eager steps.
+
+Randomness stays per step (dropout and DropPath draw from the graph-aware CUDA
+generator). Switched on from a config with ``custom_hooks = [dict(type=
+'CapturedTrainStepHook')]``; where it cannot apply (no CUDA, several processes, gradient
+accumulation, an optimizer other than Adam/AdamW) the hook says so and training runs
+eagerly.
+"""
+import contextlib
+import logging
+from collections import defaultdict
+from typing import Dict, List, Optional, Tuple
+
+import torch
+import torch.distributed as dist
+from mmengine.hooks import Hook
+from mmengine.logging import MMLogger
+from mmengine.optim import AmpOptimWrapper
+from mmengine.registry import HOOKS
+
+from ..ops.backends import captured_step
+
+# Optimizer settings a captured step bakes in (all but the learning rate, which the
+# graph reads from a tensor, and the parameters).
+NO_CUDA = 'no CUDA device'
+_FROZEN_SETTINGS = ('betas', 'eps', 'weight_decay', 'amsgrad', 'maximize')
+
+
+def unsupported_reason(model, optim_wrapper) -> Optional[str]:
+    """Why a training step of ``model`` with ``optim_wrapper`` cannot be captured here
+    (None when it can)."""
+    if not torch.cuda.is_available():
+        return NO_CUDA
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        return ('it is single-GPU for now (a distributed step needs its gradient '
+                'all-reduce captured too)')
+    if not hasattr(model, 'data_preprocessor') or not hasattr(model, 'parse_losses'):
+        return f'{type(model).__name__} is not an mmengine BaseModel'
+    device = next(model.parameters()).device
+    if device.type != 'cuda':
+        return f'the model is on {device}'
+    if getattr(optim_wrapper, '_accumulative_counts', 1) != 1:
+        return 'gradient accumulation (optim_wrapper.accumulative_counts) is on'
+    optimizer = optim_wrapper.optimizer
+    if not isinstance(optimizer, (torch.optim.Adam, torch.optim.AdamW)):
+        return (f'the optimizer is {type(optimizer).__name__}; the captured step uses '
+                f'the fused Adam/AdamW kernel')
+    if isinstance(optim_wrapper, AmpOptimWrapper) and not isinstance(
+            optim_wrapper.loss_scaler, torch.amp.GradScaler):
+        return f'the loss scaler is {type(optim_wrapper.loss_scaler).__name__}'
+    return None
+
+
+def make_capturable(optimizer: torch.optim.Optimizer) -> None:
+    """Switch an Adam/AdamW to the fused kernel with its state on the device: no host
+    work in ``step()``, and the loss scaler's ``found_inf`` skips a step on the GPU.
+    The update is Adam's either way; the fused kernel rounds differently."""
+    for group in [optimizer.defaults] + optimizer.param_groups:
+        group.update(capturable=True, fused=True, foreach=None)
+    optimizer._step_supports_amp_scaling = True  # GradScaler hands found_inf over
+    for group in optimizer.param_groups:  # a resumed state keeps its step on the CPU
+        for p in group['params']:
+            state = optimizer.state.get(p, {})
+            if torch.is_tensor(state.get('step')) and state['step'].device != p.device:
+                state['step'] = state['step'].to(p.device, torch.float32)
+
+
+def _tensor_fields(sample) -> List[str]:
+    return sorted(k for k in sample.keys() if torch.is_tensor(sample.get(k)))
+
+
+def batch_layout(data: dict) -> Optional[tuple]:
+    """What a captured graph fixes of a preprocessed batch: the inputs' shape, dtype and
+    strides, and each data-sample tensor field's; None when the samples differ from
+    each other (nothing can be stacked into one static buffer)."""
+    inputs, samples = data.get('inputs'), data.get('data_samples')
+    if not torch.is_tensor(inputs) or not samples:
+        return None
+    fields = _tensor_fields(samples[0])
+    described = tuple((k, samples[0].get(k).shape, samples[0].get(k).dtype) for k in fields)
+    for sample in samples[1:]:
+        if tuple((k, sample.get(k).shape, sample.get(k).dtype) for k in fields if k in sample
+                 and torch.is_tensor(sample.get(k))) != described:
+            return None
+    return (inputs.shape, inputs.dtype, inputs.stride(), len(samples), described)
+
+
+class StaticBatch:
+    """Device buffers holding one preprocessed batch, at fixed addresses: the inputs,
+    and each data-sample tensor field stacked (every static sample's field is a row of
+    its stack). ``load`` copies a batch of the same layout in, in one kernel per field."""
+
+    def __init__(self, data: dict):
+        inputs, samples = data['inputs'], data['data_samples']
+        self.inputs = torch.empty_like(inputs)
+        self.fields = _tensor_fields(samples[0])
+        self.stacks = {k: torch.stack([s.get(k) for s in samples]) for k in self.fields}
+        self.samples = []
+        for i, sample in enumerate(samples):
+            static = sample.clone()
+            for k in self.fields:
+                static.set_field(self.stacks[k][i], k)
+            self.samples.append(static)
+        self.load(data)
+
+    def load(self, data: dict) -> None:
+        self.inputs.copy_(data['inputs'])
+        for k in self.fields:
+            torch.stack([s.get(k) for s in data['data_samples']], out=self.stacks[k])
+
+    def as_data(self) -> dict:
+        return dict(inputs=self.inputs, data_samples=self.samples)
+
+
+class CapturedTrainStep:
+    """Stands in for ``model.train_step(data, optim_wrapper)`` (see the module's
+    docstring). ``capture=False`` runs the same step eagerly every iteration (the CPU
+    tests compare it with mmengine's ``train_step``).
+
+    Args:
+        model: The mmengine model (not wrapped for distributed training).
+        optim_wrapper: Its ``OptimWrapper`` or ``AmpOptimWrapper``.
+        warmup_iters (int): Eager iterations before the capture (at least 1: the
+            optimizer state and the kernels must exist before).
+        capture (bool): Capture and replay; False: eager steps only.
+    """
+
+    def __init__(self, model, optim_wrapper, warmup_iters: int = 3, capture: bool = True):
+        self.model = model
+        self.wrapper = optim_wrapper
+        self.eager_train_step = model.train_step
+        self.warmup_iters = max(1, warmup_iters)
+        self.capture = capture
+        self.scaler = (optim_wrapper.loss_scaler
+                       if isinstance(optim_wrapper, AmpOptimWrapper) else None)
+        make_capturable(optim_wrapper.optimizer)
+        self.graph = None
+        self.frozen = None
+        self.layout = None
+        self.warm = 0  # eager steps run with the current layout
+        self.counts = dict(warmup=0, replayed=0, eager=0, captures=0)
+        self.guard: Optional[List[Tuple[str, torch.Tensor]]] = None
+        self._last_lrs: List[float] = []
+
+    # ---------------------------------------------------------------- the step itself
+    def _autocast(self):
+        if self.scaler is None:
+            return contextlib.nullcontext()
+        # No weight-cast cache: a replayed graph must redo the casts of updated weights.
+        return torch.autocast('cuda', dtype=self.wrapper.cast_dtype or torch.float16,
+                              cache_enabled=False)
+
+    def _params(self) -> List[torch.Tensor]:
+        return [p for g in self.wrapper.optimizer.param_groups for p in g['params']]
+
+    def _step(self, data: dict) -> dict:
+        """Forward, loss, backward, clipping and update, with no host synchronisation;
+        the update is skipped on the device when the step is not finite."""
+        optimizer = self.wrapper.optimizer
+        with self._autocast():
+            losses = self.model._run_forward(data, mode='loss')
+        loss, log_vars = self.model.parse_losses(losses)
+        finite_loss = torch.isfinite(loss.detach())
+        (self.scaler.scale(loss) if self.scaler else loss).backward()
+        grads = [p.grad for p in self._params() if p.grad is not None]
+        clip = getattr(self.wrapper, 'clip_grad_kwargs', None)
+        norm = None
+        if clip:
+            if self.scaler:
+                self.scaler.unscale_(optimizer)
+            norm = torch.nn.utils.clip_grad_norm_(self._params(), **clip)
+        if self.scaler:
+            # The scaler skips steps whose gradients are not finite (its own job).
+            self.scaler.step(optimizer)
+            self.scaler.update(self.wrapper._scale_update_param)
+            self.guard = [('loss', finite_loss)]
+        else:
+            if norm is None:
+                norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+            finite_grads = torch.isfinite(norm)
+            optimizer.grad_scale = None
+            optimizer.found_inf = (~(finite_loss & finite_grads)).float()
+            try:
+                optimizer.step()
+            finally:
+                del optimizer.grad_scale, optimizer.found_inf
+            self.guard = [('loss', finite_loss), ('gradients', finite_grads)]
+        self._norm = norm
+        return log_vars
+
+    # ------------------------------------------------------------------- bookkeeping
+    def _finish(self, log_vars: dict) -> dict:
+        self.wrapper._inner_count += 1
+        if getattr(self.wrapper, 'clip_grad_kwargs', None) and self._norm is not None:
+            self.wrapper.message_hub.update_scalar('train/grad_norm', float(self._norm))
+        # Copies: the graph overwrites its outputs at the next replay.
+        return {k: v.detach().clone() if torch.is_tensor(v) else v
+                for k, v in log_vars.items()}
+
+    def _eager(self, data: dict) -> dict:
+        self.wrapper.optimizer.zero_grad(set_to_none=True)
+        log_vars = self._step(data)
+        self.wrapper.optimizer.zero_grad(set_to_none=True)
+        return self._finish(log_vars)
+
+    def _settings(self) -> list:
+        return [tuple(repr(g.get(k)) for k in _FROZEN_SETTINGS)
+                for g in self.wrapper.optimizer.param_groups]
+
+    def _capture(self, data: dict) -> None:
+        """Record one step on ``data``'s static copy (nothing runs yet)."""
+        optimizer = self.wrapper.optimizer
+        self.graph = None  # free an earlier capture's memory first
+        torch.cuda.synchronize()
+        self.static = StaticBatch(data)
+        lrs = [g['lr'] for g in optimizer.param_groups]
+        self.lr_tensors = [torch.tensor(float(lr), device=self.static.inputs.device)
+                           for lr in lrs]
+        self._last_lrs = [float(lr) for lr in lrs]
+        optimizer.zero_grad(set_to_none=True)  # the graph allocates its own gradients
+        graph = torch.cuda.CUDAGraph()
+        for group, lr in zip(optimizer.param_groups, self.lr_tensors):
+            group['lr'] = lr
+        try:
+            with captured_step(), torch.cuda.graph(graph, capture_error_mode='thread_local'):
+                self.static_log_vars = self._step(self.static.as_data())
+        finally:
+            for group, lr in zip(optimizer.param_groups, lrs):
+                group['lr'] = lr  # schedulers and loggers keep seeing numbers
+        self.static_guard, self.static_norm = self.guard, self._norm
+        self.grads = [(p, p.grad) for p in self._params() if p.grad is not None]
+        self.frozen = self._settings()
+        self.graph = graph
+        self.counts['captures'] += 1
+
+    def _replay(self) -> dict:
+        optimizer = self.wrapper.optimizer
+        for group, lr_tensor, last in zip(optimizer.param_groups, self.lr_tensors,
+                                          self._last_lrs):
+            if float(group['lr']) != last:
+                lr_tensor.fill_(float(group['lr']))
+        self._last_lrs = [float(g['lr']) for g in optimizer.param_groups]
+        self.graph.replay()
+        for p, grad in self.grads:  # hooks that read p.grad see this step's gradients
+            p.grad = grad
+        self.guard, self._norm = self.static_guard, self.static_norm
+        self.counts['replayed'] += 1
+        return self._finish(self.static_log_vars)
+
+    def __call__(self, data, optim_wrapper=None) -> Dict[str, torch.Tensor]:
+        data = self.model.data_preprocessor(data, True)
+        layout = batch_layout(data) if isinstance(data, dict) else None
+        if layout is None or (self.graph is not None and layout != self.layout):
+            # Another batch layout than the captured one: mmengine's eager step.
+            self.guard = None
+            self.counts['eager'] += 1
+            self.wrapper.optimizer.zero_grad(set_to_none=True)  # drop the graph's
+            return self._eager_preprocessed(data)
+        if layout != self.layout:
+            self.layout, self.warm = layout, 0
+        if not self.capture:
+            self.counts['eager'] += 1
+            return self._eager(data)
+        if self.warm < self.warmup_iters:
+            self.warm += 1
+            self.counts['warmup'] += 1
+            return self._warmup(data)
+        if self.graph is None or self._settings() != self.frozen:
+            # (A changed optimizer setting, e.g. a weight-decay schedule: re-record.)
+            if not self._try_capture(data):
+                self.counts['eager'] += 1
+                return self._eager(data)
+        else:
+            self.static.load(data)
+        return self._replay()
+
+    def _try_capture(self, data: dict) -> bool:
+        """Capture; on failure (a host synchronisation in some module: ``.item()``,
+        ``nonzero``) say why and train eagerly from now on."""
+        try:
+            self._capture(data)
+            return True
+        except Exception as e:  # CUDA and PyTorch raise plain RuntimeErrors here
+            self.graph, self.capture = None, False
+            self.wrapper.optimizer.zero_grad(set_to_none=True)
+            if self.scaler is not None:  # its per-step state may be half-way
+                self.scaler._per_optimizer_states = defaultdict(
+                    torch.amp.grad_scaler._refresh_per_optimizer_state)
+            torch.cuda.synchronize()
+            MMLogger.get_current_instance().warning(
+                f'CapturedTrainStepHook: the training step could not be captured in a '
+                f'CUDA graph ({type(e).__name__}: {str(e).splitlines()[0]}); training '
+                f'eagerly. Remove the hook from custom_hooks to silence this.')
+            return False
+
+    def _warmup(self, data: dict) -> dict:
+        # On a side stream, as PyTorch asks of the runs before a capture.
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with captured_step(), torch.cuda.stream(side):
+            out = self._eager(data)
+        torch.cuda.current_stream().wait_stream(side)
+        return out
+
+    def _eager_preprocessed(self, data) -> dict:
+        """mmengine's ``BaseModel.train_step`` after its data preprocessor (which has
+        run already)."""
+        with self.wrapper.optim_context(self.model):
+            losses = self.model._run_forward(data, mode='loss')
+        loss, log_vars = self.model.parse_losses(losses)
+        self.wrapper.update_params(loss)
+        return log_vars
+
+
+@HOOKS.register_module()
+class CapturedTrainStepHook(Hook):
+    """Train with the step captured in a CUDA graph (:class:`CapturedTrainStep`), where
+    it applies; elsewhere say why and train eagerly.
+
+    Args:
+        warmup_iters (int): Eager iterations before the capture.
+    """
+
+    priority = 'LOW'
+
+    def __init__(self, warmup_iters: int = 3):
+        self.warmup_iters = warmup_iters
+        self.step = None
+
+    def before_train(self, runner) -> None:
+        reason = unsupported_reason(runner.model, runner.optim_wrapper)
+        if reason:  # no GPU is expected on a CPU machine; anything else is news
+            runner.logger.log(logging.INFO if reason == NO_CUDA else logging.WARNING,
+                              f'CapturedTrainStepHook: training eagerly: {reason}.')
+            return
+        self.step = CapturedTrainStep(runner.model, runner.optim_wrapper,
+                                      self.warmup_iters)
+        runner.model.train_step = self.step
+        runner.logger.info(
+            f'CapturedTrainStepHook: the training step is captured in a CUDA graph after '
+            f'{self.step.warmup_iters} eager iterations; batches of another size run '
+            f'eagerly.')
+
+    def after_train(self, runner) -> None:
+        if self.step is not None:
+            c = self.step.counts
+            runner.logger.info(
+                f'CapturedTrainStepHook: {c["replayed"]} steps replayed, '
+                f'{c["warmup"]} warm-up and {c["eager"]} eager (other batch sizes, or no '
+                f'capture), '
+                f'{c["captures"]} capture(s).')
+            del runner.model.train_step  # the model's own method again

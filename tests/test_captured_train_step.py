@@ -1,0 +1,205 @@
+"""The CUDA-graph training step (mmbiformer/engine/captured_train_step.py).
+
+CPU: its step (``capture=False``) against mmengine's own ``train_step``, with Mixup /
+CutMix, label smoothing and a learning-rate change; the GPU skip of a non-finite step as
+NonFiniteLossHook sees it; the hook declining without CUDA. CUDA: the replayed graph
+against the eager steps, for fp32, bf16 and fp16 with clipping, and the eager fallback
+for a smaller batch."""
+import copy
+
+import pytest
+import torch
+from mmengine.logging import MessageHub, MMLogger
+from mmengine.optim import AmpOptimWrapper, OptimWrapper
+
+from mmbiformer.engine import (CapturedTrainStep, CapturedTrainStepHook, NonFiniteLossError,
+                               NonFiniteLossHook)
+from mmbiformer.engine.captured_train_step import StaticBatch, batch_layout
+
+ARCH = dict(depths=[1, 1, 1, 1], embed_dims=[8, 16, 32, 64], topks=[1, 1, 1, -2],
+            head_dim=8, mlp_ratio=2)
+
+
+def classifier(device='cpu', drop_path=0.0):
+    from mmpretrain.registry import MODELS
+    from mmpretrain.utils import register_all_modules
+    register_all_modules(init_default_scope=False)
+    torch.manual_seed(0)
+    return MODELS.build(dict(
+        type='ImageClassifier',
+        data_preprocessor=dict(type='ClsDataPreprocessor', num_classes=10, mean=[128] * 3,
+                               std=[64] * 3, to_rgb=True),
+        backbone=dict(type='BiFormer', arch=ARCH, n_win=2, out_indices=(3, ),
+                      out_norm='batchnorm', drop_path_rate=drop_path),
+        neck=dict(type='GlobalAveragePooling'),
+        head=dict(type='LinearClsHead', num_classes=10, in_channels=64,
+                  loss=dict(type='LabelSmoothLoss', label_smooth_val=0.1, mode='original')),
+        train_cfg=dict(augments=[dict(type='Mixup', alpha=0.8),
+                                 dict(type='CutMix', alpha=1.0)]))).to(device)
+
+
+def batch(seed, n=4, size=32):
+    from mmpretrain.structures import DataSample
+    g = torch.Generator().manual_seed(seed)
+    return dict(inputs=[torch.randint(0, 256, (3, size, size), generator=g, dtype=torch.uint8)
+                        for _ in range(n)],
+                data_samples=[DataSample().set_gt_label(int(i))
+                              for i in torch.randint(0, 10, (n, ), generator=g)])
+
+
+def wrapper_for(model, amp=None, clip=None):
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05)
+    kwargs = dict(clip_grad=clip) if clip else {}
+    if amp:
+        return AmpOptimWrapper(optimizer=opt, dtype=amp, **kwargs)
+    return OptimWrapper(opt, **kwargs)
+
+
+def train(model, wrapper, step, batches, lr_at=None):
+    """Run ``step`` over ``batches`` (seeded per batch: Mixup/CutMix draw the same);
+    the learning rate changes at iteration ``lr_at`` as a scheduler would change it."""
+    import numpy as np
+    losses = []
+    for i, data in enumerate(batches):
+        if i == lr_at:
+            for g in wrapper.optimizer.param_groups:
+                g['lr'] = g['lr'] * 0.5
+        torch.manual_seed(100 + i)
+        np.random.seed(100 + i)
+        losses.append(float(step(copy.deepcopy(data), optim_wrapper=wrapper)['loss']))
+    return losses
+
+
+def test_eager_step_matches_mmengine_train_step():
+    batches = [batch(i) for i in range(4)]
+    ref = classifier()
+    ref_wrapper = wrapper_for(ref)
+    ref_wrapper.optimizer.param_groups[0]['fused'] = True  # the same kernel as ours
+    ref_losses = train(ref, ref_wrapper, ref.train_step, batches, lr_at=2)
+
+    ours = classifier()
+    wrapper = wrapper_for(ours)
+    step = CapturedTrainStep(ours, wrapper, capture=False)
+    losses = train(ours, wrapper, step, batches, lr_at=2)
+    assert losses == pytest.approx(ref_losses, rel=1e-5)
+    for (name, a), b in zip(ref.state_dict().items(), ours.state_dict().values()):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6, msg=name)
+    assert step.counts == dict(warmup=0, replayed=0, eager=4, captures=0)
+    assert wrapper._inner_count == 4
+
+
+def test_static_batch_loads_new_values_at_the_same_addresses():
+    model = classifier()
+    data = model.data_preprocessor(batch(0), True)  # Mixup/CutMix: soft gt_score rows
+    static = StaticBatch(data)
+    addresses = [static.inputs.data_ptr()] + [s.gt_score.data_ptr() for s in static.samples]
+    other = model.data_preprocessor(batch(1), True)
+    assert batch_layout(other) == batch_layout(data)
+    static.load(other)
+    assert [static.inputs.data_ptr()] + [
+        s.gt_score.data_ptr() for s in static.samples] == addresses
+    torch.testing.assert_close(static.inputs, other['inputs'], rtol=0, atol=0)
+    for s, o in zip(static.samples, other['data_samples']):
+        torch.testing.assert_close(s.gt_score, o.gt_score, rtol=0, atol=0)
+    smaller = model.data_preprocessor(batch(2, n=3), True)
+    assert batch_layout(smaller) != batch_layout(data)
+
+
+def _runner(model, wrapper, tmp_path):
+    runner = type('Runner', (), {})()
+    runner.model, runner.optim_wrapper = model, wrapper
+    runner.message_hub = MessageHub.get_instance('test_captured')
+    runner.logger = MMLogger.get_instance('test_captured')
+    runner.iter, runner.epoch, runner.work_dir = 3, 0, str(tmp_path)
+    return runner
+
+
+def test_non_finite_step_is_skipped_before_its_update_then_reported(tmp_path):
+    model = classifier()
+    wrapper = wrapper_for(model)
+    step = CapturedTrainStep(model, wrapper, capture=False)
+    runner = _runner(model, wrapper, tmp_path)
+    model.train_step = step
+    hook = NonFiniteLossHook()
+    hook.before_train(runner)
+    step(batch(0))  # a finite step: state exists, the hook passes it
+    hook.after_train_iter(runner, 0)
+    before = copy.deepcopy(model.state_dict())
+    model.head.fc.weight.grad = None
+    with torch.no_grad():
+        model.head.fc.bias[0] = float('nan')  # the logits, hence the loss, turn NaN
+    nan_bias = model.head.fc.bias.clone()
+    step(batch(1))
+    after = model.state_dict()
+    for (name, a), b in zip(before.items(), after.values()):
+        if name != 'head.fc.bias' and 'running' not in name and 'num_batches' not in name:
+            assert torch.equal(a, b), name  # no update reached the weights
+    torch.testing.assert_close(model.head.fc.bias, nan_bias, rtol=0, atol=0, equal_nan=True)
+    with pytest.raises(NonFiniteLossError, match='non-finite loss at iteration 4'):
+        hook.after_train_iter(runner, 1)
+
+
+def test_hook_declines_without_cuda_and_leaves_the_step(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip('this machine has CUDA')
+    model = classifier()
+    runner = _runner(model, wrapper_for(model), tmp_path)
+    own = model.train_step
+    CapturedTrainStepHook().before_train(runner)
+    assert model.train_step == own
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='CUDA graphs need a GPU')
+@pytest.mark.parametrize('amp,clip', [(None, None), ('bfloat16', dict(max_norm=1.0)),
+                                      ('float16', None)])
+def test_replayed_graph_matches_eager_steps(amp, clip):
+    batches = [batch(i, n=8, size=64) for i in range(7)] + [batch(9, n=5, size=64)]
+    results = []
+    for capture in (False, True):
+        model = classifier('cuda', drop_path=0.1)
+        wrapper = wrapper_for(model, amp, clip)
+        step = CapturedTrainStep(model, wrapper, warmup_iters=2, capture=capture)
+        losses = train(model, wrapper, step, batches, lr_at=5)
+        results.append((losses, copy.deepcopy(model.state_dict()), step.counts))
+    (ref_losses, ref_state, _), (losses, state, counts) = results
+    # Iterations 0-1 warm-up, 2 captured and replayed, 3-6 replayed, 7 (5 images) eager.
+    assert counts == dict(warmup=2, replayed=5, eager=1, captures=1)
+    tol = dict(rtol=2e-2, atol=2e-3) if amp else dict(rtol=1e-4, atol=1e-5)
+    assert losses == pytest.approx(ref_losses, **{'rel': tol['rtol']})
+    for name, a in ref_state.items():
+        torch.testing.assert_close(state[name], a, **tol, msg=name)
+
+
+def test_foreach_ema_equals_mmengine_ema_bit_for_bit():
+    from mmengine.model import ExponentialMovingAverage
+
+    from mmbiformer.engine import ForeachExponentialMovingAverage
+    model = classifier()
+    ours, ref = (cls(model, momentum=0.1, interval=2)
+                 for cls in (ForeachExponentialMovingAverage, ExponentialMovingAverage))
+    for i in range(5):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p))
+            for b in model.buffers():
+                b.add_(1)
+        ours.update_parameters(model)
+        ref.update_parameters(model)
+    for (name, a), b in zip(ref.module.state_dict().items(),
+                            ours.module.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert ours.steps == ref.steps == 5
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='CUDA graphs need a GPU')
+def test_a_step_that_cannot_be_captured_trains_eagerly_and_says_why(capsys):
+    import math
+    model = classifier('cuda')
+    forward = model.head.fc.forward
+    model.head.fc.forward = lambda x: forward(x) + 0 * float(x.sum())  # a host sync
+    wrapper = wrapper_for(model)
+    step = CapturedTrainStep(model, wrapper, warmup_iters=1)
+    losses = train(model, wrapper, step, [batch(i, n=8, size=64) for i in range(3)])
+    assert step.counts == dict(warmup=1, replayed=0, eager=2, captures=0)
+    assert all(math.isfinite(v) for v in losses)
+    assert 'could not be captured in a CUDA graph' in capsys.readouterr().out
