@@ -15,6 +15,7 @@ from mmengine.optim import AmpOptimWrapper, OptimWrapper
 from mmbiformer.engine import (CapturedTrainStep, CapturedTrainStepHook, NonFiniteLossError,
                                NonFiniteLossHook)
 from mmbiformer.engine.captured_train_step import StaticBatch, batch_layout
+from mmbiformer.ops.backends import captured_step
 
 ARCH = dict(depths=[1, 1, 1, 1], embed_dims=[8, 16, 32, 64], topks=[1, 1, 1, -2],
             head_dim=8, mlp_ratio=2)
@@ -159,7 +160,11 @@ def test_replayed_graph_matches_eager_steps(amp, clip):
         model = classifier('cuda', drop_path=0.1)
         wrapper = wrapper_for(model, amp, clip)
         step = CapturedTrainStep(model, wrapper, warmup_iters=2, capture=capture)
-        losses = train(model, wrapper, step, batches, lr_at=5)
+        # The eager reference with the kernels the captured step chooses (Triton norms
+        # and attention where they apply): the comparison is of the replay, not of
+        # two kernels' rounding, which Adam's normalised updates would magnify.
+        with captured_step():
+            losses = train(model, wrapper, step, batches, lr_at=5)
         results.append((losses, copy.deepcopy(model.state_dict()), step.counts))
     (ref_losses, ref_state, _), (losses, state, counts) = results
     # Iterations 0-1 warm-up, 2 captured and replayed, 3-6 replayed, 7 (5 images) eager.
@@ -167,7 +172,8 @@ def test_replayed_graph_matches_eager_steps(amp, clip):
     tol = dict(rtol=2e-2, atol=2e-3) if amp else dict(rtol=1e-4, atol=1e-5)
     assert losses == pytest.approx(ref_losses, **{'rel': tol['rtol']})
     for name, a in ref_state.items():
-        torch.testing.assert_close(state[name], a, **tol, msg=name)
+        torch.testing.assert_close(state[name], a, **tol,
+                                   msg=lambda m, name=name: f'{name}: {m}')
 
 
 def test_foreach_ema_equals_mmengine_ema_bit_for_bit():
@@ -192,7 +198,7 @@ def test_foreach_ema_equals_mmengine_ema_bit_for_bit():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='CUDA graphs need a GPU')
-def test_a_step_that_cannot_be_captured_trains_eagerly_and_says_why(capsys):
+def test_a_step_that_cannot_be_captured_trains_eagerly_and_says_why():
     import math
     model = classifier('cuda')
     forward = model.head.fc.forward
@@ -202,4 +208,4 @@ def test_a_step_that_cannot_be_captured_trains_eagerly_and_says_why(capsys):
     losses = train(model, wrapper, step, [batch(i, n=8, size=64) for i in range(3)])
     assert step.counts == dict(warmup=1, replayed=0, eager=2, captures=0)
     assert all(math.isfinite(v) for v in losses)
-    assert 'could not be captured in a CUDA graph' in capsys.readouterr().out
+    assert 'capturing' in step.failure  # CUDA's own words for the sync, not the abort

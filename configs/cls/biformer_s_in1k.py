@@ -30,7 +30,11 @@ model = dict(
                              dict(type='CutMix', alpha=1.0)]),
 )
 
-train_dataloader = dict(batch_size=128, sampler=dict(type='RepeatAugSampler', _delete_=True))
+# One uint8 batch tensor per iteration (default_collate) instead of a list of 128: the
+# main process receives one shared-memory tensor, and the data preprocessor normalises
+# the batch in a few kernels instead of a few per image; pinned for a fast copy.
+train_dataloader = dict(batch_size=128, collate_fn=dict(type='default_collate'),
+                        pin_memory=True, sampler=dict(type='RepeatAugSampler', _delete_=True))
 val_dataloader = dict(batch_size=128)
 test_dataloader = val_dataloader
 

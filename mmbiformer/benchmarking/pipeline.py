@@ -142,6 +142,13 @@ def prepare(cfg, iters: int, work_dir: str, amp: bool, workers: Optional[int]) -
         loop.update(max_iters=2 * iters, val_interval=10**9)
     else:
         loop.update(max_epochs=2, val_interval=10**9)
+    # Only the first phase of a schedule fits a run this short: a later phase (begin >
+    # 0; its end often left to default to the run's end) would end before it begins.
+    schedulers = cfg.get('param_scheduler')
+    if isinstance(schedulers, dict):
+        schedulers = [schedulers]
+    if schedulers:
+        cfg.param_scheduler = [s for s in schedulers if not s.get('begin', 0)]
     if amp:
         use_amp(cfg)
 

@@ -160,6 +160,7 @@ class CapturedTrainStep:
         self.warm = 0  # eager steps run with the current layout
         self.counts = dict(warmup=0, replayed=0, eager=0, captures=0)
         self.guard: Optional[List[Tuple[str, torch.Tensor]]] = None
+        self.failure: Optional[str] = None  # why the capture failed, if it did
         self._last_lrs: List[float] = []
 
     # ---------------------------------------------------------------- the step itself
@@ -301,6 +302,9 @@ class CapturedTrainStep:
             self._capture(data)
             return True
         except Exception as e:  # CUDA and PyTorch raise plain RuntimeErrors here
+            while e.__context__ is not None:  # the first error, not the aborted capture's
+                e = e.__context__
+            self.failure = f'{type(e).__name__}: {str(e).splitlines()[0]}'
             self.graph, self.capture = None, False
             self.wrapper.optimizer.zero_grad(set_to_none=True)
             if self.scaler is not None:  # its per-step state may be half-way
@@ -309,7 +313,7 @@ class CapturedTrainStep:
             torch.cuda.synchronize()
             MMLogger.get_current_instance().warning(
                 f'CapturedTrainStepHook: the training step could not be captured in a '
-                f'CUDA graph ({type(e).__name__}: {str(e).splitlines()[0]}); training '
+                f'CUDA graph ({self.failure}); training '
                 f'eagerly. Remove the hook from custom_hooks to silence this.')
             return False
 
