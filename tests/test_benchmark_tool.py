@@ -94,3 +94,13 @@ def test_pipeline_errors(bench_tool, tmp_path, capsys):
         bench_tool.main(['pipeline', osp.join(ROOT, 'configs/det/retinanet_biformer_t.py'),
                          '--vs', 'mmdet::swin/no_such_config.py', '--work-dir', str(tmp_path)])
     assert 'mmdet::swin/no_such_config.py' in str(e.value)
+
+
+def test_pipeline_keeps_the_schedules_first_phase(bench_tool, tmp_path):
+    """A later phase (Swin's cosine from epoch 20, its end left to the run's end) would
+    end before it begins in a two-epoch benchmark run; mmengine refuses it."""
+    from mmbiformer.benchmarking.pipeline import load_any_config, prepare
+    cfg = load_any_config('mmpretrain::swin_transformer/swin-tiny_16xb64_in1k.py')
+    assert [s.get('begin', 0) for s in cfg.param_scheduler] == [0, 20]
+    prepare(cfg, 2, str(tmp_path), amp=False, workers=None)
+    assert [s['type'] for s in cfg.param_scheduler] == ['LinearLR']
