@@ -66,13 +66,6 @@ def test_routing_gradients():
     assert soft.router.emb.weight.grad.abs().sum() > 0
 
 
-def test_nchw_entry_point():
-    attn = BiLevelRoutingAttention(16, num_heads=2, n_win=2, topk=2).eval()
-    x = torch.randn(2, 16, 6, 10)
-    torch.testing.assert_close(attn.forward_nchw(x),
-                               attn(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2))
-
-
 def test_without_auto_pad_requires_multiples():
     attn = BiLevelRoutingAttention(16, num_heads=2, n_win=4, topk=2, auto_pad=False)
     assert attn(torch.randn(1, 8, 8, 16)).shape == (1, 8, 8, 16)

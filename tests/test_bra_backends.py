@@ -186,13 +186,11 @@ def test_chooser():
         choose_backend('triton', gpu, 'maxpool', False)
 
 
-def test_old_name_fast_is_sdpa():
-    assert _op(14, 14, 7, 4, False, 'identity', impl='fast').attn_impl == 'sdpa'
-
-
 def test_bad_attn_impl():
     with pytest.raises(ValueError, match='attn_impl must be one of'):
         BiLevelRoutingAttention(32, 4, attn_impl='flash')
+    with pytest.raises(ValueError, match='attn_impl must be one of'):
+        BiLevelRoutingAttention(32, 4, attn_impl='fast')  # the old name of 'sdpa'
 
 
 @needs_triton

@@ -403,7 +403,7 @@ def main(argv=None):
     parser.add_argument('--amp', choices=sorted(DTYPES), default='bf16')
     parser.add_argument('--mode', choices=['train', 'infer', 'both'], default='both')
     parser.add_argument('--channels-last', action='store_true')
-    parser.add_argument('--impl', choices=list(ATTN_IMPLS) + ['fast', 'official'],
+    parser.add_argument('--impl', choices=list(ATTN_IMPLS) + ['official'],
                         default='auto')
     parser.add_argument('--official-root', metavar='PATH',
                         help='checkout of github.com/rayleizhu/BiFormer, for --impl official '

@@ -340,7 +340,3 @@ class BiLevelRoutingAttention(nn.Module):
         t = self.region_kv(torch.zeros(1, 1, l, 1), h, w).shape[2]
         return {'routing': N * R * R * self.qk_dim,
                 'attention': N * R * l * self.topk * t * (self.qk_dim + self.dim)}
-
-    def forward_nchw(self, x: torch.Tensor) -> torch.Tensor:
-        """NCHW entry point: (N, dim, H, W) -> (N, dim, H, W)."""
-        return self.forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)

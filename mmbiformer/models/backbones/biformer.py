@@ -18,7 +18,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from ...ops.bra import BiLevelRoutingAttention
 from ...ops.layer_norm import LayerNorm, drop_path_scale
-from ...ops.global_attention import GlobalAttentionLePE  # noqa: F401 (old import path)
+from ...ops.global_attention import GlobalAttentionLePE
 from ...ops.dwconv import DepthwiseConv2d, GemmConv2d
 from ...ops.dwconv import set_impl as set_dwconv_impl
 from ...ops.mixers import build_token_mixer, check_attn_cfg, resolve_attn_types

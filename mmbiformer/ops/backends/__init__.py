@@ -22,12 +22,9 @@ import torch
 
 BACKENDS = ('reference', 'sdpa', 'triton')
 ATTN_IMPLS = ('auto', ) + BACKENDS
-# Earlier name of the sdpa backend (configs and scripts may still say it).
-ALIASES = {'fast': 'sdpa'}
 
 
 def normalize_impl(impl: str) -> str:
-    impl = ALIASES.get(impl, impl)
     if impl not in ATTN_IMPLS:
         raise ValueError(f'attn_impl must be one of {ATTN_IMPLS}, got {impl!r}')
     return impl
