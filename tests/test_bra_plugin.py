@@ -10,8 +10,8 @@ from mmbiformer.models.det import BRACSPNeXtPAFPN, CSPLayerBRA
 from mmbiformer.testing import MAKERS
 from mmbiformer.utils.launch import load_config
 from mmbiformer.utils.short_run import TASKS, as_cli, short_run_options
-from test_configs import PLUGIN_CONFIGS, _build, _train_step_loss
-from test_e2e import _metrics, run_tool
+from conftest import (PLUGIN_CONFIGS, build_model, run_tool, tool_metrics,
+                      train_step_loss)
 
 
 def test_block_starts_as_identity_and_keeps_shape():
@@ -76,14 +76,14 @@ def test_plugin_config_builds_and_trains_a_step(path):
     cfg.model.backbone.init_cfg = None
     if 'rtmdet' in path:  # its pipeline pads images to 640x640, a multiple of 32
         cfg.model.data_preprocessor.pad_size_divisor = 32
-    model = _build(cfg).train()
+    model = build_model(cfg).train()
     blocks = [m for m in model.modules() if isinstance(m, BRABlock)]
     assert blocks
     if 'rtmdet' in path:
         assert type(model.neck).__name__ == 'BRACSPNeXtPAFPN'
     else:  # 6 + 3 bottlenecks of ResNet-50 stages 3 and 4, after conv2
         assert len(blocks) == 9 and blocks[0].attn.dim == 256
-    loss = _train_step_loss(model, 'mmdet', masks='rtmdet' not in path)
+    loss = train_step_loss(model, 'mmdet', masks='rtmdet' not in path)
     loss.backward()
     assert torch.isfinite(loss)
     assert all(p.grad is not None for p in blocks[0].parameters())
@@ -101,6 +101,6 @@ def test_rtmdet_bra_trains_and_tests_end_to_end(tmp_path):
         ckpt = f.read().strip()
     _, out = run_tool('tools/test.py', config, ckpt, '--work-dir', work,
                       '--cfg-options', *opts)
-    metrics = _metrics(out)
+    metrics = tool_metrics(out)
     for key in ('coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/bbox_mAP_s'):
         assert key in metrics, metrics

@@ -4,7 +4,8 @@ CPU: its step (``capture=False``) against mmengine's own ``train_step``, with Mi
 CutMix, label smoothing and a learning-rate change; the GPU skip of a non-finite step as
 NonFiniteLossHook sees it; the hook declining without CUDA. CUDA: the replayed graph
 against the eager steps, for fp32, bf16 and fp16 with clipping, and the eager fallback
-for a smaller batch."""
+for a smaller batch, and a step that cannot be captured. The multi-tensor EMA against
+mmengine's."""
 import copy
 
 import pytest
@@ -16,9 +17,8 @@ from mmbiformer.engine import (CapturedTrainStep, CapturedTrainStepHook, NonFini
                                NonFiniteLossHook)
 from mmbiformer.engine.captured_train_step import StaticBatch, batch_layout
 from mmbiformer.ops.backends import captured_step
+from conftest import TINY_ARCH
 
-ARCH = dict(depths=[1, 1, 1, 1], embed_dims=[8, 16, 32, 64], topks=[1, 1, 1, -2],
-            head_dim=8, mlp_ratio=2)
 
 
 def classifier(device='cpu', drop_path=0.0):
@@ -30,10 +30,10 @@ def classifier(device='cpu', drop_path=0.0):
         type='ImageClassifier',
         data_preprocessor=dict(type='ClsDataPreprocessor', num_classes=10, mean=[128] * 3,
                                std=[64] * 3, to_rgb=True),
-        backbone=dict(type='BiFormer', arch=ARCH, n_win=2, out_indices=(3, ),
+        backbone=dict(type='BiFormer', arch=TINY_ARCH, n_win=2, out_indices=(3, ),
                       out_norm='batchnorm', drop_path_rate=drop_path),
         neck=dict(type='GlobalAveragePooling'),
-        head=dict(type='LinearClsHead', num_classes=10, in_channels=64,
+        head=dict(type='LinearClsHead', num_classes=10, in_channels=128,
                   loss=dict(type='LabelSmoothLoss', label_smooth_val=0.1, mode='original')),
         train_cfg=dict(augments=[dict(type='Mixup', alpha=0.8),
                                  dict(type='CutMix', alpha=1.0)]))).to(device)

@@ -5,31 +5,18 @@ import os.path as osp
 import pytest
 import torch
 from mmengine.config import Config
-from mmengine.registry import DefaultScope, init_default_scope
 
 import mmbiformer  # noqa: F401
 from mmbiformer.converters import convert_official_file
 from official_reference import official_logits, random_official_state_dict
-from conftest import ROOT
+from conftest import PLUGIN_CONFIGS, ROOT, build_model, train_step_loss
 
 # Configs with BRA as a plug-in in other networks: tests/test_bra_plugin.py.
-PLUGIN_CONFIGS = [osp.join(ROOT, 'configs/det', name) for name in
-                  ('rtmdet-s_bra_coco.py', 'maskrcnn_r50-bra_fpn_1x_coco.py')]
 CONFIGS = sorted(set(glob.glob(osp.join(ROOT, 'configs', '*', '*.py')) +
                      glob.glob(osp.join(ROOT, 'configs', '*', 'ablation', '*.py')))
                  - set(PLUGIN_CONFIGS))
 DIMS = {'tiny': [64, 128, 256, 512], 'small': [64, 128, 256, 512],
         'base': [96, 192, 384, 768]}
-
-
-def _build(cfg):
-    import importlib
-    scope = cfg.default_scope
-    if cfg.get('data_preprocessor'):  # as mmengine's Runner does
-        cfg.model.setdefault('data_preprocessor', cfg.data_preprocessor)
-    with DefaultScope.overwrite_default_scope(scope):
-        init_default_scope(scope)
-        return importlib.import_module(f'{scope}.registry').MODELS.build(cfg.model)
 
 
 def test_all_configs_present():
@@ -51,7 +38,7 @@ def test_config_builds_and_steps(path):
     arch = bb.arch
     assert bb.type == 'BiFormer'
     # Build the real model once (real arch), check its stage dims against the neck/head.
-    model = _build(cfg)
+    model = build_model(cfg)
     assert [model.backbone.embed_dims[i] for i in model.backbone.out_indices] == \
         [DIMS[arch][i] for i in bb.out_indices]
     # A forward/backward step on the same config with the tiny arch (CPU time).
@@ -73,48 +60,12 @@ def test_config_builds_and_steps(path):
         cfg.model.data_preprocessor.size = (64, 64)
     else:
         cfg.model.head.in_channels = tiny[-1]
-    model = _build(cfg).train()
-    loss = _train_step_loss(model, scope)
+    model = build_model(cfg).train()
+    loss = train_step_loss(model, scope)
     loss.backward()
     assert torch.isfinite(loss)
     attn = model.backbone.stages[0][0].attn
     assert all(p.grad is not None for p in attn.parameters())
-
-
-def _train_step_loss(model, scope, masks=True):
-    """The loss of a training step on a generated batch; ``masks=False``: detection
-    ground truth of boxes only (detectors without a mask head)."""
-    torch.manual_seed(0)
-    if scope == 'mmpretrain':
-        from mmpretrain.structures import DataSample
-        batch = {'inputs': [torch.randint(0, 255, (3, 64, 64), dtype=torch.uint8)] * 2,
-                 'data_samples': [DataSample().set_gt_label(1), DataSample().set_gt_label(3)]}
-    elif scope == 'mmdet':
-        from mmdet.structures import DetDataSample
-        from mmengine.structures import InstanceData
-        from mmdet.structures.mask import BitmapMasks
-        sample = DetDataSample(metainfo=dict(img_shape=(70, 90), ori_shape=(70, 90),
-                                             pad_shape=(70, 90), scale_factor=(1., 1.)))
-        mask = torch.zeros(1, 70, 90, dtype=torch.uint8)
-        mask[0, 10:40, 20:60] = 1
-        sample.gt_instances = InstanceData(bboxes=torch.tensor([[20., 10., 60., 40.]]),
-                                           labels=torch.tensor([2]))
-        if masks:
-            sample.gt_instances.masks = BitmapMasks(mask.numpy(), 70, 90)
-        batch = {'inputs': [torch.randint(0, 255, (3, 70, 90), dtype=torch.uint8)],
-                 'data_samples': [sample]}
-    else:
-        from mmengine.structures import PixelData
-        from mmseg.structures import SegDataSample
-        sample = SegDataSample(metainfo=dict(img_shape=(64, 64), ori_shape=(64, 64),
-                                             pad_shape=(64, 64)))
-        sample.gt_sem_seg = PixelData(data=torch.randint(0, 150, (1, 64, 64)))
-        # Two images: UperNet's pooling module has 1x1 BatchNorm inputs.
-        batch = {'inputs': [torch.randint(0, 255, (3, 64, 64), dtype=torch.uint8)] * 2,
-                 'data_samples': [sample, sample.clone()]}
-    data = model.data_preprocessor(batch, training=True)
-    loss, _ = model.parse_losses(model(**data, mode='loss'))
-    return loss
 
 
 def test_converted_official_checkpoint_gives_official_logits(tmp_path):
@@ -159,7 +110,7 @@ def test_segmentation_inference_any_size(mode):
     cfg.model.data_preprocessor.size_divisor = None
     if mode == 'slide':
         cfg.model.test_cfg = dict(mode='slide', crop_size=(48, 48), stride=(32, 32))
-    model = _build(cfg).eval()
+    model = build_model(cfg).eval()
     h, w = 75, 101
     sample = SegDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w)))
     batch = {'inputs': [torch.randint(0, 255, (3, h, w), dtype=torch.uint8)],

@@ -1,29 +1,19 @@
 """End to end through the tools: train, resume, test, for each task (tiny arch, CPU)."""
 import glob
-import json
 import os
 import os.path as osp
 import re
 import subprocess
-import sys
 
 import pytest
 
 from mmbiformer.testing import MAKERS
 from mmbiformer.utils.short_run import TASKS, as_cli, short_run_options
-from conftest import ROOT, run_in_process, tool_error
+from conftest import ROOT, run_in_process, run_tool, tool_error, tool_metrics
 
 pytestmark = pytest.mark.slow  # end-to-end: CI runs it, -m "not slow" skips
 
 SIZE = (96, 128)
-
-
-def run_tool(*args, check=True):
-    proc = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True)
-    out = proc.stdout + proc.stderr
-    if check and proc.returncode != 0:
-        raise AssertionError(f'{args[0]} failed ({proc.returncode}):\n{out[-4000:]}')
-    return proc.returncode, out
 
 
 @pytest.fixture(scope='module')
@@ -35,11 +25,6 @@ def data(tmp_path_factory):
         paths[kind] = MAKERS[kind](str(root / kind), num_train=2 if per_class else 4,
                                    num_val=1 if per_class else 2, size=SIZE)
     return paths
-
-
-def _metrics(output: str) -> dict:
-    line = [ln for ln in output.splitlines() if ln.startswith('metrics: ')][-1]
-    return json.loads(line[len('metrics: '):])
 
 
 # Each step where it adds coverage, to keep the suite's time: resuming is checked for
@@ -64,7 +49,7 @@ def test_train_resume_test(task, keys, resume, demo, data, tmp_path, capsys):
     capsys.readouterr()
     run_in_process('tools/test.py', config, ckpt, '--work-dir', work, '--cfg-options',
                    *opts(2))
-    metrics = _metrics(capsys.readouterr().out)
+    metrics = tool_metrics(capsys.readouterr().out)
     for key in keys:
         assert key in metrics, metrics
         assert 0 <= metrics[key] <= 100, metrics
@@ -73,7 +58,7 @@ def test_train_resume_test(task, keys, resume, demo, data, tmp_path, capsys):
     if task == 'det':  # the config the Runner dumped holds every override: same metrics
         dumped = osp.join(work, osp.basename(config))
         run_in_process('tools/test.py', dumped, ckpt, '--work-dir', work)
-        assert _metrics(capsys.readouterr().out) == metrics
+        assert tool_metrics(capsys.readouterr().out) == metrics
     if demo:  # the inference demo on a val image of another size, with that checkpoint
         image = _first_image(data[kind])
         picture = str(tmp_path / 'demo.jpg')

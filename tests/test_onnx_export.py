@@ -10,8 +10,7 @@ import torch
 from mmbiformer.deploy import ExportError, compare, exportable_model, export_onnx
 from mmbiformer.deploy.onnx_export import require_deploy_packages
 from mmbiformer.utils.launch import load_config
-from conftest import ROOT, TINY_ARCH
-from test_configs import _build
+from conftest import ROOT, TINY_ARCH, build_model
 
 pytest.importorskip('onnxruntime')
 pytest.importorskip('onnxscript')
@@ -38,7 +37,7 @@ def _tiny_cfg(config: str):
 def _tiny(config: str):
     cfg = _tiny_cfg(config)
     torch.manual_seed(0)
-    return exportable_model(_build(cfg).eval(), cfg.default_scope)
+    return exportable_model(build_model(cfg).eval(), cfg.default_scope)
 
 
 def _exported(tmp_path_factory, config):
@@ -246,7 +245,7 @@ def test_sliding_window_segmentor_is_refused():
     cfg = _tiny_cfg('configs/seg/upernet_biformer_t.py')
     cfg.model.test_cfg = dict(mode='slide', crop_size=(64, 64), stride=(32, 32))
     with pytest.raises(ExportError, match='model.test_cfg.mode=whole'):
-        exportable_model(_build(cfg).eval(), 'mmseg')
+        exportable_model(build_model(cfg).eval(), 'mmseg')
 
 
 def test_missing_package_names_the_extra(monkeypatch):

@@ -7,7 +7,7 @@ import torch
 
 from mmbiformer.testing import MAKERS
 from mmbiformer.utils.short_run import as_cli, short_run_options
-from test_e2e import run_tool
+from conftest import run_tool
 
 pytestmark = pytest.mark.slow  # end-to-end: CI runs it, -m "not slow" skips
 

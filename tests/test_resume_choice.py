@@ -13,7 +13,6 @@ from mmbiformer.utils import resume as resume_mod
 from mmbiformer.utils.launch import UserError
 from mmbiformer.utils.resume import resolve_resume
 from conftest import ROOT
-from test_e2e import run_tool
 
 
 def _ckpt(folder, name, epoch, iters=None):

@@ -9,8 +9,7 @@ from torch import nn
 from mmbiformer.checkpoint import CheckpointError, safe_load
 from mmbiformer.testing import MAKERS
 from mmbiformer.utils.short_run import as_cli, short_run_options
-from test_e2e import run_tool
-from conftest import run_in_process, tool_error
+from conftest import run_in_process, run_tool, tool_error
 
 CONFIG = 'configs/det/retinanet_biformer_t.py'
 SIZE = (64, 96)
