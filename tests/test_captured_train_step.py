@@ -7,6 +7,7 @@ against the eager steps, for fp32, bf16 and fp16 with clipping, and the eager fa
 for a smaller batch, and a step that cannot be captured. The multi-tensor EMA against
 mmengine's."""
 import copy
+import os
 
 import pytest
 import torch
@@ -17,7 +18,7 @@ from mmbiformer.engine import (CapturedTrainStep, CapturedTrainStepHook, NonFini
                                NonFiniteLossHook)
 from mmbiformer.engine.captured_train_step import StaticBatch, batch_layout
 from mmbiformer.ops.backends import captured_step
-from conftest import TINY_ARCH
+from conftest import ROOT, TINY_ARCH
 
 
 
@@ -209,3 +210,15 @@ def test_a_step_that_cannot_be_captured_trains_eagerly_and_says_why():
     assert step.counts == dict(warmup=1, replayed=0, eager=2, captures=0)
     assert all(math.isfinite(v) for v in losses)
     assert 'capturing' in step.failure  # CUDA's own words for the sync, not the abort
+
+
+def test_cpu_machine_loads_without_pinned_memory():
+    """The cls configs pin their batches for the GPU copy; without a GPU PyTorch would
+    warn at every loader start, so tools switch it off there."""
+    if torch.cuda.is_available():
+        pytest.skip('this machine has CUDA')
+    from mmbiformer.utils.launch import fit_to_device, load_config
+    cfg = load_config(os.path.join(ROOT, 'configs/cls/biformer_s_in1k.py'))
+    assert cfg.train_dataloader.pin_memory
+    fit_to_device(cfg)
+    assert not cfg.train_dataloader.pin_memory

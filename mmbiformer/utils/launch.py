@@ -402,13 +402,20 @@ def use_amp(cfg: Config) -> None:
 
 
 def fit_to_device(cfg: Config) -> None:
-    """Mixed precision needs a GPU: on a CPU-only machine train in fp32 instead.
+    """Mixed precision needs a GPU: on a CPU-only machine train in fp32 instead (and
+    load batches without pinned memory).
 
     The configs ask for AmpOptimWrapper (the official recipes train in fp16); mmengine
     refuses it without CUDA, which would make every config unusable on CPU.
     """
+    if torch.cuda.is_available():
+        return
+    # Pinned memory only helps a copy to a GPU (PyTorch warns when there is none).
+    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        if isinstance(cfg.get(key), dict) and cfg[key].get('pin_memory'):
+            cfg[key].pin_memory = False
     wrapper = cfg.get('optim_wrapper')
-    if not wrapper or wrapper.get('type') != 'AmpOptimWrapper' or torch.cuda.is_available():
+    if not wrapper or wrapper.get('type') != 'AmpOptimWrapper':
         return
     from mmengine.logging import print_log
     for key in ('loss_scale', 'dtype', 'use_fsdp'):
