@@ -298,10 +298,17 @@ class CapturedTrainStep:
     def _try_capture(self, data: dict) -> bool:
         """Capture; on failure (a host synchronisation in some module: ``.item()``,
         ``nonzero``) say why and train eagerly from now on."""
+        device = next(self.model.parameters()).device
+        generator = torch.cuda.default_generators[device.index if device.index is not None
+                                                  else torch.cuda.current_device()]
+        rng = generator.clone_state()
         try:
             self._capture(data)
             return True
         except Exception as e:  # CUDA and PyTorch raise plain RuntimeErrors here
+            # An aborted capture leaves the CUDA generator in capture mode (PyTorch
+            # skips its epilogue): every later random draw (DropPath) would raise.
+            generator.graphsafe_set_state(rng)
             while e.__context__ is not None:  # the first error, not the aborted capture's
                 e = e.__context__
             self.failure = f'{type(e).__name__}: {str(e).splitlines()[0]}'
