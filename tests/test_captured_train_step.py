@@ -223,3 +223,24 @@ def test_cpu_machine_loads_without_pinned_memory():
     assert cfg.train_dataloader.pin_memory
     fit_to_device(cfg)
     assert not cfg.train_dataloader.pin_memory
+
+
+@pytest.mark.parametrize('captured', [False, True])
+def test_schedulers_see_the_steps_without_warnings(captured, tmp_path):
+    """mmengine's schedulers count ``optim_wrapper.step`` calls and warn when it was
+    replaced or not called: neither our guard nor our step may trigger that."""
+    import warnings
+
+    from mmengine.optim.scheduler import LinearLR
+    model = classifier()
+    wrapper = wrapper_for(model)
+    scheduler = LinearLR(wrapper, start_factor=0.5, by_epoch=False, end=4)
+    runner = _runner(model, wrapper, tmp_path)
+    NonFiniteLossHook().before_train(runner)  # wraps wrapper.step (fp32)
+    step = CapturedTrainStep(model, wrapper, capture=False) if captured else model.train_step
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        for i in range(2):
+            step(batch(i), optim_wrapper=wrapper)
+            scheduler.step()
+    assert not [w for w in caught if 'scheduler' in str(w.message)], caught

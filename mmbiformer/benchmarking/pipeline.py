@@ -15,6 +15,7 @@ Every iteration is split, with a CUDA synchronisation at each boundary, into *da
 ``data_time``), *forward+backward* (``train_step`` up to the optimizer step: data
 preprocessor, forward, losses, backward) and *step* (optimizer step and zero_grad).
 """
+import functools
 import json
 import os
 import os.path as osp
@@ -210,6 +211,7 @@ def clock_hooks(clock: IterationClock, iters_per_pass: Optional[int]):
             wrapper = runner.optim_wrapper
             step = wrapper.step
 
+            @functools.wraps(step)  # keeps mmengine's scheduler counter mark
             def timed_step(*args, **kwargs):
                 clock.step_start()
                 return step(*args, **kwargs)

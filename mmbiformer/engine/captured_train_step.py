@@ -212,6 +212,8 @@ class CapturedTrainStep:
     # ------------------------------------------------------------------- bookkeeping
     def _finish(self, log_vars: dict) -> dict:
         self.wrapper._inner_count += 1
+        if hasattr(self.wrapper, '_global_step'):  # the count mmengine's schedulers
+            self.wrapper._global_step += 1  # keep on ``wrapper.step``, bypassed here
         if getattr(self.wrapper, 'clip_grad_kwargs', None) and self._norm is not None:
             self.wrapper.message_hub.update_scalar('train/grad_norm', float(self._norm))
         # Copies: the graph overwrites its outputs at the next replay.

@@ -23,6 +23,7 @@ all stop or all skip together, none waits for the others in a backward pass.
 ``tools/train.py`` adds the hook to every run; a config's own entry in
 ``custom_hooks`` (e.g. ``dict(type='NonFiniteLossHook', skip=True)``) replaces it.
 """
+import functools
 import math
 from typing import Optional
 
@@ -75,6 +76,7 @@ class NonFiniteLossHook(Hook):
         wrapper = runner.optim_wrapper
         update_params = wrapper.update_params
 
+        @functools.wraps(update_params)
         def guarded(loss, *args, **kwargs):
             if self._agree_finite(loss):
                 self.in_a_row = 0
@@ -87,6 +89,9 @@ class NonFiniteLossHook(Hook):
             # loss scaler skips such steps itself.
             step = wrapper.step
 
+            # wraps: keeps mmengine's step counter mark (``_with_counter``), without
+            # which the schedulers warn that the step was overridden.
+            @functools.wraps(step)
             def checked_step(*args, **kwargs):
                 norm = _grad_norm(wrapper)
                 if norm is None or self._agree_finite(norm):
