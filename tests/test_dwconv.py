@@ -214,3 +214,17 @@ def test_backbone_triton_dwconv_matches_cudnn_cuda(monkeypatch):
             continue
         err = ((a - b).norm() / b.norm()).item()
         assert err < 1e-4, f'{name}: relative error {err:.2e}'
+
+
+def test_weight_gradient_keeps_the_parameter_strides():
+    """A channels-last input gives the (C, 1, k, k) weight gradient other strides over
+    the same memory; DDP would warn at every run. Same values as a plain Conv2d's."""
+    x = torch.randn(2, 8, 6, 7).contiguous(memory_format=torch.channels_last)
+    conv = DepthwiseConv2d(8, 5)
+    plain = torch.nn.Conv2d(8, 8, 5, padding=2, groups=8)
+    plain.load_state_dict(conv.state_dict())
+    conv(x).square().sum().backward()
+    plain(x).square().sum().backward()
+    assert plain.weight.grad.stride() != plain.weight.stride()  # what the hook undoes
+    assert conv.weight.grad.stride() == conv.weight.stride()
+    torch.testing.assert_close(conv.weight.grad, plain.weight.grad, rtol=0, atol=0)

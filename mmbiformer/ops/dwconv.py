@@ -98,6 +98,20 @@ class _PlanFreeConv2d(nn.Conv2d):
         raise NotImplementedError
 
 
+def _with_strides_of(param: torch.Tensor):
+    """A gradient hook that gives ``param``'s gradient ``param``'s strides where both
+    lay out the same memory. A depthwise weight (C, 1, k, k) has one layout whatever the
+    stride of its size-1 dimension, but convolutions of channels-last inputs return its
+    gradient as (k*k, 1, k, 1) against the parameter's (k*k, k*k, k, 1), and DDP then
+    warns "Grad strides do not match bucket view strides" at every run."""
+    def hook(grad: torch.Tensor) -> torch.Tensor:
+        if (grad.stride() == param.stride() or grad.shape != param.shape
+                or not (grad.is_contiguous() and param.is_contiguous())):
+            return grad
+        return grad.as_strided(param.shape, param.stride(), grad.storage_offset())
+    return hook
+
+
 class DepthwiseConv2d(_PlanFreeConv2d):
     """``nn.Conv2d(channels, channels, k, padding=k // 2, groups=channels)``: same
     parameters and state-dict keys. ``impl='native'``: on CUDA, PyTorch's depthwise
@@ -106,6 +120,7 @@ class DepthwiseConv2d(_PlanFreeConv2d):
     def __init__(self, channels: int, kernel_size: int, impl: str = 'native'):
         super().__init__(channels, channels, kernel_size, padding=kernel_size // 2,
                          groups=channels, impl=impl)
+        self.weight.register_hook(_with_strides_of(self.weight))
 
     def forward_nhwc(self, x: torch.Tensor, residual: torch.Tensor = None,
                      add_input: bool = False) -> torch.Tensor:
