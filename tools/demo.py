@@ -27,7 +27,9 @@ def demo_det(cfg, checkpoint, image, args):
     model = init_detector(cfg, checkpoint, device=args.device)
     check_model_checkpoint(model, checkpoint, args.allow_partial)
     result = inference_detector(model, image)
-    visualizer = VISUALIZERS.build(model.cfg.visualizer)
+    # No storage backend: the picture goes to --out (a LocalVisBackend without a
+    # save_dir only warns).
+    visualizer = VISUALIZERS.build(dict(model.cfg.visualizer, vis_backends=None))
     visualizer.dataset_meta = model.dataset_meta
     img = mmcv.imconvert(mmcv.imread(image), 'bgr', 'rgb')
     visualizer.add_datasample('result', img, data_sample=result, draw_gt=False, show=False,
@@ -37,7 +39,7 @@ def demo_det(cfg, checkpoint, image, args):
 
 
 def demo_seg(cfg, checkpoint, image, args):
-    from mmseg.apis import inference_model, init_model, show_result_pyplot
+    from mmseg.apis import inference_model, init_model
     from mmengine.runner import load_checkpoint
     # Loaded here, not by init_model: it fails on a checkpoint without 'meta'.
     model = init_model(cfg, None, device=args.device)
@@ -59,8 +61,14 @@ def demo_seg(cfg, checkpoint, image, args):
         _overlay_seg(img, result.pred_sem_seg.data[0].cpu().numpy(),
                      model.dataset_meta['palette'], args.opacity, args.out)
     else:
-        show_result_pyplot(model, img, result, show=False, out_file=args.out,
-                           opacity=args.opacity)
+        # mmseg's show_result_pyplot, without the storage backend it adds with no
+        # save_dir (a warning at every call): the picture goes to --out.
+        from mmseg.visualization import SegLocalVisualizer
+        visualizer = SegLocalVisualizer(alpha=args.opacity)
+        visualizer.dataset_meta = dict(classes=model.dataset_meta['classes'],
+                                       palette=model.dataset_meta['palette'])
+        visualizer.add_datasample('result', img, data_sample=result, draw_gt=False,
+                                  show=False, out_file=args.out)
     labels = result.pred_sem_seg.data.unique().tolist()
     print(f'classes {labels} overlaid on {args.out}')
 

@@ -16,6 +16,7 @@ computed from the input size inside the graph (``mmbiformer.ops.bra.pad_to_multi
 pads unconditionally while a graph is recorded). BRA runs its reference path there:
 TopK, Gather and MatMul, standard operators that onnxruntime's CPU provider runs.
 """
+import warnings
 from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
@@ -187,9 +188,14 @@ def export_onnx(module: nn.Module, example: torch.Tensor, out: str,
         dyn = torch.export.Dim.DYNAMIC
         dims = {'image': {0: dyn, 2: dyn, 3: dyn}}
     try:
-        torch.onnx.export(module, (example, ), out, dynamo=True, opset_version=opset,
-                          input_names=['image'], output_names=output_names,
-                          dynamic_shapes=dims, external_data=False)
+        with warnings.catch_warnings():
+            # torch.export's own code still uses a pytree API its next release drops;
+            # exactly that notice is hidden, nothing else.
+            warnings.filterwarnings('ignore', category=FutureWarning,
+                                    message=r'`isinstance\(treespec, LeafSpec\)`')
+            torch.onnx.export(module, (example, ), out, dynamo=True, opset_version=opset,
+                              input_names=['image'], output_names=output_names,
+                              dynamic_shapes=dims, external_data=False)
     except Exception as e:  # noqa: BLE001  (torch.export / translation failures)
         model = getattr(module, 'model', module)
         raise ExportError(f'torch.export could not record the model (parts: '
