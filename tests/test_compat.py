@@ -22,13 +22,29 @@ def test_runner_checkpoint_loads_safely(tmp_path):
     assert buf.mean() == 1.375 and buf.current() == 1.25
 
 
-def test_foreign_callables_still_refused(tmp_path):
+def test_allow_list_opens_no_path_to_a_callable(tmp_path, monkeypatch):
+    """The types we allow in safe loads must not carry a callable in: a Namespace
+    holding ``os.system``, and a HistoryBuffer whose state holds a function (pickled as
+    ``getattr(HistoryBuffer, 'min')``: getattr would reach anything), are both refused.
+    Widening the allow-list to make either load fails this test."""
+    import argparse
     import os
     import pickle
+
     import pytest
-    torch.save({'x': os.system}, tmp_path / 'evil.pth')
-    with pytest.raises(pickle.UnpicklingError):
-        torch.load(tmp_path / 'evil.pth', weights_only=True)
+    from mmengine.logging import HistoryBuffer
+    torch.save({'args': argparse.Namespace(run=os.system)}, tmp_path / 'ns.pth')
+    with pytest.raises(pickle.UnpicklingError, match='system'):
+        torch.load(tmp_path / 'ns.pth', weights_only=True)
+    buffer = HistoryBuffer()
+    buffer.update(1.0)
+    torch.save({'b': buffer}, tmp_path / 'ours.pth')  # our __getstate__: loads
+    assert torch.load(tmp_path / 'ours.pth', weights_only=True)['b'].current() == 1.0
+    monkeypatch.delattr(HistoryBuffer, '__getstate__')  # plain pickling of the state,
+    buffer._statistics_methods = {'min': HistoryBuffer.min}  # holding a function
+    torch.save({'b': buffer}, tmp_path / 'theirs.pth')
+    with pytest.raises(pickle.UnpicklingError, match='getattr'):
+        torch.load(tmp_path / 'theirs.pth', weights_only=True)
 
 
 def test_mmcv_is_not_patched():

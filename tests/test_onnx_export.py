@@ -12,8 +12,10 @@ from mmbiformer.deploy.onnx_export import require_deploy_packages
 from mmbiformer.utils.launch import load_config
 from conftest import ROOT, TINY_ARCH, build_model
 
-pytest.importorskip('onnxruntime')
-pytest.importorskip('onnxscript')
+# tools/setup.sh installs the deploy extras (CI too): without them these tests fail
+# rather than skip, so that a broken install cannot pass unseen.
+import onnxruntime  # noqa: E402,F401
+import onnxscript  # noqa: E402,F401
 pytestmark = pytest.mark.slow  # each export records the model with torch.export
 
 DIMS = TINY_ARCH['embed_dims']
