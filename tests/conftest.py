@@ -49,7 +49,11 @@ def tool_error(*args) -> str:
 
 # The BRA plug-in configs (a BiFormer-free detector with BRA in its neck / backbone).
 PLUGIN_CONFIGS = [os.path.join(ROOT, 'configs/det', name) for name in
-                  ('rtmdet-s_bra_coco.py', 'maskrcnn_r50-bra_fpn_1x_coco.py')]
+                  ('rtmdet_bra_s.py', 'maskrcnn_r50_bra.py')]
+# Configs kept under their old names: one line, ``_base_`` the new name.
+ALIAS_CONFIGS = {os.path.join(ROOT, 'configs/det', old): new for old, new in (
+    ('rtmdet-s_bra_coco.py', 'rtmdet_bra_s.py'),
+    ('maskrcnn_r50-bra_fpn_1x_coco.py', 'maskrcnn_r50_bra.py'))}
 
 
 def run_tool(*args, check=True):

@@ -9,14 +9,20 @@ from mmengine.config import Config
 import mmbiformer  # noqa: F401
 from mmbiformer.converters import convert_official_file
 from official_reference import official_logits, random_official_state_dict
-from conftest import PLUGIN_CONFIGS, ROOT, build_model, train_step_loss
+from conftest import ALIAS_CONFIGS, PLUGIN_CONFIGS, ROOT, build_model, train_step_loss
 
 # Configs with BRA as a plug-in in other networks: tests/test_bra_plugin.py.
 CONFIGS = sorted(set(glob.glob(osp.join(ROOT, 'configs', '*', '*.py')) +
                      glob.glob(osp.join(ROOT, 'configs', '*', 'ablation', '*.py')))
-                 - set(PLUGIN_CONFIGS))
+                 - set(PLUGIN_CONFIGS) - set(ALIAS_CONFIGS))
 DIMS = {'tiny': [64, 128, 256, 512], 'small': [64, 128, 256, 512],
         'base': [96, 192, 384, 768]}
+
+
+@pytest.mark.parametrize('alias', sorted(ALIAS_CONFIGS), ids=osp.basename)
+def test_old_config_names_give_the_same_config(alias):
+    new = osp.join(osp.dirname(alias), ALIAS_CONFIGS[alias])
+    assert Config.fromfile(alias).to_dict() == Config.fromfile(new).to_dict()
 
 
 def test_all_configs_present():

@@ -6,7 +6,7 @@
 #
 # TASK: cls, retinanet, det (Mask R-CNN), seg (UperNet), cls-compile, and
 # cls-quadtree / cls-shunted / cls-window (configs/cls/ablation/, same recipe as cls),
-# rtmdet / rtmdet-bra (mmdet's RTMDet-s, and configs/det/rtmdet-s_bra_coco.py, on
+# rtmdet / rtmdet-bra (mmdet's RTMDet-s, and configs/det/rtmdet_bra_s.py, on
 # small-object data at 640) (default: cls retinanet det seg). Generated data goes to data/g_in, data/g_coco,
 # data/g_ade (kept).
 # Environment: LIMIT (seconds per training, default 200), CLS_EPOCHS (20), DET_EPOCHS
@@ -60,7 +60,7 @@ for task in ${*:-cls retinanet det seg}; do
     rtmdet|rtmdet-bra)
         [ -d data/g_small ] || python3 tools/generate_data.py coco data/g_small --num-train 320 \
             --num-val 32 --size 640 640 --small-objects
-        cfg=configs/det/rtmdet-s_bra_coco.py
+        cfg=configs/det/rtmdet_bra_s.py
         if [ "$task" = rtmdet ]; then  # the toolbox's own config, as a file for the tools
             cfg=$OUTD/rtmdet-s_coco.py
             echo "_base_ = 'mmdet::rtmdet/rtmdet_s_8xb32-300e_coco.py'" > "$cfg"

@@ -11,7 +11,7 @@ TASKS = {
     'cls': ('configs/cls/biformer_t_in1k.py', 'imagenet'),
     'det': ('configs/det/maskrcnn_biformer_t.py', 'coco'),
     'retinanet': ('configs/det/retinanet_biformer_t.py', 'coco'),
-    'rtmdet': ('configs/det/rtmdet-s_bra_coco.py', 'coco'),
+    'rtmdet': ('configs/det/rtmdet_bra_s.py', 'coco'),
     'seg': ('configs/seg/upernet_biformer_t.py', 'ade20k'),
     'sfpn': ('configs/seg/sfpn_biformer_t.py', 'ade20k'),
 }
