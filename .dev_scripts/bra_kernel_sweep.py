@@ -16,7 +16,7 @@ import sys
 import torch
 
 sys.path.insert(0, osp.join(osp.dirname(__file__), '..', '..'))
-from mmbiformer.ops import BiLevelRoutingAttention  # noqa: E402
+from mmbiformer.ops import BiLevelRoutingAttention, set_attn_impl  # noqa: E402
 from mmbiformer.ops.backends.triton import routed_attention as ra  # noqa: E402
 
 # (name, N, H, W, dim, heads, n_win, topk): the BRA stages of the classification
@@ -59,7 +59,7 @@ def whole_op(dtype):
         x = torch.randn(N, H, W, C, device='cuda', requires_grad=True)
         row = []
         for impl in ('reference', 'sdpa', 'triton'):
-            op.attn_impl = impl
+            set_attn_impl(op, impl)
 
             def step():
                 with torch.autocast('cuda', dtype=dtype):

@@ -16,7 +16,7 @@ sys.path.insert(0, osp.dirname(__file__))
 sys.path.insert(0, osp.join(osp.dirname(__file__), '..', '..'))
 from bra_kernel_sweep import STAGES  # noqa: E402
 
-from mmbiformer.ops import BiLevelRoutingAttention  # noqa: E402
+from mmbiformer.ops import BiLevelRoutingAttention, set_attn_impl  # noqa: E402
 
 
 def main():
@@ -32,7 +32,7 @@ def main():
                                      auto_pad=True).cuda()
         x = torch.randn(N, H, W, C, device='cuda', requires_grad=True)
         for impl in args.impl or ['sdpa', 'triton']:
-            op.attn_impl = impl
+            set_attn_impl(op, impl)
 
             def step():
                 with torch.autocast('cuda', dtype=torch.bfloat16):

@@ -11,7 +11,7 @@ import torch
 from mmbiformer.ops.backends import captured_step, choose_backend
 from mmbiformer.ops.backends import sdpa as sdpa_backend
 from mmbiformer.ops.backends.triton import unavailable_reason
-from mmbiformer.ops.bra import BiLevelRoutingAttention
+from mmbiformer.ops.bra import BiLevelRoutingAttention, set_attn_impl
 
 from conftest import requires_cuda as cuda  # noqa: E402
 CPU = torch.device('cpu')
@@ -52,9 +52,9 @@ def _compare(op, x, impl, rtol, atol=None):
     elementwise (``atol`` given) or, without ``atol``, as the relative error of each
     tensor's norm (fp32 on a GPU: sums over 10^5 tokens reorder freely)."""
     grad = torch.randn(x.shape, dtype=x.dtype, device=x.device)
-    op.attn_impl = 'reference'
+    set_attn_impl(op, 'reference')
     ref = _fwd_bwd(op, x, grad)
-    op.attn_impl = impl
+    set_attn_impl(op, impl)
     assert op.backend(x) == impl
     got = _fwd_bwd(op, x, grad)
     for name, a, b in [('output', got[0], ref[0]), ('input grad', got[1], ref[1])] + [
@@ -203,9 +203,7 @@ def test_backbone_triton_matches_reference_cpu():
     x = torch.randn(1, 3, 60, 76, dtype=torch.double)
     with torch.no_grad():
         ref = model(x)
-        for m in model.modules():
-            if isinstance(m, BiLevelRoutingAttention):
-                m.attn_impl = 'triton'
+        set_attn_impl(model, 'triton')
         got = model(x)
     for a, b in zip(got, ref):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
@@ -236,7 +234,7 @@ def test_bf16_within_reference_error(impl, case):
     op.float()
     errs = {}
     for name in ('reference', impl):
-        op.attn_impl = name
+        set_attn_impl(op, name)
         with torch.autocast('cuda', dtype=torch.bfloat16):
             out = op(x).float()
         errs[name] = ((out - exact).norm() / exact.norm()).item()
@@ -276,9 +274,18 @@ def test_backbone_matches_reference_cuda_fp32(impl, monkeypatch):
     x = torch.randn(1, 3, 336, 496, device='cuda')
     with torch.no_grad():
         ref = model(x)
-        for m in model.modules():
-            if isinstance(m, BiLevelRoutingAttention):
-                m.attn_impl = impl
+        set_attn_impl(model, impl)
         got = model(x)
     for a, b in zip(got, ref):
         assert ((a - b).norm() / b.norm()).item() < 1e-4
+
+
+def test_set_attn_impl_checks_and_reaches_every_op():
+    from mmbiformer.models import BiFormer
+    model = BiFormer('tiny', n_win=4)
+    set_attn_impl(model, 'reference')
+    ops = [m for m in model.modules() if isinstance(m, BiLevelRoutingAttention)]
+    assert ops and {m.attn_impl for m in ops} == {'reference'}
+    with pytest.raises(ValueError, match='attn_impl must be one of'):
+        set_attn_impl(model, 'fast')
+    assert {m.attn_impl for m in ops} == {'reference'}

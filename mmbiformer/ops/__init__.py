@@ -1,3 +1,3 @@
-from .bra import BiLevelRoutingAttention
+from .bra import BiLevelRoutingAttention, set_attn_impl
 
-__all__ = ['BiLevelRoutingAttention']
+__all__ = ['BiLevelRoutingAttention', 'set_attn_impl']

@@ -340,3 +340,13 @@ class BiLevelRoutingAttention(nn.Module):
         t = self.region_kv(torch.zeros(1, 1, l, 1), h, w).shape[2]
         return {'routing': N * R * R * self.qk_dim,
                 'attention': N * R * l * self.topk * t * (self.qk_dim + self.dim)}
+
+
+def set_attn_impl(module: nn.Module, impl: str) -> None:
+    """Set ``attn_impl`` of every :class:`BiLevelRoutingAttention` inside ``module``
+    (``module`` itself included), checked as the constructor checks it; beside
+    :func:`mmbiformer.ops.dwconv.set_impl`."""
+    impl = normalize_impl(impl)
+    for m in module.modules():
+        if isinstance(m, BiLevelRoutingAttention):
+            m.attn_impl = impl
