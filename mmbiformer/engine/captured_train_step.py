@@ -39,10 +39,11 @@ from mmengine.optim import AmpOptimWrapper
 from mmengine.registry import HOOKS
 
 from ..ops.backends import captured_step
+from .nonfinite_loss_hook import grad_norm
 
+NO_CUDA = 'no CUDA device'
 # Optimizer settings a captured step bakes in (all but the learning rate, which the
 # graph reads from a tensor, and the parameters).
-NO_CUDA = 'no CUDA device'
 _FROZEN_SETTINGS = ('betas', 'eps', 'weight_decay', 'amsgrad', 'maximize')
 
 
@@ -89,6 +90,10 @@ def _tensor_fields(sample) -> List[str]:
     return sorted(k for k in sample.keys() if torch.is_tensor(sample.get(k)))
 
 
+def _describe(sample) -> tuple:
+    return tuple((k, sample.get(k).shape, sample.get(k).dtype) for k in _tensor_fields(sample))
+
+
 def batch_layout(data: dict) -> Optional[tuple]:
     """What a captured graph fixes of a preprocessed batch: the inputs' shape, dtype and
     strides, and each data-sample tensor field's; None when the samples differ from
@@ -96,12 +101,9 @@ def batch_layout(data: dict) -> Optional[tuple]:
     inputs, samples = data.get('inputs'), data.get('data_samples')
     if not torch.is_tensor(inputs) or not samples:
         return None
-    fields = _tensor_fields(samples[0])
-    described = tuple((k, samples[0].get(k).shape, samples[0].get(k).dtype) for k in fields)
-    for sample in samples[1:]:
-        if tuple((k, sample.get(k).shape, sample.get(k).dtype) for k in fields if k in sample
-                 and torch.is_tensor(sample.get(k))) != described:
-            return None
+    described = _describe(samples[0])
+    if any(_describe(sample) != described for sample in samples[1:]):
+        return None
     return (inputs.shape, inputs.dtype, inputs.stride(), len(samples), described)
 
 
@@ -148,7 +150,6 @@ class CapturedTrainStep:
     def __init__(self, model, optim_wrapper, warmup_iters: int = 3, capture: bool = True):
         self.model = model
         self.wrapper = optim_wrapper
-        self.eager_train_step = model.train_step
         self.warmup_iters = max(1, warmup_iters)
         self.capture = capture
         self.scaler = (optim_wrapper.loss_scaler
@@ -183,7 +184,6 @@ class CapturedTrainStep:
         loss, log_vars = self.model.parse_losses(losses)
         finite_loss = torch.isfinite(loss.detach())
         (self.scaler.scale(loss) if self.scaler else loss).backward()
-        grads = [p.grad for p in self._params() if p.grad is not None]
         clip = getattr(self.wrapper, 'clip_grad_kwargs', None)
         norm = None
         if clip:
@@ -197,7 +197,7 @@ class CapturedTrainStep:
             self.guard = [('loss', finite_loss)]
         else:
             if norm is None:
-                norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+                norm = grad_norm(self.wrapper)
             finite_grads = torch.isfinite(norm)
             optimizer.grad_scale = None
             optimizer.found_inf = (~(finite_loss & finite_grads)).float()

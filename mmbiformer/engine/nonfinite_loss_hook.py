@@ -93,7 +93,7 @@ class NonFiniteLossHook(Hook):
             # which the schedulers warn that the step was overridden.
             @functools.wraps(step)
             def checked_step(*args, **kwargs):
-                norm = _grad_norm(wrapper)
+                norm = grad_norm(wrapper)
                 if norm is None or self._agree_finite(norm):
                     return step(*args, **kwargs)
                 self._non_finite(runner, wrapper, f'gradient norm {float(norm):g}')
@@ -174,7 +174,7 @@ class NonFiniteLossHook(Hook):
                 f'{where} {skip}')
 
 
-def _grad_norm(wrapper) -> Optional[torch.Tensor]:
+def grad_norm(wrapper) -> Optional[torch.Tensor]:
     """The total 2-norm of the optimizer's gradients (None without gradients)."""
     grads = [p.grad for g in wrapper.optimizer.param_groups for p in g['params']
              if p.grad is not None]
