@@ -24,12 +24,16 @@ SDPA_CASES = [(14, 14, 7, 4, False, 'identity'), (56, 56, 7, 1, False, 'identity
               (13, 9, 4, 3, False, 'identity'), (64, 64, 8, 5, False, 'identity'),
               (40, 48, 4, 3, True, 'identity'), (64, 64, 4, 2, False, 'ada_avgpool')]
 # Triton on CPU (interpreter: keep them small): one region tile, several query and key
-# tiles (81-token regions), tiny regions packed into one key tile, padding.
+# tiles (81-token regions), tiny regions packed into one key tile, padding; the last one
+# runs the dense kernels (4-token regions, 64 tokens, top 6; padded).
 TRITON_CPU_CASES = [(8, 8, 2, 1, False, 'identity'), (18, 18, 2, 2, False, 'identity'),
-                    (7, 10, 4, 5, False, 'identity'), (13, 9, 3, 3, False, 'identity')]
+                    (7, 10, 4, 5, False, 'identity'), (13, 9, 3, 3, False, 'identity'),
+                    (7, 7, 4, 6, False, 'identity')]
+# The last two run the dense kernels: stage 3 at 224 (top 16), and padded.
 CUDA_CASES = [(14, 14, 7, 4, False, 'identity'), (56, 56, 7, 1, False, 'identity'),
               (13, 9, 4, 3, False, 'identity'), (64, 64, 8, 5, False, 'identity'),
-              (200, 304, 16, 1, False, 'identity'), (100, 152, 16, 4, False, 'identity')]
+              (200, 304, 16, 1, False, 'identity'), (100, 152, 16, 4, False, 'identity'),
+              (14, 14, 7, 16, False, 'identity'), (13, 14, 7, 13, False, 'identity')]
 
 
 def _op(H, W, n_win, topk, soft, mode, impl='reference', dim=32, heads=4):
@@ -82,15 +86,27 @@ def test_triton_matches_reference_cpu(case):
              1e-10)
 
 
+def test_dense_kernels_where_they_compute_less():
+    from mmbiformer.ops.backends.triton import use_dense
+    assert use_dense(14, 14, 4, 16)  # stage 3 at 224: 196 keys against 16 x 16 rows
+    assert not use_dense(28, 28, 16, 4)  # stage 2 at 224
+    assert not use_dense(14, 14, 4, 4)
+    assert not use_dense(64, 80, 20, 16)  # stage 3 of a detection input, 16 regions
+
+
 @needs_triton
-@pytest.mark.parametrize('skewed', [False, True])
-@pytest.mark.parametrize('queries_per_item', [512, 1, 12])
-def test_triton_op_matches_reference(skewed, queries_per_item, monkeypatch):
+@pytest.mark.parametrize('skewed, queries_per_item, dense', [
+    (False, 512, False), (False, 1, False), (False, 12, False),
+    (True, 512, False), (True, 1, False), (True, 12, False),
+    (False, 512, True), (True, 512, True)])
+def test_triton_op_matches_reference(skewed, queries_per_item, dense, monkeypatch):
     """The op on its own: head widths that are no power of two (v: 12 channels, q/k: 8)
     are masked; routing that sends most regions to one region, with dK/dV work split
-    over items (one routing region each, or two) and summed from the workspace."""
+    over items (one routing region each, or two) and summed from the workspace; the same
+    with the dense kernels (routing as a mask over all tokens)."""
     from mmbiformer.ops.backends.triton import routed_attention as ra
     monkeypatch.setattr(ra, 'QUERIES_PER_ITEM', queries_per_item)
+    monkeypatch.setattr(ra, 'use_dense', lambda *sizes: dense)
     routed_attention = ra.routed_attention
     torch.manual_seed(0)
     N, S, h, w, m, qd, dv, topk = 2, 3, 2, 3, 2, 16, 24, 4
@@ -171,14 +187,14 @@ def test_chooser():
     assert choose_backend('auto', CPU, 'identity', False) == 'reference'
     assert choose_backend('sdpa', CPU, 'identity', False) == 'sdpa'
     # In a step to be captured in a CUDA graph, auto trains on Triton where regions hold
-    # at least 16 tokens (least GPU time); sdpa elsewhere, and outside such a step.
+    # at least 16 tokens or the dense kernels take the map (least GPU time); sdpa
+    # elsewhere, and outside such a step. Geometry: padded H, W, region tokens, top-k.
+    on_triton = 'triton' if triton_ok else 'sdpa'
     with captured_step():
-        assert choose_backend('auto', gpu, 'identity', False, grad=True,
-                              region_tokens=16) == ('triton' if triton_ok else 'sdpa')
-        assert choose_backend('auto', gpu, 'identity', False, grad=True,
-                              region_tokens=4) == 'sdpa'
-    assert choose_backend('auto', gpu, 'identity', False, grad=True,
-                          region_tokens=16) == 'sdpa'
+        assert choose_backend('auto', gpu, 'identity', False, True, (28, 28, 16, 4)) == on_triton
+        assert choose_backend('auto', gpu, 'identity', False, True, (14, 14, 4, 16)) == on_triton
+        assert choose_backend('auto', gpu, 'identity', False, True, (24, 24, 4, 16)) == 'sdpa'
+    assert choose_backend('auto', gpu, 'identity', False, True, (28, 28, 16, 4)) == 'sdpa'
     # ... and are refused, with the reason, when Triton is asked for by name.
     with pytest.raises(ValueError, match="soft_routing=True .*attn_impl='auto'"):
         choose_backend('triton', gpu, 'identity', True)
@@ -225,7 +241,8 @@ def test_matches_reference_cuda_fp32(impl, case, monkeypatch):
 @pytest.mark.parametrize('impl', ['sdpa', 'triton'])
 @pytest.mark.parametrize('case', [(56, 56, 7, 1, False, 'identity'),
                                   (64, 64, 8, 5, False, 'identity'),
-                                  (14, 14, 7, 4, False, 'identity')])
+                                  (14, 14, 7, 4, False, 'identity'),
+                                  (14, 14, 7, 16, False, 'identity')])
 def test_bf16_within_reference_error(impl, case):
     """Under bf16 autocast, each backend is no further from fp64 than the reference."""
     op = _op(*case, dim=64, heads=2).cuda()
@@ -250,7 +267,7 @@ def test_deterministic_cuda(impl, monkeypatch):
     torch.use_deterministic_algorithms(True)
     try:
         for case in [(56, 56, 7, 1, False, 'identity'), (64, 64, 8, 5, False, 'identity'),
-                     (14, 14, 7, 4, False, 'identity')]:
+                     (14, 14, 7, 4, False, 'identity'), (14, 14, 7, 16, False, 'identity')]:
             op = _op(*case, impl=impl).cuda()
             x = torch.randn(2, case[0], case[1], 32, device='cuda')
             grad = torch.randn_like(x)

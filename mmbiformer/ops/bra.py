@@ -24,6 +24,7 @@ from .backends import choose_backend, normalize_impl, tracing
 from .backends.sdpa import SDPAPolicy, heads, merge_heads
 from .backends.sdpa import routed_attention as sdpa_routed_attention
 from .dwconv import DepthwiseConv2d
+from .linear import Linear
 
 KV_DOWNSAMPLE_MODES = ('identity', 'ada_avgpool', 'ada_maxpool', 'avgpool', 'maxpool')
 PARAM_ATTENTION_MODES = ('qkvo', 'qkv')
@@ -34,7 +35,7 @@ class QKVLinear(nn.Module):
 
     def __init__(self, dim: int, qk_dim: int, bias: bool = True):
         super().__init__()
-        self.qkv = nn.Linear(dim, 2 * qk_dim + dim, bias=bias)
+        self.qkv = Linear(dim, 2 * qk_dim + dim, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.qkv(x)
@@ -191,7 +192,7 @@ class BiLevelRoutingAttention(nn.Module):
         self.kv_downsample_mode = kv_downsample_mode
 
         self.qkv = QKVLinear(dim, qk_dim)
-        self.wo = nn.Linear(dim, dim) if param_attention == 'qkvo' else nn.Identity()
+        self.wo = Linear(dim, dim) if param_attention == 'qkvo' else nn.Identity()
         self.lepe = DepthwiseConv2d(dim, side_dwconv) if side_dwconv > 0 else None
         # Official key name: ``router.emb``.
         self.router = nn.Module()
@@ -261,12 +262,13 @@ class BiLevelRoutingAttention(nn.Module):
 
     def backend(self, x: torch.Tensor) -> str:
         """The backend that runs the token attention for input ``x``."""
-        tokens = None
+        geometry = None
         if x.dim() == 4:  # NHWC, padded up to multiples of n_win
             S = self.n_win
-            tokens = -(-x.shape[1] // S) * -(-x.shape[2] // S)
+            h, w = -(-x.shape[1] // S), -(-x.shape[2] // S)
+            geometry = (h * S, w * S, h * w, self.topk)
         return choose_backend(self.attn_impl, x.device, self.kv_downsample_mode,
-                              self.soft_routing, torch.is_grad_enabled(), tokens)
+                              self.soft_routing, torch.is_grad_enabled(), geometry)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (N, H, W, dim) NHWC -> (N, H, W, dim)."""

@@ -5,6 +5,7 @@ import torch.nn as nn
 
 from .backends.sdpa import sdpa
 from .dwconv import DepthwiseConv2d
+from .linear import Linear
 
 
 class GlobalAttentionLePE(nn.Module):
@@ -22,8 +23,8 @@ class GlobalAttentionLePE(nn.Module):
             raise ValueError(f'dim ({dim}) must be divisible by num_heads ({num_heads})')
         self.dim = dim
         self.num_heads = num_heads
-        self.qkv = nn.Linear(dim, dim * 3, bias=False)
-        self.proj = nn.Linear(dim, dim)
+        self.qkv = Linear(dim, dim * 3, bias=False)
+        self.proj = Linear(dim, dim)
         self.lepe = (DepthwiseConv2d(dim, side_dwconv)
                      if with_lepe and side_dwconv > 0 else None)
 

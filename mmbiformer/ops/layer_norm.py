@@ -19,7 +19,6 @@ A step captured in a CUDA graph pays the host cost once: inside
 from typing import Optional, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .backends import in_captured_step, tracing

@@ -20,6 +20,7 @@ from ...ops.bra import BiLevelRoutingAttention
 from ...ops.layer_norm import LayerNorm, drop_path_scale
 from ...ops.global_attention import GlobalAttentionLePE
 from ...ops.dwconv import DepthwiseConv2d, GemmConv2d
+from ...ops.linear import Linear
 from ...ops.dwconv import set_impl as set_dwconv_impl
 from ...ops.mixers import build_token_mixer, check_attn_cfg, resolve_attn_types
 from ...registry import MODELS
@@ -87,8 +88,8 @@ class BiFormerBlock(nn.Module):
         self.norm2 = LayerNorm(dim, eps=1e-6)
         hidden = int(mlp_ratio * dim)
         # Index 1 is an empty slot in the official MLP; kept so keys read mlp.0 / mlp.3.
-        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.Identity(), nn.GELU(),
-                                 nn.Linear(hidden, dim))
+        self.mlp = nn.Sequential(Linear(dim, hidden), nn.Identity(), nn.GELU(),
+                                 Linear(hidden, dim))
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # NHWC

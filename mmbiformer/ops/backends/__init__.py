@@ -16,7 +16,7 @@ too: ask for ``attn_impl='triton'`` when memory is short (figures:
 ``docs/benchmark.md``, run 3).
 """
 import contextlib
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 
@@ -49,11 +49,12 @@ def tracing() -> bool:
             or torch.compiler.is_exporting())
 
 
-# Training in a captured step under ``auto``: regions of at least this many tokens go to
-# the Triton kernels, smaller ones to sdpa's masked dense attention (docs/benchmark.md,
-# run 5: at 224, stage 2's 16-token regions took 2.4 ms of GPU time in Triton against
-# 12.8 ms masked dense; stage 3's 4-token regions leave the kernels' 16-row tiles
-# three-quarters empty).
+# Training in a captured step under ``auto``: the Triton kernels where regions hold at
+# least this many tokens, or where their dense form applies (``triton.use_dense``);
+# sdpa's masked dense attention elsewhere (docs/benchmark.md, run 5: at 224, stage 2's
+# 16-token regions took 2.4 ms of GPU time in Triton against 12.8 ms masked dense; the
+# routed kernels' dK/dV pass is slow on 4-token regions, which the dense kernels avoid:
+# run 7).
 TRITON_TRAIN_MIN_TOKENS = 16
 _captured = False
 
@@ -64,7 +65,8 @@ def captured_step():
     too, so that kernels are compiled before the capture): the host's cost per launch
     is then paid once, and the kernels that take the least GPU time are chosen where
     eager training would pick those that take the least host time: the Triton BRA
-    kernels for training (regions of at least ``TRITON_TRAIN_MIN_TOKENS`` tokens) and
+    kernels for training (regions of at least ``TRITON_TRAIN_MIN_TOKENS`` tokens, or
+    small maps that the dense kernels take) and
     the fused LayerNorm at every size (``ops/layer_norm.py``)."""
     global _captured
     before, _captured = _captured, True
@@ -79,12 +81,17 @@ def in_captured_step() -> bool:
     return _captured
 
 
+def _triton_trains(H: int, W: int, region_tokens: int, topk: int) -> bool:
+    from .triton import use_dense
+    return region_tokens >= TRITON_TRAIN_MIN_TOKENS or use_dense(H, W, region_tokens, topk)
+
+
 def choose_backend(impl: str, device: torch.device, kv_downsample_mode: str,
                    soft_routing: bool, grad: bool = False,
-                   region_tokens: Optional[int] = None) -> str:
+                   geometry: Optional[Tuple[int, int, int, int]] = None) -> str:
     """The backend that runs ``attn_impl=impl`` on ``device`` with these options;
-    ``grad``: gradients are being recorded (training); ``region_tokens``: tokens per
-    region (after padding), if known."""
+    ``grad``: gradients are being recorded (training); ``geometry``: the padded map's
+    height and width, tokens per region and top-k, if known."""
     if impl in ('reference', 'sdpa'):
         return impl
     reason = triton_unsupported(device, kv_downsample_mode, soft_routing)
@@ -99,7 +106,6 @@ def choose_backend(impl: str, device: torch.device, kv_downsample_mode: str,
         return 'sdpa'
     # Eager training stays on sdpa: there the Triton path costs more host time (custom
     # op dispatch, inverse routing lists, launches) than it saves on the GPU.
-    if grad and not (_captured and region_tokens is not None
-                     and region_tokens >= TRITON_TRAIN_MIN_TOKENS):
+    if grad and not (_captured and geometry is not None and _triton_trains(*geometry)):
         return 'sdpa'
     return 'triton'

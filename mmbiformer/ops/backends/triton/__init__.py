@@ -36,6 +36,24 @@ def unavailable_reason(device: torch.device) -> Optional[str]:
             f'TRITON_INTERPRET=1), not on {device.type}')
 
 
+# Rows of the routed kernels' query tiles at least (``tl.dot`` needs 16).
+MIN_QUERY_TILE = 16
+
+
+# Regions the dense kernels' routing masks hold (one int64 per query region).
+DENSE_MAX_REGIONS = 64
+
+
+def use_dense(H: int, W: int, L: int, topk: int) -> bool:
+    """Whether the dense kernels (all tokens of the map, routing as a mask;
+    ``dense_kernels.py``) compute fewer products than the routed ones: per query region
+    those take ``max(16, L)`` query rows (one region per tile) against ``topk * L`` keys,
+    the dense ones ``L`` rows against ``H * W`` keys. True at stage 3 of a 224 input
+    (4-token regions, 196 tokens, top 16: 196 <= 256); false at stage 2 (784 > 64) and
+    in detection's large maps."""
+    return H * W <= max(MIN_QUERY_TILE, L) * topk and H * W <= DENSE_MAX_REGIONS * L
+
+
 def _patch_interpreter_scalars() -> None:
     """Triton 3.6's interpreter turns a scalar into ``int(array_of_one)``, which NumPy
     >= 2.4 refuses; loops with run-time bounds then fail on the CPU. Convert through

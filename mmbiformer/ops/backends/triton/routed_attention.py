@@ -16,7 +16,7 @@ from typing import Optional, Tuple
 import torch
 import triton
 
-from . import kernels
+from . import dense_kernels, kernels, use_dense
 from .accumulate import acc_dtype, acc_tl
 from .dwconv import conv_nhwc_into, weight_grad
 
@@ -43,6 +43,29 @@ def _kernel_dtypes(dtype: torch.dtype) -> dict:
     return dict(PREC=_precision(dtype), ACC=acc_tl(dtype))
 
 
+# Tiles of the dense kernels (``dense_kernels.py``): the fastest of 27 settings at stage 3
+# of a 224 input (docs/benchmark.md, run 7; `.dev_scripts/dense_sweep.py`).
+DENSE_BLOCKS = dict(BLOCK_M=32, BLOCK_N=32, num_warps=2, num_stages=2)
+
+
+def _routing_bits(index: torch.Tensor) -> torch.Tensor:
+    """(N, R, topk) routed region ids (R <= 64) -> (N, R) int64: bit k set where query
+    region r routes to key region k (bit 63 is the sign bit: the kernels shift and mask,
+    so it reads as any other)."""
+    bits = torch.bitwise_left_shift(torch.ones_like(index, dtype=torch.int64), index)
+    return bits.sum(-1)  # distinct powers of two: the sum is their OR
+
+
+def _dense_args(qkv: torch.Tensor, n_win: int, RH: int, RW: int, R: int, num_heads: int,
+                qk_dim: int, cq: int, cv: int) -> tuple:
+    """Size arguments and meta-parameters shared by the dense kernels."""
+    blocks = dict(DENSE_BLOCKS, BLOCK_DQ=max(16, triton.next_power_of_2(cq)),
+                  BLOCK_DV=max(16, triton.next_power_of_2(cv)))
+    H, W = qkv.shape[1:3]
+    return (n_win, RH, RW, R, W, H * W, num_heads, qk_dim), dict(
+        CQ=cq, CV=cv, **_kernel_dtypes(qkv.dtype), **blocks)
+
+
 def _geometry(qkv: torch.Tensor, index: torch.Tensor, n_win: int, num_heads: int,
               qk_dim: int):
     N, H, W, C = qkv.shape
@@ -59,17 +82,26 @@ def routed_attn_fwd(qkv: torch.Tensor, index: torch.Tensor, lce_weight: Optional
                     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(output, attention-only output, log-sum-exp). Without LCE weights the output is
     the attention's and the second tensor is empty; with them the output is attention
-    + LCE and the attention-only output is kept for the backward (its ``delta``)."""
+    + LCE and the attention-only output is kept for the backward (its ``delta``).
+    Routed kernels, or dense ones where :func:`use_dense` (the log-sum-exp is then
+    indexed by head and raster token: same size, its own order)."""
     N, H, W, RH, RW, R, topk, cq, cv, dv = _geometry(qkv, index, n_win, num_heads, qk_dim)
     L = RH * RW
     attn = qkv.new_empty(N, H, W, dv)
     lse = torch.empty(N, R, num_heads, L, device=qkv.device, dtype=acc_dtype(qkv.dtype))
-    blocks = _blocks(L, topk * L, cq, cv)
-    grid = (triton.cdiv(L, blocks['BLOCK_M']), R * num_heads, N)
-    kernels._bra_fwd[grid](
-        qkv, index, attn, lse, *qkv.stride()[:3], *attn.stride()[:3],
-        scale * LOG2E, n_win, RH, RW, R, topk, num_heads, qk_dim,
-        CQ=cq, CV=cv, **_kernel_dtypes(qkv.dtype), **blocks)
+    if use_dense(H, W, L, topk):
+        sizes, meta = _dense_args(qkv, n_win, RH, RW, R, num_heads, qk_dim, cq, cv)
+        grid = (triton.cdiv(H * W, meta['BLOCK_M']), num_heads, N)
+        dense_kernels._dense_fwd[grid](
+            qkv, _routing_bits(index), attn, lse, *qkv.stride()[:3], *attn.stride()[:3],
+            scale * LOG2E, *sizes, **meta)
+    else:
+        blocks = _blocks(L, topk * L, cq, cv)
+        grid = (triton.cdiv(L, blocks['BLOCK_M']), R * num_heads, N)
+        kernels._bra_fwd[grid](
+            qkv, index, attn, lse, *qkv.stride()[:3], *attn.stride()[:3],
+            scale * LOG2E, n_win, RH, RW, R, topk, num_heads, qk_dim,
+            CQ=cq, CV=cv, **_kernel_dtypes(qkv.dtype), **blocks)
     if lce_weight is None:
         return attn, qkv.new_empty(0), lse
     out = torch.empty_like(attn)
@@ -141,19 +173,25 @@ def dkv_work_items(routed_ptr: torch.Tensor, topk: int, chunk: int):
             n_items.to(torch.int32), n_slots)
 
 
-@torch.library.custom_op('mmbiformer::bra_routed_attn_bwd', mutates_args=())
-def routed_attn_bwd(grad_out: torch.Tensor, qkv: torch.Tensor, index: torch.Tensor,
-                    out: torch.Tensor, lse: torch.Tensor, lce_weight: Optional[torch.Tensor],
-                    n_win: int, num_heads: int, qk_dim: int, scale: float
-                    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(dqkv, dW, dB of the LCE): ``out`` is the attention-only output. Without LCE
-    weights the last two are empty."""
-    N, H, W, RH, RW, R, topk, cq, cv, dv = _geometry(qkv, index, n_win, num_heads, qk_dim)
+def _dense_backward(grad_out, qkv, index, out, lse, delta, dqkv, n_win, RH, RW, R,
+                    num_heads, qk_dim, cq, cv, scale):
+    N, H, W = qkv.shape[:3]
+    sizes, meta = _dense_args(qkv, n_win, RH, RW, R, num_heads, qk_dim, cq, cv)
+    keep = _routing_bits(index)
+    strides = (*qkv.stride()[:3], *out.stride()[:3])
+    grid = (triton.cdiv(H * W, meta['BLOCK_M']), num_heads, N)
+    dense_kernels._dense_bwd_dq[grid](qkv, keep, out, grad_out, lse, delta, dqkv, *strides,
+                                      scale * LOG2E, scale, *sizes, **meta)
+    grid = (triton.cdiv(H * W, meta['BLOCK_N']), num_heads, N)
+    dense_kernels._dense_bwd_dkv[grid](qkv, keep, grad_out, lse, delta, dqkv, *strides,
+                                       scale * LOG2E, scale, *sizes, **meta)
+
+
+def _routed_backward(grad_out, qkv, index, out, lse, delta, dqkv, n_win, RH, RW, R, topk,
+                     num_heads, qk_dim, cq, cv, scale):
+    N = qkv.shape[0]
     L = RH * RW
-    grad_out = grad_out.contiguous()
-    # Every element is written: dQ by the first kernel, dK and dV by the second.
-    dqkv = torch.empty_like(qkv)
-    delta = torch.empty_like(lse)
+    dv = qkv.shape[-1] - 2 * qk_dim
     blocks = _blocks(L, topk * L, cq, cv)
     common = dict(CQ=cq, CV=cv, **_kernel_dtypes(qkv.dtype), **blocks)
     strides = (*qkv.stride()[:3], *out.stride()[:3])
@@ -177,6 +215,27 @@ def routed_attn_bwd(grad_out: torch.Tensor, qkv: torch.Tensor, index: torch.Tens
     kernels._bra_bwd_dkv_reduce[grid](
         ws, slot_first, n_items, dqkv, *qkv.stride()[:3], ws.stride(0), n_win, RH, RW, R,
         qk_dim, qk_dim + dv, BLOCK_N=32, BLOCK_C=64)
+
+
+@torch.library.custom_op('mmbiformer::bra_routed_attn_bwd', mutates_args=())
+def routed_attn_bwd(grad_out: torch.Tensor, qkv: torch.Tensor, index: torch.Tensor,
+                    out: torch.Tensor, lse: torch.Tensor, lce_weight: Optional[torch.Tensor],
+                    n_win: int, num_heads: int, qk_dim: int, scale: float
+                    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(dqkv, dW, dB of the LCE): ``out`` is the attention-only output. Without LCE
+    weights the last two are empty."""
+    N, H, W, RH, RW, R, topk, cq, cv, dv = _geometry(qkv, index, n_win, num_heads, qk_dim)
+    L = RH * RW
+    grad_out = grad_out.contiguous()
+    # Every element is written: dQ by the first kernel, dK and dV by the second.
+    dqkv = torch.empty_like(qkv)
+    delta = torch.empty_like(lse)
+    if use_dense(H, W, L, topk):
+        _dense_backward(grad_out, qkv, index, out, lse, delta, dqkv, n_win, RH, RW, R,
+                        num_heads, qk_dim, cq, cv, scale)
+    else:
+        _routed_backward(grad_out, qkv, index, out, lse, delta, dqkv, n_win, RH, RW, R,
+                         topk, num_heads, qk_dim, cq, cv, scale)
     if lce_weight is None:
         return dqkv, qkv.new_empty(0), qkv.new_empty(0)
     # LCE: dV += the mirrored conv of the output gradient, in place in dqkv.
