@@ -20,6 +20,8 @@ from .accumulate import acc_dtype, acc_tl, partial_sum_programs
 # line per pixel), warps per program, and for the weight gradient programs per
 # multiprocessor. ``.dev_scripts/dwconv_sweep.py`` times alternatives.
 CONFIG = dict(TH=8, TW=8, BLOCK_C=64, num_warps=4, progs_per_sm=4)
+# The weight gradient's own settings: it reduces over pixels for each of the K*K taps.
+DW_CONFIG = dict(TH=8, TW=8, BLOCK_C=64, num_warps=4, progs_per_sm=4)
 
 
 def _block_c(C: int, cfg: dict) -> int:
@@ -64,7 +66,7 @@ def weight_grad(x: torch.Tensor, grad: torch.Tensor, k: int,
                 cfg: Optional[dict] = None) -> Tuple[torch.Tensor, torch.Tensor]:
     """(dW (C, 1, k, k), dB (C,)) of ``conv(x)`` for the output gradient ``grad``, both
     in float32 (float64 for float64 inputs)."""
-    cfg = cfg or CONFIG
+    cfg = cfg or DW_CONFIG
     TH, TW = cfg['TH'], cfg['TW']
     N, H, W, C = x.shape
     block_c = _block_c(C, cfg)

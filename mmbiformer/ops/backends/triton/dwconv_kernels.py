@@ -29,7 +29,11 @@ def _tile(pid_t, H, W, TH: tl.constexpr, TW: tl.constexpr):
     return h, w, (h < H) & (w < W)
 
 
-@triton.jit(do_not_specialize=['H', 'W', 'sx_n', 'sx_h', 'sr_n', 'sr_h', 'sy_n', 'sy_h'])
+# Strides stay specialized: Triton then knows they are multiples of 16 elements, so the
+# pixel offsets are too and each pixel's channels load as 16-byte vectors (unspecialized,
+# the loads were 2-byte scalars: 3-4x slower, docs/benchmark.md run 7). H and W are not,
+# so that dense training's many input sizes share one compiled kernel.
+@triton.jit(do_not_specialize=['H', 'W'])
 def _dwconv_nhwc(X, WT, B, RES, Y,
                  sx_n, sx_h, sx_w, sr_n, sr_h, sr_w, sy_n, sy_h, sy_w,
                  H, W, C,
@@ -70,8 +74,7 @@ def _dwconv_nhwc(X, WT, B, RES, Y,
              acc.to(Y.dtype.element_ty), mask=mask)
 
 
-@triton.jit(do_not_specialize=['H', 'W', 'sx_n', 'sx_h', 'sd_n', 'sd_h',
-                               'n_tiles', 'tiles_per_prog'])
+@triton.jit(do_not_specialize=['H', 'W', 'n_tiles', 'tiles_per_prog'])
 def _dwconv_nhwc_dw(X, DY, WS,
                     sx_n, sx_h, sx_w, sd_n, sd_h, sd_w,
                     H, W, C, n_tiles, tiles_per_prog,
