@@ -7,7 +7,7 @@ import os.path as osp
 import sys
 
 sys.path.insert(0, osp.join(osp.dirname(__file__), '..', '..'))
-import mmbiformer  # noqa: E402,F401
+import mmbiformer.openmmlab  # noqa: E402,F401  (stack fixes, registrations)
 from mmengine.config import DictAction  # noqa: E402
 from mmengine.dist import get_rank  # noqa: E402
 

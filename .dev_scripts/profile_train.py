@@ -9,7 +9,7 @@ import sys
 import torch
 
 sys.path.insert(0, osp.join(osp.dirname(__file__), '..', '..'))
-import mmbiformer  # noqa: E402,F401
+import mmbiformer.openmmlab  # noqa: E402,F401  (stack fixes, registrations)
 from mmengine.config import DictAction  # noqa: E402
 from mmengine.hooks import Hook  # noqa: E402
 

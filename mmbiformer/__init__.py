@@ -1,20 +1,27 @@
-"""mmbiformer: BiFormer (Bi-Level Routing Attention) for OpenMMLab."""
-import warnings
+"""mmbiformer: BiFormer (Bi-Level Routing Attention) for OpenMMLab.
 
-# setuptools (>= 80, within torch's range) warns on every ``import pkg_resources``, and
-# mmengine 0.10.7 imports it in several modules: 4-5 copies of the same warning before
-# any tool's own output. Exactly that warning is silenced, nothing else.
-warnings.filterwarnings('ignore', message='pkg_resources is deprecated as an API',
-                        category=UserWarning)
-
-from . import compat  # noqa: E402
-
-compat.apply()
-
-from . import data  # noqa: E402,F401  (registers CheckedLoad)
-from .engine import RNGStateHook  # noqa: E402,F401  (registers the hook)
-from .models import BiFormer  # noqa: E402  (registers the backbone)
-from .ops import BiLevelRoutingAttention  # noqa: E402
+``import mmbiformer`` and ``import mmbiformer.ops`` need only PyTorch and change nothing
+outside the package, so BRA can be used in any PyTorch model. What OpenMMLab needs, its
+registrations and the stack fixes of :mod:`mmbiformer.compat`, is
+:mod:`mmbiformer.openmmlab`: the configs name it in ``custom_imports`` and the tools
+import it first. A config written for earlier versions names plain ``'mmbiformer'``;
+mmengine is then already loaded, and so the package loads ``mmbiformer.openmmlab`` too.
+"""
+import sys
 
 __version__ = '0.1.0'
 __all__ = ['BiFormer', 'BiLevelRoutingAttention', '__version__']
+
+if 'mmengine' in sys.modules:  # inside OpenMMLab (a config's custom_imports)
+    from . import openmmlab  # noqa: F401
+
+
+def __getattr__(name: str):
+    # The two public classes on first use: the backbone needs OpenMMLab, the op does not.
+    if name == 'BiFormer':
+        from .models import BiFormer
+        return BiFormer
+    if name == 'BiLevelRoutingAttention':
+        from .ops import BiLevelRoutingAttention
+        return BiLevelRoutingAttention
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

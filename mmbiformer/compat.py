@@ -3,7 +3,8 @@ packages, kept only where nothing narrower works (each applied one is logged onc
 debug level; the README lists them). mmcv's half-precision gaps are fixed by
 components our configs name instead (``mmbiformer.models.det.mixed_precision``).
 
-Applied once on ``import mmbiformer`` (configs pull it in with ``custom_imports``):
+Applied once by ``import mmbiformer.openmmlab`` (configs pull it in with
+``custom_imports``) or ``mmbiformer.models``; never by the op layer:
 
 * torch >= 2.6 loads with ``weights_only=True``, and mmengine 0.10.7's plain
   ``torch.load`` then refuses the checkpoints its own Runner saved (``HistoryBuffer``

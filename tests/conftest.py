@@ -16,6 +16,9 @@ sys.path.insert(0, os.path.dirname(__file__))
 if not torch.cuda.is_available():
     os.environ.setdefault('TRITON_INTERPRET', '1')
 
+# The suite runs inside OpenMMLab: registrations and stack fixes, as configs load them.
+import mmbiformer.openmmlab  # noqa: E402,F401
+
 # The repository root: configs/ and tools/ are read from here.
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')

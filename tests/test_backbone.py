@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-import mmbiformer  # noqa: F401  (registers BiFormer, applies stack fixes)
+import mmbiformer.openmmlab  # noqa: F401  (registers BiFormer, applies stack fixes)
 from mmbiformer.models import BiFormer
 from conftest import TINY_ARCH
 from official_reference import official_shapes
@@ -69,7 +69,7 @@ def test_registry_builds_in_every_scope(scope):
 
     from mmengine.config import Config
     from mmengine.registry import DefaultScope
-    cfg = Config(dict(custom_imports=dict(imports=['mmbiformer'], allow_failed_imports=False),
+    cfg = Config(dict(custom_imports=dict(imports=['mmbiformer.openmmlab'], allow_failed_imports=False),
                       model=dict(type='BiFormer', arch='tiny', n_win=8)))
     registry = importlib.import_module(f'{scope}.registry').MODELS
     with DefaultScope.overwrite_default_scope(scope):

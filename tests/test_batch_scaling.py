@@ -1,5 +1,5 @@
 """--auto-scale-lr: the total batch against the recipe's (no training, CPU)."""
-import mmbiformer  # noqa: F401
+import mmbiformer.openmmlab  # noqa: F401
 from mmengine.config import Config
 
 from mmbiformer.utils.batch_scaling import batch_policy

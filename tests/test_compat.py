@@ -1,7 +1,7 @@
-"""The stack fixes applied on ``import mmbiformer``."""
+"""The stack fixes applied by ``import mmbiformer.openmmlab``."""
 import torch
 
-import mmbiformer  # noqa: F401
+import mmbiformer.openmmlab  # noqa: F401
 
 
 def test_runner_checkpoint_loads_safely(tmp_path):
@@ -71,11 +71,12 @@ def test_each_applied_fix_logged_once(monkeypatch):
 
 def test_tools_start_without_the_pkg_resources_warning():
     """setuptools warns on every `import pkg_resources` (mmengine imports it in several
-    modules); importing mmbiformer first silences exactly that warning, no other."""
+    modules); importing mmbiformer.openmmlab first, as the tools do, silences exactly that
+    warning, no other."""
     import subprocess
     import sys
     from conftest import ROOT
-    code = ('import warnings, mmbiformer\n'
+    code = ('import warnings, mmbiformer.openmmlab\n'
             'from mmbiformer.utils.launch import load_config\n'
             "load_config('configs/det/retinanet_biformer_t.py')  # mmdet:: bases\n"
             "warnings.warn('another warning')\n")

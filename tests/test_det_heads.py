@@ -3,7 +3,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
-import mmbiformer  # noqa: F401
+import mmbiformer.openmmlab  # noqa: F401
 from mmbiformer.models.det import BucketedFCNMaskHead
 
 

@@ -7,7 +7,7 @@ import torch
 from mmengine.config import Config, ConfigDict
 from mmengine.optim import build_optim_wrapper
 
-import mmbiformer  # noqa: F401  (registers the constructor)
+import mmbiformer.openmmlab  # noqa: F401  (registers the constructor)
 from conftest import TINY_ARCH
 from mmbiformer.models import BiFormer
 

@@ -3,7 +3,7 @@ and mmbiformer layouts, features equal to the official model's, and the errors."
 import pytest
 import torch
 
-import mmbiformer  # noqa: F401
+import mmbiformer.openmmlab  # noqa: F401
 from mmbiformer.checkpoint import CheckpointError
 from mmbiformer.models import BiFormer
 from official_reference import official_features, random_official_state_dict

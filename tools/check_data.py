@@ -14,7 +14,7 @@ import os.path as osp
 import sys
 
 sys.path.insert(0, osp.join(osp.dirname(__file__), '..'))
-import mmbiformer  # noqa: E402,F401
+import mmbiformer.openmmlab  # noqa: E402,F401  (stack fixes, registrations)
 from mmbiformer.data import check_images  # noqa: E402
 from mmbiformer.utils.cfg_options import ConfigOptions  # noqa: E402
 from mmbiformer.utils.launch import UserError, check_data, load_config  # noqa: E402

@@ -13,7 +13,7 @@ import os.path as osp
 import sys
 
 sys.path.insert(0, osp.join(osp.dirname(__file__), '..'))
-import mmbiformer  # noqa: E402,F401
+import mmbiformer.openmmlab  # noqa: E402,F401  (stack fixes, registrations)
 from mmbiformer.checkpoint import CheckpointError, check_model_checkpoint  # noqa: E402
 from mmbiformer.utils.launch import (UserError, load_config, read_image,  # noqa: E402
                                      readable_checkpoint, shrink_to_side)

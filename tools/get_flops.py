@@ -17,7 +17,7 @@ import sys
 import torch
 
 sys.path.insert(0, osp.join(osp.dirname(__file__), '..'))
-import mmbiformer  # noqa: E402,F401
+import mmbiformer.openmmlab  # noqa: E402,F401  (stack fixes, registrations)
 from mmbiformer.analysis.flops import KINDS, count_macs, count_params  # noqa: E402
 from mmbiformer.utils.launch import UserError, build_model, load_config  # noqa: E402
 

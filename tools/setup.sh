@@ -45,4 +45,4 @@ fi
 
 $PIP -r requirements/runtime.txt -r requirements/tests.txt -r requirements/deploy.txt
 $PIP --no-build-isolation --no-deps -e .
-$PY -c "import mmbiformer, mmcv.ops, mmdet, mmseg, mmpretrain; print('mmbiformer set-up OK')"
+$PY -c "import mmbiformer.openmmlab, mmcv.ops, mmdet, mmseg, mmpretrain; print('mmbiformer set-up OK')"

@@ -10,7 +10,7 @@ import os.path as osp
 import sys
 
 sys.path.insert(0, osp.join(osp.dirname(__file__), '..'))
-import mmbiformer  # noqa: E402,F401  (stack fixes before any toolbox import)
+import mmbiformer.openmmlab  # noqa: E402,F401  (stack fixes before any toolbox import)
 from mmbiformer.checkpoint import CheckpointError, check_model_checkpoint  # noqa: E402
 from mmbiformer.utils.launch import (UserError, build_runner,  # noqa: E402
                                      check_data, checkpoint_file, dist_timeout,

@@ -12,7 +12,7 @@ import os.path as osp
 import sys
 
 sys.path.insert(0, osp.join(osp.dirname(__file__), '..'))
-import mmbiformer  # noqa: E402,F401  (stack fixes before any toolbox import)
+import mmbiformer.openmmlab  # noqa: E402,F401  (stack fixes before any toolbox import)
 from mmbiformer.checkpoint import CheckpointError  # noqa: E402
 from mmbiformer.data import check_images  # noqa: E402
 from mmbiformer.engine import CheckpointSaveError, NonFiniteLossError  # noqa: E402

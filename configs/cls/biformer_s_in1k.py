@@ -7,7 +7,7 @@ _base_ = [
     'mmpretrain::_base_/schedules/imagenet_bs1024_adamw_swin.py',
     'mmpretrain::_base_/default_runtime.py',
 ]
-custom_imports = dict(imports=['mmbiformer'], allow_failed_imports=False)
+custom_imports = dict(imports=['mmbiformer.openmmlab'], allow_failed_imports=False)
 
 model = dict(
     type='ImageClassifier',

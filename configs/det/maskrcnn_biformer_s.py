@@ -8,7 +8,7 @@ _base_ = [
     'mmdet::_base_/schedules/schedule_1x.py',
     'mmdet::_base_/default_runtime.py',
 ]
-custom_imports = dict(imports=['mmbiformer', 'mmbiformer.models.det'],
+custom_imports = dict(imports=['mmbiformer.openmmlab', 'mmbiformer.models.det'],
                       allow_failed_imports=False)
 
 model = dict(

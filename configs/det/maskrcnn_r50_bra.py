@@ -5,7 +5,7 @@
 # starts as the identity (zero-initialised last layers), so the ImageNet ResNet keeps
 # its outputs at the start of training. 8x8 regions, top-8 routing; any image size.
 _base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
-custom_imports = dict(imports=['mmbiformer'], allow_failed_imports=False)
+custom_imports = dict(imports=['mmbiformer.openmmlab'], allow_failed_imports=False)
 
 model = dict(
     backbone=dict(plugins=[

@@ -4,7 +4,7 @@
 # mmbiformer/models/det/csp_bra.py). One BRA setting for the three levels: 8x8 regions,
 # each attending to its 8 most related regions (P3 at 640: 10x10-token regions).
 _base_ = 'mmdet::rtmdet/rtmdet_s_8xb32-300e_coco.py'
-custom_imports = dict(imports=['mmbiformer', 'mmbiformer.models.det'],
+custom_imports = dict(imports=['mmbiformer.openmmlab', 'mmbiformer.models.det'],
                       allow_failed_imports=False)
 
 model = dict(

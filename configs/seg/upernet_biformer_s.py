@@ -9,7 +9,7 @@ _base_ = [
     'mmseg::_base_/default_runtime.py',
     'mmseg::_base_/schedules/schedule_160k.py',
 ]
-custom_imports = dict(imports=['mmbiformer'], allow_failed_imports=False)
+custom_imports = dict(imports=['mmbiformer.openmmlab'], allow_failed_imports=False)
 
 crop_size = (512, 512)
 model = dict(

@@ -257,7 +257,7 @@ def summarise(clock: IterationClock, batch: int, world: int) -> dict:
 
 def run_single(args) -> dict:
     """Build and train one model (this process); the summary as a dict."""
-    import mmbiformer  # noqa: F401  (stack fixes, registries)
+    import mmbiformer.openmmlab  # noqa: F401  (stack fixes, registries)
     from ..utils.launch import build_runner, fit_to_device, setup_cpu_distributed
     cfg = load_any_config(args.config, args.cfg_options)
     if args.batch:

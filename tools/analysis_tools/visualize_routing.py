@@ -18,7 +18,7 @@ import os.path as osp
 import sys
 
 sys.path.insert(0, osp.join(osp.dirname(__file__), '..', '..'))
-import mmbiformer  # noqa: E402,F401
+import mmbiformer.openmmlab  # noqa: E402,F401  (stack fixes, registrations)
 from mmbiformer.checkpoint import CheckpointError, check_model_checkpoint  # noqa: E402
 from mmbiformer.utils.launch import (UserError, build_model, load_config,  # noqa: E402
                                      prepare_output, read_image, readable_checkpoint,

@@ -24,7 +24,7 @@ import sys
 import time
 
 sys.path.insert(0, osp.join(osp.dirname(__file__), '..', '..'))
-import mmbiformer  # noqa: E402,F401
+import mmbiformer.openmmlab  # noqa: E402,F401  (stack fixes, registrations)
 from mmbiformer.checkpoint import CheckpointError, check_model_checkpoint  # noqa: E402
 from mmbiformer.deploy import OPSETS, ExportError, check_opset  # noqa: E402
 from mmbiformer.utils.launch import (UserError, build_model, load_config,  # noqa: E402
