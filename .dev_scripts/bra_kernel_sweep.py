@@ -10,12 +10,9 @@ counts, against the floor of reading qkv and writing the output once (forward) a
 copy bandwidth measured in the same run.
 """
 import argparse
-import os.path as osp
-import sys
 
 import torch
 
-sys.path.insert(0, osp.join(osp.dirname(__file__), '..', '..'))
 from mmbiformer.ops import BiLevelRoutingAttention, set_attn_impl  # noqa: E402
 from mmbiformer.ops.backends.triton import routed_attention as ra  # noqa: E402
 

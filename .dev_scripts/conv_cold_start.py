@@ -8,15 +8,12 @@ against shapes seen before, for the layers whose input shapes vary in training:
 fp16 autocast, forward + backward, times in ms per call (synchronised).
     python .dev_scripts/conv_cold_start.py [--no-cudnn] [--benchmark]"""
 import argparse
-import os.path as osp
 import random
-import sys
 import time
 
 import torch
 from torch import nn
 
-sys.path.insert(0, osp.join(osp.dirname(__file__), '..', '..'))
 from mmbiformer.ops import dwconv  # noqa: E402
 
 parser = argparse.ArgumentParser()

@@ -1,8 +1,6 @@
 """Host time (us) per forward+backward of a norm: a Python autograd function, the
 Triton LayerNorm (and the same without its backward launch), PyTorch's LayerNorm. Run
 on a GPU: python .dev_scripts/host_cost_probe.py (docs/benchmark.md, run 5)."""
-import os, sys
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 import time, torch
 from mmbiformer.ops.backends.triton import layer_norm as L
 dev = 'cuda'

@@ -4,13 +4,10 @@ library at a time, then the host ops of one new-size step (profiler, most CPU fi
     python .dev_scripts/new_size_probe.py [--arch small] [--sizes 8]"""
 import argparse
 import contextlib
-import os.path as osp
-import sys
 import time
 
 import torch
 
-sys.path.insert(0, osp.join(osp.dirname(__file__), '..', '..'))
 from mmbiformer.models import BiFormer  # noqa: E402
 from mmbiformer.ops.dwconv import GemmConv2d  # noqa: E402
 

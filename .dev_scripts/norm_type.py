@@ -3,10 +3,7 @@ rank 0: SyncBatchNorm under DDP (torchrun), BatchNorm2d in one process.
     torchrun --nproc_per_node=2 .dev_scripts/norm_type.py CONFIG [key=value ...]"""
 import argparse
 import os
-import os.path as osp
-import sys
 
-sys.path.insert(0, osp.join(osp.dirname(__file__), '..', '..'))
 import mmbiformer.openmmlab  # noqa: E402,F401  (stack fixes, registrations)
 from mmengine.config import DictAction  # noqa: E402
 from mmengine.dist import get_rank  # noqa: E402

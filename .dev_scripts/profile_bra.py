@@ -6,14 +6,10 @@ Uses the stage shapes of ``bra_kernel_sweep.py``; prints torch.profiler's kernel
 of 5 steps (after warm-up) for each backend asked for.
 """
 import argparse
-import os.path as osp
-import sys
 
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-sys.path.insert(0, osp.dirname(__file__))
-sys.path.insert(0, osp.join(osp.dirname(__file__), '..', '..'))
 from bra_kernel_sweep import STAGES  # noqa: E402
 
 from mmbiformer.ops import BiLevelRoutingAttention, set_attn_impl  # noqa: E402

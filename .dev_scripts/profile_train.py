@@ -3,12 +3,9 @@ ops that take the most host (CPU) time, split by input shapes: shows which layer
 shapes are slow to set up (e.g. cuDNN plans for shapes seen for the first time).
     python .dev_scripts/profile_train.py CONFIG START STOP [key=value ...]"""
 import argparse
-import os.path as osp
-import sys
 
 import torch
 
-sys.path.insert(0, osp.join(osp.dirname(__file__), '..', '..'))
 import mmbiformer.openmmlab  # noqa: E402,F401  (stack fixes, registrations)
 from mmengine.config import DictAction  # noqa: E402
 from mmengine.hooks import Hook  # noqa: E402

@@ -8,8 +8,7 @@ most time first (an event time well above the kernel sum means the host is the b
 for stages 2 and 3 also the ops grouped by input shape; then the whole training step
 (AdamW). docs/benchmark.md, run 5, was read from this.
 """
-import sys, os, time, collections, argparse
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
+import time, collections, argparse
 import torch, torch.nn.functional as F
 from torch.profiler import profile, ProfilerActivity, DeviceType
 from mmbiformer.models import BiFormer

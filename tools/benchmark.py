@@ -29,13 +29,12 @@ import time
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, osp.join(osp.dirname(__file__), '..'))
-from mmbiformer.models import BiFormer  # noqa: E402
-from mmbiformer.ops import BiLevelRoutingAttention  # noqa: E402
-from mmbiformer.ops.backends import ATTN_IMPLS, BACKENDS  # noqa: E402
-from mmbiformer.ops.backends.triton import unavailable_reason  # noqa: E402
-from mmbiformer.ops.dwconv import IMPLS as DWCONV_IMPLS  # noqa: E402
-from mmbiformer.ops.dwconv import set_impl as set_dwconv_impl  # noqa: E402
+from mmbiformer.models import BiFormer
+from mmbiformer.ops import BiLevelRoutingAttention
+from mmbiformer.ops.backends import ATTN_IMPLS, BACKENDS
+from mmbiformer.ops.backends.triton import unavailable_reason
+from mmbiformer.ops.dwconv import IMPLS as DWCONV_IMPLS
+from mmbiformer.ops.dwconv import set_impl as set_dwconv_impl
 
 DTYPES = {'none': None, 'fp16': torch.float16, 'bf16': torch.bfloat16}
 # (name, N, H, W, C, n_win, topk, heads): classification stage 1, segmentation
@@ -375,14 +374,57 @@ def device_name(device) -> str:
     return torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU'
 
 
+def pipeline_arguments(parser) -> None:
+    """The arguments of ``benchmark.py pipeline`` (``mmbiformer/benchmarking/pipeline.py``)."""
+    from mmbiformer.utils.cfg_options import ConfigOptions
+    parser.add_argument('config', help='config file, or a toolbox config such as '
+                        'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py')
+    parser.add_argument('--vs', nargs='+', metavar='CONFIG',
+                        help='more configs (paths or mm*:: names) to time in the same run')
+    parser.add_argument('--iters', type=int, default=40,
+                        help='iterations per pass (the generated data has iters x batch '
+                        'x GPUs training images)')
+    parser.add_argument('--data-root', help='use this data (in the layout of the '
+                        "config's dataset) instead of generating it")
+    parser.add_argument('--size', type=int, nargs=2, metavar=('H', 'W'),
+                        help='nominal size of the generated images (default: as the real '
+                        'data at the configs\' scale)')
+    parser.add_argument('--batch', type=int, help="images per GPU (default: the first "
+                        "config's)")
+    parser.add_argument('--workers', type=int, help="loader workers (default: the config's)")
+    parser.add_argument('--amp', action='store_true',
+                        help="mixed precision for every model, as tools/train.py --amp")
+    parser.add_argument('--gpus', type=int, nargs='+', default=[1],
+                        help='GPU counts to run each model at (torchrun), e.g. 1 2')
+    parser.add_argument('--work-dir', default='work_dirs/benchmark_pipeline')
+    parser.add_argument('--out', help='also write the results as JSON here')
+    parser.add_argument('--cfg-options', nargs='+', action=ConfigOptions,
+                        help='overrides for every model')
+    parser.add_argument('--single', metavar='JSON', help='(internal) time CONFIG in this '
+                        'process and write the result here')
+
+
 def pipeline_main(argv) -> None:
+    import json
+    import os
     from mmbiformer.benchmarking import pipeline
     from mmbiformer.utils.launch import UserError
     parser = argparse.ArgumentParser(prog='benchmark.py pipeline', description=pipeline.__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    pipeline.add_arguments(parser)
+    pipeline_arguments(parser)
+    args = parser.parse_args(argv)
     try:
-        pipeline.main(parser.parse_args(argv))
+        if args.single:  # one model in this process (started by compare, below)
+            result = pipeline.run_single(args)
+            if int(os.environ.get('RANK', 0)) == 0:
+                with open(args.single, 'w') as f:
+                    json.dump(result, f)
+            return
+        results = pipeline.compare(args, tool=osp.abspath(__file__))
+        print(pipeline.table(results))
+        if args.out:
+            with open(args.out, 'w') as f:
+                json.dump(results, f, indent=1)
     except UserError as e:
         sys.exit(f'error: {e}')
 

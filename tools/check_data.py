@@ -10,14 +10,12 @@ the config key it is read through (``tools/train.py --check-images`` runs the sa
 decode check before training).
 """
 import argparse
-import os.path as osp
 import sys
 
-sys.path.insert(0, osp.join(osp.dirname(__file__), '..'))
-import mmbiformer.openmmlab  # noqa: E402,F401  (stack fixes, registrations)
-from mmbiformer.data import check_images  # noqa: E402
-from mmbiformer.utils.cfg_options import ConfigOptions  # noqa: E402
-from mmbiformer.utils.launch import UserError, check_data, load_config  # noqa: E402
+import mmbiformer.openmmlab  # noqa: F401  (stack fixes, registrations)
+from mmbiformer.data import check_images
+from mmbiformer.utils.cfg_options import ConfigOptions
+from mmbiformer.utils.launch import UserError, check_data, load_config
 
 LOADERS = ['train_dataloader', 'val_dataloader', 'test_dataloader']
 

@@ -9,15 +9,13 @@ Detection draws boxes and masks (mmdet's visualiser), segmentation overlays the 
 (mmseg's), classification prints the top-5 classes.
 """
 import argparse
-import os.path as osp
 import sys
 
-sys.path.insert(0, osp.join(osp.dirname(__file__), '..'))
-import mmbiformer.openmmlab  # noqa: E402,F401  (stack fixes, registrations)
-from mmbiformer.checkpoint import CheckpointError, check_model_checkpoint  # noqa: E402
-from mmbiformer.utils.launch import (UserError, load_config, read_image,  # noqa: E402
+import mmbiformer.openmmlab  # noqa: F401  (stack fixes, registrations)
+from mmbiformer.checkpoint import CheckpointError, check_model_checkpoint
+from mmbiformer.utils.launch import (UserError, load_config, read_image,
                                      readable_checkpoint, shrink_to_side)
-from mmbiformer.utils.cfg_options import ConfigOptions  # noqa: E402
+from mmbiformer.utils.cfg_options import ConfigOptions
 
 
 def demo_det(cfg, checkpoint, image, args):

@@ -7,12 +7,10 @@
     python tools/download.py biformer-s_in1k --url http://host/biformer_small_in1k.pth
 """
 import argparse
-import os.path as osp
 import sys
 
-sys.path.insert(0, osp.join(osp.dirname(__file__), '..'))
-from mmbiformer.checkpoint import CheckpointError  # noqa: E402
-from mmbiformer.model_zoo import ModelZooError, cache_dir, fetch, load_index  # noqa: E402
+from mmbiformer.checkpoint import CheckpointError
+from mmbiformer.model_zoo import ModelZooError, cache_dir, fetch, load_index
 
 
 def model_table() -> str:

@@ -6,11 +6,8 @@
     python tools/generate_data.py imagenet data/imagenet --num-classes 8
 """
 import argparse
-import os
-import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..'))
-from mmbiformer.testing import MAKERS, MAX_CLASSES  # noqa: E402
+from mmbiformer.testing import MAKERS, MAX_CLASSES
 
 
 def main(argv=None):

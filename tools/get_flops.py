@@ -11,15 +11,13 @@ count by kind; "without attention" is what operator-tracing counters report when
 attention runs in a fused kernel. See mmbiformer/analysis/flops.py for what is counted.
 """
 import argparse
-import os.path as osp
 import sys
 
 import torch
 
-sys.path.insert(0, osp.join(osp.dirname(__file__), '..'))
-import mmbiformer.openmmlab  # noqa: E402,F401  (stack fixes, registrations)
-from mmbiformer.analysis.flops import KINDS, count_macs, count_params  # noqa: E402
-from mmbiformer.utils.launch import UserError, build_model, load_config  # noqa: E402
+import mmbiformer.openmmlab  # noqa: F401  (stack fixes, registrations)
+from mmbiformer.analysis.flops import KINDS, count_macs, count_params
+from mmbiformer.utils.launch import UserError, build_model, load_config
 
 
 def build_from_config(path: str):

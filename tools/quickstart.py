@@ -12,12 +12,10 @@ import argparse
 import os.path as osp
 import shlex
 import subprocess
-import sys
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, ROOT)
-from mmbiformer.testing import MAKERS  # noqa: E402
-from mmbiformer.utils.short_run import TASKS, as_cli, short_run_options  # noqa: E402
+from mmbiformer.testing import MAKERS
+from mmbiformer.utils.short_run import TASKS, as_cli, short_run_options
 
 
 def run(cmd):

@@ -3,7 +3,7 @@
 WORKERS="train_dataloader.num_workers=6 train_dataloader.persistent_workers=True"
 
 opts() {  # short-run overrides: task data_root H W length batch
-    python3 -m mmbiformer.utils.short_run "$@"
+    python3 "$(dirname "${BASH_SOURCE[0]}")/short_run_options.py" "$@"
 }
 
 summary() {  # log: last train lines, validation / test metrics

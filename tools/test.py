@@ -6,13 +6,11 @@
 """
 import argparse
 import json
-import os.path as osp
 import sys
 
-sys.path.insert(0, osp.join(osp.dirname(__file__), '..'))
-import mmbiformer.openmmlab  # noqa: E402,F401  (stack fixes before any toolbox import)
-from mmbiformer.checkpoint import CheckpointError, check_model_checkpoint  # noqa: E402
-from mmbiformer.utils.launch import (UserError, build_runner,  # noqa: E402
+import mmbiformer.openmmlab  # noqa: F401  (stack fixes before any toolbox import)
+from mmbiformer.checkpoint import CheckpointError, check_model_checkpoint
+from mmbiformer.utils.launch import (UserError, build_runner,
                                      check_data, checkpoint_file, dist_timeout,
                                      distributed_run,
                                      parse_tool_args, setup_cpu_distributed,

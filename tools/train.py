@@ -8,24 +8,22 @@
 import argparse
 import logging
 import os
-import os.path as osp
 import sys
 
-sys.path.insert(0, osp.join(osp.dirname(__file__), '..'))
-import mmbiformer.openmmlab  # noqa: E402,F401  (stack fixes before any toolbox import)
-from mmbiformer.checkpoint import CheckpointError  # noqa: E402
-from mmbiformer.data import check_images  # noqa: E402
-from mmbiformer.engine import CheckpointSaveError, NonFiniteLossError  # noqa: E402
-from mmbiformer.model_zoo import ModelZooError  # noqa: E402
-from mmbiformer.utils.batch_scaling import batch_policy  # noqa: E402
-from mmengine.logging import print_log  # noqa: E402
-from mmbiformer.utils.launch import (UserError, build_runner,  # noqa: E402
+import mmbiformer.openmmlab  # noqa: F401  (stack fixes before any toolbox import)
+from mmbiformer.checkpoint import CheckpointError
+from mmbiformer.data import check_images
+from mmbiformer.engine import CheckpointSaveError, NonFiniteLossError
+from mmbiformer.model_zoo import ModelZooError
+from mmbiformer.utils.batch_scaling import batch_policy
+from mmengine.logging import print_log
+from mmbiformer.utils.launch import (UserError, build_runner,
                                      check_data, dist_timeout, distributed_run,
                                      fit_to_device,
                                      parse_tool_args,
                                      tool_config, readable_checkpoint,
                                      setup_cpu_distributed, use_amp)
-from mmbiformer.utils.resume import resolve_resume  # noqa: E402
+from mmbiformer.utils.resume import resolve_resume
 
 
 def parse_args(argv=None):

@@ -42,7 +42,6 @@ SKIP_FIRST = 2
 def load_any_config(name: str, cfg_options: Optional[dict] = None):
     """A config by path, or a toolbox's own by ``mmdet::swin/...py`` (as ``_base_``
     names them), with ``cfg_options`` merged."""
-    from mmengine.config import Config
     if '::' in name:
         from mmengine.hub import get_config
         try:
@@ -285,12 +284,11 @@ def run_single(args) -> dict:
     return result
 
 
-def run_in_subprocess(args, config: str, gpus: int) -> dict:
-    """``run_single`` for ``config`` in a fresh process (``gpus`` > 1: under torchrun)."""
+def run_in_subprocess(args, config: str, gpus: int, tool: str) -> dict:
+    """``run_single`` for ``config`` in a fresh process (``gpus`` > 1: under torchrun):
+    ``tool pipeline CONFIG --single OUT ...``, ``tool`` being the script that runs
+    :func:`run_single` for ``--single`` (``tools/benchmark.py``)."""
     out = osp.join(args.work_dir, f'result_{len(os.listdir(args.work_dir))}.json')
-    tool = osp.join(osp.dirname(__file__), '..', '..', 'tools', 'benchmark.py')
-    if not osp.isfile(tool):
-        tool = None
     single = ['pipeline', config, '--single', out, '--iters', str(args.iters),
               '--work-dir', args.work_dir] + (['--amp'] if args.amp else [])
     for flag, value in (('--batch', args.batch), ('--workers', args.workers),
@@ -301,7 +299,7 @@ def run_in_subprocess(args, config: str, gpus: int) -> dict:
         single += ['--size'] + [str(s) for s in args.size]
     if args.cfg_options:
         single += ['--cfg-options'] + [f'{k}={_fmt(v)}' for k, v in args.cfg_options.items()]
-    entry = [tool] if tool else ['-m', 'mmbiformer.benchmarking.pipeline']
+    entry = [tool]
     if gpus > 1:
         cmd = [sys.executable, '-m', 'torch.distributed.run', f'--nproc_per_node={gpus}',
                '--master_port', str(29500 + os.getpid() % 1000)] + entry + single
@@ -360,8 +358,9 @@ def table(results: List[dict]) -> str:
     return '\n'.join(lines)
 
 
-def compare(args) -> List[dict]:
-    """Every model of ``args`` (CONFIG, each --vs) at each GPU count, one process each."""
+def compare(args, tool: str) -> List[dict]:
+    """Every model of ``args`` (CONFIG, each --vs) at each GPU count, one process each
+    (``tool``: see :func:`run_in_subprocess`)."""
     os.makedirs(args.work_dir, exist_ok=True)
     configs = [args.config] + list(args.vs or [])
     for config in configs:  # fail fast on a bad name, before any long run
@@ -374,56 +373,5 @@ def compare(args) -> List[dict]:
     results = []
     for config in configs:
         for gpus in args.gpus:
-            results.append(run_in_subprocess(args, config, gpus))
+            results.append(run_in_subprocess(args, config, gpus, tool))
     return results
-
-
-def add_arguments(parser) -> None:
-    from ..utils.cfg_options import ConfigOptions
-    parser.add_argument('config', help='config file, or a toolbox config such as '
-                        'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py')
-    parser.add_argument('--vs', nargs='+', metavar='CONFIG',
-                        help='more configs (paths or mm*:: names) to time in the same run')
-    parser.add_argument('--iters', type=int, default=40,
-                        help='iterations per pass (the generated data has iters x batch '
-                        'x GPUs training images)')
-    parser.add_argument('--data-root', help='use this data (in the layout of the '
-                        "config's dataset) instead of generating it")
-    parser.add_argument('--size', type=int, nargs=2, metavar=('H', 'W'),
-                        help='nominal size of the generated images (default: as the real '
-                        'data at the configs\' scale)')
-    parser.add_argument('--batch', type=int, help="images per GPU (default: the first "
-                        "config's)")
-    parser.add_argument('--workers', type=int, help="loader workers (default: the config's)")
-    parser.add_argument('--amp', action='store_true',
-                        help="mixed precision for every model, as tools/train.py --amp")
-    parser.add_argument('--gpus', type=int, nargs='+', default=[1],
-                        help='GPU counts to run each model at (torchrun), e.g. 1 2')
-    parser.add_argument('--work-dir', default='work_dirs/benchmark_pipeline')
-    parser.add_argument('--out', help='also write the results as JSON here')
-    parser.add_argument('--cfg-options', nargs='+', action=ConfigOptions,
-                        help='overrides for every model')
-    parser.add_argument('--single', metavar='JSON', help='(internal) time CONFIG in this '
-                        'process and write the result here')
-
-
-def main(args) -> None:
-    if args.single:
-        result = run_single(args)
-        if int(os.environ.get('RANK', 0)) == 0:
-            with open(args.single, 'w') as f:
-                json.dump(result, f)
-        return
-    results = compare(args)
-    print(table(results))
-    if args.out:
-        with open(args.out, 'w') as f:
-            json.dump(results, f, indent=1)
-
-
-if __name__ == '__main__':
-    import argparse
-    _parser = argparse.ArgumentParser()
-    _parser.add_argument('what', choices=['pipeline'])
-    add_arguments(_parser)
-    main(_parser.parse_args())

@@ -1,8 +1,9 @@
 """Overrides that turn a real config into a short run on generated data.
 
-Used by ``tools/quickstart.py`` and the end-to-end tests: the configs themselves keep
-their real defaults (``data/coco/``, ``data/ade/``, ``data/imagenet/``, real sizes and
-schedules); everything that changes is passed as ``--cfg-options``.
+Used by ``tools/quickstart.py``, ``tools/short_run_options.py`` (for shell scripts) and
+the end-to-end tests: the configs themselves keep their real defaults (``data/coco/``,
+``data/ade/``, ``data/imagenet/``, real sizes and schedules); everything that changes is
+passed as ``--cfg-options``.
 """
 from typing import Dict, List, Tuple
 
@@ -111,23 +112,3 @@ def as_cli(opts: Dict[str, object]) -> List[str]:
             return '[' + ','.join(str(x) for x in v) + ']'
         return 'None' if v is None else str(v)
     return [f'{k}={fmt(v)}' for k, v in opts.items()]
-
-
-def main(argv=None) -> None:
-    """``python -m mmbiformer.utils.short_run TASK DATA_ROOT H W LENGTH BATCH``: print
-    the overrides as ``--cfg-options`` arguments (for shell scripts)."""
-    import argparse
-    parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument('task', choices=sorted(TASKS))
-    parser.add_argument('data_root')
-    parser.add_argument('size', type=int, nargs=2, metavar=('H', 'W'))
-    parser.add_argument('length', type=int)
-    parser.add_argument('batch', type=int)
-    args = parser.parse_args(argv)
-    opts = short_run_options(args.task, args.data_root, tuple(args.size), args.length,
-                             args.batch)
-    print(' '.join(as_cli(opts)))
-
-
-if __name__ == '__main__':
-    main()

@@ -14,17 +14,15 @@ routed to over all query regions, and prints each stage's mean routing entropy.
 Any image size works (the backbone's auto-padding). Only the backbone runs.
 """
 import argparse
-import os.path as osp
 import sys
 
-sys.path.insert(0, osp.join(osp.dirname(__file__), '..', '..'))
-import mmbiformer.openmmlab  # noqa: E402,F401  (stack fixes, registrations)
-from mmbiformer.checkpoint import CheckpointError, check_model_checkpoint  # noqa: E402
-from mmbiformer.utils.launch import (UserError, build_model, load_config,  # noqa: E402
+import mmbiformer.openmmlab  # noqa: F401  (stack fixes, registrations)
+from mmbiformer.checkpoint import CheckpointError, check_model_checkpoint
+from mmbiformer.utils.launch import (UserError, build_model, load_config,
                                      prepare_output, read_image, readable_checkpoint,
                                      shrink_to_side)
-from mmbiformer.analysis.routing import RoutingError  # noqa: E402
-from mmbiformer.utils.cfg_options import ConfigOptions  # noqa: E402
+from mmbiformer.analysis.routing import RoutingError
+from mmbiformer.utils.cfg_options import ConfigOptions
 
 IMAGENET_MEAN, IMAGENET_STD = (123.675, 116.28, 103.53), (58.395, 57.12, 57.375)
 

@@ -19,17 +19,15 @@ grid or of 32: padding and cropping are computed from the input size in the grap
 Needs onnx, onnxscript and onnxruntime: pip install -r requirements/deploy.txt
 """
 import argparse
-import os.path as osp
 import sys
 import time
 
-sys.path.insert(0, osp.join(osp.dirname(__file__), '..', '..'))
-import mmbiformer.openmmlab  # noqa: E402,F401  (stack fixes, registrations)
-from mmbiformer.checkpoint import CheckpointError, check_model_checkpoint  # noqa: E402
-from mmbiformer.deploy import OPSETS, ExportError, check_opset  # noqa: E402
-from mmbiformer.utils.launch import (UserError, build_model, load_config,  # noqa: E402
+import mmbiformer.openmmlab  # noqa: F401  (stack fixes, registrations)
+from mmbiformer.checkpoint import CheckpointError, check_model_checkpoint
+from mmbiformer.deploy import OPSETS, ExportError, check_opset
+from mmbiformer.utils.launch import (UserError, build_model, load_config,
                                      prepare_output, read_image, readable_checkpoint)
-from mmbiformer.utils.cfg_options import ConfigOptions  # noqa: E402
+from mmbiformer.utils.cfg_options import ConfigOptions
 
 DEFAULT_SHAPE = {'mmpretrain': (224, 224), 'mmseg': (512, 512), 'mmdet': (800, 1216)}
 

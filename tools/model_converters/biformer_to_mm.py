@@ -8,12 +8,10 @@ The result (``state_dict`` with ``backbone.`` / ``head.fc.`` keys) loads in
 ``mmpretrain.apis.get_model(config, pretrained=DST)`` and as a backbone ``Pretrained``.
 """
 import argparse
-import os.path as osp
 import sys
 
-sys.path.insert(0, osp.join(osp.dirname(__file__), '..', '..'))
-from mmbiformer.checkpoint import CheckpointError  # noqa: E402
-from mmbiformer.converters import convert_official_file  # noqa: E402
+from mmbiformer.checkpoint import CheckpointError
+from mmbiformer.converters import convert_official_file
 
 
 def main(argv=None):
