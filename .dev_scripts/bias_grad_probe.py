@@ -3,14 +3,12 @@
 
     PYTHONPATH=. python3 .dev_scripts/bias_grad_probe.py
 """
+import functools
+
 import torch, triton, triton.language as tl
 dev = 'cuda'
-def t(fn, it=50):
-    for _ in range(5): fn()
-    torch.cuda.synchronize(); s, e = torch.cuda.Event(True), torch.cuda.Event(True)
-    s.record()
-    for _ in range(it): fn()
-    e.record(); torch.cuda.synchronize(); return s.elapsed_time(e) / it * 1000
+from cuda_timing import cuda_us  # .dev_scripts/cuda_timing.py
+t = functools.partial(cuda_us, iters=50)
 
 @triton.jit
 def colsum(G, P, M, C, BM: tl.constexpr, BC: tl.constexpr, ITERS: tl.constexpr):

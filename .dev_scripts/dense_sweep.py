@@ -6,17 +6,15 @@ sdpa's masked dense attention and the 5x5 LCE in Triton and cuDNN (us per call).
 """
 import itertools
 
+import functools
+
 import torch
 from mmbiformer.ops.backends.triton import routed_attention as ra
 from mmbiformer.ops.backends.triton.dwconv import conv_nhwc_into, weight_grad
 from mmbiformer.ops.backends.sdpa import _masked_dense_attention
 dev = 'cuda'
-def t(fn, it=30):
-    for _ in range(3): fn()
-    torch.cuda.synchronize(); s, e = torch.cuda.Event(True), torch.cuda.Event(True)
-    s.record()
-    for _ in range(it): fn()
-    e.record(); torch.cuda.synchronize(); return s.elapsed_time(e) / it * 1000
+from cuda_timing import cuda_us  # .dev_scripts/cuda_timing.py
+t = functools.partial(cuda_us, iters=30)
 N, H, W, C, m, S, topk = 128, 14, 14, 256, 8, 7, 16
 torch.manual_seed(0)
 qkv = torch.randn(N, H, W, 3 * C, device=dev, dtype=torch.bfloat16)

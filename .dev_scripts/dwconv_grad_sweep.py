@@ -4,14 +4,12 @@ LCE shapes (stages 1-3, batch 128 at 224), weighted by blocks per stage; prints 
     PYTHONPATH=. python3 .dev_scripts/dwconv_grad_sweep.py
 """
 import itertools
+import functools
+
 import torch
 from mmbiformer.ops.backends.triton import dwconv
-def t(fn, it=20):
-    for _ in range(3): fn()
-    torch.cuda.synchronize(); s, e = torch.cuda.Event(True), torch.cuda.Event(True)
-    s.record()
-    for _ in range(it): fn()
-    e.record(); torch.cuda.synchronize(); return s.elapsed_time(e) / it * 1000
+from cuda_timing import cuda_us  # .dev_scripts/cuda_timing.py
+t = functools.partial(cuda_us, iters=20)
 shapes = [(4, 128, 56, 56, 64, 5, 192), (4, 128, 28, 28, 128, 5, 384), (18, 128, 14, 14, 256, 5, 768)]
 data = []
 for reps, N, H, W, C, k, width in shapes:

@@ -18,6 +18,8 @@ indexed ``((n * HEADS + head) * H * W + token)``.
 import triton
 import triton.language as tl
 
+from .kernels import online_softmax_step
+
 
 @triton.jit
 def _raster(offs, W, S, RH, RW):
@@ -47,42 +49,57 @@ def _tokens(base, offs, mask, W, S, RH, RW, s_h, s_w, ch0, C: tl.constexpr,
 
 
 @triton.jit
+def _query_tile(QKV, KEEP, s_n, s_h, s_w, S, RH, RW, R, W, HW, CQ: tl.constexpr,
+                BLOCK_M: tl.constexpr, BLOCK_DQ: tl.constexpr):
+    """This program's queries (grid: query tile, head, image): head, image, the image's
+    qkv base, token offsets and mask, q, row offsets and routing masks."""
+    hd = tl.program_id(1)
+    n = tl.program_id(2).to(tl.int64)
+    qkv = QKV + n * s_n
+    offs_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    mask_m = offs_m < HW
+    q, q_row, q_region = _tokens(qkv, offs_m, mask_m, W, S, RH, RW, s_h, s_w, hd * CQ, CQ,
+                                 BLOCK_DQ)
+    bits = tl.load(KEEP + n * R + q_region, mask=mask_m, other=0)
+    return hd, n, qkv, offs_m, mask_m, q, q_row, bits
+
+
+@triton.jit
+def _key_scores(qkv, q, bits, start, qk_scale, s_h, s_w, S, RH, RW, W, HW, QD, hd,
+                CQ: tl.constexpr, CV: tl.constexpr, BLOCK_N: tl.constexpr,
+                BLOCK_DQ: tl.constexpr, BLOCK_DV: tl.constexpr, PREC: tl.constexpr,
+                ACC: tl.constexpr):
+    """Keys ``start .. start + BLOCK_N`` of the map: k, v, the queries' base-2 scores
+    against them and which (query, key) pairs the routing keeps."""
+    offs_n = start + tl.arange(0, BLOCK_N)
+    mask_n = offs_n < HW
+    k, _, k_region = _tokens(qkv, offs_n, mask_n, W, S, RH, RW, s_h, s_w, QD + hd * CQ, CQ,
+                             BLOCK_DQ)
+    v, _, _ = _tokens(qkv, offs_n, mask_n, W, S, RH, RW, s_h, s_w, 2 * QD + hd * CV, CV,
+                      BLOCK_DV)
+    keep = _routes(bits, k_region) & mask_n[None, :]
+    s = tl.dot(q, tl.trans(k), input_precision=PREC, out_dtype=ACC) * qk_scale
+    return k, v, s, keep
+
+
+@triton.jit
 def _dense_fwd(QKV, KEEP, OUT, LSE, s_n, s_h, s_w, so_n, so_h, so_w,
                qk_scale, S, RH, RW, R, W, HW, HEADS, QD,
                CQ: tl.constexpr, CV: tl.constexpr, BLOCK_M: tl.constexpr,
                BLOCK_N: tl.constexpr, BLOCK_DQ: tl.constexpr, BLOCK_DV: tl.constexpr,
                PREC: tl.constexpr, ACC: tl.constexpr):
     """grid (query tiles, heads, images): online softmax over all key tiles."""
-    hd = tl.program_id(1)
-    n = tl.program_id(2).to(tl.int64)
-    qkv = QKV + n * s_n
-    offs_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
-    mask_m = offs_m < HW
-    q, _, q_region = _tokens(qkv, offs_m, mask_m, W, S, RH, RW, s_h, s_w, hd * CQ, CQ,
-                             BLOCK_DQ)
-    bits = tl.load(KEEP + n * R + q_region, mask=mask_m, other=0)
+    hd, n, qkv, offs_m, mask_m, q, _, bits = _query_tile(
+        QKV, KEEP, s_n, s_h, s_w, S, RH, RW, R, W, HW, CQ, BLOCK_M, BLOCK_DQ)
     m_i = tl.full([BLOCK_M], float('-inf'), ACC)
     l_i = tl.zeros([BLOCK_M], ACC)
     acc = tl.zeros([BLOCK_M, BLOCK_DV], ACC)
     for start in range(0, HW, BLOCK_N):
-        offs_n = start + tl.arange(0, BLOCK_N)
-        mask_n = offs_n < HW
-        k, _, k_region = _tokens(qkv, offs_n, mask_n, W, S, RH, RW, s_h, s_w,
-                                 QD + hd * CQ, CQ, BLOCK_DQ)
-        v, _, _ = _tokens(qkv, offs_n, mask_n, W, S, RH, RW, s_h, s_w,
-                          2 * QD + hd * CV, CV, BLOCK_DV)
-        keep = _routes(bits, k_region) & mask_n[None, :]
-        s = tl.dot(q, tl.trans(k), input_precision=PREC, out_dtype=ACC) * qk_scale
+        _, v, s, keep = _key_scores(qkv, q, bits, start, qk_scale, s_h, s_w, S, RH, RW, W,
+                                    HW, QD, hd, CQ, CV, BLOCK_N, BLOCK_DQ, BLOCK_DV, PREC,
+                                    ACC)
         s = tl.where(keep, s, float('-inf'))
-        m_new = tl.maximum(m_i, tl.max(s, 1))
-        # A row with no kept key yet has m_new = -inf: shift by 0 there (exp2 -> 0).
-        shift = tl.where(m_new == float('-inf'), 0., m_new)
-        p = tl.exp2(s - shift[:, None])
-        alpha = tl.exp2(m_i - shift)
-        l_i = l_i * alpha + tl.sum(p, 1)
-        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PREC,
-                                            out_dtype=ACC)
-        m_i = m_new
+        m_i, l_i, acc = online_softmax_step(s, v, m_i, l_i, acc, PREC, ACC)
     l_safe = tl.where(l_i > 0, l_i, 1.)  # padded query rows only
     acc = acc / l_safe[:, None]
     y, x, _ = _raster(offs_m, W, S, RH, RW)
@@ -99,14 +116,8 @@ def _dense_bwd_dq(QKV, KEEP, OUT, DOUT, LSE, DELTA, DQKV, s_n, s_h, s_w, so_n, s
                   BLOCK_N: tl.constexpr, BLOCK_DQ: tl.constexpr, BLOCK_DV: tl.constexpr,
                   PREC: tl.constexpr, ACC: tl.constexpr):
     """grid as the forward: ``delta = rowsum(dO * O)`` and dQ."""
-    hd = tl.program_id(1)
-    n = tl.program_id(2).to(tl.int64)
-    qkv = QKV + n * s_n
-    offs_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
-    mask_m = offs_m < HW
-    q, q_row, q_region = _tokens(qkv, offs_m, mask_m, W, S, RH, RW, s_h, s_w, hd * CQ, CQ,
-                                 BLOCK_DQ)
-    bits = tl.load(KEEP + n * R + q_region, mask=mask_m, other=0)
+    hd, n, qkv, offs_m, mask_m, q, q_row, bits = _query_tile(
+        QKV, KEEP, s_n, s_h, s_w, S, RH, RW, R, W, HW, CQ, BLOCK_M, BLOCK_DQ)
     do, _, _ = _tokens(DOUT + n * so_n, offs_m, mask_m, W, S, RH, RW, so_h, so_w, hd * CV,
                        CV, BLOCK_DV)
     o, _, _ = _tokens(OUT + n * so_n, offs_m, mask_m, W, S, RH, RW, so_h, so_w, hd * CV,
@@ -117,14 +128,9 @@ def _dense_bwd_dq(QKV, KEEP, OUT, DOUT, LSE, DELTA, DQKV, s_n, s_h, s_w, so_n, s
     lse = tl.load(LSE + stats, mask=mask_m, other=0.)
     dq = tl.zeros([BLOCK_M, BLOCK_DQ], ACC)
     for start in range(0, HW, BLOCK_N):
-        offs_n = start + tl.arange(0, BLOCK_N)
-        mask_n = offs_n < HW
-        k, _, k_region = _tokens(qkv, offs_n, mask_n, W, S, RH, RW, s_h, s_w,
-                                 QD + hd * CQ, CQ, BLOCK_DQ)
-        v, _, _ = _tokens(qkv, offs_n, mask_n, W, S, RH, RW, s_h, s_w,
-                          2 * QD + hd * CV, CV, BLOCK_DV)
-        keep = _routes(bits, k_region) & mask_n[None, :]
-        s = tl.dot(q, tl.trans(k), input_precision=PREC, out_dtype=ACC) * qk_scale
+        k, v, s, keep = _key_scores(qkv, q, bits, start, qk_scale, s_h, s_w, S, RH, RW, W,
+                                    HW, QD, hd, CQ, CV, BLOCK_N, BLOCK_DQ, BLOCK_DV, PREC,
+                                    ACC)
         p = tl.where(keep, tl.exp2(s - lse[:, None]), 0.)
         dp = tl.dot(do, tl.trans(v), input_precision=PREC, out_dtype=ACC)
         ds = p * (dp - delta[:, None])

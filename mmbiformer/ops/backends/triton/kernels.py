@@ -58,6 +58,21 @@ def _query_block(QKV, s_n, s_h, s_w, S, RH, RW, HEADS, CQ: tl.constexpr,
 
 
 @triton.jit
+def online_softmax_step(s, v, m_i, l_i, acc, PREC: tl.constexpr, ACC: tl.constexpr):
+    """One key tile of FlashAttention-2's forward: base-2 scores ``s`` (-inf where not
+    attended), values ``v``; running row maximum, sum and output. A row with no key
+    attended yet keeps maximum -inf and is shifted by 0 (its exp2 terms are 0)."""
+    m_new = tl.maximum(m_i, tl.max(s, 1))
+    shift = tl.where(m_new == float('-inf'), 0., m_new)
+    p = tl.exp2(s - shift[:, None])
+    alpha = tl.exp2(m_i - shift)
+    l_i = l_i * alpha + tl.sum(p, 1)
+    acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PREC,
+                                        out_dtype=ACC)
+    return m_new, l_i, acc
+
+
+@triton.jit
 def _routed_key_tile(qkv, idx, start, n_keys, L, S, RH, RW, s_h, s_w, QD, hd,
                      CQ: tl.constexpr, CV: tl.constexpr, BLOCK_N: tl.constexpr,
                      BLOCK_DQ: tl.constexpr, BLOCK_DV: tl.constexpr):
@@ -100,13 +115,7 @@ def _bra_fwd(QKV, IDX, OUT, LSE,
                                         QD, hd, CQ, CV, BLOCK_N, BLOCK_DQ, BLOCK_DV)
         s = tl.dot(q, tl.trans(k), input_precision=PREC, out_dtype=ACC) * qk_scale
         s = tl.where(mask_n[None, :], s, float('-inf'))
-        m_new = tl.maximum(m_i, tl.max(s, 1))
-        p = tl.exp2(s - m_new[:, None])
-        alpha = tl.exp2(m_i - m_new)
-        l_i = l_i * alpha + tl.sum(p, 1)
-        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PREC,
-                                            out_dtype=ACC)
-        m_i = m_new
+        m_i, l_i, acc = online_softmax_step(s, v, m_i, l_i, acc, PREC, ACC)
 
     acc = acc / l_i[:, None]
     out = OUT + n * so_n + qy[:, None] * so_h + qx[:, None] * so_w + hd * CV + offs_dv[None, :]
