@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from mmbiformer.checkpoint import CheckpointError, check_model_checkpoint
+from mmbiformer.weights.checkpoint import CheckpointError, check_model_checkpoint
 from mmbiformer.models import BiFormer
 
 

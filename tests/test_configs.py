@@ -7,7 +7,7 @@ import torch
 from mmengine.config import Config
 
 import mmbiformer.openmmlab  # noqa: F401
-from mmbiformer.converters import convert_official_file
+from mmbiformer.weights.converters import convert_official_file
 from official_reference import official_logits, random_official_state_dict
 from conftest import ALIAS_CONFIGS, PLUGIN_CONFIGS, ROOT, build_model, train_step_loss
 

@@ -1,9 +1,9 @@
-"""Official BiFormer checkpoints -> mmbiformer layout (``mmbiformer.converters``)."""
+"""Official BiFormer checkpoints -> mmbiformer layout (``mmbiformer.weights.converters``)."""
 import pytest
 import torch
 
-from mmbiformer.checkpoint import CheckpointError, safe_load
-from mmbiformer.converters import arch_of, convert_official_file, official_to_mmpretrain
+from mmbiformer.weights.checkpoint import CheckpointError, safe_load
+from mmbiformer.weights.converters import arch_of, convert_official_file, official_to_mmpretrain
 from official_reference import random_official_state_dict
 
 

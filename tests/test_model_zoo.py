@@ -9,8 +9,8 @@ import threading
 import pytest
 import torch
 
-from mmbiformer import model_zoo
-from mmbiformer.checkpoint import CheckpointError
+from mmbiformer.weights import model_zoo
+from mmbiformer.weights.checkpoint import CheckpointError
 from mmbiformer.models import BiFormer
 from official_reference import random_official_state_dict
 from conftest import ROOT

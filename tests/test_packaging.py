@@ -11,7 +11,7 @@ from conftest import ROOT
 CHECK = '''
 import os.path as osp, sys
 import mmbiformer
-from mmbiformer import model_zoo
+from mmbiformer.weights import model_zoo
 site = sys.argv[1]
 assert mmbiformer.__file__.startswith(site), mmbiformer.__file__
 assert model_zoo.data_root().startswith(site), model_zoo.data_root()
@@ -62,7 +62,7 @@ def test_wheel_resolves_names_and_configs_outside_the_checkout(tmp_path):
 def test_config_file_names_close_configs():
     import pytest
 
-    from mmbiformer.model_zoo import config_file
+    from mmbiformer.weights.model_zoo import config_file
     assert config_file('configs/seg/upernet_biformer_s.py').endswith('upernet_biformer_s.py')
     with pytest.raises(FileNotFoundError, match='did you mean: det/maskrcnn_biformer_s.py'):
         config_file('det/maskrcnn_biformer_ss.py')

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import mmbiformer.openmmlab  # noqa: F401
-from mmbiformer.checkpoint import CheckpointError
+from mmbiformer.weights.checkpoint import CheckpointError
 from mmbiformer.models import BiFormer
 from official_reference import official_features, random_official_state_dict
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from mmbiformer.checkpoint import CheckpointError, safe_load
+from mmbiformer.weights.checkpoint import CheckpointError, safe_load
 from mmbiformer.testing import MAKERS
 from mmbiformer.utils.short_run import as_cli, short_run_options
 from conftest import run_in_process, run_tool, tool_error

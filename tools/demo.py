@@ -12,7 +12,7 @@ import argparse
 import sys
 
 import mmbiformer.openmmlab  # noqa: F401  (stack fixes, registrations)
-from mmbiformer.checkpoint import CheckpointError, check_model_checkpoint
+from mmbiformer.weights.checkpoint import CheckpointError, check_model_checkpoint
 from mmbiformer.utils.launch import (UserError, load_config, read_image,
                                      readable_checkpoint, shrink_to_side)
 from mmbiformer.utils.cfg_options import ConfigOptions

@@ -9,8 +9,8 @@
 import argparse
 import sys
 
-from mmbiformer.checkpoint import CheckpointError
-from mmbiformer.model_zoo import ModelZooError, cache_dir, fetch, load_index
+from mmbiformer.weights.checkpoint import CheckpointError
+from mmbiformer.weights.model_zoo import ModelZooError, cache_dir, fetch, load_index
 
 
 def model_table() -> str:

@@ -9,7 +9,7 @@ import json
 import sys
 
 import mmbiformer.openmmlab  # noqa: F401  (stack fixes before any toolbox import)
-from mmbiformer.checkpoint import CheckpointError, check_model_checkpoint
+from mmbiformer.weights.checkpoint import CheckpointError, check_model_checkpoint
 from mmbiformer.utils.launch import (UserError, build_runner,
                                      check_data, checkpoint_file, dist_timeout,
                                      distributed_run,

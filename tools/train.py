@@ -11,10 +11,10 @@ import os
 import sys
 
 import mmbiformer.openmmlab  # noqa: F401  (stack fixes before any toolbox import)
-from mmbiformer.checkpoint import CheckpointError
+from mmbiformer.weights.checkpoint import CheckpointError
 from mmbiformer.data import check_images
 from mmbiformer.engine import CheckpointSaveError, NonFiniteLossError
-from mmbiformer.model_zoo import ModelZooError
+from mmbiformer.weights.model_zoo import ModelZooError
 from mmbiformer.utils.batch_scaling import batch_policy
 from mmengine.logging import print_log
 from mmbiformer.utils.launch import (UserError, build_runner,

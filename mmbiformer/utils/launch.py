@@ -195,7 +195,7 @@ def check_coco_annotations(path: str, key: str = 'ann_file') -> None:
 def checkpoint_file(ref: str) -> str:
     """A local checkpoint for a path, URL or model-zoo name, with tool errors (a
     missing file, a failed download, an unknown name with the close names)."""
-    from ..model_zoo import ModelZooError, resolve_checkpoint
+    from ..weights.model_zoo import ModelZooError, resolve_checkpoint
     try:
         return resolve_checkpoint(ref)
     except (FileNotFoundError, ModelZooError) as e:
@@ -205,7 +205,7 @@ def checkpoint_file(ref: str) -> str:
 def readable_checkpoint(ref: str) -> str:
     """:func:`checkpoint_file`, then a safe load of it: a corrupt, empty or foreign
     file is a tool error here, before mmengine reads it with a raw traceback."""
-    from ..checkpoint import CheckpointError, safe_load
+    from ..weights.checkpoint import CheckpointError, safe_load
     path = checkpoint_file(ref)
     try:
         safe_load(path)
@@ -216,7 +216,7 @@ def readable_checkpoint(ref: str) -> str:
 
 def check_resume_checkpoint(path: str) -> None:
     """Refuse, before training starts, a file that ``--resume`` cannot continue from."""
-    from ..checkpoint import CheckpointError, safe_load
+    from ..weights.checkpoint import CheckpointError, safe_load
     try:
         ckpt = safe_load(path)
     except (CheckpointError, FileNotFoundError) as e:

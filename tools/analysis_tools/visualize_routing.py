@@ -17,7 +17,7 @@ import argparse
 import sys
 
 import mmbiformer.openmmlab  # noqa: F401  (stack fixes, registrations)
-from mmbiformer.checkpoint import CheckpointError, check_model_checkpoint
+from mmbiformer.weights.checkpoint import CheckpointError, check_model_checkpoint
 from mmbiformer.utils.launch import (UserError, build_model, load_config,
                                      prepare_output, read_image, readable_checkpoint,
                                      shrink_to_side)

@@ -23,7 +23,7 @@ import sys
 import time
 
 import mmbiformer.openmmlab  # noqa: F401  (stack fixes, registrations)
-from mmbiformer.checkpoint import CheckpointError, check_model_checkpoint
+from mmbiformer.weights.checkpoint import CheckpointError, check_model_checkpoint
 from mmbiformer.deploy import OPSETS, ExportError, check_opset
 from mmbiformer.utils.launch import (UserError, build_model, load_config,
                                      prepare_output, read_image, readable_checkpoint)

@@ -10,8 +10,8 @@ The result (``state_dict`` with ``backbone.`` / ``head.fc.`` keys) loads in
 import argparse
 import sys
 
-from mmbiformer.checkpoint import CheckpointError
-from mmbiformer.converters import convert_official_file
+from mmbiformer.weights.checkpoint import CheckpointError
+from mmbiformer.weights.converters import convert_official_file
 
 
 def main(argv=None):

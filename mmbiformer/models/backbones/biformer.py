@@ -306,7 +306,7 @@ class BiFormer(BaseModule):
     def init_weights(self) -> None:
         cfg = self.init_cfg
         if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
-            from .pretrained import load_pretrained_backbone
+            from ...weights.pretrained import load_pretrained_backbone
             self.apply(self._default_init)  # for any key the checkpoint lacks
             load_pretrained_backbone(self, cfg['checkpoint'],
                                      prefix=cfg.get('prefix', None))

@@ -6,9 +6,9 @@ from typing import Optional
 import torch
 from mmengine.logging import print_log
 
-from ...checkpoint import (CheckpointError, backbone_state_dict, extract_state_dict,
-                           safe_load)
-from ...model_zoo import resolve_checkpoint
+from .checkpoint import (CheckpointError, backbone_state_dict, extract_state_dict,
+                         safe_load)
+from .model_zoo import resolve_checkpoint
 
 
 def load_pretrained_backbone(module: torch.nn.Module, checkpoint: str,

@@ -1,6 +1,6 @@
 """Reading checkpoint files: safe loading, the weights in any known layout, and the
 check that a file fits a model. Files only: resolving model-zoo names is
-:mod:`mmbiformer.model_zoo`, which builds on this module (and never the reverse).
+:mod:`mmbiformer.weights.model_zoo`, which builds on this module (and never the reverse).
 
 Layouts understood:
 

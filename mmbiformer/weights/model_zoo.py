@@ -24,9 +24,10 @@ from typing import Dict, List, Optional
 from .checkpoint import CheckpointError, extract_state_dict, safe_load
 from .converters import OFFICIAL_MARKER, convert_official_file
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+PACKAGE_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))  # mmbiformer/
+REPO_ROOT = osp.dirname(PACKAGE_ROOT)
 # Installed (wheel, pip install .): the build copies configs and index in here.
-MIM_ROOT = osp.join(osp.dirname(osp.abspath(__file__)), '.mim')
+MIM_ROOT = osp.join(PACKAGE_ROOT, '.mim')
 CHUNK = 1 << 16
 
 
