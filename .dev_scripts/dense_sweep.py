@@ -38,7 +38,7 @@ for (bm, bn, w), st in itertools.product([(64, 64, 4), (32, 32, 2), (32, 32, 4),
 rows.sort()
 print('best', rows[:3])
 # sdpa masked dense on region layout, fwd+bwd
-from mmbiformer.ops.bra import to_regions
+from mmbiformer.ops.regions import to_regions
 reg = to_regions(qkv, S)
 q = reg[..., :C].detach().clone().requires_grad_(); kv = reg[..., C:].detach().clone().requires_grad_()
 gr = to_regions(g, S)

@@ -10,7 +10,7 @@ from conftest import ROOT, TINY_ARCH
 from mmbiformer.analysis.routing import (RoutingError, bra_blocks, capture_routing,
                                          check_block, find_backbone, routing_counts)
 from mmbiformer.models import BiFormer
-from mmbiformer.ops.bra import pad_to_multiple, to_regions
+from mmbiformer.ops.regions import pad_to_multiple, to_regions
 
 
 @pytest.fixture(scope='module')

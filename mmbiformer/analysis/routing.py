@@ -23,8 +23,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
-from ..ops.bra import BiLevelRoutingAttention, pad_to_multiple
-from ..ops.backends.sdpa import heads
+from ..ops.attention import heads
+from ..ops.bra import BiLevelRoutingAttention
+from ..ops.regions import pad_to_multiple
 
 
 class RoutingError(ValueError):

@@ -12,7 +12,7 @@ channel flip, mean and std):
 
 The graph is recorded by ``torch.export`` (the ONNX exporter's ``dynamo`` path) with the
 batch, height and width dynamic, so BRA's padding, region split and cropping are
-computed from the input size inside the graph (``mmbiformer.ops.bra.pad_to_multiple``
+computed from the input size inside the graph (``mmbiformer.ops.regions.pad_to_multiple``
 pads unconditionally while a graph is recorded). BRA runs its reference path there:
 TopK, Gather and MatMul, standard operators that onnxruntime's CPU provider runs.
 """

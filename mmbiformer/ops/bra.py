@@ -18,13 +18,14 @@ from typing import Optional, Tuple
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
+from .attention import heads, merge_heads
 from .backends import choose_backend, normalize_impl, tracing
-from .backends.sdpa import SDPAPolicy, heads, merge_heads
+from .backends.sdpa import SDPAPolicy
 from .backends.sdpa import routed_attention as sdpa_routed_attention
 from .dwconv import DepthwiseConv2d
 from .linear import Linear
+from .regions import from_regions, pad_to_multiple, to_regions
 
 KV_DOWNSAMPLE_MODES = ('identity', 'ada_avgpool', 'ada_maxpool', 'avgpool', 'maxpool')
 PARAM_ATTENTION_MODES = ('qkvo', 'qkv')
@@ -62,36 +63,6 @@ def _build_kv_down(mode: str, kv_per_win: Optional[int],
     if ratio == 1:
         return nn.Identity()
     return nn.AvgPool2d(ratio) if mode == 'avgpool' else nn.MaxPool2d(ratio)
-
-
-def pad_to_multiple(x: torch.Tensor, n_win: int) -> torch.Tensor:
-    """Zero-pad an NHWC tensor at the bottom/right to multiples of ``n_win``.
-
-    While a graph is recorded the pad is always in it (possibly of zero rows): the
-    official ``auto_pad`` decides with a Python ``if`` on the sizes, which a traced or
-    exported graph would keep as decided for the example input, wrong at other sizes.
-    """
-    H, W = x.shape[1:3]
-    pad_b = (-H) % n_win
-    pad_r = (-W) % n_win
-    if pad_b or pad_r or tracing():
-        x = F.pad(x, (0, 0, 0, pad_r, 0, pad_b))
-    return x
-
-
-def to_regions(x: torch.Tensor, n_win: int) -> torch.Tensor:
-    """(N, S*h, S*w, C) -> (N, S*S, h*w, C), regions in row-major order."""
-    N, H, W, C = x.shape
-    h, w = H // n_win, W // n_win
-    x = x.view(N, n_win, h, n_win, w, C).permute(0, 1, 3, 2, 4, 5)
-    return x.reshape(N, n_win * n_win, h * w, C)
-
-
-def from_regions(x: torch.Tensor, n_win: int, h: int, w: int) -> torch.Tensor:
-    """Inverse of :func:`to_regions`."""
-    N, _, _, C = x.shape
-    x = x.view(N, n_win, n_win, h, w, C).permute(0, 1, 3, 2, 4, 5)
-    return x.reshape(N, n_win * h, n_win * w, C)
 
 
 class BiLevelRoutingAttention(nn.Module):
@@ -290,7 +261,7 @@ class BiLevelRoutingAttention(nn.Module):
             out = self._attend_regions(qkv, backend)
             out = self.local_context(qkv[..., 2 * self.qk_dim:], out)
         out = self.wo(out)
-        if tracing() or out.shape[1] != H_in or out.shape[2] != W_in:  # see pad_to_multiple
+        if tracing() or out.shape[1] != H_in or out.shape[2] != W_in:  # see regions.pad_to_multiple
             out = out[:, :H_in, :W_in].contiguous()
         return out
 

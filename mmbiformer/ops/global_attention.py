@@ -3,7 +3,7 @@
 import torch
 import torch.nn as nn
 
-from .backends.sdpa import sdpa
+from .attention import sdpa
 from .dwconv import DepthwiseConv2d
 from .linear import Linear
 

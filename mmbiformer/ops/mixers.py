@@ -9,12 +9,30 @@ from typing import Optional, Sequence
 
 import torch.nn as nn
 
+from .bra import BiLevelRoutingAttention
+from .global_attention import GlobalAttentionLePE
 from .quadtree import QuadTreeAttention
 from .shunted import ShuntedSelfAttention
 from .window_attention import WindowAttention
 
-ATTN_TYPES = ('bra', 'global', 'quadtree', 'shunted', 'window')
 
+def _bra(dim: int, num_heads: int, *, topk: int, n_win: int, qk_dim: Optional[int] = None,
+         side_dwconv: int = 5, auto_pad: bool = True, global_heads: int = 8,
+         **bra_kwargs) -> nn.Module:
+    return BiLevelRoutingAttention(dim, num_heads=num_heads, n_win=n_win, qk_dim=qk_dim,
+                                   topk=topk, side_dwconv=side_dwconv, auto_pad=auto_pad,
+                                   **bra_kwargs)
+
+
+def _global(dim: int, num_heads: int, *, topk: int, side_dwconv: int = 5,
+            global_heads: int = 8, **bra_and_region_options) -> nn.Module:
+    # Official: its own head count, LePE for topk -2 and none for -1.
+    return GlobalAttentionLePE(dim, global_heads, side_dwconv, with_lepe=topk != -1)
+
+
+# BiFormer's own mixers, built from the block's options (``build_token_mixer``'s
+# ``block``).
+OWN_MIXERS = {'bra': _bra, 'global': _global}
 # type -> (op, default options). A per-stage option is a list of 4, one per stage:
 # QuadTree-B's pyramid levels are its models' ``sr_ratios`` (4, 3, 2, 1), top-k 8 at
 # every level; Shunted's aggregation rates are (8, 4, 2, 1); windows are Swin's 7.
@@ -24,6 +42,7 @@ OTHER_MIXERS = {
     'window': (WindowAttention, dict(window_size=7)),
 }
 PER_STAGE_OPTIONS = ('levels', 'sr_ratio')
+ATTN_TYPES = tuple(OWN_MIXERS) + tuple(OTHER_MIXERS)
 
 
 def resolve_attn_types(attn_types: Optional[Sequence[str]], topks: Sequence[int]) -> list:
@@ -60,9 +79,16 @@ def check_attn_cfg(attn_cfg: Optional[dict]) -> dict:
 
 
 def build_token_mixer(attn_type: str, dim: int, num_heads: int, stage: int,
-                      attn_cfg: Optional[dict] = None) -> nn.Module:
-    """A ``'quadtree'``, ``'shunted'`` or ``'window'`` mixer for stage ``stage`` (0-3):
-    the type's defaults, updated by ``attn_cfg[attn_type]``, per-stage values picked."""
+                      attn_cfg: Optional[dict] = None, **block) -> nn.Module:
+    """The token mixer ``attn_type`` of a block of stage ``stage`` (0-3).
+
+    BiFormer's own (``'bra'``, ``'global'``) take the block's options ``block``:
+    ``topk``, ``n_win``, ``qk_dim``, ``side_dwconv``, ``auto_pad``, ``global_heads``
+    and BRA's other keyword arguments. ``'quadtree'``, ``'shunted'`` and ``'window'``
+    take their defaults, updated by ``attn_cfg[attn_type]``, per-stage values picked.
+    """
+    if attn_type in OWN_MIXERS:
+        return OWN_MIXERS[attn_type](dim, num_heads, **block)
     op, defaults = OTHER_MIXERS[attn_type]
     options = dict(defaults, **(attn_cfg or {}).get(attn_type, {}))
     for key in PER_STAGE_OPTIONS:

@@ -29,8 +29,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .backends.sdpa import sdpa
-from .bra import pad_to_multiple
+from .attention import sdpa
+from .regions import pad_to_multiple
 from .dwconv import DepthwiseConv2d, GemmConv2d
 
 

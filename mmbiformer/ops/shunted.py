@@ -19,8 +19,8 @@ from typing import Tuple
 import torch
 import torch.nn as nn
 
-from .backends.sdpa import sdpa
-from .bra import pad_to_multiple
+from .attention import sdpa
+from .regions import pad_to_multiple
 from .dwconv import DepthwiseConv2d, GemmConv2d
 
 

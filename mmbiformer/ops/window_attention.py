@@ -9,8 +9,8 @@ Swin pads and BRA's ``auto_pad`` does, and cropped back.
 import torch
 import torch.nn as nn
 
-from .backends.sdpa import sdpa
-from .bra import pad_to_multiple
+from .attention import sdpa
+from .regions import pad_to_multiple
 
 
 def window_partition(x: torch.Tensor, ws: int) -> torch.Tensor:

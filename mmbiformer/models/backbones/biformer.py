@@ -16,9 +16,7 @@ from mmengine.model import BaseModule
 from mmengine.model.weight_init import trunc_normal_
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ...ops.bra import BiLevelRoutingAttention
 from ...ops.layer_norm import LayerNorm, drop_path_scale
-from ...ops.global_attention import GlobalAttentionLePE
 from ...ops.dwconv import DepthwiseConv2d, GemmConv2d
 from ...ops.linear import Linear
 from ...ops.dwconv import set_impl as set_dwconv_impl
@@ -61,8 +59,9 @@ class BiFormerBlock(nn.Module):
 
     The token mixer is ``attn_type`` (:data:`~mmbiformer.ops.mixers.ATTN_TYPES`); by
     default BiFormer's rule: BRA for ``topk >= 1``, global attention for -1 (without
-    LePE) and -2 (with LePE). Other types take their options from ``attn_cfg`` and
-    ``stage`` (:func:`~mmbiformer.ops.mixers.build_token_mixer`).
+    LePE) and -2 (with LePE). :func:`~mmbiformer.ops.mixers.build_token_mixer` builds
+    every type: BiFormer's own from the block's options, the others from ``attn_cfg``
+    and ``stage``.
     """
 
     def __init__(self, dim: int, num_heads: int, topk: int, n_win: int, mlp_ratio: float,
@@ -76,15 +75,10 @@ class BiFormerBlock(nn.Module):
         attn_type = attn_type or ('bra' if topk > 0 else 'global')
         self.pos_embed = DepthwiseConv2d(dim, 3)
         self.norm1 = LayerNorm(dim, eps=1e-6)
-        if attn_type == 'bra':
-            self.attn = BiLevelRoutingAttention(
-                dim, num_heads=num_heads, n_win=n_win, qk_dim=qk_dim, topk=topk,
-                side_dwconv=side_dwconv, auto_pad=auto_pad, **bra_kwargs)
-        elif attn_type == 'global':
-            self.attn = GlobalAttentionLePE(dim, global_heads, side_dwconv,
-                                            with_lepe=topk != -1)
-        else:
-            self.attn = build_token_mixer(attn_type, dim, num_heads, stage, attn_cfg)
+        self.attn = build_token_mixer(
+            attn_type, dim, num_heads, stage, attn_cfg, topk=topk, n_win=n_win,
+            qk_dim=qk_dim, side_dwconv=side_dwconv, auto_pad=auto_pad,
+            global_heads=global_heads, **bra_kwargs)
         self.norm2 = LayerNorm(dim, eps=1e-6)
         hidden = int(mlp_ratio * dim)
         # Index 1 is an empty slot in the official MLP; kept so keys read mlp.0 / mlp.3.

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.checkpoint import checkpoint
+
+from ..attention import heads, merge_heads, sdpa
 
 
 @dataclass(frozen=True)
@@ -31,17 +32,6 @@ class SDPAPolicy:
         # Soft routing scales K/V per (query region, key region): no dense form.
         return not soft_routing and (R * l <= self.dense_max_tokens
                                      or topk * self.dense_min_keep >= R)
-
-
-def heads(z: torch.Tensor, num_heads: int) -> torch.Tensor:
-    """(N, R, L, m*c) -> (N*R, m, L, c)."""
-    N, R, L, _ = z.shape
-    return z.reshape(N * R, L, num_heads, -1).transpose(1, 2)
-
-
-def merge_heads(z: torch.Tensor, N: int, R: int) -> torch.Tensor:
-    """(N*R, m, L, c) -> (N, R, L, m*c)."""
-    return z.transpose(1, 2).reshape(N, R, z.shape[2], -1)
 
 
 class _GatherRegions(torch.autograd.Function):
@@ -73,21 +63,6 @@ class _GatherRegions(torch.autograd.Function):
 def gather_regions(kv: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """kv (N, R, t, C), index (N, R, topk) -> (N, R, topk, t, C), deterministic."""
     return _GatherRegions.apply(kv, index)
-
-
-# cuDNN's attention is left out everywhere: PyTorch picks it on Hopper, and it builds a
-# graph on the host for every new shape, forward and backward, which dominated what a
-# new input size cost in dense training; once built it was not faster either
-# (docs/benchmark.md, "Pipeline"). Under torch.compile Inductor also hands it q/k/v
-# whose head dim is not contiguous, which it refuses.
-SDPA_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION,
-                 SDPBackend.MATH]
-
-
-def sdpa(q, k, v, **kwargs):
-    """``F.scaled_dot_product_attention`` without the cuDNN backend (see above)."""
-    with sdpa_kernel(SDPA_BACKENDS):
-        return F.scaled_dot_product_attention(q, k, v, **kwargs)
 
 
 def routed_attention(q: torch.Tensor, kv: torch.Tensor, weights: torch.Tensor,

@@ -6,10 +6,11 @@ of the routed kernels (``kernels.py``, one region per tile, at least 16 rows) is
 empty, and their dK/dV pass walks long inverse-routing lists of 4-token regions. Here
 tiles run over the map's tokens in raster order instead, so they are full; a query
 attends to key ``j`` iff bit ``region(j)`` of ``KEEP[n, region(query)]`` is set (the
-routing as one int64 bit mask per query region: at most 64 regions). That costs ``H*W / (topk * L)`` times the routed products (3x at
-stage 3) on tensor cores that the small tiles left idle, and needs neither the region
-layout nor inverse routing: the dK/dV kernel masks the transposed products the same way,
-so it is deterministic without workspace.
+routing as one int64 bit mask per query region: at most 64 regions). That costs
+``H*W / (topk * L)`` times the routed products (3x at stage 3) on tensor cores that the
+small tiles left idle, and needs neither the region layout nor inverse routing: the
+dK/dV kernel masks the transposed products the same way, so it is deterministic without
+workspace.
 
 q, k, v are read from the NHWC projection ``qkv`` (N, H, W, 2*QD + DV) as in
 ``kernels.py``; the output is written NHWC; log-sum-exp (base 2) and ``delta`` are
