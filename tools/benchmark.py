@@ -80,8 +80,35 @@ def official_module(args, name: str):
         stub.checkpoint_wrapper = lambda m: m
         for mod in ('fairscale', 'fairscale.nn', 'fairscale.nn.checkpoint'):
             sys.modules.setdefault(mod, stub)
-    sys.path.insert(0, osp.abspath(args.official_root))
+    _import_packages_from(osp.abspath(args.official_root), ('models', 'ops'))
     return importlib.import_module(name)
+
+
+def _import_packages_from(root: str, names) -> None:
+    """Import the top-level packages ``names`` of the folder ``root`` (with or without
+    ``__init__.py``) under those names, without putting ``root`` on ``sys.path``: the
+    official checkout's ``models`` and ``ops`` would shadow same-named packages for
+    everything imported later. All are registered before any runs, so that they may
+    import one another."""
+    import importlib.machinery
+    import importlib.util
+    pending = []
+    for name in names:
+        if name in sys.modules:
+            continue
+        path = osp.join(root, name)
+        init = osp.join(path, '__init__.py')
+        if osp.isfile(init):
+            spec = importlib.util.spec_from_file_location(
+                name, init, submodule_search_locations=[path])
+        else:  # a namespace package
+            spec = importlib.machinery.ModuleSpec(name, None, is_package=True)
+            spec.submodule_search_locations = [path]
+        sys.modules[name] = module = importlib.util.module_from_spec(spec)
+        pending.append((spec, module))
+    for spec, module in pending:
+        if spec.loader is not None:
+            spec.loader.exec_module(module)
 
 
 def bra_cfg(args) -> dict:
