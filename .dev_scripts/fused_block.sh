@@ -18,8 +18,11 @@ CLS="cls --arch small --batch 128 --iters $ITERS"
 SWIN="cls --batch 128 --iters $ITERS --timm swin_tiny_patch4_window7_224"
 TRUNK="trunk --arch small --shape 2 800 1216 --n-win 16 --iters $ITERS"
 
-before() {  # the older copy's benchmark (it puts its own root first on sys.path)
-    if [ "$BEFORE" != - ]; then (cd "$BEFORE" && python3 tools/benchmark.py "$@"); fi
+before() {  # the older copy's benchmark, importing the older copy's package (tools no
+    # longer put their root on sys.path: PYTHONPATH names it, ahead of any other checkout)
+    if [ "$BEFORE" != - ]; then
+        (cd "$BEFORE" && PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" python3 tools/benchmark.py "$@")
+    fi
 }
 
 for s in $SECTIONS; do
