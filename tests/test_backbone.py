@@ -50,13 +50,17 @@ def test_gradients_reach_every_parameter():
 
 @pytest.mark.parametrize('arch', ['tiny', 'small', 'base'])
 def test_classifier_parameter_counts_match_official(arch):
+    from mmengine.registry import DefaultScope
     from mmpretrain.registry import MODELS
-    model = MODELS.build(dict(
-        type='ImageClassifier',
-        backbone=dict(type='BiFormer', arch=arch, out_indices=(3, ), out_norm='batchnorm'),
-        neck=dict(type='GlobalAveragePooling'),
-        head=dict(type='LinearClsHead', num_classes=1000,
-                  in_channels=768 if arch == 'base' else 512)))
+    # In mmpretrain's scope whatever an earlier test left as the process's default.
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        model = MODELS.build(dict(
+            type='ImageClassifier',
+            backbone=dict(type='BiFormer', arch=arch, out_indices=(3, ),
+                          out_norm='batchnorm'),
+            neck=dict(type='GlobalAveragePooling'),
+            head=dict(type='LinearClsHead', num_classes=1000,
+                      in_channels=768 if arch == 'base' else 512)))
     count = sum(p.numel() for p in model.parameters())
     oracle = sum(math.prod(s) for k, s in official_shapes(arch).items()
                  if not k.endswith(('running_mean', 'running_var', 'num_batches_tracked')))
