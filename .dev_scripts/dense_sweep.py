@@ -1,6 +1,7 @@
 """Run 7: the dense BRA kernels (routing as a bit mask over all tokens) at stage 3 of a
-224 input (128x14x14, 8 heads of 32, top 16 of 49 regions) for 27 tile settings, beside
-sdpa's masked dense attention and the 5x5 LCE in Triton and cuDNN (us per call).
+224 input (128x14x14, 8 heads of 32, top 16 of 49 regions) for 27 tile settings (some
+do not compile), beside sdpa's masked dense attention and the 5x5 LCE in Triton and
+cuDNN (us per call).
 
     PYTHONPATH=. python3 .dev_scripts/dense_sweep.py
 """

@@ -43,7 +43,7 @@ def _kernel_dtypes(dtype: torch.dtype) -> dict:
     return dict(PREC=_precision(dtype), ACC=acc_tl(dtype))
 
 
-# Tiles of the dense kernels (``dense_kernels.py``): the fastest of 27 settings at stage 3
+# Tiles of the dense kernels (``dense_kernels.py``): the fastest setting of a sweep at stage 3
 # of a 224 input (docs/benchmark.md, run 7; `.dev_scripts/dense_sweep.py`).
 DENSE_BLOCKS = dict(BLOCK_M=32, BLOCK_N=32, num_warps=2, num_stages=2)
 
