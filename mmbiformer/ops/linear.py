@@ -37,10 +37,11 @@ class _LinearMvBias(torch.autograd.Function):
     def backward(ctx, grad):
         xc, wc = ctx.saved_tensors
         x_dtype, w_dtype, b_dtype = ctx.dtypes
-        g2 = grad.reshape(-1, grad.shape[-1]).to(wc.dtype)
+        grad = grad.to(wc.dtype)
+        g2 = grad.reshape(-1, grad.shape[-1])
         grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[0]:
-            grad_x = (grad.to(wc.dtype) @ wc).to(x_dtype)
+            grad_x = (grad @ wc).to(x_dtype)
         if ctx.needs_input_grad[1]:
             grad_w = (g2.t() @ xc.reshape(-1, xc.shape[-1])).to(w_dtype)
         if ctx.needs_input_grad[2]:

@@ -17,9 +17,10 @@ from mmengine.model.weight_init import trunc_normal_
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ...ops.layer_norm import LayerNorm, drop_path_scale
+from ...ops.global_attention import GlobalAttentionLePE  # noqa: F401 (old import path)
 from ...ops.dwconv import DepthwiseConv2d, GemmConv2d
-from ...ops.linear import Linear
 from ...ops.dwconv import set_impl as set_dwconv_impl
+from ...ops.linear import Linear
 from ...ops.mixers import build_token_mixer, check_attn_cfg, resolve_attn_types
 from ...registry import MODELS
 

@@ -36,10 +36,9 @@ def unavailable_reason(device: torch.device) -> Optional[str]:
             f'TRITON_INTERPRET=1), not on {device.type}')
 
 
-# Rows of the routed kernels' query tiles at least (``tl.dot`` needs 16).
-MIN_QUERY_TILE = 16
-
-
+# Every dimension of a ``tl.dot`` tile is at least this: the routed kernels' query
+# tiles (one region each) have at least this many rows.
+MIN_TILE = 16
 # Regions the dense kernels' routing masks hold (one int64 per query region).
 DENSE_MAX_REGIONS = 64
 
@@ -51,7 +50,7 @@ def use_dense(H: int, W: int, L: int, topk: int) -> bool:
     the dense ones ``L`` rows against ``H * W`` keys. True at stage 3 of a 224 input
     (4-token regions, 196 tokens, top 16: 196 <= 256); false at stage 2 (784 > 64) and
     in detection's large maps."""
-    return H * W <= max(MIN_QUERY_TILE, L) * topk and H * W <= DENSE_MAX_REGIONS * L
+    return H * W <= max(MIN_TILE, L) * topk and H * W <= DENSE_MAX_REGIONS * L
 
 
 def _patch_interpreter_scalars() -> None:

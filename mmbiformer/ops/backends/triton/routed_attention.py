@@ -16,19 +16,26 @@ from typing import Optional, Tuple
 import torch
 import triton
 
-from . import dense_kernels, kernels, use_dense
+from . import MIN_TILE, dense_kernels, kernels, use_dense
 from .accumulate import acc_dtype, acc_tl
 from .dwconv import conv_nhwc_into, weight_grad
 
 LOG2E = 1.4426950408889634
 
 
-def _blocks(L: int, n_keys: int, cq: int, cv: int) -> dict:
-    # tl.dot needs every dimension >= 16. Query tiles cover one region (at most 64
-    # rows); key tiles run over the routed regions' tokens back to back.
+def _head_blocks(cq: int, cv: int) -> dict:
+    """Channel tiles of one head's q/k and v, for the routed and dense kernels alike."""
     pow2 = triton.next_power_of_2
-    return dict(BLOCK_M=min(64, max(16, pow2(L))), BLOCK_N=min(64, max(16, pow2(n_keys))),
-                BLOCK_DQ=max(16, pow2(cq)), BLOCK_DV=max(16, pow2(cv)), num_warps=4)
+    return dict(BLOCK_DQ=max(MIN_TILE, pow2(cq)), BLOCK_DV=max(MIN_TILE, pow2(cv)))
+
+
+def _blocks(L: int, n_keys: int, cq: int, cv: int) -> dict:
+    # Query tiles cover one region (at most 64 rows); key tiles run over the routed
+    # regions' tokens back to back.
+    pow2 = triton.next_power_of_2
+    return dict(BLOCK_M=min(64, max(MIN_TILE, pow2(L))),
+                BLOCK_N=min(64, max(MIN_TILE, pow2(n_keys))), num_warps=4,
+                **_head_blocks(cq, cv))
 
 
 def _precision(dtype: torch.dtype) -> str:
@@ -59,8 +66,7 @@ def _routing_bits(index: torch.Tensor) -> torch.Tensor:
 def _dense_args(qkv: torch.Tensor, n_win: int, RH: int, RW: int, R: int, num_heads: int,
                 qk_dim: int, cq: int, cv: int) -> tuple:
     """Size arguments and meta-parameters shared by the dense kernels."""
-    blocks = dict(DENSE_BLOCKS, BLOCK_DQ=max(16, triton.next_power_of_2(cq)),
-                  BLOCK_DV=max(16, triton.next_power_of_2(cv)))
+    blocks = dict(DENSE_BLOCKS, **_head_blocks(cq, cv))
     H, W = qkv.shape[1:3]
     return (n_win, RH, RW, R, W, H * W, num_heads, qk_dim), dict(
         CQ=cq, CV=cv, **_kernel_dtypes(qkv.dtype), **blocks)
