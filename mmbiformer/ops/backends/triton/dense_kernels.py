@@ -90,13 +90,15 @@ def _dense_fwd(QKV, KEEP, OUT, LSE, s_n, s_h, s_w, so_n, so_h, so_w,
                BLOCK_N: tl.constexpr, BLOCK_DQ: tl.constexpr, BLOCK_DV: tl.constexpr,
                PREC: tl.constexpr, ACC: tl.constexpr):
     """grid (query tiles, heads, images): online softmax over all key tiles."""
-    hd, n, qkv, offs_m, mask_m, q, _, bits = _query_tile(
+    # No name is reused for values of another type: Triton types the loop's variables,
+    # ``_`` included (an int row index here and a float tile in the loop did not compile).
+    hd, n, qkv, offs_m, mask_m, q, q_row, bits = _query_tile(
         QKV, KEEP, s_n, s_h, s_w, S, RH, RW, R, W, HW, CQ, BLOCK_M, BLOCK_DQ)
     m_i = tl.full([BLOCK_M], float('-inf'), ACC)
     l_i = tl.zeros([BLOCK_M], ACC)
     acc = tl.zeros([BLOCK_M, BLOCK_DV], ACC)
     for start in range(0, HW, BLOCK_N):
-        _, v, s, keep = _key_scores(qkv, q, bits, start, qk_scale, s_h, s_w, S, RH, RW, W,
+        k, v, s, keep = _key_scores(qkv, q, bits, start, qk_scale, s_h, s_w, S, RH, RW, W,
                                     HW, QD, hd, CQ, CV, BLOCK_N, BLOCK_DQ, BLOCK_DV, PREC,
                                     ACC)
         s = tl.where(keep, s, float('-inf'))
