@@ -1,0 +1,203 @@
+"""A module's training forward and backward as CUDA graphs, one pair per input size.
+
+Dense training (detection, segmentation) runs BiFormer on batches of many sizes, so the
+whole step cannot be captured once as classification's is
+(``captured_train_step.py``), and eager BiFormer is bound by the host: at 2x800x1216
+its forward and backward launch about 4,000 small kernels and took 153 ms against the
+GPU's 46 ms (``docs/benchmark.md``, run 8). :class:`ShapeGraphs` captures the backbone
+alone, per input size, and replays it inside the eager step (partial-network capture,
+as ``torch.cuda.make_graphed_callables``); the neck, heads, losses and optimizer stay
+eager. What differs from ``make_graphed_callables``, and why:
+
+* **one memory pool for all sizes.** Each size's pass is replayed forward then
+  backward before the next iteration starts, so the activations of every graph can
+  share one pool: memory grows with the largest size, not with the number of sizes.
+  The gradients of the parameters go to one set of buffers outside the pool, shared
+  by all sizes, and each backward hands autograd a fresh copy (a gradient aliasing a
+  graph's buffer would be overwritten by the next replay: wrong sums under gradient
+  accumulation);
+* **one warm-up pass**, not three: the Triton kernels are compiled for every size at
+  once (sizes are not specialised), so a new size costs a warm-up, the capture and
+  the graph's instantiation (about 0.4 s);
+* running statistics (BatchNorm buffers) are restored after the warm-up and capture
+  passes, so they are updated once per iteration as in eager training;
+* the captured kernels are those :func:`~mmbiformer.ops.backends.captured_step`
+  chooses (least GPU time, as the host's cost is paid once).
+
+Use it only for modules whose forward is capturable: no host synchronisation, no
+collective communication (SyncBN in training under several processes), no
+activation checkpointing (it reads the RNG state on the host).
+"""
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import torch
+from torch import nn
+
+from ..ops.backends import captured_step
+
+
+def autocast_dtype() -> Optional[torch.dtype]:
+    """The CUDA autocast dtype in effect (None: autocast off)."""
+    return torch.get_autocast_dtype('cuda') if torch.is_autocast_enabled('cuda') else None
+
+
+class _Graph:
+    """The forward and backward graphs of one input size, and their static tensors."""
+
+    def __init__(self, owner: 'ShapeGraphs', x: torch.Tensor):
+        self.owner = owner
+        self.x = x.detach().clone()
+        self.fwd = torch.cuda.CUDAGraph()
+        self.bwd = torch.cuda.CUDAGraph()
+        self.outs: Tuple[torch.Tensor, ...] = ()
+        self.grad_outs: List[torch.Tensor] = []
+        self.used: List[bool] = []  # which parameters receive a gradient
+
+
+class _Replay(torch.autograd.Function):
+    """Replays the forward graph; its backward replays the backward graph."""
+
+    @staticmethod
+    def forward(ctx, graph: _Graph, x: torch.Tensor, *params: torch.Tensor):
+        graph.x.copy_(x)
+        graph.fwd.replay()
+        ctx.graph = graph
+        return tuple(o.detach() for o in graph.outs)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, *grads: torch.Tensor):
+        graph = ctx.graph
+        for static, grad in zip(graph.grad_outs, grads):
+            static.copy_(grad)
+        graph.bwd.replay()
+        # One copy of all gradients (a single kernel), handed out as views.
+        flat = graph.owner.grad_flat.clone()
+        views = graph.owner.views_of(flat)
+        return (None, None) + tuple(v if used else None for v, used in zip(views, graph.used))
+
+
+class ShapeGraphs:
+    """Calls ``forward(x)`` (a tuple of tensors out) through CUDA graphs captured per
+    input size, for at most ``max_graphs`` sizes (later ones run eagerly).
+
+    Args:
+        module (nn.Module): Owns the parameters ``forward`` trains and the buffers it
+            updates.
+        forward (callable): The eager forward, ``x -> tuple of tensors``.
+        max_graphs (int): Sizes captured at most; each holds its input, outputs and
+            output gradients outside the shared pool.
+        warmup (int): Eager passes before a capture (compiling kernels, workspaces).
+    """
+
+    def __init__(self, module: nn.Module, forward: Callable, max_graphs: int = 16,
+                 warmup: int = 1):
+        if max_graphs < 1 or warmup < 1:
+            raise ValueError(f'ShapeGraphs: max_graphs and warmup must be >= 1, got '
+                             f'{max_graphs} and {warmup}')
+        self.module = module
+        self.forward = forward
+        self.max_graphs = max_graphs
+        self.warmup = warmup
+        self.graphs: Dict[tuple, _Graph] = {}
+        self.pool = None
+        self.params: List[nn.Parameter] = []
+        self.grad_flat: Optional[torch.Tensor] = None
+
+    def key(self, x: torch.Tensor) -> tuple:
+        return (tuple(x.shape), x.dtype, x.device, autocast_dtype(),
+                tuple(p.requires_grad for p in self.module.parameters()))
+
+    def __call__(self, x: torch.Tensor) -> tuple:
+        key = self.key(x)
+        graph = self.graphs.get(key)
+        if graph is None:
+            if len(self.graphs) >= self.max_graphs:
+                return self.forward(x)
+            graph = self.graphs[key] = self._capture(x)
+        return _Replay.apply(graph, x, *self.params)
+
+    # -- capture -------------------------------------------------------------------
+    def views_of(self, flat: torch.Tensor) -> List[torch.Tensor]:
+        views, start = [], 0
+        for p in self.params:
+            views.append(flat[start:start + p.numel()].view_as(p))
+            start += p.numel()
+        return views
+
+    def _gradient_buffers(self) -> List[torch.Tensor]:
+        params = [p for p in self.module.parameters() if p.requires_grad]
+        dtypes = {p.dtype for p in params}
+        if len(dtypes) > 1:
+            raise ValueError(f'ShapeGraphs: parameters of one dtype only, got {dtypes}')
+        if [id(p) for p in params] != [id(p) for p in self.params] or self.grad_flat is None:
+            self.params = params
+            self.grad_flat = torch.zeros(sum(p.numel() for p in params),
+                                         dtype=params[0].dtype, device=params[0].device)
+        return self.views_of(self.grad_flat)
+
+    def _pass(self, x: torch.Tensor):
+        outs = tuple(self.forward(x))
+        grads = torch.autograd.grad(
+            [o for o in outs if o.requires_grad], self.params,
+            [torch.ones_like(o) for o in outs if o.requires_grad], allow_unused=True)
+        return outs, grads
+
+    def _capture(self, x: torch.Tensor) -> _Graph:
+        graph = _Graph(self, x)
+        buffers = self._gradient_buffers()
+        saved = [b.detach().clone() for b in self.module.buffers()]
+        dtype = autocast_dtype()
+        # A captured graph must cast the weights at every replay: no autocast cache.
+        amp = torch.autocast('cuda', dtype=dtype or torch.float16, enabled=dtype is not None,
+                             cache_enabled=False)
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with captured_step(), amp:
+            with torch.cuda.stream(side):
+                for _ in range(self.warmup):
+                    self._pass(graph.x)
+            torch.cuda.current_stream().wait_stream(side)
+            # thread_local: the loader's pin-memory thread may call CUDA meanwhile.
+            with torch.cuda.graph(graph.fwd, pool=self.pool,
+                                  capture_error_mode='thread_local'):
+                graph.outs = tuple(self.forward(graph.x))
+            if self.pool is None:
+                self.pool = graph.fwd.pool()
+            wanted = [o for o in graph.outs if o.requires_grad]
+            graph.grad_outs = [torch.empty_like(o) for o in wanted]
+            with torch.cuda.graph(graph.bwd, pool=self.pool,
+                                  capture_error_mode='thread_local'):
+                grads = torch.autograd.grad(wanted, self.params, graph.grad_outs,
+                                            allow_unused=True)
+                graph.used = [g is not None for g in grads]
+                torch._foreach_copy_([b for b, g in zip(buffers, grads) if g is not None],
+                                     [g for g in grads if g is not None])
+            del grads
+        for b, s in zip(self.module.buffers(), saved):
+            b.copy_(s)
+        if len(graph.grad_outs) != len(graph.outs):
+            raise ValueError('ShapeGraphs: every output must depend on the parameters')
+        return graph
+
+
+def crop_outputs(outs: Sequence[torch.Tensor], sizes: Sequence[Tuple[int, int]]) -> tuple:
+    """Each NCHW output cut to its (height, width) in ``sizes`` (views)."""
+    return tuple(o[..., :h, :w] for o, (h, w) in zip(outs, sizes))
+
+
+def padded_size(h: int, w: int, divisor: int) -> Tuple[int, int]:
+    """``(h, w)`` rounded up to multiples of ``divisor``."""
+    return -(-h // divisor) * divisor, -(-w // divisor) * divisor
+
+
+def graph_pool_spare() -> int:
+    """Bytes that CUDA graphs' private memory pools hold but that count as free: a
+    replayed graph's activations live there, and the allocator's peak statistics, which
+    see only allocations (made at capture time), leave them out. Benchmarks add them
+    to the peak of a pass after the captures so that graphed and eager models compare."""
+    spare = 0
+    for segment in torch.cuda.memory_snapshot():
+        if tuple(segment.get('segment_pool_id', (0, 0))) != (0, 0):
+            spare += segment['total_size'] - segment['allocated_size']
+    return spare

@@ -1,0 +1,128 @@
+"""BiFormer's backbone replayed as CUDA graphs per input size (``cuda_graph``,
+mmbiformer/engine/shape_graphs.py).
+
+CPU: the options' errors, the output sizes the crop uses against the eager outputs, and
+the CPU / inference fallbacks. CUDA: the replayed forward and backward against eager
+passes of the same module with the same kernels (inside ``captured_step()``) at
+several sizes, padded to a bucket and cropped back; gradients that accumulate; running
+statistics updated once per iteration; sizes beyond ``max_graphs`` run eagerly."""
+import pytest
+import torch
+
+from mmbiformer.models import BiFormer
+from mmbiformer.ops.backends import captured_step
+from conftest import TINY_ARCH, requires_cuda
+
+
+def tiny(**kwargs):
+    torch.manual_seed(0)
+    return BiFormer(TINY_ARCH, n_win=2, **kwargs)
+
+
+@pytest.mark.parametrize('cfg, message', [
+    ('yes', 'must be a bool or a dict'),
+    (dict(size=32), "unknown keys ['size']"),
+    (dict(size_divisor=0), 'size_divisor must be a positive int'),
+    (dict(max_graphs=0), 'max_graphs must be an int >= 1'),
+])
+def test_bad_options_are_named(cfg, message):
+    with pytest.raises(ValueError, match=message.replace('[', r'\[').replace(']', r'\]')):
+        tiny(cuda_graph=cfg)
+
+
+def test_not_with_checkpointing_or_compile():
+    with pytest.raises(ValueError, match='with_cp'):
+        tiny(cuda_graph=True, with_cp=True)
+    with pytest.raises(ValueError, match='compile'):
+        tiny(cuda_graph=True, compile=True)
+
+
+def test_output_sizes_match_the_eager_outputs():
+    model = tiny(out_indices=(0, 2, 3)).eval()
+    for h, w in [(64, 64), (65, 97), (33, 47)]:
+        with torch.no_grad():
+            outs = model(torch.randn(1, 3, h, w))
+        assert model.output_sizes(h, w) == [tuple(o.shape[-2:]) for o in outs]
+
+
+def test_cpu_training_runs_eagerly():
+    model = tiny(cuda_graph=dict(size_divisor=64)).train()
+    outs = model(torch.randn(1, 3, 40, 50))
+    assert model._graphs is None
+    assert [tuple(o.shape[-2:]) for o in outs] == model.output_sizes(40, 50)
+
+
+# -- CUDA -----------------------------------------------------------------------
+def _fwd_bwd(model, x, seed, crop=None):
+    """Outputs and gradients of a fixed loss; ``crop``: output sizes to keep, so that a
+    padded eager pass sees the loss of the graphed pass (padding contributes nothing)."""
+    torch.manual_seed(seed)
+    outs = model(x)
+    if crop is not None:
+        outs = [o[..., :a, :b] for o, (a, b) in zip(outs, crop)]
+    loss = sum((o.float() * torch.linspace(-1, 1, o.shape[1], device=o.device)[:, None,
+                                                                           None]).mean()
+               for o in outs)
+    loss.backward()
+    return [o.detach().float().clone() for o in outs]
+
+
+def _grads(model):
+    return [p.grad.clone() for p in model.parameters() if p.requires_grad]
+
+
+@requires_cuda
+@pytest.mark.parametrize('dtype', [None, torch.bfloat16])
+def test_replays_match_eager_passes(dtype):
+    graphed = tiny(cuda_graph=dict(size_divisor=64, max_graphs=4)).cuda().train()
+    eager = tiny().cuda().train()
+    eager.load_state_dict(graphed.state_dict())
+    sizes = [(70, 90), (64, 128), (70, 90), (100, 60), (64, 128)]
+    for i, (h, w) in enumerate(sizes):
+        x = torch.randn(2, 3, h, w, device='cuda')
+        ph, pw = -(-h // 64) * 64, -(-w // 64) * 64
+        for m in (graphed, eager):
+            m.zero_grad(set_to_none=True)
+        with torch.autocast('cuda', dtype=dtype or torch.float16, enabled=dtype is not None):
+            got = _fwd_bwd(graphed, x, i)
+            with captured_step():  # the kernels the graph captured
+                padded = torch.nn.functional.pad(x, (0, pw - w, 0, ph - h))
+                want = _fwd_bwd(eager, padded, i, crop=graphed.output_sizes(h, w))
+        tol = dict(rtol=2e-2, atol=2e-2) if dtype else dict(rtol=1e-4, atol=1e-5)
+        for a, b in zip(got, want):
+            assert a.shape == b.shape
+            torch.testing.assert_close(a, b, **tol)
+        for a, b in zip(_grads(graphed), _grads(eager)):
+            torch.testing.assert_close(a, b, **tol)
+    assert len(graphed._graphs.graphs) == 3  # one per padded size
+
+
+@requires_cuda
+def test_gradients_accumulate_and_stats_update_once():
+    graphed = tiny(cuda_graph=True).cuda().train()
+    eager = tiny().cuda().train()
+    eager.load_state_dict(graphed.state_dict())
+    x = torch.randn(2, 3, 64, 64, device='cuda')
+    for m in (graphed, eager):
+        with captured_step():
+            for _ in range(2):  # no zero_grad between: gradients add up
+                _fwd_bwd(m, x, 0)
+    for a, b in zip(_grads(graphed), _grads(eager)):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    bn = [(n, b) for n, b in graphed.named_buffers()]
+    assert bn, 'the stem has BatchNorm buffers'
+    for (name, a), b in zip(bn, eager.buffers()):
+        torch.testing.assert_close(a, b, msg=name)  # running stats: 2 updates each
+
+
+@requires_cuda
+def test_sizes_beyond_max_graphs_run_eagerly():
+    model = tiny(cuda_graph=dict(max_graphs=1)).cuda().train()
+    for h in (64, 96, 64):
+        outs = model(torch.randn(1, 3, h, 64, device='cuda'))
+        sum(o.sum() for o in outs).backward()
+    assert len(model._graphs.graphs) == 1
+    model.eval()
+    with torch.no_grad():
+        model(torch.randn(1, 3, 128, 64, device='cuda'))  # inference: eager
+    assert len(model._graphs.graphs) == 1
