@@ -21,6 +21,10 @@ model = dict(
         out_indices=(0, 1, 2, 3),
         drop_path_rate=0.2,
         norm_eval=True,
+        # Training replays the backbone as CUDA graphs, one per padded size: each
+        # batch is padded to multiples of 128 (outputs cropped back), so a few
+        # graphs serve COCO's many sizes (mmbiformer/engine/shape_graphs.py).
+        cuda_graph=dict(size_divisor=128),
         init_cfg=dict(type='Pretrained', checkpoint='biformer-s_in1k')),
     neck=dict(in_channels=[64, 128, 256, 512]),
     # FCNMaskHead with the RoI count padded to a multiple of 32: cuDNN then sets up
