@@ -27,6 +27,7 @@ from typing import Dict, List, Optional
 
 import torch
 
+from ..engine.shape_graphs import graph_pool_spare
 from ..utils.launch import UserError
 
 # dataset type -> (generator kind, nominal image size (H, W) of the real data at the
@@ -178,7 +179,8 @@ class IterationClock:
         # Read after every iteration: mmengine's log processor resets the peak
         # statistics whenever it logs, so the peak of a pass must be collected as it goes.
         if torch.cuda.is_available():
-            self.peaks[-1] = max(self.peaks[-1], torch.cuda.max_memory_allocated() / 2**30)
+            peak = torch.cuda.max_memory_allocated() + graph_pool_spare()
+            self.peaks[-1] = max(self.peaks[-1], peak / 2**30)
 
     def iter_start(self) -> None:
         self._start = self.now()
