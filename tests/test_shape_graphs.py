@@ -126,3 +126,24 @@ def test_sizes_beyond_max_graphs_run_eagerly():
     with torch.no_grad():
         model(torch.randn(1, 3, 128, 64, device='cuda'))  # inference: eager
     assert len(model._graphs.graphs) == 1
+
+
+@requires_cuda
+def test_other_trainable_parameters_recapture():
+    """Freezing a stage after graphs were captured: gradients as an eager pass's, and the
+    parameters frozen get none (the old graphs wrote the old set's buffers)."""
+    graphed = tiny(cuda_graph=True).cuda().train()
+    eager = tiny().cuda().train()
+    eager.load_state_dict(graphed.state_dict())
+    x = torch.randn(2, 3, 64, 64, device='cuda')
+    with captured_step():
+        _fwd_bwd(graphed, x, 0)
+        for m in (graphed, eager):
+            m.zero_grad(set_to_none=True)
+            for p in m.downsample_layers[0].parameters():
+                p.requires_grad_(False)
+            _fwd_bwd(m, x, 1)
+    assert all(p.grad is None for p in graphed.downsample_layers[0].parameters())
+    for a, b in zip(_grads(graphed), _grads(eager)):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    assert len(graphed._graphs.graphs) == 1

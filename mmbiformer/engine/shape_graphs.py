@@ -131,6 +131,9 @@ class ShapeGraphs:
         if len(dtypes) > 1:
             raise ValueError(f'ShapeGraphs: parameters of one dtype only, got {dtypes}')
         if [id(p) for p in params] != [id(p) for p in self.params] or self.grad_flat is None:
+            # Other trainable parameters (stages frozen or unfrozen): the graphs captured
+            # so far copy their gradients into the old buffers, so they go too.
+            self.graphs.clear()
             self.params = params
             self.grad_flat = torch.zeros(sum(p.numel() for p in params),
                                          dtype=params[0].dtype, device=params[0].device)
