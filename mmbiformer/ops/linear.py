@@ -1,4 +1,5 @@
-"""``nn.Linear`` whose bias gradient is a matrix-vector product in captured steps.
+"""``nn.Linear`` whose bias gradient is a matrix-vector product in captured steps; and
+the MLP's GELU + second layer with GELU recomputed in the backward (less memory).
 
 Autograd sums a linear layer's output gradient over its rows for the bias gradient with
 a reduction kernel that reaches 0.3-1 TB/s on BiFormer's narrow layers (64-384 output
@@ -8,12 +9,18 @@ BiFormer-S at batch 128). The custom autograd function costs host time per call,
 is used only where that is paid once: inside
 :func:`~mmbiformer.ops.backends.captured_step`. Parameters and key names are
 ``nn.Linear``'s.
+
+:class:`GeluLinear` is ``Linear(GELU(a))`` as one op. Autograd keeps the MLP's hidden
+map twice: GELU's input for GELU's backward and GELU's output for the layer's weight
+gradient; with ``recompute=True`` the op keeps only the input and computes GELU again
+in its backward (one elementwise pass): 18% of BiFormer-S's activation memory at a
+detection size (``docs/benchmark.md``, run 8).
 """
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .backends import in_captured_step
+from .backends import in_captured_step, tracing
 
 
 def _ones(n: int, like: torch.Tensor) -> torch.Tensor:
@@ -57,3 +64,56 @@ class Linear(nn.Linear):
         if self.bias is not None and in_captured_step() and torch.is_grad_enabled():
             return _LinearMvBias.apply(x, self.weight, self.bias)
         return F.linear(x, self.weight, self.bias)
+
+
+class _GeluLinear(torch.autograd.Function):
+    """``F.linear(F.gelu(a))`` under the caller's autocast state, keeping ``a`` (not
+    GELU's output) for the backward, which recomputes GELU: autograd's numbers (GELU
+    runs in ``a``'s dtype, as autocast leaves it, and its output is cast for the
+    product, so the recomputation matches)."""
+
+    @staticmethod
+    def forward(ctx, a, weight, bias):
+        dtype = (torch.get_autocast_dtype(a.device.type)
+                 if torch.is_autocast_enabled(a.device.type) else a.dtype)
+        wc = weight.to(dtype)
+        ctx.save_for_backward(a, wc)
+        ctx.dtypes = (dtype, weight.dtype, bias.dtype)
+        return F.linear(F.gelu(a).to(dtype), wc, bias.to(dtype))
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, wc = ctx.saved_tensors
+        dtype, w_dtype, b_dtype = ctx.dtypes
+        grad = grad.to(dtype)
+        g2 = grad.reshape(-1, grad.shape[-1])
+        grad_a = grad_w = grad_b = None
+        if ctx.needs_input_grad[1]:
+            h = F.gelu(a).to(dtype)
+            grad_w = (g2.t() @ h.reshape(-1, h.shape[-1])).to(w_dtype)
+            del h
+        if ctx.needs_input_grad[0]:
+            grad_a = torch.ops.aten.gelu_backward((grad @ wc).to(a.dtype), a)
+        if ctx.needs_input_grad[2]:
+            grad_b = torch.mv(g2.t(), _ones(g2.shape[0], g2)).to(b_dtype)
+        return grad_a, grad_w, grad_b
+
+
+class GeluLinear(Linear):
+    """``Linear(GELU(a))``; with ``recompute=True`` training recomputes GELU in the
+    backward instead of keeping its output (see the module's docstring). Parameters
+    and key names are ``nn.Linear``'s."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True,
+                 recompute: bool = False, **kwargs):
+        super().__init__(in_features, out_features, bias=bias, **kwargs)
+        self.recompute = recompute
+
+    def forward(self, a: torch.Tensor) -> torch.Tensor:
+        if (self.recompute and self.bias is not None and torch.is_grad_enabled()
+                and not tracing()):
+            return _GeluLinear.apply(a, self.weight, self.bias)
+        return super().forward(F.gelu(a))
+
+    def extra_repr(self) -> str:
+        return f'GELU, then {super().extra_repr()}, recompute={self.recompute}'
