@@ -147,3 +147,27 @@ def test_other_trainable_parameters_recapture():
     for a, b in zip(_grads(graphed), _grads(eager)):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
     assert len(graphed._graphs.graphs) == 1
+
+
+def test_sizes_beyond_max_graphs_are_logged_once(monkeypatch):
+    from mmbiformer.engine import shape_graphs
+    logged = []
+    monkeypatch.setattr(shape_graphs, 'print_log', lambda msg, **kw: logged.append(msg))
+    module = torch.nn.Linear(3, 3)
+    graphs = shape_graphs.ShapeGraphs(module, lambda x: (module(x), ), max_graphs=1,
+                                      name='Net')
+    graphs.graphs[('another size', )] = object()  # the one allowed, taken
+    for _ in range(2):
+        out, = graphs(torch.randn(2, 3))
+    assert out.shape == (2, 3)
+    assert logged == ['Net: 1 input sizes captured (max_graphs); further sizes run eagerly']
+
+
+def test_graph_pools_count_private_segments_only(monkeypatch):
+    from mmbiformer.engine import shape_graphs
+    snapshot = [dict(segment_pool_id=(0, 0), total_size=100, allocated_size=10),
+                dict(segment_pool_id=(1, 3), total_size=40, allocated_size=30),
+                dict(segment_pool_id=(1, 4), total_size=8, allocated_size=0)]
+    monkeypatch.setattr(torch.cuda, 'memory_snapshot', lambda: snapshot)
+    assert shape_graphs.graph_pools() == (48, 18)
+    assert shape_graphs.graph_pool_spare() == 18

@@ -28,9 +28,12 @@ Use it only for modules whose forward is capturable: no host synchronisation, no
 collective communication (SyncBN in training under several processes), no
 activation checkpointing (it reads the RNG state on the host).
 """
+import logging
+import time
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
+from mmengine.logging import print_log
 from torch import nn
 
 from ..ops.backends import captured_step
@@ -88,10 +91,11 @@ class ShapeGraphs:
         max_graphs (int): Sizes captured at most; each holds its input, outputs and
             output gradients outside the shared pool.
         warmup (int): Eager passes before a capture (compiling kernels, workspaces).
+        name (str): Names the module in the log lines of captures.
     """
 
     def __init__(self, module: nn.Module, forward: Callable, max_graphs: int = 16,
-                 warmup: int = 1):
+                 warmup: int = 1, name: str = 'ShapeGraphs'):
         if max_graphs < 1 or warmup < 1:
             raise ValueError(f'ShapeGraphs: max_graphs and warmup must be >= 1, got '
                              f'{max_graphs} and {warmup}')
@@ -103,6 +107,8 @@ class ShapeGraphs:
         self.pool = None
         self.params: List[nn.Parameter] = []
         self.grad_flat: Optional[torch.Tensor] = None
+        self.name = name
+        self.full_noted = False
 
     def key(self, x: torch.Tensor) -> tuple:
         return (tuple(x.shape), x.dtype, x.device, autocast_dtype(),
@@ -113,8 +119,19 @@ class ShapeGraphs:
         graph = self.graphs.get(key)
         if graph is None:
             if len(self.graphs) >= self.max_graphs:
+                if not self.full_noted:
+                    self.full_noted = True
+                    print_log(f'{self.name}: {self.max_graphs} input sizes captured '
+                              f'(max_graphs); further sizes run eagerly',
+                              logger='current', level=logging.WARNING)
                 return self.forward(x)
+            start = time.perf_counter()
             graph = self.graphs[key] = self._capture(x)
+            held = graph_pools()[0]
+            print_log(f'{self.name}: captured forward and backward for input '
+                      f'{tuple(x.shape)} in {time.perf_counter() - start:.2f} s '
+                      f'(size {len(self.graphs)} of at most {self.max_graphs}; the graphs\' '
+                      f'memory pools hold {held / 2**30:.2f} GiB)', logger='current')
         return _Replay.apply(graph, x, *self.params)
 
     # -- capture -------------------------------------------------------------------
@@ -194,13 +211,19 @@ def padded_size(h: int, w: int, divisor: int) -> Tuple[int, int]:
     return -(-h // divisor) * divisor, -(-w // divisor) * divisor
 
 
+def graph_pools() -> Tuple[int, int]:
+    """(bytes held, bytes not allocated) of the CUDA graphs' private memory pools."""
+    held = spare = 0
+    for segment in torch.cuda.memory_snapshot():
+        if tuple(segment.get('segment_pool_id', (0, 0))) != (0, 0):
+            held += segment['total_size']
+            spare += segment['total_size'] - segment['allocated_size']
+    return held, spare
+
+
 def graph_pool_spare() -> int:
     """Bytes that CUDA graphs' private memory pools hold but that count as free: a
     replayed graph's activations live there, and the allocator's peak statistics, which
     see only allocations (made at capture time), leave them out. Benchmarks add them
     to the peak of a pass after the captures so that graphed and eager models compare."""
-    spare = 0
-    for segment in torch.cuda.memory_snapshot():
-        if tuple(segment.get('segment_pool_id', (0, 0))) != (0, 0):
-            spare += segment['total_size'] - segment['allocated_size']
-    return spare
+    return graph_pools()[1]

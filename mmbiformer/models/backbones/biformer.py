@@ -458,7 +458,7 @@ class BiFormer(BaseModule):
         if self._graphs is None:
             self._graphs = ShapeGraphs(self, self._forward,
                                        max_graphs=self.graph_cfg['max_graphs'],
-                                       warmup=self.graph_cfg['warmup'])
+                                       warmup=self.graph_cfg['warmup'], name='BiFormer')
         divisor = self.graph_cfg['size_divisor']
         h, w = x.shape[-2:]
         if not divisor or padded_size(h, w, divisor) == (h, w):
