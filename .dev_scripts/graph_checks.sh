@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Issue 29's open checks of the backbone's CUDA graphs (docs/benchmark.md, run 8), each
+# section's output in OUT_DIR/SECTION.txt, each under its own time limit.
+#   bash .dev_scripts/graph_checks.sh OUT_DIR [SECTION...]
+# SECTION (default: tests trunk cls upernet accuracy):
+#   tests     the CUDA tests of the graphs, the Linear / GeluLinear ops and BRA's backends
+#   trunk     detection trunk fwd+bwd, graphed, recompute_gelu off / on, and mmdet Swin-T
+#   cls       classifier's captured step, recompute_gelu off / on
+#   upernet   UperNet S with cuda_graph=True against mmseg's Swin-T config (pipeline)
+#   accuracy  RetinaNet S, graphs on / off, over SEEDS (default "0 1"): the spread
+#             between seeds of one variant is the noise the two variants are judged by
+#   scaling   Mask R-CNN S on 1 and 2 GPUs (needs nvidia-h200-x2)
+set -u
+OUTD=${1:?usage: graph_checks.sh OUT_DIR [SECTION...]}
+shift
+mkdir -p "$OUTD"
+TRUNK="python3 tools/benchmark.py trunk --arch small --shape 2 800 1216 --n-win 16 --amp fp16"
+CLS="python3 tools/benchmark.py cls --arch small --batch 128 --amp bf16 --mode train --cuda-graph"
+PIPE="python3 tools/benchmark.py pipeline --amp --iters ${ITERS:-40} --workers ${WORKERS:-8}"
+for s in ${*:-tests trunk cls upernet accuracy}; do
+    echo "== $s $(date +%T)"
+    case $s in
+    tests)
+        timeout 240 python3 -m pytest -q -p no:warnings tests/test_shape_graphs.py \
+            tests/test_linear.py tests/test_bra_backends.py -k "not cpu" ;;
+    trunk)
+        timeout 60 $TRUNK --cuda-graph
+        timeout 60 $TRUNK --cuda-graph --recompute-gelu
+        timeout 60 $TRUNK --mmdet-swin ;;
+    cls)
+        timeout 60 $CLS
+        timeout 60 $CLS --recompute-gelu ;;
+    upernet)  # --cfg-options would reach the Swin-T config too: a config of ours instead
+        printf "_base_ = '%s'\nmodel = dict(backbone=dict(cuda_graph=True))\n" \
+            "$PWD/configs/seg/upernet_biformer_s.py" > "$OUTD/upernet_biformer_s_graphs.py"
+        timeout 300 $PIPE "$OUTD/upernet_biformer_s_graphs.py" \
+            --vs mmseg::swin/swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py \
+            --work-dir work_dirs/pipe_seg --out "$OUTD/upernet.json" ;;
+    accuracy)
+        for seed in ${SEEDS:-0 1}; do
+            for graphs in True False; do
+                EXTRA_OPTS="randomness.seed=$seed model.backbone.cuda_graph=$graphs" \
+                    LIMIT=100 DET_EPOCHS=${DET_EPOCHS:-3} timeout 150 \
+                    bash tools/gpu_tasks.sh "$OUTD/acc_${graphs}_$seed" retinanet
+                rm -rf "$OUTD/acc_${graphs}_$seed/retinanet"  # checkpoints
+            done
+        done ;;
+    scaling)
+        timeout 540 $PIPE configs/det/maskrcnn_biformer_s.py --gpus 1 2 \
+            --work-dir work_dirs/pipe_det --out "$OUTD/scaling.json" ;;
+    *) echo "unknown section $s"; exit 2 ;;
+    esac > "$OUTD/$s.txt" 2>&1
+    tail -4 "$OUTD/$s.txt"
+done
