@@ -9,5 +9,7 @@ _base_ = ['../maskrcnn_biformer_s.py']
 model = dict(
     backbone=dict(
         attn_types=('shunted', 'shunted', 'shunted', 'global'),
+        # Eager: the shunted mixers have not been run captured on a GPU yet.
+        cuda_graph=False,
         init_cfg=dict(type='Pretrained',
                       checkpoint='work_dirs/biformer_s_shunted_in1k/epoch_300.pth')))
