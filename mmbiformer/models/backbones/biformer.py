@@ -229,8 +229,8 @@ class BiFormer(BaseModule):
             batches of many sizes share a few graphs; default None: one graph per
             exact size, for fixed-size crops), ``max_graphs`` (default 16; further
             sizes run eagerly) and ``warmup`` (eager passes before a capture,
-            default 1). Inference, CPU, tracing, ``with_cp``, ``compile`` and SyncBN
-            training across processes run eagerly.
+            default 1). Inference, CPU, tracing and SyncBN training across processes
+            run eagerly; combined with ``with_cp`` or ``compile`` it is refused.
         recompute_gelu (bool): Each MLP's backward computes GELU again instead of
             keeping its output (:class:`~mmbiformer.ops.linear.GeluLinear`): 18% less
             activation memory for one elementwise pass per block; same numbers, same
