@@ -9,6 +9,9 @@
 #   upernet   UperNet S with cuda_graph=True against mmseg's Swin-T config (pipeline)
 #   accuracy  RetinaNet S, graphs on / off, over SEEDS (default "0 1"): the spread
 #             between seeds of one variant is the noise the two variants are judged by
+#   det       RetinaNet S and Mask R-CNN S against mmdet's Swin-T configs, passes of
+#             DET_ITERS (default 120) iterations: the issue reads each epoch's later part,
+#             and a 40-iteration first pass is mostly the one-off captures and compiles
 #   scaling   Mask R-CNN S on 1 and 2 GPUs (needs nvidia-h200-x2)
 set -u
 OUTD=${1:?usage: graph_checks.sh OUT_DIR [SECTION...]}
@@ -45,6 +48,9 @@ for s in ${*:-tests trunk cls upernet accuracy}; do
                 rm -rf "$OUTD/acc_${graphs}_$seed/retinanet"  # checkpoints
             done
         done ;;
+    det)
+        ITERS=${DET_ITERS:-120} timeout 580 bash .dev_scripts/pipeline_runs.sh "$OUTD" \
+            retinanet maskrcnn ;;
     scaling)
         timeout 540 $PIPE configs/det/maskrcnn_biformer_s.py --gpus 1 2 \
             --work-dir work_dirs/pipe_det --out "$OUTD/scaling.json" ;;
