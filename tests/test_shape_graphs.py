@@ -6,6 +6,8 @@ the CPU / inference fallbacks. CUDA: the replayed forward and backward against e
 passes of the same module with the same kernels (inside ``captured_step()``) at
 several sizes, padded to a bucket and cropped back; gradients that accumulate; running
 statistics updated once per iteration; sizes beyond ``max_graphs`` run eagerly."""
+import warnings
+
 import pytest
 import torch
 
@@ -83,8 +85,13 @@ def test_replays_match_eager_passes(dtype):
         ph, pw = -(-h // 64) * 64, -(-w // 64) * 64
         for m in (graphed, eager):
             m.zero_grad(set_to_none=True)
-        with torch.autocast('cuda', dtype=dtype or torch.float16, enabled=dtype is not None):
+        with torch.autocast('cuda', dtype=dtype or torch.float16, enabled=dtype is not None), \
+                warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter('always')
             got = _fwd_bwd(graphed, x, i)
+        # No autograd node of the capture (side stream) outlives it.
+        assert not [w for w in caught if 'AccumulateGrad' in str(w.message)]
+        with torch.autocast('cuda', dtype=dtype or torch.float16, enabled=dtype is not None):
             with captured_step():  # the kernels the graph captured
                 padded = torch.nn.functional.pad(x, (0, pw - w, 0, ph - h))
                 want = _fwd_bwd(eager, padded, i, crop=graphed.output_sizes(h, w))

@@ -194,6 +194,10 @@ class ShapeGraphs:
                 torch._foreach_copy_([b for b, g in zip(buffers, grads) if g is not None],
                                      [g for g in grads if g is not None])
             del grads
+        # The replays need the outputs' memory, not the autograd graph recorded on the
+        # side stream: holding it kept that stream's AccumulateGrad nodes alive, and
+        # every later backward then synchronised the streams (PyTorch warns of it).
+        graph.outs = tuple(o.detach() for o in graph.outs)
         for b, s in zip(self.module.buffers(), saved):
             b.copy_(s)
         if len(graph.grad_outs) != len(graph.outs):
