@@ -4,8 +4,8 @@
 #   bash .dev_scripts/graph_checks.sh OUT_DIR [SECTION...]
 # SECTION (default: tests trunk cls upernet accuracy):
 #   tests     the CUDA tests of the graphs, the Linear / GeluLinear ops and BRA's backends
-#   trunk     detection trunk fwd+bwd, graphed, recompute_gelu off / on, and mmdet Swin-T
-#   cls       classifier's captured step, recompute_gelu off / on
+#   trunk     detection trunk fwd+bwd, graphed, mlp_recompute None / gelu / mlp, and mmdet Swin-T
+#   cls       classifier's captured step, mlp_recompute None / gelu / mlp
 #   upernet   UperNet S with cuda_graph=True against mmseg's Swin-T config (pipeline)
 #   accuracy  RetinaNet S, graphs on / off, over SEEDS (default "0 1"): the spread
 #             between seeds of one variant is the noise the two variants are judged by
@@ -28,11 +28,13 @@ for s in ${*:-tests trunk cls upernet accuracy}; do
             tests/test_linear.py tests/test_bra_backends.py -k "not cpu" ;;
     trunk)
         timeout 60 $TRUNK --cuda-graph
-        timeout 60 $TRUNK --cuda-graph --recompute-gelu
+        timeout 60 $TRUNK --cuda-graph --mlp-recompute gelu
+        timeout 60 $TRUNK --cuda-graph --mlp-recompute mlp
         timeout 60 $TRUNK --mmdet-swin ;;
     cls)
         timeout 60 $CLS
-        timeout 60 $CLS --recompute-gelu ;;
+        timeout 60 $CLS --mlp-recompute gelu
+        timeout 60 $CLS --mlp-recompute mlp ;;
     upernet)  # --cfg-options would reach the Swin-T config too: a config of ours instead
         printf "_base_ = '%s'\nmodel = dict(backbone=dict(cuda_graph=True))\n" \
             "$PWD/configs/seg/upernet_biformer_s.py" > "$OUTD/upernet_biformer_s_graphs.py"

@@ -5,7 +5,7 @@ stand-in driver), so the ops allocate and save exactly what they would on the GP
 while the torch ops around them run on the CPU in fp32 (sizes are reported as bf16,
 the dtype of the configs' autocast activations; fp32 statistics such as LSE count half).
 
-    python3 .dev_scripts/saved_tensors_probe.py [H W] [--recompute-gelu]   # default 896 1280 (800x1216 padded to 128)
+    python3 .dev_scripts/saved_tensors_probe.py [H W] [gelu|mlp]   # default 896 1280 (800x1216 padded to 128)
 """
 import collections
 import os
@@ -20,7 +20,8 @@ from triton.runtime import driver  # noqa: E402
 
 
 def main():
-    args = [int(a) for a in sys.argv[1:] if not a.startswith('--')] or [896, 1280]
+    args = [int(a) for a in sys.argv[1:] if a.isdigit()] or [896, 1280]
+    recompute = ([a for a in sys.argv[1:] if a in ('gelu', 'mlp')] or [None])[0]
     H, W = args
     driver.set_active(triton_sm90._Sm90Driver())
     knobs.runtime.jit_cache_hook = lambda **kw: True  # skip every launch
@@ -31,7 +32,7 @@ def main():
     from mmbiformer.ops.backends import captured_step
     model = BiFormer('small', n_win=16, out_indices=(0, 1, 2, 3), norm_eval=True,
                      attn_impl='triton', dwconv_impl='triton',
-                     recompute_gelu='--recompute-gelu' in sys.argv).train()
+                     mlp_recompute=recompute).train()
     where = ['?']
     for name, m in model.named_modules():
         kind = type(m).__name__
@@ -51,7 +52,7 @@ def main():
     with captured_step(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         outs = model(torch.randn(2, 3, H, W))
     total = sum(per_kind.values())
-    print(f'BiFormer-S, 2x3x{H}x{W}, recompute_gelu={"--recompute-gelu" in sys.argv}, saved for backward: {total / 2**30:.2f} GiB (bf16 sizes)')
+    print(f'BiFormer-S, 2x3x{H}x{W}, mlp_recompute={recompute}, saved for backward: {total / 2**30:.2f} GiB (bf16 sizes)')
     for kind, b in per_kind.most_common():
         print(f'  {kind:28s} {b / 2**20:9.1f} MiB  {100 * b / total:5.1f}%')
     print('largest saved tensors (module, shape, dtype: MiB summed over blocks):')

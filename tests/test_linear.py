@@ -1,7 +1,8 @@
 """ops/linear.py: in a captured step its gradients are autograd's (re-stated by
 ``nn.Linear``), under autocast too; outside one it is ``nn.Linear``. ``GeluLinear``
 with GELU recomputed: autograd's numbers (``nn.GELU`` then ``nn.Linear``), less kept
-for the backward, and BiFormer with the option equal to BiFormer without."""
+for the backward; BiFormer's ``mlp_recompute`` modes equal to keeping everything, and
+keeping less."""
 import pytest
 import torch
 import torch.nn as nn
@@ -95,12 +96,13 @@ def test_gelu_linear_keeps_the_hidden_map_once():
         torch.testing.assert_close(layer(x), ref(x))  # recompute=False: the plain path
 
 
-def test_backbone_with_recomputed_gelu_equals_without():
+@pytest.mark.parametrize('mode', ['gelu', 'mlp'])
+def test_backbone_recomputing_equals_keeping(mode):
     from mmbiformer.models import BiFormer
     from conftest import TINY_ARCH
     torch.manual_seed(0)
     ref = BiFormer(TINY_ARCH, n_win=2).double().train()
-    ours = BiFormer(TINY_ARCH, n_win=2, recompute_gelu=True).double().train()
+    ours = BiFormer(TINY_ARCH, n_win=2, mlp_recompute=mode).double().train()
     assert ours.state_dict().keys() == ref.state_dict().keys()
     ours.load_state_dict(ref.state_dict())
     x = torch.randn(2, 3, 64, 64, dtype=torch.double)
@@ -112,3 +114,26 @@ def test_backbone_with_recomputed_gelu_equals_without():
         outs.append([o.detach() for o in y] + [p.grad for p in m.parameters()])
     for a, b in zip(*outs):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+def _kept_bytes(model, x):
+    kept = {}  # by storage: a tensor saved by two ops counts once
+
+    def pack(t):
+        kept[t.data_ptr()] = t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model(x)
+    return sum(kept.values())
+
+
+def test_backbone_modes_keep_less():
+    from mmbiformer.models import BiFormer
+    from conftest import TINY_ARCH
+    x = torch.randn(1, 3, 64, 64)
+    kept = {mode: _kept_bytes(BiFormer(TINY_ARCH, n_win=2, mlp_recompute=mode).train(), x)
+            for mode in (None, 'gelu', 'mlp')}
+    assert kept[None] > kept['gelu'] > kept['mlp'], kept
+    with pytest.raises(ValueError, match="mlp_recompute must be one of"):
+        BiFormer(TINY_ARCH, n_win=2, mlp_recompute='all')

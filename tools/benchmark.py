@@ -147,7 +147,7 @@ class Classifier(torch.nn.Module):
                                  attn_types=attn_types(args),
                                  bra_cfg=bra_cfg(args),
                                  dwconv_impl=args.dwconv_impl or 'cudnn',
-                                 compile=args.compile, recompute_gelu=args.recompute_gelu)
+                                 compile=args.compile, mlp_recompute=args.mlp_recompute)
         self.head = torch.nn.Linear(self.backbone.embed_dims[-1], 1000)
 
     def forward(self, x):
@@ -200,7 +200,7 @@ def build(args, what: str, device):
                          bra_cfg=bra_cfg(args), attn_types=attn_types(args),
                          dwconv_impl=args.dwconv_impl or 'native', compile=args.compile,
                          cuda_graph=args.cuda_graph and device.type == 'cuda',
-                         recompute_gelu=args.recompute_gelu)
+                         mlp_recompute=args.mlp_recompute)
     model = model.to(device)
     if args.strided_impl:
         from mmbiformer.ops.dwconv import GemmConv2d
@@ -397,7 +397,7 @@ def describe(args) -> str:
                               ('compile', args.compile),
                               ('cuda-graph', args.cuda_graph),
                               ('no-recompute', args.no_recompute),
-                              ('recompute-gelu', args.recompute_gelu)) if on]
+                              (f'mlp-recompute {args.mlp_recompute}', args.mlp_recompute)) if on]
     if args.timm or args.mmdet_swin:
         return ' '.join(['timm' if args.timm else 'mmdet'] + extras)
     return ' '.join([f'impl {args.impl}'] + extras)
@@ -505,9 +505,9 @@ def main(argv=None):
     parser.add_argument('--no-recompute', action='store_true',
                         help='sdpa backend: keep gathered K/V for backward instead of '
                         'gathering again')
-    parser.add_argument('--recompute-gelu', action='store_true',
-                        help='ours: BiFormer(recompute_gelu=True), GELU recomputed in the '
-                        "MLP's backward instead of kept (less memory)")
+    parser.add_argument('--mlp-recompute', choices=['gelu', 'mlp'],
+                        help="ours: BiFormer(mlp_recompute=...), the MLP's backward "
+                        "recomputes GELU / the first layer and GELU (less memory)")
     parser.add_argument('--new-sizes', type=int, default=0, metavar='K',
                         help='trunk: also time fwd+bwd at K input sizes never seen, then '
                         'at the same sizes again (the cost of a new size)')

@@ -13,7 +13,7 @@ is used only where that is paid once: inside
 :class:`GeluLinear` is ``Linear(GELU(a))`` as one op. Autograd keeps the MLP's hidden
 map twice: GELU's input for GELU's backward and GELU's output for the layer's weight
 gradient; with ``recompute=True`` the op keeps only the input and computes GELU again
-in its backward (one elementwise pass): 18% of BiFormer-S's activation memory at a
+in its backward (one elementwise pass): 17% of BiFormer-S's activation memory at a
 detection size (``docs/benchmark.md``, run 8).
 """
 import torch

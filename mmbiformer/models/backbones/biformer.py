@@ -72,7 +72,7 @@ class BiFormerBlock(nn.Module):
     def __init__(self, dim: int, num_heads: int, topk: int, n_win: int, mlp_ratio: float,
                  drop_path: float = 0., qk_dim: int = None, side_dwconv: int = 5,
                  auto_pad: bool = True, global_heads: int = 8, attn_type: str = None,
-                 stage: int = 0, attn_cfg: dict = None, recompute_gelu: bool = False,
+                 stage: int = 0, attn_cfg: dict = None, mlp_recompute: str = None,
                  **bra_kwargs):
         super().__init__()
         if not (isinstance(topk, int) and (topk >= 1 or topk in (-1, -2))):
@@ -88,19 +88,28 @@ class BiFormerBlock(nn.Module):
         self.norm2 = LayerNorm(dim, eps=1e-6)
         hidden = int(mlp_ratio * dim)
         # Index 1 is an empty slot in the official MLP; kept so keys read mlp.0 / mlp.3.
-        if recompute_gelu:  # GELU inside the second layer's op (ops/linear.py)
+        if mlp_recompute == 'gelu':  # GELU inside the second layer's op (ops/linear.py)
             self.mlp = nn.Sequential(Linear(dim, hidden), nn.Identity(), nn.Identity(),
                                      GeluLinear(hidden, dim, recompute=True))
         else:
             self.mlp = nn.Sequential(Linear(dim, hidden), nn.Identity(), nn.GELU(),
                                      Linear(hidden, dim))
+        self.mlp_recompute = mlp_recompute
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def _mlp(self, h: torch.Tensor) -> torch.Tensor:
+        if (self.mlp_recompute == 'mlp' and self.training and torch.is_grad_enabled()
+                and not tracing()):
+            # Nothing random inside the MLP (DropPath is outside): no RNG state to keep,
+            # which also keeps it capturable in a CUDA graph.
+            return cp.checkpoint(self.mlp, h, use_reentrant=False, preserve_rng_state=False)
+        return self.mlp(h)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # NHWC
         # Each residual add is fused with the norm that reads its sum (ops/layer_norm.py).
         x, h = self.norm1.add_forward(x, self.pos_embed.forward_nhwc(x))  # x + dwconv(x)
         x, h = self.norm2.add_forward(x, self.attn(h), drop_path_scale(self.drop_path, x))
-        return x + self.drop_path(self.mlp(h))
+        return x + self.drop_path(self._mlp(h))
 
 
 def _resolve_arch(arch: Union[str, dict]) -> dict:
@@ -125,6 +134,7 @@ def _resolve_arch(arch: Union[str, dict]) -> dict:
     return arch
 
 
+MLP_RECOMPUTE = (None, 'gelu', 'mlp')
 GRAPH_DEFAULTS = dict(size_divisor=None, max_graphs=16, warmup=1)
 
 
@@ -231,10 +241,13 @@ class BiFormer(BaseModule):
             sizes run eagerly) and ``warmup`` (eager passes before a capture,
             default 1). Inference, CPU, tracing and SyncBN training across processes
             run eagerly; combined with ``with_cp`` or ``compile`` it is refused.
-        recompute_gelu (bool): Each MLP's backward computes GELU again instead of
-            keeping its output (:class:`~mmbiformer.ops.linear.GeluLinear`): 18% less
-            activation memory for one elementwise pass per block; same numbers, same
-            state-dict keys. Default False.
+        mlp_recompute (str, optional): What each MLP's backward computes again instead
+            of keeping it (training; the same numbers and state-dict keys): ``'gelu'``
+            GELU's output (:class:`~mmbiformer.ops.linear.GeluLinear`; one elementwise
+            pass per block), ``'mlp'`` the first layer and GELU (the block keeps only
+            the MLP's input; one more first-layer product per block). At a detection
+            size the trunk keeps 17% / 34% less for its backward (``docs/benchmark.md``,
+            run 8). Default None: nothing recomputed.
         init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=PATH)``
             loads an official BiFormer ImageNet checkpoint (weights under ``model``)
             or one of ours (``state_dict`` with ``backbone.`` keys, or bare).
@@ -259,7 +272,7 @@ class BiFormer(BaseModule):
                  attn_cfg: dict = None,
                  compile: Union[bool, dict] = False,
                  cuda_graph: Union[bool, dict] = False,
-                 recompute_gelu: bool = False,
+                 mlp_recompute: Optional[str] = None,
                  init_cfg: dict = None):
         super().__init__(init_cfg=init_cfg)
         arch = _resolve_arch(arch)
@@ -296,6 +309,9 @@ class BiFormer(BaseModule):
         self.compile_cfg = ({} if compile is True else compile) if compile else None
         self._compiled_forward = None
         self.graph_cfg = _graph_cfg(cuda_graph, with_cp, compile)
+        if mlp_recompute not in MLP_RECOMPUTE:
+            raise ValueError(f'mlp_recompute must be one of {MLP_RECOMPUTE}, got '
+                             f'{mlp_recompute!r}')
         self._graphs = None
 
         def norm(c):
@@ -335,7 +351,7 @@ class BiFormer(BaseModule):
                     global_heads=arch.get('global_heads', 8),
                     attn_type=self.attn_types[i], stage=i, attn_cfg=attn_cfg,
                     kv_per_win=kv_per_wins[i], kv_downsample_ratio=kv_ratios[i],
-                    recompute_gelu=recompute_gelu, **bra_kwargs) for j in range(depths[i])
+                    mlp_recompute=mlp_recompute, **bra_kwargs) for j in range(depths[i])
             ]
             self.stages.append(nn.Sequential(*blocks))
 
