@@ -28,6 +28,7 @@ def classifier(device='cpu', drop_path=0.0):
     register_all_modules(init_default_scope=False)
     torch.manual_seed(0)
     return MODELS.build(dict(
+        _scope_='mmpretrain',  # whatever default scope an earlier test left
         type='ImageClassifier',
         data_preprocessor=dict(type='ClsDataPreprocessor', num_classes=10, mean=[128] * 3,
                                std=[64] * 3, to_rgb=True),
