@@ -27,14 +27,34 @@ def _ones(n: int, like: torch.Tensor) -> torch.Tensor:
     return torch.ones(n, dtype=like.dtype, device=like.device)
 
 
+def _compute_dtype(t: torch.Tensor) -> torch.dtype:
+    """The dtype autocast computes a product of ``t`` in (``t``'s own without autocast)."""
+    device = t.device.type
+    return torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else t.dtype
+
+
+def _linear_grads(needs, grad, xc, wc, x_dtype, w_dtype, b_dtype):
+    """Autograd's gradients of ``F.linear(xc, wc, b)`` (``needs``: the context's
+    ``needs_input_grad``), the bias one as ``g^T @ ones``; each in its input's dtype."""
+    grad = grad.to(wc.dtype)
+    g2 = grad.reshape(-1, grad.shape[-1])
+    grad_x = grad_w = grad_b = None
+    if needs[0]:
+        grad_x = (grad @ wc).to(x_dtype)
+    if needs[1]:
+        grad_w = (g2.t() @ xc.reshape(-1, xc.shape[-1])).to(w_dtype)
+    if needs[2]:
+        grad_b = torch.mv(g2.t(), _ones(g2.shape[0], g2)).to(b_dtype)
+    return grad_x, grad_w, grad_b
+
+
 class _LinearMvBias(torch.autograd.Function):
     """``F.linear`` under the caller's autocast state; backward as autograd's, with the
     bias gradient as ``g^T @ ones``."""
 
     @staticmethod
     def forward(ctx, x, weight, bias):
-        dtype = (torch.get_autocast_dtype(x.device.type)
-                 if torch.is_autocast_enabled(x.device.type) else x.dtype)
+        dtype = _compute_dtype(x)
         xc, wc = x.to(dtype), weight.to(dtype)
         ctx.save_for_backward(xc, wc)
         ctx.dtypes = (x.dtype, weight.dtype, bias.dtype)
@@ -43,17 +63,7 @@ class _LinearMvBias(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         xc, wc = ctx.saved_tensors
-        x_dtype, w_dtype, b_dtype = ctx.dtypes
-        grad = grad.to(wc.dtype)
-        g2 = grad.reshape(-1, grad.shape[-1])
-        grad_x = grad_w = grad_b = None
-        if ctx.needs_input_grad[0]:
-            grad_x = (grad @ wc).to(x_dtype)
-        if ctx.needs_input_grad[1]:
-            grad_w = (g2.t() @ xc.reshape(-1, xc.shape[-1])).to(w_dtype)
-        if ctx.needs_input_grad[2]:
-            grad_b = torch.mv(g2.t(), _ones(g2.shape[0], g2)).to(b_dtype)
-        return grad_x, grad_w, grad_b
+        return _linear_grads(ctx.needs_input_grad, grad, xc, wc, *ctx.dtypes)
 
 
 class Linear(nn.Linear):
@@ -74,28 +84,19 @@ class _GeluLinear(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, a, weight, bias):
-        dtype = (torch.get_autocast_dtype(a.device.type)
-                 if torch.is_autocast_enabled(a.device.type) else a.dtype)
+        dtype = _compute_dtype(a)
         wc = weight.to(dtype)
         ctx.save_for_backward(a, wc)
-        ctx.dtypes = (dtype, weight.dtype, bias.dtype)
+        ctx.dtypes = (weight.dtype, bias.dtype)
         return F.linear(F.gelu(a).to(dtype), wc, bias.to(dtype))
 
     @staticmethod
     def backward(ctx, grad):
         a, wc = ctx.saved_tensors
-        dtype, w_dtype, b_dtype = ctx.dtypes
-        grad = grad.to(dtype)
-        g2 = grad.reshape(-1, grad.shape[-1])
-        grad_a = grad_w = grad_b = None
-        if ctx.needs_input_grad[1]:
-            h = F.gelu(a).to(dtype)
-            grad_w = (g2.t() @ h.reshape(-1, h.shape[-1])).to(w_dtype)
-            del h
-        if ctx.needs_input_grad[0]:
-            grad_a = torch.ops.aten.gelu_backward((grad @ wc).to(a.dtype), a)
-        if ctx.needs_input_grad[2]:
-            grad_b = torch.mv(g2.t(), _ones(g2.shape[0], g2)).to(b_dtype)
+        needs = ctx.needs_input_grad
+        h = F.gelu(a).to(wc.dtype) if needs[1] else None  # the recomputation
+        grad_h, grad_w, grad_b = _linear_grads(needs, grad, h, wc, a.dtype, *ctx.dtypes)
+        grad_a = None if grad_h is None else torch.ops.aten.gelu_backward(grad_h, a)
         return grad_a, grad_w, grad_b
 
 

@@ -477,9 +477,9 @@ class BiFormer(BaseModule):
                                        warmup=self.graph_cfg['warmup'], name='BiFormer')
         divisor = self.graph_cfg['size_divisor']
         h, w = x.shape[-2:]
-        if not divisor or padded_size(h, w, divisor) == (h, w):
+        ph, pw = padded_size(h, w, divisor) if divisor else (h, w)
+        if (ph, pw) == (h, w):
             return self._graphs(x)
-        ph, pw = padded_size(h, w, divisor)
         outs = self._graphs(F.pad(x, (0, pw - w, 0, ph - h)))
         return crop_outputs(outs, self.output_sizes(h, w))
 
