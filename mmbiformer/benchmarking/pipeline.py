@@ -197,7 +197,9 @@ class IterationClock:
         self.rows.append(dict(data=data, fb=step - self._start, step=end - step))
         self._note_peak()
         self.pass_of_iter.append(len(self.peaks) - 1)
-        self._last_end, self._start = end, None
+        # The next data interval starts after this bookkeeping (the memory snapshot
+        # behind graph_pool_spare() is not the loader's time).
+        self._last_end, self._start = self.now(), None
 
 
 def clock_hooks(clock: IterationClock, iters_per_pass: Optional[int]):
