@@ -48,7 +48,7 @@ def test_pipeline_two_models_one_run(bench_tool, tmp_path, capsys):
     out = tmp_path / 'result.json'
     config = osp.relpath(osp.join(ROOT, 'configs', 'seg', 'sfpn_biformer_t.py'))
     bench_tool.main(['pipeline', config, '--vs', config, '--iters', '2', '--work-dir',
-                     str(tmp_path), '--out', str(out)] + SMALL_SEG)
+                     str(tmp_path), '--out', str(out), '--profile', '1'] + SMALL_SEG)
     text = capsys.readouterr().out
     rows = [line.split() for line in text.splitlines()]
     from mmbiformer.benchmarking.pipeline import _short
@@ -67,6 +67,9 @@ def test_pipeline_two_models_one_run(bench_tool, tmp_path, capsys):
     # Data written once, for both models: iters x batch training images.
     images = tmp_path / 'data_ade20k_64x96' / 'ADEChallengeData2016' / 'images' / 'training'
     assert len(list(images.iterdir())) == 2
+    # --profile: one steady iteration's operators, by host and by device time.
+    profiled = (tmp_path / 'profile_sfpn_biformer_t.txt').read_text()
+    assert '1 iterations from 3, by cpu_time_total' in profiled, profiled[:500]
 
 
 def test_pipeline_new_size_cost_is_per_iteration(bench_tool):
@@ -75,6 +78,7 @@ def test_pipeline_new_size_cost_is_per_iteration(bench_tool):
     first, steady = [0.9, 0.8, 0.5, 0.45, 0.6], [0.3, 0.3, 0.3, 0.35, 0.3]
     for p, fbs in enumerate((first, steady)):
         clock.peaks.append(float('nan'))
+        clock.reserved.append(float('nan'))
         for fb in fbs:
             clock.rows.append(dict(data=0.01, fb=fb, step=0.05))
             clock.pass_of_iter.append(p)
@@ -84,6 +88,8 @@ def test_pipeline_new_size_cost_is_per_iteration(bench_tool):
     assert abs(r['new_size_extra_max'] - extra[-1]) < 1e-9
     assert abs(r['passes'][1]['total'] - (0.01 + 0.31 + 0.05)) < 1e-9
     assert abs(r['passes'][1]['img_s'] - 2 / 0.37) < 1e-9
+    # An epoch's figure as a log reads it: the later half of the pass.
+    assert abs(r['passes'][0]['later_total'] - (0.06 + (0.5 + 0.45 + 0.6) / 3)) < 1e-9
 
 
 def test_pipeline_errors(bench_tool, tmp_path, capsys):

@@ -156,6 +156,44 @@ def test_other_trainable_parameters_recapture():
     assert len(graphed._graphs.graphs) == 1
 
 
+@requires_cuda
+def test_a_second_call_before_the_backward_runs_eagerly():
+    """Two calls, one backward: the second must not overwrite the first's activations
+    in the shared pool; gradients as two eager calls'."""
+    graphed = tiny(cuda_graph=True).cuda().train()
+    eager = tiny().cuda().train()
+    eager.load_state_dict(graphed.state_dict())
+    a, b = (torch.randn(2, 3, 64, 64, device='cuda') for _ in range(2))
+    with captured_step():
+        for m in (graphed, eager):
+            loss = sum(o.float().square().mean() for o in m(a) + m(b))
+            loss.backward()
+    for g, e in zip(_grads(graphed), _grads(eager)):
+        torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-5)
+    assert graphed._graphs.nested_noted and len(graphed._graphs.graphs) == 1
+    graphed.zero_grad(set_to_none=True)
+    out = graphed(a)  # outputs dropped without a backward free the way for replays
+    del out
+    sum(o.sum() for o in graphed(b)).backward()
+    assert graphed._graphs.pending is None
+
+
+def test_shared_statics_keep_layouts_and_grow_with_the_largest():
+    from mmbiformer.engine.shape_graphs import _SharedStatics
+    statics = _SharedStatics()
+    nhwc = torch.randn(2, 3, 5, 7).contiguous(memory_format=torch.channels_last)
+    half = torch.randn(3, 11).half()
+    x, y, z = statics.carve([nhwc, half, torch.randn(8, 4)[:, ::2]])
+    assert x.stride() == nhwc.stride() and y.dtype == torch.float16 and z.is_contiguous()
+    block = statics.block
+    assert all(t.data_ptr() % statics.ALIGN == 0 for t in (x, y, z))
+    assert x.data_ptr() + x.numel() * 4 <= y.data_ptr()  # no overlap within one graph
+    small, = statics.carve([torch.randn(4)])
+    assert statics.block is block and small.data_ptr() == block.data_ptr()  # shared
+    big, = statics.carve([torch.randn(10000)])
+    assert statics.block is not block and x.untyped_storage().nbytes() == block.numel()
+
+
 def test_sizes_beyond_max_graphs_are_logged_once(monkeypatch):
     from mmbiformer.engine import shape_graphs
     logged = []

@@ -160,6 +160,7 @@ class IterationClock:
     def __init__(self):
         self.rows: List[Dict[str, float]] = []
         self.peaks: List[float] = []  # peak GiB of each pass
+        self.reserved: List[float] = []  # peak GiB the allocator held (reserved), each pass
         self.pass_of_iter: List[int] = []
         self._last_end = None
         self._start = self._step = None
@@ -172,6 +173,7 @@ class IterationClock:
 
     def begin_pass(self) -> None:
         self.peaks.append(0.0 if torch.cuda.is_available() else float('nan'))
+        self.reserved.append(self.peaks[-1])
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
 
@@ -181,6 +183,7 @@ class IterationClock:
         if torch.cuda.is_available():
             peak = torch.cuda.max_memory_allocated() + graph_pool_spare()
             self.peaks[-1] = max(self.peaks[-1], peak / 2**30)
+            self.reserved[-1] = max(self.reserved[-1], torch.cuda.max_memory_reserved() / 2**30)
 
     def iter_start(self) -> None:
         self._start = self.now()
@@ -236,6 +239,43 @@ def clock_hooks(clock: IterationClock, iters_per_pass: Optional[int]):
     return [_Start(), _End()]
 
 
+def profile_hook(iters: int, start: int, path: str):
+    """A hook that records ``iters`` iterations from iteration ``start`` with PyTorch's
+    profiler and writes to ``path`` the operators by host time and the kernels by
+    GPU time, per iteration: where a step's time goes, on either side."""
+    from mmengine.hooks import Hook
+    from torch.profiler import ProfilerActivity, profile
+
+    class _Profile(Hook):
+        priority = 'VERY_LOW'
+
+        def __init__(self):
+            self.prof = None
+
+        def before_train_iter(self, runner, batch_idx, data_batch=None):
+            if runner.iter == start and int(os.environ.get('RANK', 0)) == 0:
+                activities = [ProfilerActivity.CPU] + (
+                    [ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+                self.prof = profile(activities=activities)
+                self.prof.__enter__()
+
+        def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+            if self.prof is None or runner.iter + 1 < start + iters:
+                return
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            self.prof.__exit__(None, None, None)
+            table = self.prof.key_averages()
+            with open(path, 'w') as f:
+                for key in ('cpu_time_total', 'self_cpu_time_total', 'self_cuda_time_total'):
+                    f.write(f'== {iters} iterations from {start}, by {key}\n')
+                    f.write(table.table(sort_by=key, row_limit=40, max_name_column_width=70))
+                    f.write('\n')
+            self.prof = None
+
+    return _Profile()
+
+
 def summarise(clock: IterationClock, batch: int, world: int) -> dict:
     """Means per pass, img/s, peak memory, and the per-iteration new-size cost."""
     passes = []
@@ -246,8 +286,12 @@ def summarise(clock: IterationClock, batch: int, world: int) -> dict:
         mean = {k: statistics.fmean(r[k] for r in rows if r[k] == r[k]) if any(
             r[k] == r[k] for r in rows) else float('nan') for k in ('data', 'fb', 'step')}
         total = sum(v for v in mean.values() if v == v)
+        # The later half: an epoch's figure as a training log reads it, once its first
+        # iterations (one-off costs, new sizes) have passed.
+        later = [sum(v for v in r.values() if v == v) for r in rows[len(rows) // 2:]]
         passes.append(dict(iters=len(rows), total=total, img_s=batch * world / total,
-                           peak_gib=clock.peaks[p], **mean))
+                           later_total=statistics.fmean(later), peak_gib=clock.peaks[p],
+                           reserved_gib=clock.reserved[p], **mean))
     first = [r['fb'] for r, q in zip(clock.rows, clock.pass_of_iter) if q == 0]
     second = [r['fb'] for r, q in zip(clock.rows, clock.pass_of_iter) if q == 1]
     extra = [a - b for a, b in zip(first, second)]
@@ -277,7 +321,11 @@ def run_single(args) -> dict:
     runner = build_runner(cfg)
     clock = IterationClock()
     epoch_based = 'max_epochs' in cfg.train_cfg
-    for hook in clock_hooks(clock, None if epoch_based else args.iters):
+    hooks = clock_hooks(clock, None if epoch_based else args.iters)
+    if args.profile:  # the middle of the steady pass
+        hooks.append(profile_hook(args.profile, args.iters + args.iters // 2,
+                                  osp.join(args.work_dir, f'profile_{name}.txt')))
+    for hook in hooks:
         runner.register_hook(hook, priority=hook.priority)
     runner.train()
     result = summarise(clock, batch, world)
@@ -296,7 +344,7 @@ def run_in_subprocess(args, config: str, gpus: int, tool: str) -> dict:
     single = ['pipeline', config, '--single', out, '--iters', str(args.iters),
               '--work-dir', args.work_dir] + (['--amp'] if args.amp else [])
     for flag, value in (('--batch', args.batch), ('--workers', args.workers),
-                        ('--data-root', args.data_root)):
+                        ('--data-root', args.data_root), ('--profile', args.profile)):
         if value is not None:
             single += [flag, str(value)]
     if args.size:
@@ -336,14 +384,16 @@ def _fmt(v) -> str:
 def table(results: List[dict]) -> str:
     """The printed comparison: one block of rows per model."""
     lines = [f'{"model":<58} {"pass":<7} {"iters":>5} {"data":>7} {"fwd+bwd":>8} '
-             f'{"step":>7} {"s/iter":>7} {"img/s":>7} {"peak GiB":>8}']
+             f'{"step":>7} {"s/iter":>7} {"later":>7} {"img/s":>7} {"peak GiB":>8} '
+             f'{"reserved":>8}']
     for r in results:
         unit = 'GPUs' if r['device'] != 'CPU' else 'processes'
         name = _short(r['config']) + (f' x{r["world"]} {unit}' if r['world'] > 1 else '')
         for label, p in zip(('first', 'steady'), r['passes']):
             lines.append(f'{name:<58} {label:<7} {p["iters"]:>5} {p["data"]:7.3f} '
                          f'{p["fb"]:8.3f} {p["step"]:7.3f} {p["total"]:7.3f} '
-                         f'{p["img_s"]:7.1f} {p["peak_gib"]:8.2f}')
+                         f'{p.get("later_total", float("nan")):7.3f} {p["img_s"]:7.1f} '
+                         f'{p["peak_gib"]:8.2f} {p.get("reserved_gib", float("nan")):8.2f}')
             name = ''
         lines.append(f'{"":<58} new input size: +{1000 * r["new_size_extra_median"]:.0f} ms '
                      f'fwd+bwd (median per iteration, first pass - steady, same batch), '
@@ -354,7 +404,16 @@ def table(results: List[dict]) -> str:
             ratio = r['passes'][-1]['img_s'] / one[0]['passes'][-1]['img_s']
             lines.append(f'scaling {_short(r["config"])}: {r["world"]} vs 1: {ratio:.2f}x '
                          f'steady-state img/s')
+    for r in results:  # the same for the later half of the first pass (epoch 1)
+        one = [o for o in results if o['config'] == r['config'] and o['world'] == 1]
+        if r['world'] > 1 and one:
+            ratio = (r['world'] * one[0]['passes'][0]['later_total']
+                     / r['passes'][0]['later_total'])
+            lines.append(f'scaling {_short(r["config"])}: {r["world"]} vs 1: {ratio:.2f}x '
+                         f'first pass, later half')
     head = results[0]
+    lines.append('s/iter: the mean of the whole pass; later: of its later half; peak GiB: '
+                 'allocated (+ graph pools\' free memory); reserved: what the allocator held')
     lines.append(f'{head["device"]}; {head["batch"]} images per GPU, {head["workers"]} loader '
                  f'workers, generated data of nominal size {head["size"][0]}x'
                  f'{head["size"][1]}; optim wrappers: '

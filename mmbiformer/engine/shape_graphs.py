@@ -12,10 +12,14 @@ eager. What differs from ``make_graphed_callables``, and why:
 * **one memory pool for all sizes.** Each size's pass is replayed forward then
   backward before the next iteration starts, so the activations of every graph can
   share one pool: memory grows with the largest size, not with the number of sizes.
-  The gradients of the parameters go to one set of buffers outside the pool, shared
-  by all sizes, and each backward hands autograd a fresh copy (a gradient aliasing a
-  graph's buffer would be overwritten by the next replay: wrong sums under gradient
-  accumulation);
+  For the same reason the tensors a graph reads and writes outside its pool (its
+  input, a copy of its outputs, its output gradients) share one block of memory
+  across sizes (:class:`_SharedStatics`), and the gradients of the parameters one set
+  of buffers; each backward hands autograd a fresh copy of those (a gradient aliasing
+  a graph's buffer would be overwritten by the next replay: wrong sums under gradient
+  accumulation). A second forward before the backward of the first (a model that
+  calls the module twice in one step) would overwrite the first one's activations:
+  it runs eagerly instead, with a warning;
 * **one warm-up pass**, not three: the Triton kernels are compiled for every size at
   once (sizes are not specialised), so a new size costs a warm-up, the capture and
   the graph's instantiation (about 0.4 s);
@@ -30,6 +34,7 @@ activation checkpointing (it reads the RNG state on the host).
 """
 import logging
 import time
+import weakref
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -44,15 +49,42 @@ def autocast_dtype() -> Optional[torch.dtype]:
     return torch.get_autocast_dtype('cuda') if torch.is_autocast_enabled('cuda') else None
 
 
+class _SharedStatics:
+    """One block of device memory that every size's graph carves its static tensors
+    from (input, output copies, output gradients). The graphs run one at a time, so
+    they may overlap; a size that needs more than the block gets a new, larger block
+    (the older graphs keep theirs alive through their views), so the blocks grow with
+    the largest size met so far, not with the number of sizes."""
+
+    ALIGN = 512  # bytes; every tensor starts aligned for any dtype and vector access
+
+    def __init__(self):
+        self.block: Optional[torch.Tensor] = None
+
+    def carve(self, like: Sequence[torch.Tensor]) -> List[torch.Tensor]:
+        """Uninitialised tensors of the shapes, strides and dtypes of ``like``."""
+        spans = [-(-t.numel() * t.element_size() // self.ALIGN) * self.ALIGN for t in like]
+        if self.block is None or self.block.numel() < sum(spans):
+            self.block = torch.empty(sum(spans), dtype=torch.uint8, device=like[0].device)
+        out, start = [], 0
+        for t, span in zip(like, spans):
+            flat = self.block[start:start + t.numel() * t.element_size()].view(t.dtype)
+            # empty_like's layout: the template's where it is dense (channels-last
+            # outputs stay so), computed on the meta device (no memory).
+            out.append(flat.as_strided(t.shape, torch.empty_like(t, device='meta').stride()))
+            start += span
+        return out
+
+
 class _Graph:
     """The forward and backward graphs of one input size, and their static tensors."""
 
-    def __init__(self, owner: 'ShapeGraphs', x: torch.Tensor):
+    def __init__(self, owner: 'ShapeGraphs'):
         self.owner = owner
-        self.x = x.detach().clone()
+        self.x: Optional[torch.Tensor] = None
         self.fwd = torch.cuda.CUDAGraph()
         self.bwd = torch.cuda.CUDAGraph()
-        self.outs: Tuple[torch.Tensor, ...] = ()
+        self.outs: Tuple[torch.Tensor, ...] = ()  # copies of the outputs
         self.grad_outs: List[torch.Tensor] = []
         self.used: List[bool] = []  # which parameters receive a gradient
 
@@ -65,12 +97,14 @@ class _Replay(torch.autograd.Function):
         graph.x.copy_(x)
         graph.fwd.replay()
         ctx.graph = graph
-        return tuple(o.detach() for o in graph.outs)
+        outs = tuple(o.detach() for o in graph.outs)
+        return outs
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, *grads: torch.Tensor):
         graph = ctx.graph
+        graph.owner.pending = None
         for static, grad in zip(graph.grad_outs, grads):
             static.copy_(grad)
         graph.bwd.replay()
@@ -88,8 +122,7 @@ class ShapeGraphs:
         module (nn.Module): Owns the parameters ``forward`` trains and the buffers it
             updates.
         forward (callable): The eager forward, ``x -> tuple of tensors``.
-        max_graphs (int): Sizes captured at most; each holds its input, outputs and
-            output gradients outside the shared pool.
+        max_graphs (int): Sizes captured at most (each holds two CUDA graphs).
         warmup (int): Eager passes before a capture (compiling kernels, workspaces).
         name (str): Names the module in the log lines of captures.
     """
@@ -109,12 +142,27 @@ class ShapeGraphs:
         self.grad_flat: Optional[torch.Tensor] = None
         self.name = name
         self.full_noted = False
+        self.statics = _SharedStatics()
+        self.side: Optional[torch.cuda.Stream] = None  # warm-ups run on it
+        # An output of the last replay whose backward has not run yet (weak: outputs
+        # dropped without a backward, as when an exception ends a step, release it).
+        self.pending: Optional[weakref.ref] = None
+        self.nested_noted = False
 
     def key(self, x: torch.Tensor) -> tuple:
         return (tuple(x.shape), x.dtype, x.device, autocast_dtype(),
                 tuple(p.requires_grad for p in self.module.parameters()))
 
     def __call__(self, x: torch.Tensor) -> tuple:
+        if self.pending is not None and self.pending() is not None:
+            # The last replay's activations, in the shared pool, still wait for its
+            # backward: a replay now would overwrite them.
+            if not self.nested_noted:
+                self.nested_noted = True
+                print_log(f'{self.name}: called again before the backward of its previous '
+                          f'call; such calls run eagerly (the graphs of all sizes share '
+                          f'one memory pool)', logger='current', level=logging.WARNING)
+            return self.forward(x)
         key = self.key(x)
         graph = self.graphs.get(key)
         if graph is None:
@@ -132,7 +180,9 @@ class ShapeGraphs:
                       f'{tuple(x.shape)} in {time.perf_counter() - start:.2f} s '
                       f'(size {len(self.graphs)} of at most {self.max_graphs}; the graphs\' '
                       f'memory pools hold {held / 2**30:.2f} GiB)', logger='current')
-        return _Replay.apply(graph, x, *self.params)
+        outs = _Replay.apply(graph, x, *self.params)
+        self.pending = weakref.ref(outs[0])
+        return outs
 
     # -- capture -------------------------------------------------------------------
     def views_of(self, flat: torch.Tensor) -> List[torch.Tensor]:
@@ -164,44 +214,50 @@ class ShapeGraphs:
         return outs, grads
 
     def _capture(self, x: torch.Tensor) -> _Graph:
-        graph = _Graph(self, x)
+        graph = _Graph(self)
         buffers = self._gradient_buffers()
         saved = [b.detach().clone() for b in self.module.buffers()]
         dtype = autocast_dtype()
         # A captured graph must cast the weights at every replay: no autocast cache.
         amp = torch.autocast('cuda', dtype=dtype or torch.float16, enabled=dtype is not None,
                              cache_enabled=False)
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
+        if self.side is None:  # one stream: its cached warm-up memory serves every size
+            self.side = torch.cuda.Stream()
+        self.side.wait_stream(torch.cuda.current_stream())
         with captured_step(), amp:
-            with torch.cuda.stream(side):
+            with torch.cuda.stream(self.side):
                 for _ in range(self.warmup):
-                    self._pass(graph.x)
-            torch.cuda.current_stream().wait_stream(side)
+                    outs, _ = self._pass(x)
+            torch.cuda.current_stream().wait_stream(self.side)
+            if not all(o.requires_grad for o in outs):
+                raise ValueError('ShapeGraphs: every output must depend on the parameters')
+            graph.x, *statics = self.statics.carve([x] + list(outs) + list(outs))
+            graph.x.copy_(x)
+            graph.outs, graph.grad_outs = statics[:len(outs)], statics[len(outs):]
+            del outs
             # thread_local: the loader's pin-memory thread may call CUDA meanwhile.
             with torch.cuda.graph(graph.fwd, pool=self.pool,
                                   capture_error_mode='thread_local'):
-                graph.outs = tuple(self.forward(graph.x))
+                outs = tuple(self.forward(graph.x))
+                # Copied out of the pool, so that the pool's memory of this size is free
+                # for the other sizes' graphs once both graphs are captured.
+                torch._foreach_copy_(graph.outs, [o.detach() for o in outs])
             if self.pool is None:
                 self.pool = graph.fwd.pool()
-            wanted = [o for o in graph.outs if o.requires_grad]
-            graph.grad_outs = [torch.empty_like(o) for o in wanted]
             with torch.cuda.graph(graph.bwd, pool=self.pool,
                                   capture_error_mode='thread_local'):
-                grads = torch.autograd.grad(wanted, self.params, graph.grad_outs,
+                grads = torch.autograd.grad(outs, self.params, graph.grad_outs,
                                             allow_unused=True)
                 graph.used = [g is not None for g in grads]
                 torch._foreach_copy_([b for b, g in zip(buffers, grads) if g is not None],
                                      [g for g in grads if g is not None])
-            del grads
-        # The replays need the outputs' memory, not the autograd graph recorded on the
-        # side stream: holding it kept that stream's AccumulateGrad nodes alive, and
-        # every later backward then synchronised the streams (PyTorch warns of it).
-        graph.outs = tuple(o.detach() for o in graph.outs)
+            # The replays need the graphs, not the autograd graph of the capture: holding
+            # it kept the capture stream's AccumulateGrad nodes alive, and every later
+            # backward then synchronised the streams (PyTorch warns of it).
+            del grads, outs
+        graph.outs = tuple(graph.outs)
         for b, s in zip(self.module.buffers(), saved):
             b.copy_(s)
-        if len(graph.grad_outs) != len(graph.outs):
-            raise ValueError('ShapeGraphs: every output must depend on the parameters')
         return graph
 
 
