@@ -25,6 +25,9 @@ model = dict(
         # batch is padded to multiples of 128 (outputs cropped back), so a few
         # graphs serve COCO's many sizes (mmbiformer/engine/shape_graphs.py).
         cuda_graph=dict(size_divisor=128),
+        # The MLPs' hidden activations are recomputed in the backward, not kept:
+        # 0.9 GiB less for the trunk at 2x800x1216, 1.2 ms slower (docs/benchmark.md).
+        mlp_recompute='mlp',
         init_cfg=dict(type='Pretrained', checkpoint='biformer-s_in1k')),
     neck=dict(in_channels=[64, 128, 256, 512]),
     # FCNMaskHead with the RoI count padded to a multiple of 32: cuDNN then sets up
@@ -39,7 +42,10 @@ optim_wrapper = dict(
     type='AmpOptimWrapper',
     loss_scale='dynamic',
     optimizer=dict(_delete_=True, type='AdamW', lr=1e-4, betas=(0.9, 0.999),
-                   weight_decay=0.05),
+                   weight_decay=0.05,
+                   # One fused kernel per step (no per-tensor host work, no
+                   # host sync for the loss scaler's inf check).
+                   fused=True),
     paramwise_cfg=dict(norm_decay_mult=0.),
     # One param group per setting, not per parameter: a 10x cheaper optimizer step
     # (mmbiformer/engine/grouped_optim_constructor.py).

@@ -28,6 +28,9 @@ model = dict(
         # batch is padded to multiples of 128 (outputs cropped back), so a few
         # graphs serve COCO's many sizes (mmbiformer/engine/shape_graphs.py).
         cuda_graph=dict(size_divisor=128),
+        # The MLPs' hidden activations are recomputed in the backward, not kept:
+        # 0.9 GiB less for the trunk at 2x800x1216, 1.2 ms slower (docs/benchmark.md).
+        mlp_recompute='mlp',
         init_cfg=dict(type='Pretrained', checkpoint='biformer-s_in1k')),
     neck=dict(in_channels=[128, 256, 512], start_level=0, add_extra_convs='on_input',
               num_outs=5),
@@ -38,7 +41,10 @@ optim_wrapper = dict(
     type='AmpOptimWrapper',
     loss_scale='dynamic',
     optimizer=dict(_delete_=True, type='AdamW', lr=1e-4, betas=(0.9, 0.999),
-                   weight_decay=1e-4),
+                   weight_decay=1e-4,
+                   # One fused kernel per step (no per-tensor host work, no
+                   # host sync for the loss scaler's inf check).
+                   fused=True),
     paramwise_cfg=dict(norm_decay_mult=0.),
     # One param group per setting, not per parameter: a 10x cheaper optimizer step
     # (mmbiformer/engine/grouped_optim_constructor.py).

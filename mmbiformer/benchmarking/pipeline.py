@@ -239,10 +239,12 @@ def clock_hooks(clock: IterationClock, iters_per_pass: Optional[int]):
     return [_Start(), _End()]
 
 
-def profile_hook(iters: int, start: int, path: str):
+def profile_hook(clock: IterationClock, iters: int, start: int, path: str):
     """A hook that records ``iters`` iterations from iteration ``start`` with PyTorch's
     profiler and writes to ``path`` the operators by host time and the kernels by
-    GPU time, per iteration: where a step's time goes, on either side."""
+    GPU time: where a step's time goes, on either side. The profiled iterations
+    (slowed by the profiler) and the writing of the tables are left out of ``clock``'s
+    figures."""
     from mmengine.hooks import Hook
     from torch.profiler import ProfilerActivity, profile
 
@@ -265,6 +267,8 @@ def profile_hook(iters: int, start: int, path: str):
             if torch.cuda.is_available():
                 torch.cuda.synchronize()
             self.prof.__exit__(None, None, None)
+            for row in clock.rows[-iters:]:
+                row['profiled'] = True
             table = self.prof.key_averages()
             with open(path, 'w') as f:
                 for key in ('cpu_time_total', 'self_cpu_time_total', 'self_cuda_time_total'):
@@ -272,6 +276,7 @@ def profile_hook(iters: int, start: int, path: str):
                     f.write(table.table(sort_by=key, row_limit=40, max_name_column_width=70))
                     f.write('\n')
             self.prof = None
+            clock._last_end = clock.now()  # the next data interval starts now
 
     return _Profile()
 
@@ -280,7 +285,8 @@ def summarise(clock: IterationClock, batch: int, world: int) -> dict:
     """Means per pass, img/s, peak memory, and the per-iteration new-size cost."""
     passes = []
     for p in range(len(clock.peaks)):
-        rows = [r for r, q in zip(clock.rows, clock.pass_of_iter) if q == p]
+        rows = [r for r, q in zip(clock.rows, clock.pass_of_iter)
+                if q == p and not r.get('profiled')]
         if not rows:
             continue
         mean = {k: statistics.fmean(r[k] for r in rows if r[k] == r[k]) if any(
@@ -288,13 +294,16 @@ def summarise(clock: IterationClock, batch: int, world: int) -> dict:
         total = sum(v for v in mean.values() if v == v)
         # The later half: an epoch's figure as a training log reads it, once its first
         # iterations (one-off costs, new sizes) have passed.
-        later = [sum(v for v in r.values() if v == v) for r in rows[len(rows) // 2:]]
+        later = [sum(v for v in (r['data'], r['fb'], r['step']) if v == v)
+                 for r in rows[len(rows) // 2:]]
         passes.append(dict(iters=len(rows), total=total, img_s=batch * world / total,
                            later_total=statistics.fmean(later), peak_gib=clock.peaks[p],
                            reserved_gib=clock.reserved[p], **mean))
     first = [r['fb'] for r, q in zip(clock.rows, clock.pass_of_iter) if q == 0]
     second = [r['fb'] for r, q in zip(clock.rows, clock.pass_of_iter) if q == 1]
-    extra = [a - b for a, b in zip(first, second)]
+    profiled = [r.get('profiled', False) for r, q in zip(clock.rows, clock.pass_of_iter)
+                if q == 1]
+    extra = [a - b for a, b, skip in zip(first, second, profiled) if not skip]
     extra = extra[SKIP_FIRST:] or extra  # too short a run: all iterations
     return dict(passes=passes,
                 new_size_extra_median=statistics.median(extra) if extra else float('nan'),
@@ -323,7 +332,7 @@ def run_single(args) -> dict:
     epoch_based = 'max_epochs' in cfg.train_cfg
     hooks = clock_hooks(clock, None if epoch_based else args.iters)
     if args.profile:  # the middle of the steady pass
-        hooks.append(profile_hook(args.profile, args.iters + args.iters // 2,
+        hooks.append(profile_hook(clock, args.profile, args.iters + args.iters // 2,
                                   osp.join(args.work_dir, f'profile_{name}.txt')))
     for hook in hooks:
         runner.register_hook(hook, priority=hook.priority)
