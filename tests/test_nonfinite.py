@@ -58,6 +58,15 @@ def test_stops_before_the_update_naming_the_terms(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(before, runner.model.parameters()))
 
 
+def test_the_terms_kept_for_the_message_hold_no_graph(tmp_path):
+    runner = _Runner(tmp_path)
+    hook = NonFiniteLossHook()
+    hook.before_train(runner)
+    _step(runner, 2.0)
+    assert set(hook._terms) == {'loss', 'loss_cls', 'loss_bbox'}
+    assert all(t.grad_fn is None for t in hook._terms.values())
+
+
 def test_skip_mode_skips_and_counts(tmp_path):
     runner = _Runner(tmp_path)
     hook = NonFiniteLossHook(skip=True, max_skips=2)

@@ -178,6 +178,32 @@ def test_a_second_call_before_the_backward_runs_eagerly():
     assert graphed._graphs.pending is None
 
 
+@requires_cuda
+@pytest.mark.parametrize('mlp_recompute', [None, 'mlp'])
+def test_captures_while_a_kept_loss_holds_an_earlier_graph(mlp_recompute):
+    """A caller that keeps each step's loss (as a logging hook may) keeps that step's
+    autograd graph, and the parameters' gradient accumulators, alive: the next size's
+    capture must not reuse them (tools/train.py met "operation would make the legacy
+    stream depend on a capturing blocking stream" at its second size)."""
+    graphed = tiny(cuda_graph=True, mlp_recompute=mlp_recompute).cuda().train()
+    eager = tiny(mlp_recompute=mlp_recompute).cuda().train()
+    eager.load_state_dict(graphed.state_dict())
+    kept, ids = [], [id(p) for p in graphed.parameters()]
+    for i, h in enumerate((64, 96, 128)):
+        x = torch.randn(2, 3, h, 64, device='cuda')
+        with captured_step():
+            for m in (graphed, eager):
+                m.zero_grad(set_to_none=True)
+                torch.manual_seed(i)
+                loss = sum(o.float().square().mean() for o in m(x))
+                loss.backward()
+                kept.append(loss)
+        for a, b in zip(_grads(graphed), _grads(eager)):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    assert len(graphed._graphs.graphs) == 3
+    assert [id(p) for p in graphed.parameters()] == ids  # the parameters are back
+
+
 def test_shared_statics_keep_layouts_and_grow_with_the_largest():
     from mmbiformer.engine.shape_graphs import _SharedStatics
     statics = _SharedStatics()

@@ -69,7 +69,11 @@ class NonFiniteLossHook(Hook):
 
         def remembering(losses):  # the loss terms of this step, for the message
             loss, log_vars = parse_losses(losses)
-            self._terms = log_vars
+            # Detached: the terms with their autograd graph would keep the whole step's
+            # graph alive into the next step (and with it the parameters' gradient
+            # accumulators, which a CUDA graph capture of the next step must not meet).
+            self._terms = {k: v.detach() if isinstance(v, torch.Tensor) else v
+                           for k, v in log_vars.items()}
             return loss, log_vars
         model.parse_losses = remembering
 

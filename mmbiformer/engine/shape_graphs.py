@@ -32,6 +32,7 @@ Use it only for modules whose forward is capturable: no host synchronisation, no
 collective communication (SyncBN in training under several processes), no
 activation checkpointing (it reads the RNG state on the host).
 """
+import contextlib
 import logging
 import time
 import weakref
@@ -206,12 +207,37 @@ class ShapeGraphs:
                                          dtype=params[0].dtype, device=params[0].device)
         return self.views_of(self.grad_flat)
 
-    def _pass(self, x: torch.Tensor):
+    def _pass(self, x: torch.Tensor, params: List[torch.Tensor]):
         outs = tuple(self.forward(x))
         grads = torch.autograd.grad(
-            [o for o in outs if o.requires_grad], self.params,
+            [o for o in outs if o.requires_grad], params,
             [torch.ones_like(o) for o in outs if o.requires_grad], allow_unused=True)
         return outs, grads
+
+    @contextlib.contextmanager
+    def _stand_ins(self):
+        """The trainable parameters replaced, in every module that holds them, by new
+        leaf tensors on the same memory (yielded in the order of ``self.params``).
+
+        A parameter's gradient accumulator lives as long as any autograd graph that
+        reaches it: an earlier step's loss that a caller keeps (a log, a hook) keeps
+        the accumulator made on the default stream, and a capture that reused it
+        would make the default stream wait on the capturing one, which CUDA refuses
+        ("operation would make the legacy stream depend on a capturing blocking
+        stream"). Stand-ins get accumulators of their own; the graphs read and write
+        the parameters' memory all the same."""
+        stand_ins = {id(p): nn.Parameter(p.detach()) for p in self.params}
+        swapped = []
+        try:
+            for module in self.module.modules():
+                for name, p in list(module._parameters.items()):
+                    if p is not None and id(p) in stand_ins:
+                        module._parameters[name] = stand_ins[id(p)]
+                        swapped.append((module, name, p))
+            yield [stand_ins[id(p)] for p in self.params]
+        finally:
+            for module, name, p in swapped:
+                module._parameters[name] = p
 
     def _capture(self, x: torch.Tensor) -> _Graph:
         graph = _Graph(self)
@@ -224,10 +250,10 @@ class ShapeGraphs:
         if self.side is None:  # one stream: its cached warm-up memory serves every size
             self.side = torch.cuda.Stream()
         self.side.wait_stream(torch.cuda.current_stream())
-        with captured_step(), amp:
+        with captured_step(), amp, self._stand_ins() as params:
             with torch.cuda.stream(self.side):
                 for _ in range(self.warmup):
-                    outs, _ = self._pass(x)
+                    outs, _ = self._pass(x, params)
             torch.cuda.current_stream().wait_stream(self.side)
             if not all(o.requires_grad for o in outs):
                 raise ValueError('ShapeGraphs: every output must depend on the parameters')
@@ -246,7 +272,7 @@ class ShapeGraphs:
                 self.pool = graph.fwd.pool()
             with torch.cuda.graph(graph.bwd, pool=self.pool,
                                   capture_error_mode='thread_local'):
-                grads = torch.autograd.grad(outs, self.params, graph.grad_outs,
+                grads = torch.autograd.grad(outs, params, graph.grad_outs,
                                             allow_unused=True)
                 graph.used = [g is not None for g in grads]
                 torch._foreach_copy_([b for b, g in zip(buffers, grads) if g is not None],
