@@ -3,6 +3,7 @@ import importlib.util
 import os.path as osp
 
 import pytest
+import torch
 
 from conftest import ROOT
 
@@ -91,6 +92,30 @@ def test_pipeline_new_size_cost_is_per_iteration(bench_tool):
     assert abs(r['passes'][1]['img_s'] - 2 / 0.37) < 1e-9
     # An epoch's figure as a log reads it: the later half of the pass.
     assert abs(r['passes'][0]['later_total'] - (0.06 + (0.5 + 0.45 + 0.6) / 3)) < 1e-9
+
+
+@pytest.mark.parametrize('phase_sync, syncs', [(False, 1), (True, 3)])
+def test_pipeline_clock_synchronises_once_per_iteration(monkeypatch, phase_sync, syncs):
+    """By default only at the iteration's end (the host may queue the step while the
+    GPU finishes the backward, as in training); --phase-sync at every boundary."""
+    from mmbiformer.benchmarking import pipeline
+    calls = []
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(torch.cuda, 'synchronize', lambda: calls.append(1))
+    monkeypatch.setattr(torch.cuda, 'reset_peak_memory_stats', lambda: None)
+    monkeypatch.setattr(torch.cuda, 'max_memory_allocated', lambda: 0)
+    monkeypatch.setattr(torch.cuda, 'max_memory_reserved', lambda: 0)
+    monkeypatch.setattr(pipeline, 'graph_pool_spare', lambda: 0)
+    clock = pipeline.IterationClock(phase_sync=phase_sync)
+    clock.begin_pass()
+    clock.iter_start()
+    clock.step_start()
+    calls.clear()
+    clock.iter_end()
+    clock.iter_start()
+    clock.step_start()
+    assert len(calls) == syncs
+    assert clock.rows[0]['fb'] >= 0 and clock.rows[0]['step'] >= 0
 
 
 def test_pipeline_errors(bench_tool, tmp_path, capsys):

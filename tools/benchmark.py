@@ -431,6 +431,9 @@ def pipeline_arguments(parser) -> None:
                         help='GPU counts to run each model at (torchrun), e.g. 1 2')
     parser.add_argument('--work-dir', default='work_dirs/benchmark_pipeline')
     parser.add_argument('--out', help='also write the results as JSON here')
+    parser.add_argument('--phase-sync', action='store_true', help='synchronise with the GPU '
+                        'at every phase boundary (data / fwd+bwd / step), not only at each '
+                        "iteration's end: exact parts, no host-GPU overlap across them")
     parser.add_argument('--profile', type=int, metavar='N', help='profile N iterations in '
                         'the middle of the steady pass: WORK_DIR/profile_CONFIG.txt '
                         'lists operators by host time and kernels by GPU time')

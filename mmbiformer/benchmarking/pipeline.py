@@ -10,10 +10,15 @@ The loop runs two passes over the same batches (the sampler's shuffle is turned 
   every size has been seen. Iteration ``i`` of both passes has the same input, and
   ``first[i] - steady[i]`` is what meeting that size the first time cost.
 
-Every iteration is split, with a CUDA synchronisation at each boundary, into *data*
-(waiting for the loader, plus other hooks' work between iterations, as mmengine's
-``data_time``), *forward+backward* (``train_step`` up to the optimizer step: data
-preprocessor, forward, losses, backward) and *step* (optimizer step and zero_grad).
+Every iteration is split into *data* (waiting for the loader, plus other hooks' work
+between iterations, as mmengine's ``data_time``), *forward+backward* (``train_step`` up
+to the optimizer step: data preprocessor, forward, losses, backward) and *step*
+(optimizer step and zero_grad). The clock synchronises with the GPU once per
+iteration, at its end (where training's loss logging reads the losses anyway), so
+that, as in training, the host may queue the optimizer step while the GPU still runs
+the backward: the split is then the host's, and only the iteration's total is the
+GPU's. ``phase_sync`` synchronises at every boundary as well: each part then holds its
+own GPU work, at the cost of that overlap.
 """
 import functools
 import json
@@ -157,7 +162,8 @@ def prepare(cfg, iters: int, work_dir: str, amp: bool, workers: Optional[int]) -
 class IterationClock:
     """Times of each training iteration: data, forward+backward, step (seconds)."""
 
-    def __init__(self):
+    def __init__(self, phase_sync: bool = False):
+        self.phase_sync = phase_sync
         self.rows: List[Dict[str, float]] = []
         self.peaks: List[float] = []  # peak GiB of each pass
         self.reserved: List[float] = []  # peak GiB the allocator held (reserved), each pass
@@ -166,8 +172,8 @@ class IterationClock:
         self._start = self._step = None
 
     @staticmethod
-    def now() -> float:
-        if torch.cuda.is_available():
+    def now(sync: bool = True) -> float:
+        if sync and torch.cuda.is_available():
             torch.cuda.synchronize()
         return time.perf_counter()
 
@@ -186,12 +192,12 @@ class IterationClock:
             self.reserved[-1] = max(self.reserved[-1], torch.cuda.max_memory_reserved() / 2**30)
 
     def iter_start(self) -> None:
-        self._start = self.now()
+        self._start = self.now(self.phase_sync)
         self._step = None
 
     def step_start(self) -> None:
         if self._start is not None and self._step is None:
-            self._step = self.now()
+            self._step = self.now(self.phase_sync)
 
     def iter_end(self) -> None:
         end = self.now()
@@ -202,7 +208,7 @@ class IterationClock:
         self.pass_of_iter.append(len(self.peaks) - 1)
         # The next data interval starts after this bookkeeping (the memory snapshot
         # behind graph_pool_spare() is not the loader's time).
-        self._last_end, self._start = self.now(), None
+        self._last_end, self._start = self.now(sync=False), None
 
 
 def clock_hooks(clock: IterationClock, iters_per_pass: Optional[int]):
@@ -328,7 +334,7 @@ def run_single(args) -> dict:
     fit_to_device(cfg)
     setup_cpu_distributed(cfg, cfg.launcher)
     runner = build_runner(cfg)
-    clock = IterationClock()
+    clock = IterationClock(phase_sync=args.phase_sync)
     epoch_based = 'max_epochs' in cfg.train_cfg
     hooks = clock_hooks(clock, None if epoch_based else args.iters)
     if args.profile:  # the middle of the steady pass
@@ -340,6 +346,7 @@ def run_single(args) -> dict:
     result = summarise(clock, batch, world)
     wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
     result.update(config=args.config, batch=batch, world=world, size=list(size),
+                  phase_sync=bool(args.phase_sync),
                   workers=int(cfg.train_dataloader.num_workers), optim_wrapper=wrapper,
                   device=torch.cuda.get_device_name() if torch.cuda.is_available() else 'CPU')
     return result
@@ -352,6 +359,8 @@ def run_in_subprocess(args, config: str, gpus: int, tool: str) -> dict:
     out = osp.join(args.work_dir, f'result_{len(os.listdir(args.work_dir))}.json')
     single = ['pipeline', config, '--single', out, '--iters', str(args.iters),
               '--work-dir', args.work_dir] + (['--amp'] if args.amp else [])
+    if args.phase_sync:
+        single.append('--phase-sync')
     for flag, value in (('--batch', args.batch), ('--workers', args.workers),
                         ('--data-root', args.data_root), ('--profile', args.profile)):
         if value is not None:
@@ -423,6 +432,9 @@ def table(results: List[dict]) -> str:
     head = results[0]
     lines.append('s/iter: the mean of the whole pass; later: of its later half; peak GiB: '
                  'allocated (+ graph pools\' free memory); reserved: what the allocator held')
+    lines.append('GPU synchronised at every phase boundary (--phase-sync)'
+                 if head.get('phase_sync') else 'GPU synchronised once per iteration, at its '
+                 'end: data / fwd+bwd / step are host times, s/iter the total')
     lines.append(f'{head["device"]}; {head["batch"]} images per GPU, {head["workers"]} loader '
                  f'workers, generated data of nominal size {head["size"][0]}x'
                  f'{head["size"][1]}; optim wrappers: '
