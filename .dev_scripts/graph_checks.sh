@@ -12,6 +12,9 @@
 #   det       RetinaNet S and Mask R-CNN S against mmdet's Swin-T configs, passes of
 #             DET_ITERS (default 120) iterations: the issue reads each epoch's later part,
 #             and a 40-iteration first pass is mostly the one-off captures and compiles
+#   cp        with_cp on the largest stages (their blocks recomputed in the backward,
+#             graph-capturable): trunk with stages [0] / [0, 1], then RetinaNet S and
+#             Mask R-CNN S with with_cp=[0, 1] (CP, default "0,1") against Swin-T
 #   scaling   Mask R-CNN S on 1 and 2 GPUs (needs nvidia-h200-x2)
 set -u
 OUTD=${1:?usage: graph_checks.sh OUT_DIR [SECTION...]}
@@ -52,6 +55,19 @@ for s in ${*:-tests trunk cls upernet accuracy}; do
     det)
         ITERS=${DET_ITERS:-120} timeout 580 bash .dev_scripts/pipeline_runs.sh "$OUTD" \
             retinanet maskrcnn ;;
+    cp)
+        timeout 60 $TRUNK --cuda-graph --mlp-recompute mlp --with-cp 0
+        timeout 60 $TRUNK --cuda-graph --mlp-recompute mlp --with-cp 0 1
+        for det in retinanet maskrcnn; do  # --cfg-options would reach Swin-T's config too
+            printf "_base_ = '%s'\nmodel = dict(backbone=dict(with_cp=[%s]))\n" \
+                "$PWD/configs/det/${det}_biformer_s.py" "${CP:-0,1}" > "$OUTD/${det}_cp.py"
+        done
+        timeout 500 $PIPE --iters ${DET_ITERS:-120} "$OUTD/retinanet_cp.py" \
+            --vs mmdet::swin/retinanet_swin-t-p4-w7_fpn_1x_coco.py \
+            --work-dir work_dirs/pipe_det --out "$OUTD/retinanet_cp.json"
+        timeout 500 $PIPE --iters ${DET_ITERS:-120} "$OUTD/maskrcnn_cp.py" \
+            --vs mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py \
+            --work-dir work_dirs/pipe_det --out "$OUTD/maskrcnn_cp.json" ;;
     scaling)
         timeout 540 $PIPE configs/det/maskrcnn_biformer_s.py --gpus 1 2 \
             --work-dir work_dirs/pipe_det --out "$OUTD/scaling.json" ;;

@@ -111,16 +111,20 @@ def test_norm_eval_keeps_batchnorm_statistics():
     assert model.stages[0][0].norm1.training  # other layers still train
 
 
-def test_with_cp_same_outputs_and_gradients():
+@pytest.mark.parametrize('with_cp', [True, [0, 2]])
+def test_with_cp_same_outputs_and_gradients(with_cp):
+    """Recomputed blocks give the same outputs and gradients, DropPath included: its
+    random numbers are drawn outside the recomputed part, in the same order."""
     torch.manual_seed(0)
-    plain = BiFormer('tiny', n_win=4)
-    ckpt = BiFormer('tiny', n_win=4, with_cp=True)
+    plain = BiFormer('tiny', n_win=4, drop_path_rate=0.5)
+    ckpt = BiFormer('tiny', n_win=4, drop_path_rate=0.5, with_cp=with_cp)
     ckpt.load_state_dict(plain.state_dict())
-    x = torch.randn(2, 3, 40, 40)
+    x = torch.randn(4, 3, 40, 40)
     grads = []
     for model in (plain, ckpt):
         model.train()
         xi = x.clone().requires_grad_()
+        torch.manual_seed(1)
         outs = model(xi)
         sum(o.sum() for o in outs).backward()
         grads.append((outs, xi.grad, {n: p.grad for n, p in model.named_parameters()}))
@@ -133,6 +137,8 @@ def test_with_cp_same_outputs_and_gradients():
 
 @pytest.mark.parametrize('kwargs,match', [
     (dict(arch='huge'), 'arch must be one of'),
+    (dict(with_cp=[4]), 'with_cp must be a bool or a list of stage indices'),
+    (dict(with_cp='yes'), 'with_cp must be a bool or a list of stage indices'),
     (dict(arch=dict(depths=[1, 1, 1, 1])), 'missing keys'),
     (dict(arch=dict(depths=[1, 1, 1], embed_dims=[8, 16, 32, 64], topks=[1, 1, 1, -2],
                     head_dim=8, mlp_ratio=2)), r"arch\['depths'\] needs 4 entries"),

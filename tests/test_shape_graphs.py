@@ -32,9 +32,11 @@ def test_bad_options_are_named(cfg, message):
         tiny(cuda_graph=cfg)
 
 
-def test_not_with_checkpointing_or_compile():
-    with pytest.raises(ValueError, match='with_cp'):
-        tiny(cuda_graph=True, with_cp=True)
+def test_not_with_random_checkpointing_or_compile():
+    from mmbiformer.models.backbones.biformer import _graph_cfg
+    assert tiny(cuda_graph=True, with_cp=[0]).graph_cfg is not None  # no RNG inside
+    with pytest.raises(ValueError, match='with_cp on blocks with dropout inside'):
+        _graph_cfg(True, True, False)
     with pytest.raises(ValueError, match='compile'):
         tiny(cuda_graph=True, compile=True)
 
@@ -202,6 +204,25 @@ def test_captures_while_a_kept_loss_holds_an_earlier_graph(mlp_recompute):
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
     assert len(graphed._graphs.graphs) == 3
     assert [id(p) for p in graphed.parameters()] == ids  # the parameters are back
+
+
+@requires_cuda
+def test_replays_with_recomputed_stages():
+    """with_cp in a graph: the recomputation in the backward graph reads no RNG state;
+    gradients as an eager pass's; DropPath's numbers come from the graph's generator."""
+    graphed = tiny(cuda_graph=True, with_cp=[0, 1]).cuda().train()
+    eager = tiny().cuda().train()
+    eager.load_state_dict(graphed.state_dict())
+    x = torch.randn(2, 3, 64, 64, device='cuda')
+    with captured_step():
+        for m in (graphed, eager):
+            _fwd_bwd(m, x, 0)
+    for a, b in zip(_grads(graphed), _grads(eager)):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    dropping = tiny(cuda_graph=True, with_cp=True, drop_path_rate=0.5).cuda().train()
+    for _ in range(2):
+        _fwd_bwd(dropping, x, 0)
+    assert all(p.grad.isfinite().all() for p in dropping.parameters() if p.requires_grad)
 
 
 def test_shared_statics_keep_layouts_and_grow_with_the_largest():

@@ -147,7 +147,8 @@ class Classifier(torch.nn.Module):
                                  attn_types=attn_types(args),
                                  bra_cfg=bra_cfg(args),
                                  dwconv_impl=args.dwconv_impl or 'cudnn',
-                                 compile=args.compile, mlp_recompute=args.mlp_recompute)
+                                 compile=args.compile, mlp_recompute=args.mlp_recompute,
+                                 with_cp=args.with_cp or False)
         self.head = torch.nn.Linear(self.backbone.embed_dims[-1], 1000)
 
     def forward(self, x):
@@ -200,7 +201,7 @@ def build(args, what: str, device):
                          bra_cfg=bra_cfg(args), attn_types=attn_types(args),
                          dwconv_impl=args.dwconv_impl or 'native', compile=args.compile,
                          cuda_graph=args.cuda_graph and device.type == 'cuda',
-                         mlp_recompute=args.mlp_recompute)
+                         mlp_recompute=args.mlp_recompute, with_cp=args.with_cp or False)
     model = model.to(device)
     if args.strided_impl:
         from mmbiformer.ops.dwconv import GemmConv2d
@@ -397,7 +398,8 @@ def describe(args) -> str:
                               ('compile', args.compile),
                               ('cuda-graph', args.cuda_graph),
                               ('no-recompute', args.no_recompute),
-                              (f'mlp-recompute {args.mlp_recompute}', args.mlp_recompute)) if on]
+                              (f'mlp-recompute {args.mlp_recompute}', args.mlp_recompute),
+                              (f'with-cp {args.with_cp}', args.with_cp)) if on]
     if args.timm or args.mmdet_swin:
         return ' '.join(['timm' if args.timm else 'mmdet'] + extras)
     return ' '.join([f'impl {args.impl}'] + extras)
@@ -514,6 +516,9 @@ def main(argv=None):
     parser.add_argument('--mlp-recompute', choices=['gelu', 'mlp'],
                         help="ours: BiFormer(mlp_recompute=...), the MLP's backward "
                         "recomputes GELU / the first layer and GELU (less memory)")
+    parser.add_argument('--with-cp', type=int, nargs='+', metavar='STAGE',
+                        help='ours: BiFormer(with_cp=[STAGE...]), those stages\' blocks '
+                        'recompute their forward in the backward (less memory)')
     parser.add_argument('--new-sizes', type=int, default=0, metavar='K',
                         help='trunk: also time fwd+bwd at K input sizes never seen, then '
                         'at the same sizes again (the cost of a new size)')

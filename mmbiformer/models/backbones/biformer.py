@@ -5,7 +5,7 @@ with their key names as published (``downsample_layers.*``, ``stages.*``, ``norm
 """
 import copy
 import logging
-from typing import Dict, Optional, Sequence, Union
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -96,20 +96,41 @@ class BiFormerBlock(nn.Module):
                                      Linear(hidden, dim))
         self.mlp_recompute = mlp_recompute
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        # Randomness inside the body (dropout in a mixer) makes a recomputation read
+        # and restore the RNG state on the host; BiFormer's own body has none.
+        self.random_body = any(
+            getattr(m, 'p', 0) > 0 if isinstance(m, nn.modules.dropout._DropoutNd)
+            else getattr(m, 'drop_prob', 0) > 0
+            for m in (*self.pos_embed.modules(), *self.attn.modules(), *self.mlp.modules()))
 
-    def _mlp(self, h: torch.Tensor) -> torch.Tensor:
-        if (self.mlp_recompute == 'mlp' and self.training and torch.is_grad_enabled()
-                and not tracing()):
+    def _mlp(self, h: torch.Tensor, inside_checkpoint: bool = False) -> torch.Tensor:
+        if (self.mlp_recompute == 'mlp' and not inside_checkpoint and self.training
+                and torch.is_grad_enabled() and not tracing()):
             # Nothing random inside the MLP (DropPath is outside): no RNG state to keep,
             # which also keeps it capturable in a CUDA graph.
             return cp.checkpoint(self.mlp, h, use_reentrant=False, preserve_rng_state=False)
         return self.mlp(h)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # NHWC
-        # Each residual add is fused with the norm that reads its sum (ops/layer_norm.py).
+    def _body(self, x: torch.Tensor, attn_scale: Optional[torch.Tensor],
+              inside_checkpoint: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The block but its last residual add: (x + pos + attention, MLP branch).
+        Each residual add is fused with the norm that reads its sum (ops/layer_norm.py)."""
         x, h = self.norm1.add_forward(x, self.pos_embed.forward_nhwc(x))  # x + dwconv(x)
-        x, h = self.norm2.add_forward(x, self.attn(h), drop_path_scale(self.drop_path, x))
-        return x + self.drop_path(self._mlp(h))
+        x, h = self.norm2.add_forward(x, self.attn(h), attn_scale)
+        return x, self._mlp(h, inside_checkpoint)
+
+    def forward(self, x: torch.Tensor, recompute: bool = False) -> torch.Tensor:  # NHWC
+        """``recompute``: keep only ``x`` for the backward, which runs the body again
+        (activation checkpointing). DropPath draws its random numbers out here, in the
+        same order as without, so the recomputation needs no RNG state (which also
+        keeps it capturable in a CUDA graph)."""
+        attn_scale = drop_path_scale(self.drop_path, x)
+        if recompute:
+            x, m = cp.checkpoint(self._body, x, attn_scale, True, use_reentrant=False,
+                                 preserve_rng_state=self.random_body)
+        else:
+            x, m = self._body(x, attn_scale)
+        return x + self.drop_path(m)
 
 
 def _resolve_arch(arch: Union[str, dict]) -> dict:
@@ -138,7 +159,18 @@ MLP_RECOMPUTE = (None, 'gelu', 'mlp')
 GRAPH_DEFAULTS = dict(size_divisor=None, max_graphs=16, warmup=1)
 
 
-def _graph_cfg(cuda_graph, with_cp: bool, compile) -> Optional[dict]:
+def _cp_stages(with_cp) -> Tuple[int, ...]:
+    """``with_cp`` (bool, or the indices of the stages to checkpoint) as stage indices."""
+    if isinstance(with_cp, bool):
+        return (0, 1, 2, 3) if with_cp else ()
+    if (isinstance(with_cp, (list, tuple))
+            and all(isinstance(i, int) and 0 <= i <= 3 for i in with_cp)):
+        return tuple(sorted(set(with_cp)))
+    raise ValueError(f'with_cp must be a bool or a list of stage indices (0-3), got '
+                     f'{with_cp!r}')
+
+
+def _graph_cfg(cuda_graph, random_cp: bool, compile) -> Optional[dict]:
     """``cuda_graph`` checked, as a dict of every option (None: off)."""
     if cuda_graph is False or cuda_graph is None:
         return None
@@ -158,9 +190,9 @@ def _graph_cfg(cuda_graph, with_cp: bool, compile) -> Optional[dict]:
     for key in ('max_graphs', 'warmup'):
         if not (isinstance(cfg[key], int) and cfg[key] >= 1):
             raise ValueError(f'cuda_graph.{key} must be an int >= 1, got {cfg[key]!r}')
-    if with_cp:
-        raise ValueError('cuda_graph cannot be combined with with_cp=True (activation '
-                         'checkpointing reads the RNG state on the host while replaying); '
+    if random_cp:
+        raise ValueError('cuda_graph cannot be combined with with_cp on blocks with dropout '
+                         'inside (their recomputation reads the RNG state on the host); '
                          'choose one')
     if compile:
         raise ValueError('cuda_graph cannot be combined with compile; choose one')
@@ -196,7 +228,11 @@ class BiFormer(BaseModule):
             stem and the first k stages, each with its downsampling layer and output
             norm. Frozen parts keep their weights and stay in eval mode.
         norm_eval (bool): Keep BatchNorm layers in eval mode while training.
-        with_cp (bool): Activation checkpointing per block (saves memory).
+        with_cp (bool | list[int]): Activation checkpointing per block, in every stage
+            (True) or in the stages listed (e.g. ``[0]``: the largest maps): a block
+            keeps only its input for the backward, which runs it again. DropPath's
+            random numbers are drawn outside the recomputed part, so it reads no RNG
+            state and combines with ``cuda_graph``.
         auto_pad (bool): Pad feature maps to multiples of ``n_win`` inside BRA, so
             any input size works.
         norm_cfg (dict): Norm of the convolutional stem/downsampling layers, e.g.
@@ -240,7 +276,7 @@ class BiFormer(BaseModule):
             exact size, for fixed-size crops), ``max_graphs`` (default 16; further
             sizes run eagerly) and ``warmup`` (eager passes before a capture,
             default 1). Inference, CPU, tracing and SyncBN training across processes
-            run eagerly; combined with ``with_cp`` or ``compile`` it is refused.
+            run eagerly; combined with ``compile`` it is refused.
         mlp_recompute (str, optional): What each MLP's backward computes again instead
             of keeping it (training; the same numbers and state-dict keys): ``'gelu'``
             GELU's output (:class:`~mmbiformer.ops.linear.GeluLinear`; one elementwise
@@ -262,7 +298,7 @@ class BiFormer(BaseModule):
                  drop_path_rate: float = 0.,
                  frozen_stages: int = -1,
                  norm_eval: bool = False,
-                 with_cp: bool = False,
+                 with_cp: Union[bool, Sequence[int]] = False,
                  auto_pad: bool = True,
                  norm_cfg: dict = dict(type='BN'),
                  attn_impl: str = 'auto',
@@ -303,12 +339,12 @@ class BiFormer(BaseModule):
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
         self.with_cp = with_cp
+        self.cp_stages = _cp_stages(with_cp)
         if not isinstance(compile, (bool, dict)):
             raise ValueError(f'compile must be a bool or a dict of torch.compile '
                              f'arguments, got {compile!r}')
         self.compile_cfg = ({} if compile is True else compile) if compile else None
         self._compiled_forward = None
-        self.graph_cfg = _graph_cfg(cuda_graph, with_cp, compile)
         if mlp_recompute not in MLP_RECOMPUTE:
             raise ValueError(f'mlp_recompute must be one of {MLP_RECOMPUTE}, got '
                              f'{mlp_recompute!r}')
@@ -354,6 +390,8 @@ class BiFormer(BaseModule):
                     mlp_recompute=mlp_recompute, **bra_kwargs) for j in range(depths[i])
             ]
             self.stages.append(nn.Sequential(*blocks))
+        self.graph_cfg = _graph_cfg(cuda_graph, any(
+            b.random_body for i in self.cp_stages for b in self.stages[i]), compile)
 
         if out_norm == 'layernorm':
             # A ModuleDict keyed '0'..'3' gives the official names extra_norms.i.
@@ -416,12 +454,11 @@ class BiFormer(BaseModule):
         return self
 
     # -- forward -----------------------------------------------------------------
-    def _run_stage(self, stage: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
-        for block in stage:
-            if self.with_cp and x.requires_grad:
-                x = cp.checkpoint(block, x, use_reentrant=False)
-            else:
-                x = block(x)
+    def _run_stage(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        recompute = (i in self.cp_stages and self.training and torch.is_grad_enabled()
+                     and not tracing())
+        for block in self.stages[i]:
+            x = block(x, recompute)
         return x
 
     def forward(self, x: torch.Tensor) -> tuple:
@@ -491,7 +528,7 @@ class BiFormer(BaseModule):
             # Down-sampling convs emit channels-last maps, so that this is a view: the
             # stage then runs on one contiguous NHWC tensor.
             x = self.downsample_layers[i](x).permute(0, 2, 3, 1)
-            x = self._run_stage(self.stages[i], x.contiguous())
+            x = self._run_stage(i, x.contiguous())
             if i in self.out_indices:
                 if self.out_norm == 'layernorm':
                     out = self.extra_norms[str(i)].forward_nhwc(x)
