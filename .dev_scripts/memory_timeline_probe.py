@@ -8,8 +8,9 @@ floating-point tensors are counted at 2 bytes an element (the configs' autocast
 activations; fp32 statistics and fp32 gradients count half). Every op's outputs are
 tracked from their creation until the last tensor on their memory dies.
 
-    python3 .dev_scripts/memory_timeline_probe.py [H W] [gelu|mlp|none] [cp0123]
-    # default 896 1408 mlp; cpSTAGES: with_cp on those stages (cp0: stage 1 only)
+    python3 .dev_scripts/memory_timeline_probe.py [H W] [gelu|mlp|none] [cp0123] [amp]
+    # default 896 1408 mlp; cpSTAGES: with_cp on those stages (cp0: stage 1 only);
+    # amp: under CPU bf16 autocast, tensors counted at their own sizes
 """
 import collections
 import os
@@ -34,6 +35,7 @@ class Tracker(TorchDispatchMode):
         self.now = self.peak = 0
         self.at_peak = []
         self.phase = 'forward'
+        self.real_sizes = False
 
     def _add(self, t, label):
         if not isinstance(t, torch.Tensor) or isinstance(t, torch.nn.Parameter):
@@ -45,7 +47,7 @@ class Tracker(TorchDispatchMode):
             return
         if ptr == 0 or nbytes == 0:
             return
-        if t.is_floating_point():
+        if t.is_floating_point() and not self.real_sizes:
             nbytes = nbytes * 2 // t.element_size()
         entry = self.live.get(ptr)
         if entry is None:
@@ -95,7 +97,10 @@ def main():
     params = [p for p in model.parameters() if p.requires_grad]
     x = torch.randn(2, 3, H, W)
     tracker = Tracker()
-    with captured_step(), tracker:
+    # 'amp': CPU autocast in bf16 (the dtypes autocast gives, counted at their sizes).
+    amp = 'amp' in sys.argv[1:]
+    tracker.real_sizes = amp
+    with captured_step(), tracker, torch.autocast('cpu', dtype=torch.bfloat16, enabled=amp):
         outs = model(x)
         after_forward = tracker.now
         tracker.phase = 'backward'
@@ -105,7 +110,8 @@ def main():
     del outs
     print(f'BiFormer-S 2x3x{H}x{W}, mlp_recompute={recompute}, with_cp={cp}: after the forward '
           f'{after_forward / 2**30:.2f} GiB alive; peak {tracker.peak / 2**30:.2f} GiB in '
-          f'the {tracker.peak_phase} (2-byte floats, parameters not counted)')
+          f'the {tracker.peak_phase} ({"autocast dtypes" if amp else "2-byte floats"}, '
+          f'parameters not counted)')
     kinds = collections.Counter()
     for b, label in tracker.at_peak:
         kinds[label.rsplit(' (', 1)[0]] += b
