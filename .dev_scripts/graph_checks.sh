@@ -16,6 +16,9 @@
 #             graph-capturable): trunk with stages [0] / [0, 1], then RetinaNet S and
 #             Mask R-CNN S with with_cp=[0, 1] (CP, default "0,1") against Swin-T
 #   scaling   Mask R-CNN S on 1 and 2 GPUs (needs nvidia-h200-x2)
+#   ddp       the same with DDP settings: buffers not broadcast (mmengine broadcasts
+#             them as soon as model_wrapper_cfg is given), gradients as bucket views,
+#             then also a static graph (needs nvidia-h200-x2)
 set -u
 OUTD=${1:?usage: graph_checks.sh OUT_DIR [SECTION...]}
 shift
@@ -69,8 +72,15 @@ for s in ${*:-tests trunk cls upernet accuracy}; do
             --vs mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py \
             --work-dir work_dirs/pipe_det --out "$OUTD/maskrcnn_cp.json" ;;
     scaling)
-        timeout 540 $PIPE configs/det/maskrcnn_biformer_s.py --gpus 1 2 \
-            --work-dir work_dirs/pipe_det --out "$OUTD/scaling.json" ;;
+        timeout 540 $PIPE --iters ${DET_ITERS:-120} configs/det/maskrcnn_biformer_s.py \
+            --gpus 1 2 --work-dir work_dirs/pipe_det --out "$OUTD/scaling.json" ;;
+    ddp)
+        W=model_wrapper_cfg
+        for extra in "" "$W.static_graph=True"; do
+            timeout 280 $PIPE --iters ${DET_ITERS:-120} configs/det/maskrcnn_biformer_s.py \
+                --gpus 2 --work-dir work_dirs/pipe_det --cfg-options $W.broadcast_buffers=False \
+                $W.gradient_as_bucket_view=True $extra
+        done ;;
     *) echo "unknown section $s"; exit 2 ;;
     esac > "$OUTD/$s.txt" 2>&1
     tail -4 "$OUTD/$s.txt"
