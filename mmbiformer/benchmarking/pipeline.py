@@ -208,6 +208,10 @@ class IterationClock:
         self.pass_of_iter.append(len(self.peaks) - 1)
         # The next data interval starts after this bookkeeping (the memory snapshot
         # behind graph_pool_spare() is not the loader's time).
+        self.restart_data()
+
+    def restart_data(self) -> None:
+        """The next iteration's data interval starts now (work since is not the loader's)."""
         self._last_end, self._start = self.now(sync=False), None
 
 
@@ -282,7 +286,7 @@ def profile_hook(clock: IterationClock, iters: int, start: int, path: str):
                     f.write(table.table(sort_by=key, row_limit=40, max_name_column_width=70))
                     f.write('\n')
             self.prof = None
-            clock._last_end = clock.now()  # the next data interval starts now
+            clock.restart_data()
 
     return _Profile()
 
@@ -416,18 +420,15 @@ def table(results: List[dict]) -> str:
         lines.append(f'{"":<58} new input size: +{1000 * r["new_size_extra_median"]:.0f} ms '
                      f'fwd+bwd (median per iteration, first pass - steady, same batch), '
                      f'max +{1000 * r["new_size_extra_max"]:.0f} ms')
-    for r in results:  # multi-GPU scaling of the steady state against 1 GPU
+    for r in results:  # multi-GPU scaling against 1 GPU: steady state, then epoch 1
         one = [o for o in results if o['config'] == r['config'] and o['world'] == 1]
         if r['world'] > 1 and one:
             ratio = r['passes'][-1]['img_s'] / one[0]['passes'][-1]['img_s']
-            lines.append(f'scaling {_short(r["config"])}: {r["world"]} vs 1: {ratio:.2f}x '
-                         f'steady-state img/s')
-    for r in results:  # the same for the later half of the first pass (epoch 1)
-        one = [o for o in results if o['config'] == r['config'] and o['world'] == 1]
-        if r['world'] > 1 and one:
-            ratio = (r['world'] * one[0]['passes'][0]['later_total']
+            later = (r['world'] * one[0]['passes'][0]['later_total']
                      / r['passes'][0]['later_total'])
             lines.append(f'scaling {_short(r["config"])}: {r["world"]} vs 1: {ratio:.2f}x '
+                         f'steady-state img/s')
+            lines.append(f'scaling {_short(r["config"])}: {r["world"]} vs 1: {later:.2f}x '
                          f'first pass, later half')
     head = results[0]
     lines.append('s/iter: the mean of the whole pass; later: of its later half; peak GiB: '

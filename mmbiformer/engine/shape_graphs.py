@@ -42,12 +42,7 @@ import torch
 from mmengine.logging import print_log
 from torch import nn
 
-from ..ops.backends import captured_step
-
-
-def autocast_dtype() -> Optional[torch.dtype]:
-    """The CUDA autocast dtype in effect (None: autocast off)."""
-    return torch.get_autocast_dtype('cuda') if torch.is_autocast_enabled('cuda') else None
+from ..ops.backends import autocast_dtype, captured_step
 
 
 class _SharedStatics:
@@ -98,8 +93,7 @@ class _Replay(torch.autograd.Function):
         graph.x.copy_(x)
         graph.fwd.replay()
         ctx.graph = graph
-        outs = tuple(o.detach() for o in graph.outs)
-        return outs
+        return tuple(o.detach() for o in graph.outs)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -259,7 +253,7 @@ class ShapeGraphs:
                 raise ValueError('ShapeGraphs: every output must depend on the parameters')
             graph.x, *statics = self.statics.carve([x] + list(outs) + list(outs))
             graph.x.copy_(x)
-            graph.outs, graph.grad_outs = statics[:len(outs)], statics[len(outs):]
+            graph.outs, graph.grad_outs = tuple(statics[:len(outs)]), statics[len(outs):]
             del outs
             # thread_local: the loader's pin-memory thread may call CUDA meanwhile.
             with torch.cuda.graph(graph.fwd, pool=self.pool,
@@ -281,7 +275,6 @@ class ShapeGraphs:
             # it kept the capture stream's AccumulateGrad nodes alive, and every later
             # backward then synchronised the streams (PyTorch warns of it).
             del grads, outs
-        graph.outs = tuple(graph.outs)
         for b, s in zip(self.module.buffers(), saved):
             b.copy_(s)
         return graph

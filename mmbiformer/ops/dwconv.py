@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .backends import in_captured_step, tracing
+from .backends import autocast_dtype, in_captured_step, tracing
 from .backends.triton import triton_installed
 
 IMPLS = ('native', 'cudnn', 'triton')
@@ -145,7 +145,7 @@ class DepthwiseConv2d(_PlanFreeConv2d):
         return wanted and x.is_cuda and not tracing() and triton_installed()
 
     def native_forward(self, x: torch.Tensor) -> torch.Tensor:
-        dtype = torch.get_autocast_dtype('cuda') if torch.is_autocast_enabled('cuda') else x.dtype
+        dtype = autocast_dtype('cuda') or x.dtype
         bias = None if self.bias is None else self.bias.to(dtype)
         with torch.autocast('cuda', enabled=False):
             return _NativeDepthwiseConv.apply(x.to(dtype), self.weight.to(dtype), bias,

@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .backends import in_captured_step, tracing
+from .backends import autocast_dtype, in_captured_step, tracing
 
 
 def _ones(n: int, like: torch.Tensor) -> torch.Tensor:
@@ -29,8 +29,7 @@ def _ones(n: int, like: torch.Tensor) -> torch.Tensor:
 
 def _compute_dtype(t: torch.Tensor) -> torch.dtype:
     """The dtype autocast computes a product of ``t`` in (``t``'s own without autocast)."""
-    device = t.device.type
-    return torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else t.dtype
+    return autocast_dtype(t.device.type) or t.dtype
 
 
 def _linear_grads(needs, grad, xc, wc, x_dtype, w_dtype, b_dtype):

@@ -338,7 +338,6 @@ class BiFormer(BaseModule):
         self.out_norm = out_norm
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
-        self.with_cp = with_cp
         self.cp_stages = _cp_stages(with_cp)
         if not isinstance(compile, (bool, dict)):
             raise ValueError(f'compile must be a bool or a dict of torch.compile '

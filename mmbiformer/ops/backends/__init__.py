@@ -42,6 +42,13 @@ def triton_unsupported(device: torch.device, kv_downsample_mode: str,
     return unavailable_reason(device)
 
 
+def autocast_dtype(device_type: str = 'cuda') -> Optional[torch.dtype]:
+    """The autocast dtype in effect for ``device_type`` (None: autocast off)."""
+    if torch.is_autocast_enabled(device_type):
+        return torch.get_autocast_dtype(device_type)
+    return None
+
+
 def tracing() -> bool:
     """A graph is being recorded (``torch.jit.trace``, ``torch.export``, ONNX export):
     Python decisions on sizes would be taken once, for the example input."""

@@ -17,6 +17,7 @@ from typing import Optional, Tuple
 import torch
 import triton
 
+from .. import autocast_dtype
 from . import layer_norm_kernels as kernels
 from .accumulate import acc_dtype, acc_tl, partial_sum_programs
 
@@ -111,19 +112,13 @@ class _AddLayerNorm(torch.autograd.Function):
         return dx, dr, None, dw, db, None, None
 
 
-def _y_dtype(x: torch.Tensor) -> Optional[torch.dtype]:
-    if torch.is_autocast_enabled(x.device.type):
-        return torch.get_autocast_dtype(x.device.type)
-    return None
-
-
 def add_layer_norm(x: torch.Tensor, r: torch.Tensor, weight: torch.Tensor,
                    bias: torch.Tensor, eps: float,
                    scale: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
     """``(xo, layer_norm(xo))`` with ``xo = x + r * scale[:, None, ...]``: x, r (N, ...,
     C) (r may be any strided NHWC view), weight and bias (C,), scale (N,) or None (per
     sample, as DropPath scales a residual branch)."""
-    y_dtype = _y_dtype(x)
+    y_dtype = autocast_dtype(x.device.type)
     with torch.autocast(x.device.type, enabled=False):
         return _AddLayerNorm.apply(x, r, scale, weight, bias, eps, y_dtype)
 
@@ -131,6 +126,6 @@ def add_layer_norm(x: torch.Tensor, r: torch.Tensor, weight: torch.Tensor,
 def layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
                eps: float) -> torch.Tensor:
     """``F.layer_norm`` over the last dimension of ``x``."""
-    y_dtype = _y_dtype(x)
+    y_dtype = autocast_dtype(x.device.type)
     with torch.autocast(x.device.type, enabled=False):
         return _AddLayerNorm.apply(x, None, None, weight, bias, eps, y_dtype)
