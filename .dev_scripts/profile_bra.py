@@ -8,9 +8,9 @@ of 5 steps (after warm-up) for each backend asked for.
 import argparse
 
 import torch
-from torch.profiler import ProfilerActivity, profile
 
 from bra_kernel_sweep import STAGES  # noqa: E402
+from cuda_timing import cuda_profile  # noqa: E402
 
 from mmbiformer.ops import BiLevelRoutingAttention, set_attn_impl  # noqa: E402
 
@@ -34,13 +34,7 @@ def main():
                 with torch.autocast('cuda', dtype=torch.bfloat16):
                     out = op(x)
                 out.float().sum().backward()
-            for _ in range(5):
-                step()
-            torch.cuda.synchronize()
-            with profile(activities=[ProfilerActivity.CUDA]) as prof:
-                for _ in range(5):
-                    step()
-                torch.cuda.synchronize()
+            prof = cuda_profile(step, 5)
             print(f'\n### {name} {N}x{H}x{W}x{C} n_win {S} topk {topk}: {impl}, 5 steps')
             print(prof.key_averages().table(sort_by='self_cuda_time_total',
                                             row_limit=args.rows, max_name_column_width=50))

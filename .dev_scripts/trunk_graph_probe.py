@@ -10,7 +10,9 @@ import sys
 import time
 
 import torch
-from torch.profiler import DeviceType, ProfilerActivity, profile
+from torch.profiler import DeviceType
+
+from cuda_timing import cuda_profile  # this folder
 
 from mmbiformer.models import BiFormer
 from mmbiformer.ops.backends import captured_step
@@ -124,13 +126,7 @@ if '--profile' in sys.argv:
             outs = m(x)
         loss_of(outs).backward()
     with captured_step():
-        for _ in range(3):
-            step()
-        torch.cuda.synchronize()
-        with profile(activities=[ProfilerActivity.CUDA]) as prof:
-            for _ in range(3):
-                step()
-            torch.cuda.synchronize()
+        prof = cuda_profile(step, 3)
     agg = collections.defaultdict(lambda: [0.0, 0])
     tot = 0
     for e in prof.events():
