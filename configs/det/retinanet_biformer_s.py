@@ -31,6 +31,10 @@ model = dict(
         # The MLPs' hidden activations are recomputed in the backward, not kept:
         # 0.9 GiB less for the trunk at 2x800x1216, 1.2 ms slower (docs/benchmark.md).
         mlp_recompute='mlp',
+        # Stages 1-2 (the largest maps) recompute their blocks in the backward: the
+        # steady state's peak 1.5-1.7 GiB lower, within Swin-T's + 10%, at 0-5% of
+        # the iteration (docs/benchmark.md, run 10).
+        with_cp=[0, 1],
         init_cfg=dict(type='Pretrained', checkpoint='biformer-s_in1k')),
     neck=dict(in_channels=[128, 256, 512], start_level=0, add_extra_convs='on_input',
               num_outs=5),
