@@ -14,7 +14,7 @@
 #             and a 40-iteration first pass is mostly the one-off captures and compiles
 #   cp        with_cp on the largest stages (their blocks recomputed in the backward,
 #             graph-capturable): trunk with stages [0] / [0, 1], then RetinaNet S and
-#             Mask R-CNN S with with_cp=[0, 1] (CP, default "0,1") against Swin-T
+#             Mask R-CNN S with with_cp=[CP] (default "0,1", what the configs ship since run 10) against Swin-T
 #   scaling   Mask R-CNN S on 1 and 2 GPUs (needs nvidia-h200-x2)
 #   ddp       the same with DDP settings: buffers not broadcast (mmengine broadcasts
 #             them as soon as model_wrapper_cfg is given), gradients as bucket views,
