@@ -291,6 +291,11 @@ def profile_hook(clock: IterationClock, iters: int, start: int, path: str):
     return _Profile()
 
 
+def _finite_sum(values) -> float:
+    """The sum of the parts that were timed (an untimed part is NaN)."""
+    return sum(v for v in values if v == v)
+
+
 def summarise(clock: IterationClock, batch: int, world: int) -> dict:
     """Means per pass, img/s, peak memory, and the per-iteration new-size cost."""
     passes = []
@@ -301,10 +306,10 @@ def summarise(clock: IterationClock, batch: int, world: int) -> dict:
             continue
         mean = {k: statistics.fmean(r[k] for r in rows if r[k] == r[k]) if any(
             r[k] == r[k] for r in rows) else float('nan') for k in ('data', 'fb', 'step')}
-        total = sum(v for v in mean.values() if v == v)
+        total = _finite_sum(mean.values())
         # The later half: an epoch's figure as a training log reads it, once its first
         # iterations (one-off costs, new sizes) have passed.
-        later = [sum(v for v in (r['data'], r['fb'], r['step']) if v == v)
+        later = [_finite_sum(r[k] for k in ('data', 'fb', 'step'))
                  for r in rows[len(rows) // 2:]]
         passes.append(dict(iters=len(rows), total=total, img_s=batch * world / total,
                            later_total=statistics.fmean(later), peak_gib=clock.peaks[p],

@@ -30,7 +30,8 @@ eager. What differs from ``make_graphed_callables``, and why:
 
 Use it only for modules whose forward is capturable: no host synchronisation, no
 collective communication (SyncBN in training under several processes), no
-activation checkpointing (it reads the RNG state on the host).
+activation checkpointing that keeps the RNG state (it reads it on the host; BiFormer's
+``with_cp`` keeps none).
 """
 import contextlib
 import logging

@@ -54,6 +54,12 @@ class LayerNorm2d(nn.LayerNorm):
         return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
 
 
+def _recomputes(module: nn.Module) -> bool:
+    """Whether ``module``'s recompute options apply now: training with autograd on,
+    not tracing (an export records one forward, without a backward)."""
+    return module.training and torch.is_grad_enabled() and not tracing()
+
+
 class BiFormerBlock(nn.Module):
     """Conv position encoding, then pre-norm attention and MLP residuals.
 
@@ -104,8 +110,7 @@ class BiFormerBlock(nn.Module):
             for m in (*self.pos_embed.modules(), *self.attn.modules(), *self.mlp.modules()))
 
     def _mlp(self, h: torch.Tensor, inside_checkpoint: bool = False) -> torch.Tensor:
-        if (self.mlp_recompute == 'mlp' and not inside_checkpoint and self.training
-                and torch.is_grad_enabled() and not tracing()):
+        if self.mlp_recompute == 'mlp' and not inside_checkpoint and _recomputes(self):
             # Nothing random inside the MLP (DropPath is outside): no RNG state to keep,
             # which also keeps it capturable in a CUDA graph.
             return cp.checkpoint(self.mlp, h, use_reentrant=False, preserve_rng_state=False)
@@ -454,8 +459,7 @@ class BiFormer(BaseModule):
 
     # -- forward -----------------------------------------------------------------
     def _run_stage(self, i: int, x: torch.Tensor) -> torch.Tensor:
-        recompute = (i in self.cp_stages and self.training and torch.is_grad_enabled()
-                     and not tracing())
+        recompute = i in self.cp_stages and _recomputes(self)
         for block in self.stages[i]:
             x = block(x, recompute)
         return x
