@@ -8,6 +8,7 @@ for a smaller batch, and a step that cannot be captured. The multi-tensor EMA ag
 mmengine's."""
 import copy
 import os
+import re
 
 import pytest
 import torch
@@ -18,6 +19,7 @@ from mmbiformer.engine import (CapturedTrainStep, CapturedTrainStepHook, NonFini
                                NonFiniteLossHook)
 from mmbiformer.engine.captured_train_step import StaticBatch, batch_layout
 from mmbiformer.ops.backends import captured_step
+from mmbiformer.utils.launch import free_port
 from conftest import ROOT, TINY_ARCH
 
 
@@ -245,3 +247,86 @@ def test_schedulers_see_the_steps_without_warnings(captured, tmp_path):
             step(batch(i), optim_wrapper=wrapper)
             scheduler.step()
     assert not [w for w in caught if 'scheduler' in str(w.message)], caught
+
+
+def _data_parallel_worker(rank, world, port, device, capture, amp, out):
+    """One process of a 2-process gloo run: mmengine's eager DDP step, then ours on the
+    DDP-wrapped model, from the same weights, each process on its own batches."""
+    import torch.distributed as dist
+    from mmengine.model import MMDistributedDataParallel
+    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
+    if device == 'cpu':  # one thread: CPU reductions in one order, whatever the machine
+        torch.set_num_threads(1)
+    dist.init_process_group('gloo', rank=rank, world_size=world)
+    try:
+        batches = [batch(10 * i + rank, n=8, size=64) for i in range(6)]
+        batches.append(batch(90 + rank, n=5, size=64))  # another layout: DDP's own step
+        results = {}
+        for ours in (False, True):
+            model = classifier(device, drop_path=0.1)
+            ids = [0] if device == 'cuda' else None
+            ddp = MMDistributedDataParallel(module=model, device_ids=ids,
+                                            broadcast_buffers=True)
+            wrapper = wrapper_for(model, amp, dict(max_norm=1.0))
+            if ours:
+                step = CapturedTrainStep(ddp, wrapper, warmup_iters=2, capture=capture)
+            else:
+                step = ddp.train_step
+                for group in wrapper.optimizer.param_groups:  # the same kernel as ours
+                    group['fused'] = True
+            with captured_step():  # the kernels the captured step chooses, both runs
+                losses = train(model, wrapper, step, batches, lr_at=4)
+            results[ours] = dict(losses=losses, state={
+                k: v.cpu() for k, v in model.state_dict().items()},
+                counts=step.counts if ours else None)
+        torch.save(results, os.path.join(out, f'rank{rank}.pt'))
+    finally:
+        dist.destroy_process_group()
+
+
+def _run_data_parallel(tmp_path, device, capture, amp):
+    import torch.multiprocessing as mp
+    mp.spawn(_data_parallel_worker, args=(2, free_port(), device, capture, amp,
+                                          str(tmp_path)), nprocs=2)
+    return [torch.load(tmp_path / f'rank{r}.pt') for r in range(2)]
+
+
+# Biases of convs that a BatchNorm follows: their gradient is zero up to rounding, and
+# Adam turns rounding (which the reduction order sets) into steps of the learning rate.
+_ROUNDING_ONLY = re.compile(r'downsample_layers\.\d\.[03]\.bias')
+
+
+def _assert_data_parallel_equal(ranks, tol):
+    for rank in ranks:
+        ref, ours = rank[False], rank[True]
+        assert ours['losses'] == pytest.approx(ref['losses'], rel=tol['rtol'])
+        for name, a in ref['state'].items():
+            if _ROUNDING_ONLY.search(name):
+                continue
+            torch.testing.assert_close(ours['state'][name], a, **tol,
+                                       msg=lambda m, name=name: f'{name}: {m}')
+    # Averaged gradients and broadcast buffers: every process holds the same model.
+    for name, a in ranks[0][True]['state'].items():
+        b = ranks[1][True]['state'][name]
+        if 'running' not in name and 'num_batches' not in name:  # updated locally
+            assert torch.equal(a, b), name
+
+
+def test_data_parallel_step_matches_ddp(tmp_path):
+    """Two gloo processes: our step on the DDP-wrapped model (its own all-reduce) against
+    mmengine's DDP step: the same losses and weights on each process."""
+    ranks = _run_data_parallel(tmp_path, 'cpu', False, None)
+    _assert_data_parallel_equal(ranks, dict(rtol=1e-5, atol=1e-6))
+    assert ranks[0][True]['counts'] == dict(warmup=0, replayed=0, eager=7, captures=0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='CUDA graphs need a GPU')
+@pytest.mark.parametrize('amp', [None, 'float16'])
+def test_data_parallel_replay_matches_ddp(tmp_path, amp):
+    """Two gloo processes sharing one GPU: the two graphs and the all-reduce between
+    them against mmengine's eager DDP step."""
+    ranks = _run_data_parallel(tmp_path, 'cuda', True, amp)
+    tol = dict(rtol=2e-2, atol=2e-3) if amp else dict(rtol=1e-4, atol=1e-5)
+    _assert_data_parallel_equal(ranks, tol)
+    for rank in ranks:  # 0-1 warm-up, 2 captured and replayed, 3-5 replayed, 6 eager
+        assert rank[True]['counts'] == dict(warmup=2, replayed=4, eager=1, captures=1)

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from mmbiformer.testing import MAKERS
+from mmbiformer.utils.launch import free_port
 from mmbiformer.utils.short_run import as_cli, short_run_options
 from conftest import run_tool
 
@@ -70,20 +71,13 @@ def test_resume_if_possible_starts_fresh(coco, tmp_path):
     assert 'resumed epoch' not in out
 
 
-def _free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
 def _dist_train(work, *args):
     """tools/train.py in 2 processes (gloo on the CPU), as torchrun starts them."""
     import subprocess
     import sys
     from conftest import ROOT
     cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
-           f'--master_port={_free_port()}', 'tools/train.py', CONFIG, '--work-dir', work,
+           f'--master_port={free_port()}', 'tools/train.py', CONFIG, '--work-dir', work,
            '--launcher', 'pytorch', *args]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     out = proc.stdout + proc.stderr

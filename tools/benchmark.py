@@ -4,8 +4,11 @@
     python tools/benchmark.py cls --arch small --batch 128 --amp bf16        # img/s
     python tools/benchmark.py trunk --arch small --shape 2 800 1216 --n-win 16
     python tools/benchmark.py bra                                          # op sizes
+    python tools/benchmark.py step --ddp     # the cls config's step, eager / captured, DDP
     python tools/benchmark.py pipeline configs/det/maskrcnn_biformer_s.py --amp \
         --vs mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py          # whole configs
+    python tools/benchmark.py pipeline --test configs/det/maskrcnn_biformer_s.py \
+        --vs mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py          # evaluation
 
 ``pipeline`` runs whole configs' training loops on generated data and splits each
 iteration into data, forward+backward and optimizer step, for the first pass (new input
@@ -266,6 +269,71 @@ def bench_cls(args, device):
         print(f'{mode:<6} {ms:9.1f} {ips:9.1f} {mem:9.2f}')
 
 
+def bench_step(args, device):
+    """The classification config's training step as ``tools/train.py`` runs it (its
+    model, optimizer and Mixup/CutMix; ``--amp``): mmengine's eager step against
+    :class:`CapturedTrainStep`. ``--ddp`` wraps the model in mmengine's DDP, as
+    ``tools/dist_train.sh`` does (under torchrun: every process; alone: a 1-process
+    NCCL group, which times the two graphs and the all-reduce call without traffic)."""
+    import os
+
+    import torch.distributed as dist
+    from mmengine.model import MMDistributedDataParallel
+    from mmengine.optim import build_optim_wrapper
+    from mmpretrain.structures import DataSample
+
+    from mmbiformer.engine import CapturedTrainStep
+    from mmbiformer.utils.launch import build_model as build_config_model
+    from mmbiformer.utils.launch import load_config
+    if device.type != 'cuda':
+        sys.exit('benchmark.py step: needs a GPU')
+    if args.ddp:
+        if 'RANK' not in os.environ:
+            from mmbiformer.utils.launch import free_port
+            os.environ.update(RANK='0', WORLD_SIZE='1', LOCAL_RANK='0',
+                              MASTER_ADDR='127.0.0.1', MASTER_PORT=str(free_port()))
+        device = torch.device('cuda', int(os.environ['LOCAL_RANK']))
+        torch.cuda.set_device(device)
+        dist.init_process_group('nccl')
+    cfg = load_config(args.config)
+    wrapper_cfg = cfg.optim_wrapper
+    if args.amp != 'none':
+        wrapper_cfg.update(type='AmpOptimWrapper', loss_scale='dynamic',
+                           dtype='bfloat16' if args.amp == 'bf16' else 'float16')
+    rank = dist.get_rank() if args.ddp else 0
+    world = dist.get_world_size() if args.ddp else 1
+    g = torch.Generator().manual_seed(rank)
+    inputs = torch.randint(0, 256, (args.batch, 3, args.size, args.size), generator=g,
+                           dtype=torch.uint8).to(device)
+    samples = [DataSample().set_gt_label(int(i))
+               for i in torch.randint(0, 1000, (args.batch, ), generator=g)]
+    rows = []
+    for name in ['eager', 'captured'] + (['eager DDP', 'captured DDP'] if args.ddp else []):
+        torch.manual_seed(0)
+        model = build_config_model(cfg).train().to(device)
+        wrapper = build_optim_wrapper(model, wrapper_cfg)
+        if 'DDP' in name:
+            model = MMDistributedDataParallel(module=model, device_ids=[device.index])
+        if name.startswith('captured'):
+            step = CapturedTrainStep(model, wrapper, warmup_iters=3)
+        else:
+            step = model.train_step
+        ms, mem = timed(lambda: step(dict(inputs=inputs, data_samples=samples),
+                                     optim_wrapper=wrapper),
+                        args.iters, max(args.warmup, 5), device)
+        rows.append((name, ms, args.batch * 1000 / ms, mem))
+        del step, model, wrapper
+        torch.cuda.empty_cache()
+    if rank == 0:
+        print(f'{args.config} training step, batch {args.batch} per GPU, {args.size}x'
+              f'{args.size}, amp {args.amp}, {world} process(es), {device_name(device)}')
+        print(f'{"step":<14} {"ms/step":>9} {"img/s/GPU":>10} {"peak GiB":>9}')
+        for mode, ms, ips, mem in rows:
+            print(f'{mode:<14} {ms:9.1f} {ips:10.1f} {mem:9.2f}')
+    if args.ddp:
+        dist.destroy_process_group()
+
+
 def captured(step):
     """``step`` (forward, backward and optimizer step on fixed tensors) captured once in
     a CUDA graph; the returned function replays it (no host work per kernel)."""
@@ -437,8 +505,13 @@ def pipeline_arguments(parser) -> None:
                         'at every phase boundary (data / fwd+bwd / step), not only at each '
                         "iteration's end: exact parts, no host-GPU overlap across them")
     parser.add_argument('--profile', type=int, metavar='N', help='profile N iterations in '
-                        'the middle of the steady pass: WORK_DIR/profile_CONFIG.txt '
-                        'lists operators by host time and kernels by GPU time')
+                        'the middle of the steady pass (--test: of the first pass): '
+                        'WORK_DIR/profile_CONFIG.txt lists operators by host time and '
+                        'kernels by GPU time')
+    parser.add_argument('--test', action='store_true',
+                        help="time evaluation instead of training: the config's test loop "
+                        "(as tools/test.py runs it) twice over --iters generated validation "
+                        "images of varied sizes, s/img of the first and the second pass")
     parser.add_argument('--cfg-options', nargs='+', action=ConfigOptions,
                         help='overrides for every model')
     parser.add_argument('--single', metavar='JSON', help='(internal) time CONFIG in this '
@@ -476,7 +549,12 @@ def main(argv=None):
         return pipeline_main(argv[1:])
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('what', choices=['cls', 'trunk', 'bra', 'pipeline'])
+    parser.add_argument('what', choices=['cls', 'trunk', 'bra', 'step', 'pipeline'])
+    parser.add_argument('--config', default='configs/cls/biformer_s_in1k.py',
+                        help='step: the classification config whose training step is timed')
+    parser.add_argument('--ddp', action='store_true',
+                        help="step: also time it on the model wrapped in mmengine's DDP "
+                        "(run under torchrun for several GPUs)")
     parser.add_argument('--arch', default='small', choices=['tiny', 'small', 'base'])
     parser.add_argument('--batch', type=int, default=128)
     parser.add_argument('--size', type=int, default=224)
@@ -526,7 +604,8 @@ def main(argv=None):
     parser.add_argument('--warmup', type=int, default=5)
     args = parser.parse_args(argv)
     device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-    {'cls': bench_cls, 'trunk': bench_trunk, 'bra': bench_bra}[args.what](args, device)
+    {'cls': bench_cls, 'trunk': bench_trunk, 'bra': bench_bra,
+     'step': bench_step}[args.what](args, device)
 
 
 if __name__ == '__main__':

@@ -62,12 +62,13 @@ def load_any_config(name: str, cfg_options: Optional[dict] = None):
     return cfg
 
 
-def train_dataset(cfg) -> dict:
-    """The train dataset dict, dataset wrappers (Repeat/ClassBalanced) opened."""
+def train_dataset(cfg, loader: str = 'train_dataloader') -> dict:
+    """The dataset dict of ``loader`` (the train loader by default), dataset wrappers
+    (Repeat/ClassBalanced) opened."""
     from ..utils.launch import datasets
-    found = [ds for _, ds in datasets(cfg, ['train_dataloader'])]
+    found = [ds for _, ds in datasets(cfg, [loader])]
     if len(found) != 1:
-        raise UserError(f'pipeline benchmark: the train loader reads {len(found)} datasets '
+        raise UserError(f'pipeline benchmark: {loader} reads {len(found)} datasets '
                         f'(ConcatDataset?); generated data can stand in for one only. '
                         f'Pass --data-root with data in its layout instead.')
     return found[0]
@@ -83,21 +84,28 @@ def data_kind(cfg):
     return DATA_KINDS[ds_type]
 
 
-def batch_size(cfg) -> int:
-    return int(cfg.train_dataloader.batch_size)
+def loader_key(args) -> str:
+    """The loader a run times: the test loader under ``--test``, else the train loader."""
+    return 'test_dataloader' if getattr(args, 'test', False) else 'train_dataloader'
 
 
-def make_data(kind: str, root: str, images: int, size) -> str:
-    """Generated data with ``images`` training images (written once per root)."""
+def batch_size(cfg, loader: str = 'train_dataloader') -> int:
+    return int(cfg[loader].batch_size)
+
+
+def make_data(kind: str, root: str, images: int, size, val_images: int = 1) -> str:
+    """Generated data with ``images`` training and ``val_images`` validation images
+    (written once per root)."""
     from ..testing import MAKERS
     stamp = osp.join(root, '.mmbiformer_bench')
-    want = f'{kind} {images} {size[0]}x{size[1]}'
+    want = f'{kind} {images} {val_images} {size[0]}x{size[1]}'
     if osp.isfile(stamp) and open(stamp).read() == want:
         return root
     if kind == 'imagenet':  # per class
-        MAKERS[kind](root, num_train=max(1, images // 4), num_val=1, size=size)
+        MAKERS[kind](root, num_train=max(1, images // 4), num_val=max(1, val_images // 4),
+                     size=size)
     else:
-        MAKERS[kind](root, num_train=images, num_val=1, size=size)
+        MAKERS[kind](root, num_train=images, num_val=val_images, size=size)
     with open(stamp, 'w') as f:
         f.write(want)
     return root
@@ -106,28 +114,38 @@ def make_data(kind: str, root: str, images: int, size) -> str:
 def benchmark_data(args, cfg, images: int):
     """(kind, nominal (H, W), root) of the data a run reads: ``--data-root``, or data
     generated at the config's input size (``--size`` overrides) with ``images``
-    training images, written once under the work dir."""
+    training images (``--test``: validation images), written once under the work dir."""
     kind, size = data_kind(cfg)
     size = tuple(args.size) if args.size else size
     if args.data_root:
         return kind, size, args.data_root
-    root = osp.join(args.work_dir, f'data_{kind}_{size[0]}x{size[1]}')
+    test = getattr(args, 'test', False)
+    root = osp.join(args.work_dir, f'data_{kind}_{size[0]}x{size[1]}' + ('_val' if test else ''))
+    if test:
+        return kind, size, make_data(kind, root, 1, size, val_images=images)
     return kind, size, make_data(kind, root, images, size)
 
 
-def point_at_data(cfg, kind: str, root: str) -> None:
-    ds = train_dataset(cfg)
+def point_at_data(cfg, kind: str, root: str, loader: str = 'train_dataloader') -> None:
+    """Point ``loader``'s dataset (and, for the test loader, its evaluators' annotation
+    files) at generated data under ``root``."""
+    ds = train_dataset(cfg, loader)
     root = root.rstrip('/') + '/'
     ds['data_root'] = root + 'ADEChallengeData2016' if kind == 'ade20k' else root
+    if loader == 'test_dataloader':
+        from ..utils.launch import evaluators
+        for _, ev in evaluators(cfg, [loader]):
+            if isinstance(ev, dict) and ev.get('ann_file'):
+                ev['ann_file'] = root + 'annotations/instances_val2017.json'
 
 
-def prepare(cfg, iters: int, work_dir: str, amp: bool, workers: Optional[int]) -> None:
-    """Turn a config into the benchmark run: two passes of ``iters`` iterations, no
-    validation, no checkpoints, no pretrained weights (offline), unshuffled batches."""
-    from ..utils.launch import use_amp
+def _common_run(cfg, work_dir: str, loader_key: str, workers: Optional[int],
+                drop: tuple) -> None:
+    """What both benchmarks change: the work dir, the loops of ``drop`` gone, no
+    checkpoints, no pretrained weights (offline; a fresh model's weights cost the same
+    to run), ``loader_key``'s batches in order."""
     cfg.work_dir = work_dir
-    for key in ('val_dataloader', 'val_cfg', 'val_evaluator',
-                'test_dataloader', 'test_cfg', 'test_evaluator'):
+    for key in drop:
         cfg[key] = None
     cfg.default_hooks.checkpoint = None
     cfg.default_hooks.logger = dict(type='LoggerHook', interval=10)
@@ -137,12 +155,21 @@ def prepare(cfg, iters: int, work_dir: str, amp: bool, workers: Optional[int]) -
         model.pretrained = None
     if isinstance(model.get('backbone'), dict):
         model.backbone.init_cfg = None
-    loader = cfg.train_dataloader
+    loader = cfg[loader_key]
     if 'shuffle' in loader.sampler:
         loader.sampler.shuffle = False
     if workers is not None:
         loader.num_workers = workers
         loader.persistent_workers = workers > 0
+
+
+def prepare(cfg, iters: int, work_dir: str, amp: bool, workers: Optional[int]) -> None:
+    """Turn a config into the benchmark run: two passes of ``iters`` iterations, no
+    validation, no checkpoints, no pretrained weights (offline), unshuffled batches."""
+    from ..utils.launch import use_amp
+    _common_run(cfg, work_dir, 'train_dataloader', workers,
+                ('val_dataloader', 'val_cfg', 'val_evaluator',
+                 'test_dataloader', 'test_cfg', 'test_evaluator'))
     loop = cfg.train_cfg
     if loop.get('type', '') == 'IterBasedTrainLoop' or 'max_iters' in loop:
         loop.update(max_iters=2 * iters, val_interval=10**9)
@@ -215,6 +242,41 @@ class IterationClock:
         self._last_end, self._start = self.now(sync=False), None
 
 
+def prepare_test(cfg, work_dir: str, amp: bool, workers: Optional[int]) -> None:
+    """Turn a config into the evaluation benchmark: the test loop alone, run twice
+    (``tools/test.py``'s work: data, model, evaluator), on a fresh model."""
+    _common_run(cfg, work_dir, 'test_dataloader', workers,
+                ('train_dataloader', 'train_cfg', 'optim_wrapper', 'param_scheduler',
+                 'val_dataloader', 'val_cfg', 'val_evaluator'))
+    if amp:  # mmengine's TestLoop runs the model under autocast with fp16=True
+        cfg.test_cfg = dict(cfg.get('test_cfg') or dict(type='TestLoop'), fp16=True)
+
+
+def test_clock_hooks(clock: IterationClock) -> list:
+    """The test loop's clock: each test epoch a pass, each iteration data (waiting for
+    the loader) and "forward" (``test_step`` and the evaluator's ``process``; the
+    clock's step part stays 0)."""
+    from mmengine.hooks import Hook
+
+    class _Start(Hook):
+        priority = 'LOWEST'
+
+        def before_test_epoch(self, runner):
+            clock.begin_pass()
+            clock._last_end = None
+
+        def before_test_iter(self, runner, batch_idx, data_batch=None):
+            clock.iter_start()
+
+    class _End(Hook):
+        priority = 'HIGHEST'
+
+        def after_test_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+            clock.iter_end()
+
+    return [_Start(), _End()]
+
+
 def clock_hooks(clock: IterationClock, iters_per_pass: Optional[int]):
     """Two hooks: one that runs last before an iteration (the clock starts right before
     ``train_step``) and one that runs first after it."""
@@ -254,7 +316,8 @@ def profile_hook(clock: IterationClock, iters: int, start: int, path: str):
     profiler and writes to ``path`` the operators by host time and the kernels by
     GPU time: where a step's time goes, on either side. The profiled iterations
     (slowed by the profiler) and the writing of the tables are left out of ``clock``'s
-    figures."""
+    figures. Iterations count over training, or over the test loop's passes
+    (``start`` in the first pass profiles images of sizes met for the first time)."""
     from mmengine.hooks import Hook
     from torch.profiler import ProfilerActivity, profile
 
@@ -263,16 +326,17 @@ def profile_hook(clock: IterationClock, iters: int, start: int, path: str):
 
         def __init__(self):
             self.prof = None
+            self.tests = 0  # test iterations so far, over every pass
 
-        def before_train_iter(self, runner, batch_idx, data_batch=None):
-            if runner.iter == start and int(os.environ.get('RANK', 0)) == 0:
+        def _begin(self, i):
+            if i == start and int(os.environ.get('RANK', 0)) == 0:
                 activities = [ProfilerActivity.CPU] + (
                     [ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
-                self.prof = profile(activities=activities)
+                self.prof = profile(activities=activities, record_shapes=True)
                 self.prof.__enter__()
 
-        def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
-            if self.prof is None or runner.iter + 1 < start + iters:
+        def _end(self, i):
+            if self.prof is None or i + 1 < start + iters:
                 return
             if torch.cuda.is_available():
                 torch.cuda.synchronize()
@@ -280,13 +344,30 @@ def profile_hook(clock: IterationClock, iters: int, start: int, path: str):
             for row in clock.rows[-iters:]:
                 row['profiled'] = True
             table = self.prof.key_averages()
+            shapes = self.prof.key_averages(group_by_input_shape=True)
             with open(path, 'w') as f:
                 for key in ('cpu_time_total', 'self_cpu_time_total', 'self_cuda_time_total'):
                     f.write(f'== {iters} iterations from {start}, by {key}\n')
                     f.write(table.table(sort_by=key, row_limit=40, max_name_column_width=70))
                     f.write('\n')
+                f.write(f'== by self_cpu_time_total and input shapes\n')
+                f.write(shapes.table(sort_by='self_cpu_time_total', row_limit=40,
+                                     max_name_column_width=60, max_shapes_column_width=80))
             self.prof = None
             clock.restart_data()
+
+        def before_train_iter(self, runner, batch_idx, data_batch=None):
+            self._begin(runner.iter)
+
+        def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+            self._end(runner.iter)
+
+        def before_test_iter(self, runner, batch_idx, data_batch=None):
+            self._begin(self.tests)
+
+        def after_test_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+            self._end(self.tests)
+            self.tests += 1
 
     return _Profile()
 
@@ -327,36 +408,52 @@ def summarise(clock: IterationClock, batch: int, world: int) -> dict:
 
 
 def run_single(args) -> dict:
-    """Build and train one model (this process); the summary as a dict."""
+    """Build and run one model (this process): training, or under ``args.test`` the
+    test loop twice; the summary as a dict."""
     import mmbiformer.openmmlab  # noqa: F401  (stack fixes, registries)
     from ..utils.launch import build_runner, fit_to_device, setup_cpu_distributed
+    test = bool(getattr(args, 'test', False))
+    loader = loader_key(args)
     cfg = load_any_config(args.config, args.cfg_options)
     if args.batch:
-        cfg.train_dataloader.batch_size = args.batch
-    batch = batch_size(cfg)
+        cfg[loader].batch_size = args.batch
+    batch = batch_size(cfg, loader)
     world = int(os.environ.get('WORLD_SIZE', 1))
     kind, size, root = benchmark_data(args, cfg, args.iters * batch * world)
-    point_at_data(cfg, kind, root)
+    point_at_data(cfg, kind, root, loader)
     name = osp.splitext(osp.basename(args.config.split('::')[-1]))[0]
-    prepare(cfg, args.iters, osp.join(args.work_dir, name), args.amp, args.workers)
+    work_dir = osp.join(args.work_dir, name + ('_test' if test else ''))
+    if test:
+        prepare_test(cfg, work_dir, args.amp, args.workers)
+    else:
+        prepare(cfg, args.iters, work_dir, args.amp, args.workers)
     cfg.launcher = 'pytorch' if world > 1 else 'none'
     fit_to_device(cfg)
     setup_cpu_distributed(cfg, cfg.launcher)
     runner = build_runner(cfg)
     clock = IterationClock(phase_sync=args.phase_sync)
-    epoch_based = 'max_epochs' in cfg.train_cfg
-    hooks = clock_hooks(clock, None if epoch_based else args.iters)
-    if args.profile:  # the middle of the steady pass
-        hooks.append(profile_hook(clock, args.profile, args.iters + args.iters // 2,
-                                  osp.join(args.work_dir, f'profile_{name}.txt')))
+    if test:
+        hooks = test_clock_hooks(clock)
+        profile_start = args.iters // 2  # the first pass: sizes met for the first time
+    else:
+        epoch_based = 'max_epochs' in cfg.train_cfg
+        hooks = clock_hooks(clock, None if epoch_based else args.iters)
+        profile_start = args.iters + args.iters // 2  # the middle of the steady pass
+    if args.profile:
+        path = osp.join(args.work_dir, f'profile_{osp.basename(work_dir)}.txt')
+        hooks.append(profile_hook(clock, args.profile, profile_start, path))
     for hook in hooks:
         runner.register_hook(hook, priority=hook.priority)
-    runner.train()
+    if test:
+        for _ in range(2):
+            runner.test()
+    else:
+        runner.train()
     result = summarise(clock, batch, world)
-    wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
+    wrapper = 'test' if test else cfg.optim_wrapper.get('type', 'OptimWrapper')
     result.update(config=args.config, batch=batch, world=world, size=list(size),
-                  phase_sync=bool(args.phase_sync),
-                  workers=int(cfg.train_dataloader.num_workers), optim_wrapper=wrapper,
+                  phase_sync=bool(args.phase_sync), mode='test' if test else 'train',
+                  workers=int(cfg[loader].num_workers), optim_wrapper=wrapper,
                   device=torch.cuda.get_device_name() if torch.cuda.is_available() else 'CPU')
     return result
 
@@ -370,6 +467,8 @@ def run_in_subprocess(args, config: str, gpus: int, tool: str) -> dict:
               '--work-dir', args.work_dir] + (['--amp'] if args.amp else [])
     if args.phase_sync:
         single.append('--phase-sync')
+    if getattr(args, 'test', False):
+        single.append('--test')
     for flag, value in (('--batch', args.batch), ('--workers', args.workers),
                         ('--data-root', args.data_root), ('--profile', args.profile)):
         if value is not None:
@@ -410,7 +509,9 @@ def _fmt(v) -> str:
 
 def table(results: List[dict]) -> str:
     """The printed comparison: one block of rows per model."""
-    lines = [f'{"model":<58} {"pass":<7} {"iters":>5} {"data":>7} {"fwd+bwd":>8} '
+    test = results[0].get('mode') == 'test'
+    work = 'forward' if test else 'fwd+bwd'
+    lines = [f'{"model":<58} {"pass":<7} {"iters":>5} {"data":>7} {work:>8} '
              f'{"step":>7} {"s/iter":>7} {"later":>7} {"img/s":>7} {"peak GiB":>8} '
              f'{"reserved":>8}']
     for r in results:
@@ -423,7 +524,7 @@ def table(results: List[dict]) -> str:
                          f'{p["peak_gib"]:8.2f} {p.get("reserved_gib", float("nan")):8.2f}')
             name = ''
         lines.append(f'{"":<58} new input size: +{1000 * r["new_size_extra_median"]:.0f} ms '
-                     f'fwd+bwd (median per iteration, first pass - steady, same batch), '
+                     f'{work} (median per iteration, first pass - steady, same batch), '
                      f'max +{1000 * r["new_size_extra_max"]:.0f} ms')
     for r in results:  # multi-GPU scaling against 1 GPU: steady state, then epoch 1
         one = [o for o in results if o['config'] == r['config'] and o['world'] == 1]
@@ -438,9 +539,13 @@ def table(results: List[dict]) -> str:
     head = results[0]
     lines.append('s/iter: the mean of the whole pass; later: of its later half; peak GiB: '
                  'allocated (+ graph pools\' free memory); reserved: what the allocator held')
+    if test:
+        lines.append('test loop (tools/test.py\'s work), run twice over the same images: '
+                     'forward = test_step + evaluator.process; the first pass meets each '
+                     'image size for the first time')
     lines.append('GPU synchronised at every phase boundary (--phase-sync)'
                  if head.get('phase_sync') else 'GPU synchronised once per iteration, at its '
-                 'end: data / fwd+bwd / step are host times, s/iter the total')
+                 f'end: data / {work} / step are host times, s/iter the total')
     lines.append(f'{head["device"]}; {head["batch"]} images per GPU, {head["workers"]} loader '
                  f'workers, generated data of nominal size {head["size"][0]}x'
                  f'{head["size"][1]}; optim wrappers: '
@@ -457,7 +562,7 @@ def compare(args, tool: str) -> List[dict]:
         load_any_config(config)
     if args.data_root is None:  # generate once, shared by every model
         cfg = load_any_config(configs[0], args.cfg_options)
-        args.batch = args.batch or batch_size(cfg)
+        args.batch = args.batch or batch_size(cfg, loader_key(args))
         _, _, args.data_root = benchmark_data(args, cfg,
                                               args.iters * args.batch * max(args.gpus))
     results = []

@@ -21,13 +21,27 @@ with one call (``docs/benchmark.md``). This module does that inside mmengine's l
   iteration, as it does for eager steps.
 
 Randomness stays per step (dropout and DropPath draw from the graph-aware CUDA
-generator). Switched on from a config with ``custom_hooks = [dict(type=
-'CapturedTrainStepHook')]``; where it cannot apply (no CUDA, several processes, gradient
-accumulation, an optimizer other than Adam/AdamW) the hook says so and training runs
-eagerly.
+generator).
+
+In data-parallel training (several processes, the model wrapped in DDP) the step runs
+on the wrapped module, and DDP's own gradient reduction is not used. The step is two
+graphs with one collective between them: the first runs forward and backward and
+copies the gradients, divided by the number of processes as DDP divides them, into one
+flat buffer; ``all_reduce`` sums that buffer over the processes (NCCL on GPUs: it
+waits for the first graph on the device and the second waits for it, no host
+synchronisation); the second graph clips, unscales and updates. Every process then
+holds the same averaged gradients and takes the same step, as under DDP, and so does
+every hook after it (EMA, NonFiniteLossHook). Gloo works the same way (it moves the
+buffer through the host), which is how one GPU tests it. DDP's buffer broadcast
+(``broadcast_buffers``) is mirrored before each step.
+
+Switched on from a config with ``custom_hooks = [dict(type='CapturedTrainStepHook')]``;
+where it cannot apply (no CUDA, gradient accumulation, an optimizer other than
+Adam/AdamW) the hook says so and training runs eagerly.
 """
 import contextlib
 import logging
+import time
 from collections import defaultdict
 from typing import Dict, List, Optional, Tuple
 
@@ -40,6 +54,7 @@ from mmengine.registry import HOOKS
 
 from ..ops.backends import captured_step
 from .nonfinite_loss_hook import grad_norm
+from .stand_ins import stand_ins
 
 NO_CUDA = 'no CUDA device'
 # Optimizer settings a captured step bakes in (all but the learning rate, which the
@@ -47,14 +62,19 @@ NO_CUDA = 'no CUDA device'
 _FROZEN_SETTINGS = ('betas', 'eps', 'weight_decay', 'amsgrad', 'maximize')
 
 
+def unwrap(model):
+    """The module a data-parallel wrapper (DDP, mmengine's MMDistributedDataParallel)
+    trains, or ``model`` itself."""
+    from torch.nn.parallel import DistributedDataParallel
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
 def unsupported_reason(model, optim_wrapper) -> Optional[str]:
-    """Why a training step of ``model`` with ``optim_wrapper`` cannot be captured here
-    (None when it can)."""
+    """Why a training step of ``model`` (wrapped for data-parallel training or not) with
+    ``optim_wrapper`` cannot be captured here (None when it can)."""
     if not torch.cuda.is_available():
         return NO_CUDA
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        return ('it is single-GPU for now (a distributed step needs its gradient '
-                'all-reduce captured too)')
+    model = unwrap(model)
     if not hasattr(model, 'data_preprocessor') or not hasattr(model, 'parse_losses'):
         return f'{type(model).__name__} is not an mmengine BaseModel'
     device = next(model.parameters()).device
@@ -134,13 +154,75 @@ class StaticBatch:
         return dict(inputs=self.inputs, data_samples=self.samples)
 
 
+class FlatGradients:
+    """The gradients of data-parallel training in one flat buffer, averaged over the
+    processes of ``group`` with one ``all_reduce``.
+
+    ``load`` copies the gradients of the parameters that received one into the buffer,
+    divided by the number of processes first (DDP's order: the sum of the divided
+    gradients); ``all_reduce`` sums it over the processes; ``bind`` makes each such
+    parameter's ``.grad`` a view of it. The parameters that receive a gradient are
+    those of the first ``load``: they must be the same at every step, as DDP (without
+    ``find_unused_parameters``) requires too.
+    """
+
+    def __init__(self, params: List[torch.Tensor], group=None):
+        self.params = params
+        self.group = group
+        self.world = dist.get_world_size(group)
+        self.used: Optional[List[bool]] = None
+        self.flat: Optional[torch.Tensor] = None
+        self.views: List[torch.Tensor] = []
+
+    def _layout(self, grads) -> None:
+        self.used = [g is not None for g in grads]
+        kept = [p for p, u in zip(self.params, self.used) if u]
+        dtypes = {p.dtype for p in kept}
+        if len(dtypes) != 1:
+            raise ValueError(f'CapturedTrainStep: data-parallel training needs the trained '
+                             f'parameters in one dtype, got {sorted(map(str, dtypes))}')
+        self.flat = torch.zeros(sum(p.numel() for p in kept), dtype=kept[0].dtype,
+                                device=kept[0].device)
+        start = 0
+        for p in kept:
+            self.views.append(self.flat[start:start + p.numel()].view_as(p))
+            start += p.numel()
+
+    def load(self, grads: List[Optional[torch.Tensor]]) -> None:
+        if self.used is None:
+            self._layout(grads)
+        if [g is not None for g in grads] != self.used:
+            names = [i for i, (g, u) in enumerate(zip(grads, self.used)) if (g is None) == u]
+            raise RuntimeError(
+                f'CapturedTrainStep: the parameters that receive a gradient changed between '
+                f'steps (parameter indices {names[:5]}); data-parallel steps need the same '
+                f'set every step. Remove CapturedTrainStepHook to train through DDP.')
+        torch._foreach_copy_(self.views, [g for g in grads if g is not None])
+        self.flat.div_(self.world)
+
+    def all_reduce(self) -> None:
+        dist.all_reduce(self.flat, group=self.group)
+
+    def bind(self) -> None:
+        for p, view in zip((p for p, u in zip(self.params, self.used) if u), self.views):
+            p.grad = view
+
+
+def broadcast_buffers(module: torch.nn.Module, group=None) -> None:
+    """Process 0's buffers to every process, as DDP's ``broadcast_buffers`` does before
+    each forward."""
+    for b in module.buffers():
+        dist.broadcast(b, src=dist.get_global_rank(group, 0) if group else 0, group=group)
+
+
 class CapturedTrainStep:
     """Stands in for ``model.train_step(data, optim_wrapper)`` (see the module's
     docstring). ``capture=False`` runs the same step eagerly every iteration (the CPU
     tests compare it with mmengine's ``train_step``).
 
     Args:
-        model: The mmengine model (not wrapped for distributed training).
+        model: The mmengine model, or its data-parallel wrapper (the step then runs
+            on the wrapped module and reduces the gradients itself).
         optim_wrapper: Its ``OptimWrapper`` or ``AmpOptimWrapper``.
         warmup_iters (int): Eager iterations before the capture (at least 1: the
             optimizer state and the kernels must exist before).
@@ -148,7 +230,9 @@ class CapturedTrainStep:
     """
 
     def __init__(self, model, optim_wrapper, warmup_iters: int = 3, capture: bool = True):
-        self.model = model
+        self.wrapped = model  # what mmengine's eager step runs (DDP, if wrapped)
+        self.model = unwrap(model)
+        self.ddp = model if self.wrapped is not self.model else None
         self.wrapper = optim_wrapper
         self.warmup_iters = max(1, warmup_iters)
         self.capture = capture
@@ -156,6 +240,12 @@ class CapturedTrainStep:
                        if isinstance(optim_wrapper, AmpOptimWrapper) else None)
         make_capturable(optim_wrapper.optimizer)
         self.graph = None
+        self.update_graph = None  # data-parallel: the second graph (clip, update)
+        self.flat_grads = None
+        if self.ddp is not None:
+            self.flat_grads = FlatGradients([p for p in self._params() if p.requires_grad],
+                                            getattr(self.ddp, 'process_group', None))
+        self.capture_s = 0.0  # seconds spent capturing
         self.frozen = None
         self.layout = None
         self.warm = 0  # eager steps run with the current layout
@@ -176,14 +266,46 @@ class CapturedTrainStep:
         return [p for g in self.wrapper.optimizer.param_groups for p in g['params']]
 
     def _step(self, data: dict) -> dict:
-        """Forward, loss, backward, clipping and update, with no host synchronisation;
-        the update is skipped on the device when the step is not finite."""
-        optimizer = self.wrapper.optimizer
+        """Forward, loss, backward, the gradients' all-reduce (data-parallel), clipping
+        and update, with no host synchronisation; the update is skipped on the device
+        when the step is not finite."""
+        log_vars = self._forward_backward(data)
+        self._reduce()
+        self._update()
+        return log_vars
+
+    def _forward_backward(self, data: dict) -> dict:
+        """Forward, loss and backward; the gradients go to ``.grad`` (one process) or,
+        data-parallel, to the flat buffer. There the parameters' stand-ins take them:
+        DDP keeps the parameters' gradient accumulators, made on the default stream,
+        which a capture (and the warm-up's side stream) must not meet."""
+        if self.flat_grads is None:
+            loss, log_vars = self._loss(data)
+            loss.backward()
+            return log_vars
+        with stand_ins(self.model, self.flat_grads.params) as leaves:
+            loss, log_vars = self._loss(data)
+            grads = torch.autograd.grad(loss, leaves, allow_unused=True)
+        self.flat_grads.load(list(grads))
+        return log_vars
+
+    def _loss(self, data: dict):
+        """The (scaled) loss to differentiate, and the log variables."""
         with self._autocast():
             losses = self.model._run_forward(data, mode='loss')
         loss, log_vars = self.model.parse_losses(losses)
-        finite_loss = torch.isfinite(loss.detach())
-        (self.scaler.scale(loss) if self.scaler else loss).backward()
+        self._finite_loss = torch.isfinite(loss.detach())
+        return (self.scaler.scale(loss) if self.scaler else loss), log_vars
+
+    def _reduce(self) -> None:
+        if self.flat_grads is not None:
+            self.flat_grads.all_reduce()
+            self.flat_grads.bind()
+
+    def _update(self) -> None:
+        """Clipping, unscaling and the optimizer step on the (averaged) gradients."""
+        optimizer = self.wrapper.optimizer
+        finite_loss = self._finite_loss
         clip = getattr(self.wrapper, 'clip_grad_kwargs', None)
         norm = None
         if clip:
@@ -207,7 +329,6 @@ class CapturedTrainStep:
                 del optimizer.grad_scale, optimizer.found_inf
             self.guard = [('loss', finite_loss), ('gradients', finite_grads)]
         self._norm = norm
-        return log_vars
 
     # ------------------------------------------------------------------- bookkeeping
     def _finish(self, log_vars: dict) -> dict:
@@ -242,18 +363,29 @@ class CapturedTrainStep:
         self._last_lrs = [float(lr) for lr in lrs]
         optimizer.zero_grad(set_to_none=True)  # the graph allocates its own gradients
         graph = torch.cuda.CUDAGraph()
+        update = torch.cuda.CUDAGraph() if self.flat_grads is not None else None
         for group, lr in zip(optimizer.param_groups, self.lr_tensors):
             group['lr'] = lr
+        # thread_local: the loader's pin-memory thread may call CUDA meanwhile.
+        mode = dict(capture_error_mode='thread_local')
         try:
-            with captured_step(), torch.cuda.graph(graph, capture_error_mode='thread_local'):
-                self.static_log_vars = self._step(self.static.as_data())
+            with captured_step():
+                if update is None:
+                    with torch.cuda.graph(graph, **mode):
+                        self.static_log_vars = self._step(self.static.as_data())
+                else:  # two graphs; the all-reduce between them runs at each replay
+                    with torch.cuda.graph(graph, **mode):
+                        self.static_log_vars = self._forward_backward(self.static.as_data())
+                    self.flat_grads.bind()
+                    with torch.cuda.graph(update, pool=graph.pool(), **mode):
+                        self._update()
         finally:
             for group, lr in zip(optimizer.param_groups, lrs):
                 group['lr'] = lr  # schedulers and loggers keep seeing numbers
         self.static_guard, self.static_norm = self.guard, self._norm
         self.grads = [(p, p.grad) for p in self._params() if p.grad is not None]
         self.frozen = self._settings()
-        self.graph = graph
+        self.graph, self.update_graph = graph, update
         self.counts['captures'] += 1
 
     def _replay(self) -> dict:
@@ -264,6 +396,9 @@ class CapturedTrainStep:
                 lr_tensor.fill_(float(group['lr']))
         self._last_lrs = [float(g['lr']) for g in optimizer.param_groups]
         self.graph.replay()
+        if self.update_graph is not None:
+            self.flat_grads.all_reduce()
+            self.update_graph.replay()
         for p, grad in self.grads:  # hooks that read p.grad see this step's gradients
             p.grad = grad
         self.guard, self._norm = self.static_guard, self.static_norm
@@ -272,6 +407,8 @@ class CapturedTrainStep:
 
     def __call__(self, data, optim_wrapper=None) -> Dict[str, torch.Tensor]:
         data = self.model.data_preprocessor(data, True)
+        if self.ddp is not None and getattr(self.ddp, 'broadcast_buffers', False):
+            broadcast_buffers(self.model, getattr(self.ddp, 'process_group', None))
         layout = batch_layout(data) if isinstance(data, dict) else None
         if layout is None or (self.graph is not None and layout != self.layout):
             # Another batch layout than the captured one: mmengine's eager step.
@@ -299,32 +436,45 @@ class CapturedTrainStep:
 
     def _try_capture(self, data: dict) -> bool:
         """Capture; on failure (a host synchronisation in some module: ``.item()``,
-        ``nonzero``) say why and train eagerly from now on."""
+        ``nonzero``) say why and train eagerly from now on. Data-parallel processes
+        agree: if one cannot capture, none replays (their collectives must match)."""
         device = next(self.model.parameters()).device
         generator = torch.cuda.default_generators[device.index if device.index is not None
                                                   else torch.cuda.current_device()]
         rng = generator.clone_state()
+        start = time.perf_counter()
         try:
             self._capture(data)
-            return True
+            failure = None
         except Exception as e:  # CUDA and PyTorch raise plain RuntimeErrors here
             # An aborted capture leaves the CUDA generator in capture mode (PyTorch
             # skips its epilogue): every later random draw (DropPath) would raise.
             generator.graphsafe_set_state(rng)
             while e.__context__ is not None:  # the first error, not the aborted capture's
                 e = e.__context__
-            self.failure = f'{type(e).__name__}: {str(e).splitlines()[0]}'
-            self.graph, self.capture = None, False
-            self.wrapper.optimizer.zero_grad(set_to_none=True)
-            if self.scaler is not None:  # its per-step state may be half-way
-                self.scaler._per_optimizer_states = defaultdict(
-                    torch.amp.grad_scaler._refresh_per_optimizer_state)
-            torch.cuda.synchronize()
-            MMLogger.get_current_instance().warning(
-                f'CapturedTrainStepHook: the training step could not be captured in a '
-                f'CUDA graph ({self.failure}); training '
-                f'eagerly. Remove the hook from custom_hooks to silence this.')
-            return False
+            failure = f'{type(e).__name__}: {str(e).splitlines()[0]}'
+        if self.flat_grads is not None:
+            captured = torch.tensor([failure is None], dtype=torch.int32, device=device)
+            dist.all_reduce(captured, op=dist.ReduceOp.MIN,
+                            group=self.flat_grads.group)
+            if failure is None and not captured.item():
+                failure = 'another process could not capture its step'
+        self.capture_s += time.perf_counter() - start
+        if failure is None:
+            return True
+        self.failure = failure
+        self.graph = self.update_graph = None
+        self.capture = False
+        self.wrapper.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is not None:  # its per-step state may be half-way
+            self.scaler._per_optimizer_states = defaultdict(
+                torch.amp.grad_scaler._refresh_per_optimizer_state)
+        torch.cuda.synchronize()
+        MMLogger.get_current_instance().warning(
+            f'CapturedTrainStepHook: the training step could not be captured in a '
+            f'CUDA graph ({self.failure}); training '
+            f'eagerly. Remove the hook from custom_hooks to silence this.')
+        return False
 
     def _warmup(self, data: dict) -> dict:
         # On a side stream, as PyTorch asks of the runs before a capture.
@@ -336,10 +486,10 @@ class CapturedTrainStep:
         return out
 
     def _eager_preprocessed(self, data) -> dict:
-        """mmengine's ``BaseModel.train_step`` after its data preprocessor (which has
-        run already)."""
-        with self.wrapper.optim_context(self.model):
-            losses = self.model._run_forward(data, mode='loss')
+        """mmengine's ``train_step`` (DDP's, data-parallel) after its data preprocessor
+        (which has run already)."""
+        with self.wrapper.optim_context(self.wrapped):
+            losses = self.wrapped._run_forward(data, mode='loss')  # through DDP, if any
         loss, log_vars = self.model.parse_losses(losses)
         self.wrapper.update_params(loss)
         return log_vars
@@ -369,17 +519,34 @@ class CapturedTrainStepHook(Hook):
         self.step = CapturedTrainStep(runner.model, runner.optim_wrapper,
                                       self.warmup_iters)
         runner.model.train_step = self.step
-        runner.logger.info(
-            f'CapturedTrainStepHook: the training step is captured in a CUDA graph after '
-            f'{self.step.warmup_iters} eager iterations; batches of another size run '
-            f'eagerly.')
+        flat = self.step.flat_grads
+        how = ''
+        if flat is not None:
+            mib = sum(p.numel() * p.element_size() for p in flat.params) / 2**20
+            how = (f' as two graphs, with one all_reduce of the gradients ({mib:.0f} MiB) '
+                   f'over {flat.world} processes between them')
+        _log_every_rank(
+            runner, f'CapturedTrainStepHook: the training step is captured in a CUDA graph'
+            f'{how} after {self.step.warmup_iters} eager iterations; batches of another '
+            f'size run eagerly.')
 
     def after_train(self, runner) -> None:
         if self.step is not None:
             c = self.step.counts
-            runner.logger.info(
-                f'CapturedTrainStepHook: {c["replayed"]} steps replayed, '
+            _log_every_rank(
+                runner, f'CapturedTrainStepHook: {c["replayed"]} steps replayed, '
                 f'{c["warmup"]} warm-up and {c["eager"]} eager (other batch sizes, or no '
-                f'capture), '
-                f'{c["captures"]} capture(s).')
+                f'capture), {c["captures"]} capture(s) in {self.step.capture_s:.2f} s.')
             del runner.model.train_step  # the model's own method again
+
+
+def _log_every_rank(runner, message: str) -> None:
+    """``message`` in the log, from every process of a data-parallel run (each says it
+    for itself: mmengine's logger shows rank 0's INFO lines only)."""
+    from mmengine.dist import get_rank, get_world_size
+    if get_world_size() > 1:
+        message = f'[rank {get_rank()}] {message}'
+        if get_rank() != 0:
+            print(message, flush=True)
+            return
+    runner.logger.info(message)

@@ -44,6 +44,7 @@ from mmengine.logging import print_log
 from torch import nn
 
 from ..ops.backends import autocast_dtype, captured_step
+from .stand_ins import stand_ins
 
 
 class _SharedStatics:
@@ -209,31 +210,6 @@ class ShapeGraphs:
             [torch.ones_like(o) for o in outs if o.requires_grad], allow_unused=True)
         return outs, grads
 
-    @contextlib.contextmanager
-    def _stand_ins(self):
-        """The trainable parameters replaced, in every module that holds them, by new
-        leaf tensors on the same memory (yielded in the order of ``self.params``).
-
-        A parameter's gradient accumulator lives as long as any autograd graph that
-        reaches it: an earlier step's loss that a caller keeps (a log, a hook) keeps
-        the accumulator made on the default stream, and a capture that reused it
-        would make the default stream wait on the capturing one, which CUDA refuses
-        ("operation would make the legacy stream depend on a capturing blocking
-        stream"). Stand-ins get accumulators of their own; the graphs read and write
-        the parameters' memory all the same."""
-        stand_ins = {id(p): nn.Parameter(p.detach()) for p in self.params}
-        swapped = []
-        try:
-            for module in self.module.modules():
-                for name, p in list(module._parameters.items()):
-                    if p is not None and id(p) in stand_ins:
-                        module._parameters[name] = stand_ins[id(p)]
-                        swapped.append((module, name, p))
-            yield [stand_ins[id(p)] for p in self.params]
-        finally:
-            for module, name, p in swapped:
-                module._parameters[name] = p
-
     def _capture(self, x: torch.Tensor) -> _Graph:
         graph = _Graph(self)
         buffers = self._gradient_buffers()
@@ -245,7 +221,7 @@ class ShapeGraphs:
         if self.side is None:  # one stream: its cached warm-up memory serves every size
             self.side = torch.cuda.Stream()
         self.side.wait_stream(torch.cuda.current_stream())
-        with captured_step(), amp, self._stand_ins() as params:
+        with captured_step(), amp, stand_ins(self.module, self.params) as params:
             with torch.cuda.stream(self.side):
                 for _ in range(self.warmup):
                     outs, _ = self._pass(x, params)

@@ -89,14 +89,15 @@ def datasets(cfg: Config, loaders: List[str]) -> Iterator[Tuple[str, dict]]:
             yield from walk(loader.get('dataset'), f'{name}.dataset')
 
 
-def _evaluators(cfg: Config, loaders: List[str]) -> Iterator[Tuple[str, dict]]:
+def evaluators(cfg: Config, loaders: List[str]) -> Iterator[Tuple[str, dict]]:
+    """(config key, evaluator dict) of every evaluator of the loaders' loops."""
     for name in loaders:
         key = name.replace('_dataloader', '_evaluator')
-        evaluators = cfg.get(key)
-        if isinstance(evaluators, dict):
-            yield key, evaluators
-        elif isinstance(evaluators, (list, tuple)):
-            for i, e in enumerate(evaluators):
+        found = cfg.get(key)
+        if isinstance(found, dict):
+            yield key, found
+        elif isinstance(found, (list, tuple)):
+            for i, e in enumerate(found):
                 yield f'{key}.{i}', e
 
 
@@ -115,7 +116,7 @@ def _paths(cfg: Config, loaders: List[str]) -> Iterator[Tuple[str, str, str, dic
                 yield f'{key}.data_prefix.{name}', osp.join(root, value), 'dir', ds
         if ds.get('type') == 'ImageNet' and ds.get('split') and not prefix:
             yield f'{key}.data_root', osp.join(root, ds['split']), 'dir', ds
-    for key, ev in _evaluators(cfg, loaders):
+    for key, ev in evaluators(cfg, loaders):
         if isinstance(ev, dict) and ev.get('ann_file'):
             kind = 'coco' if 'Coco' in str(ev.get('type', '')) else 'file'
             yield f'{key}.ann_file', ev['ann_file'], kind, {}
@@ -241,6 +242,14 @@ def check_launcher(launcher: str) -> None:
     if launcher == 'slurm' and 'SLURM_PROCID' not in os.environ:
         raise UserError('--launcher slurm runs inside srun: use tools/slurm_train.sh '
                         '(tools/slurm_test.sh), or leave --launcher out on one process.')
+
+
+def free_port() -> int:
+    """A TCP port free on this machine now (for a process group's rendezvous)."""
+    import socket
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
 
 
 def setup_cpu_distributed(cfg: Config, launcher: str) -> None:

@@ -1,0 +1,31 @@
+"""Parameters replaced by stand-in leaves on the same memory, for CUDA graph captures."""
+import contextlib
+from typing import List
+
+import torch
+
+
+@contextlib.contextmanager
+def stand_ins(module: torch.nn.Module, params: List[torch.Tensor]):
+    """``params`` replaced, in every submodule of ``module`` that holds them, by new
+    leaf tensors on the same memory (yielded in the order of ``params``).
+
+    A parameter's gradient accumulator lives as long as anything refers to it: DDP's
+    reducer keeps one per parameter, made on the default stream, and a capture that met
+    it would make the default stream wait on the capturing one, which CUDA refuses
+    ("operation would make the legacy stream depend on a capturing blocking stream").
+    So would an earlier step's loss that a caller keeps (a log, a hook). Stand-ins get
+    accumulators of their own; a graph reads and writes the parameters' memory all the
+    same."""
+    replacement = {id(p): torch.nn.Parameter(p.detach(), p.requires_grad) for p in params}
+    swapped = []
+    try:
+        for sub in module.modules():
+            for name, p in list(sub._parameters.items()):
+                if p is not None and id(p) in replacement:
+                    sub._parameters[name] = replacement[id(p)]
+                    swapped.append((sub, name, p))
+        yield [replacement[id(p)] for p in params]
+    finally:
+        for sub, name, p in swapped:
+            sub._parameters[name] = p

@@ -1,0 +1,103 @@
+"""Compile a config's Triton kernels ahead of time, into Triton's cache on this machine.
+
+Triton compiles a kernel the first time it meets a new set of specialisations (tile
+sizes from the regions' token counts, sizes equal to 1 or divisible by 16, dtypes) and
+keeps the result in its on-disk cache (``~/.triton/cache``, or ``TRITON_CACHE_DIR``).
+On a machine that has never run the model, the first iterations of training or testing
+wait for those compiles (seconds each). Running the backbone here over the input sizes
+the config's pipelines produce, in the modes training and testing use, compiles them
+once, before any job starts (``tools/compile_kernels.py``).
+"""
+import time
+from typing import Iterable, List, Optional, Tuple
+
+import torch
+
+# Width / height ratios of the images swept (COCO's and ADE20K's range, both ways).
+ASPECTS = tuple(0.5 * 4 ** (i / 15) for i in range(16))
+
+
+def _pad(n: int, divisor: int) -> int:
+    return -(-n // divisor) * divisor
+
+
+def keep_ratio_sizes(scale: Tuple[int, int], divisor: int,
+                     aspects: Iterable[float] = ASPECTS) -> List[Tuple[int, int]]:
+    """(H, W) of images of the given aspect ratios after mmcv's keep-ratio ``Resize`` to
+    ``scale`` (long, short edge bounds) and padding to multiples of ``divisor``."""
+    long_edge, short_edge = max(scale), min(scale)
+    sizes = set()
+    for aspect in aspects:
+        h, w = 1000.0, 1000.0 * aspect
+        factor = min(long_edge / max(h, w), short_edge / min(h, w))
+        sizes.add((_pad(int(h * factor + 0.5), divisor), _pad(int(w * factor + 0.5), divisor)))
+    return sorted(sizes)
+
+
+def _resize_scale(pipeline) -> Optional[Tuple[int, int]]:
+    for t in pipeline or []:
+        if t.get('type') in ('Resize', 'RandomResize') and t.get('keep_ratio'):
+            scale = t.get('scale')
+            if isinstance(scale, (tuple, list)) and len(scale) == 2 and all(
+                    isinstance(s, int) for s in scale):
+                return tuple(scale)
+    return None
+
+
+def _crop_size(pipeline) -> Optional[Tuple[int, int]]:
+    for t in pipeline or []:
+        if t.get('type') in ('RandomCrop', 'RandomResizedCrop', 'CenterCrop'):
+            size = t.get('crop_size', t.get('scale'))
+            if isinstance(size, int):
+                return size, size
+            if isinstance(size, (tuple, list)) and len(size) == 2:
+                return tuple(size)
+    return None
+
+
+def plan(cfg) -> dict:
+    """The input sizes (H, W) to run for ``cfg``: ``test`` (forward, fp32, as
+    ``tools/test.py``) and ``train`` (forward and backward with the kernels a captured
+    step uses, in the training's autocast dtype), and that dtype."""
+    test_pipe = cfg.get('test_dataloader', {}).get('dataset', {}).get('pipeline')
+    train_pipe = cfg.get('train_dataloader', {}).get('dataset', {}).get('pipeline')
+    graph = cfg.model.get('backbone', {}).get('cuda_graph')
+    divisor = graph.get('size_divisor', 32) if isinstance(graph, dict) else 32
+    crop = _crop_size(train_pipe)
+    scale = _resize_scale(test_pipe)
+    test = keep_ratio_sizes(scale, 32) if scale else ([crop] if crop else [])
+    if crop and (_resize_scale(train_pipe) is None or 'Crop' in str(train_pipe)):
+        train = [crop]
+    else:
+        train_scale = _resize_scale(train_pipe) or scale
+        train = keep_ratio_sizes(train_scale, divisor) if train_scale else []
+    # AmpOptimWrapper's dtype; fp16 (tools/train.py --amp) for configs that name none.
+    dtype = {'bfloat16': torch.bfloat16}.get(
+        str(cfg.get('optim_wrapper', {}).get('dtype')), torch.float16)
+    return dict(test=test, train=train, dtype=dtype)
+
+
+def warm_up(backbone: torch.nn.Module, sizes: dict, log=print) -> float:
+    """Run ``backbone`` (on a GPU) over ``sizes`` (:func:`plan`); seconds taken."""
+    from ..ops.backends import captured_step
+    device = next(backbone.parameters()).device
+    start = time.perf_counter()
+    backbone.eval()
+    with torch.no_grad():
+        for h, w in sizes['test']:
+            backbone(torch.randn(1, 3, h, w, device=device))
+    backbone.train()
+    for h, w in sizes['train']:
+        x = torch.randn(2, 3, h, w, device=device)
+        # The backward inside too: recomputed blocks (mlp_recompute, with_cp) must
+        # choose the kernels their forward chose.
+        with captured_step():
+            with torch.autocast('cuda', dtype=sizes['dtype']):
+                outs = backbone._forward(x)  # the eager body the graphs capture
+            sum(o.float().mean() for o in outs).backward()
+    backbone.zero_grad(set_to_none=True)
+    torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    log(f'{len(sizes["test"])} test and {len(sizes["train"])} training input sizes in '
+        f'{seconds:.1f} s')
+    return seconds

@@ -1,0 +1,44 @@
+#!/usr/bin/env python
+"""Compile BiFormer's Triton kernels for configs ahead of time (on a GPU machine), so
+that the first iterations of training and testing there do not wait for compiles.
+
+    python tools/compile_kernels.py configs/det/maskrcnn_biformer_s.py configs/seg/upernet_biformer_s.py
+
+Each config's backbone runs over the input sizes its test and training pipelines make
+(``mmbiformer/utils/kernel_warmup.py``); Triton keeps what it compiles in its cache on
+this machine (``~/.triton/cache``, or ``TRITON_CACHE_DIR``), for every later process.
+"""
+import argparse
+import os.path as osp
+import sys
+
+import torch
+
+import mmbiformer.openmmlab  # noqa: F401  (stack fixes before any toolbox import)
+from mmbiformer.utils.kernel_warmup import plan, warm_up
+from mmbiformer.utils.launch import UserError, build_model, load_config
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('configs', nargs='+', help='config files')
+    args = parser.parse_args(argv)
+    if not torch.cuda.is_available():
+        sys.exit('error: compile_kernels.py compiles GPU kernels: run it on a machine '
+                 'with CUDA')
+    for path in args.configs:
+        cfg = load_config(path)
+        cfg.model.get('backbone', {})['init_cfg'] = None  # weights do not matter here
+        backbone = build_model(cfg).backbone.cuda()
+        print(f'{osp.relpath(path)}: ', end='', flush=True)
+        warm_up(backbone, plan(cfg))
+        del backbone
+        torch.cuda.empty_cache()
+
+
+if __name__ == '__main__':
+    try:
+        main()
+    except UserError as e:
+        sys.exit(f'error: {e}')
