@@ -26,6 +26,7 @@ def tiny(**kwargs):
     (dict(size=32), "unknown keys ['size']"),
     (dict(size_divisor=0), 'size_divisor must be a positive int'),
     (dict(max_graphs=0), 'max_graphs must be an int >= 1'),
+    (dict(inference_graphs=-1), 'inference_graphs must be an int >= 0'),
 ])
 def test_bad_options_are_named(cfg, message):
     with pytest.raises(ValueError, match=message.replace('[', r'\[').replace(']', r'\]')):
@@ -47,6 +48,14 @@ def test_output_sizes_match_the_eager_outputs():
         with torch.no_grad():
             outs = model(torch.randn(1, 3, h, w))
         assert model.output_sizes(h, w) == [tuple(o.shape[-2:]) for o in outs]
+
+
+def test_cpu_inference_runs_eagerly():
+    model = tiny(cuda_graph=dict(inference_graphs=4)).eval()
+    with torch.no_grad():
+        for _ in range(2):
+            model(torch.randn(1, 3, 40, 50))
+    assert model._inference_graphs is None
 
 
 def test_cpu_training_runs_eagerly():
@@ -263,3 +272,27 @@ def test_graph_pools_count_private_segments_only(monkeypatch):
     monkeypatch.setattr(torch.cuda, 'memory_snapshot', lambda: snapshot)
     assert shape_graphs.graph_pools() == (48, 18)
     assert shape_graphs.graph_pool_spare() == 18
+
+
+@requires_cuda
+@pytest.mark.parametrize('dtype', [None, torch.float16])
+def test_inference_graphs_match_eager_forwards(dtype):
+    """One graph per exact size, captured the second time a size comes; its outputs
+    are the eager forward's (the same kernels: both inside captured_step) and are
+    copies, which later replays leave alone; more sizes than allowed run eagerly."""
+    model = tiny(out_indices=(0, 1, 2, 3), cuda_graph=dict(inference_graphs=2)).cuda().eval()
+    sizes = [(64, 96), (96, 64), (64, 96), (96, 64), (80, 80), (80, 80), (64, 96)]
+    inputs = [torch.randn(2, 3, h, w, device='cuda') for h, w in sizes]
+    amp = torch.autocast('cuda', dtype=dtype or torch.float16, enabled=dtype is not None)
+    with torch.no_grad(), amp:
+        got = [model(x) for x in inputs]
+        with captured_step():
+            want = [model._forward(x) for x in inputs]
+    graphs = model._inference_graphs
+    assert len(graphs.graphs) == 2 and graphs.seen[((2, 3, 80, 80), torch.float32,
+                                                    inputs[0].device, dtype)] == 2
+    tol = dict(rtol=1e-2, atol=1e-2) if dtype else dict(rtol=1e-4, atol=1e-5)
+    for g, w in zip(got, want):
+        for a, b in zip(g, w):
+            torch.testing.assert_close(a, b, **tol)
+    assert got[2][0].data_ptr() != got[6][0].data_ptr()  # copies, not the statics

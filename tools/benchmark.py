@@ -505,9 +505,8 @@ def pipeline_arguments(parser) -> None:
                         'at every phase boundary (data / fwd+bwd / step), not only at each '
                         "iteration's end: exact parts, no host-GPU overlap across them")
     parser.add_argument('--profile', type=int, metavar='N', help='profile N iterations in '
-                        'the middle of the steady pass (--test: of the first pass): '
-                        'WORK_DIR/profile_CONFIG.txt lists operators by host time and '
-                        'kernels by GPU time')
+                        'the middle of the steady pass: WORK_DIR/profile_CONFIG.txt lists '
+                        'operators by host time and kernels by GPU time')
     parser.add_argument('--test', action='store_true',
                         help="time evaluation instead of training: the config's test loop "
                         "(as tools/test.py runs it) twice over --iters generated validation "

@@ -316,8 +316,7 @@ def profile_hook(clock: IterationClock, iters: int, start: int, path: str):
     profiler and writes to ``path`` the operators by host time and the kernels by
     GPU time: where a step's time goes, on either side. The profiled iterations
     (slowed by the profiler) and the writing of the tables are left out of ``clock``'s
-    figures. Iterations count over training, or over the test loop's passes
-    (``start`` in the first pass profiles images of sizes met for the first time)."""
+    figures. Iterations count over training, or over the test loop's passes."""
     from mmengine.hooks import Hook
     from torch.profiler import ProfilerActivity, profile
 
@@ -434,11 +433,10 @@ def run_single(args) -> dict:
     clock = IterationClock(phase_sync=args.phase_sync)
     if test:
         hooks = test_clock_hooks(clock)
-        profile_start = args.iters // 2  # the first pass: sizes met for the first time
     else:
         epoch_based = 'max_epochs' in cfg.train_cfg
         hooks = clock_hooks(clock, None if epoch_based else args.iters)
-        profile_start = args.iters + args.iters // 2  # the middle of the steady pass
+    profile_start = args.iters + args.iters // 2  # the middle of the steady pass
     if args.profile:
         path = osp.join(args.work_dir, f'profile_{osp.basename(work_dir)}.txt')
         hooks.append(profile_hook(clock, args.profile, profile_start, path))

@@ -257,6 +257,75 @@ class ShapeGraphs:
         return graph
 
 
+class InferenceGraphs:
+    """Calls ``forward(x)`` (a tuple of tensors out; run without autograd) through a
+    forward-only CUDA graph per exact input size, for inference: every image size of a
+    test set (COCO's, ADE20K's) is its own graph, so that the host launches one graph
+    instead of each kernel of the eager forward. No padding: outputs are the eager
+    forward's, up to the kernels :func:`~mmbiformer.ops.backends.captured_step`
+    chooses (least GPU time).
+
+    A size is captured the second time it is met (its first call runs eagerly, so a
+    size met once costs no capture), at most ``max_graphs`` sizes (later ones run
+    eagerly). The graphs run one at a time, so they share one memory pool and one
+    block for their static input and outputs (:class:`_SharedStatics`); callers get
+    copies of the outputs (the next replay overwrites the statics).
+    """
+
+    def __init__(self, forward: Callable, max_graphs: int = 64, name: str = 'InferenceGraphs'):
+        self.forward = forward
+        self.max_graphs = max_graphs
+        self.name = name
+        self.graphs: Dict[tuple, Tuple[torch.cuda.CUDAGraph, torch.Tensor, tuple]] = {}
+        self.seen: Dict[tuple, int] = {}
+        self.pool = None
+        self.statics = _SharedStatics()
+        self.capture_s = 0.0
+
+    def __call__(self, x: torch.Tensor) -> tuple:
+        key = (tuple(x.shape), x.dtype, x.device, autocast_dtype())
+        entry = self.graphs.get(key)
+        if entry is None:
+            self.seen[key] = self.seen.get(key, 0) + 1
+            if self.seen[key] < 2 or len(self.graphs) >= self.max_graphs:
+                return tuple(self.forward(x))
+            start = time.perf_counter()
+            entry = self.graphs[key] = self._capture(x)
+            self.capture_s += time.perf_counter() - start
+            if len(self.graphs) in (1, self.max_graphs):
+                print_log(f'{self.name}: inference graph {len(self.graphs)} of at most '
+                          f'{self.max_graphs} captured (input {tuple(x.shape)}; '
+                          f'{self.capture_s:.2f} s in captures so far)', logger='current')
+        graph, static_x, outs = entry
+        static_x.copy_(x)
+        graph.replay()
+        return tuple(o.clone() for o in outs)
+
+    def _capture(self, x: torch.Tensor):
+        dtype = autocast_dtype()
+        # A captured graph must cast the weights at every replay: no autocast cache.
+        amp = torch.autocast('cuda', dtype=dtype or torch.float16, enabled=dtype is not None,
+                             cache_enabled=False)
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with captured_step(), amp, torch.no_grad():
+            with torch.cuda.stream(side):  # kernels compiled, workspaces made
+                outs = tuple(self.forward(x))
+            torch.cuda.current_stream().wait_stream(side)
+            static_x, *static_outs = self.statics.carve([x] + list(outs))
+            static_x.copy_(x)
+            del outs
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, pool=self.pool, capture_error_mode='thread_local'):
+                outs = tuple(self.forward(static_x))
+                # Out of the pool, which is then free for the other sizes' graphs.
+                torch._foreach_copy_(static_outs, list(outs))
+            del outs
+        if self.pool is None:
+            self.pool = graph.pool()
+        return graph, static_x, tuple(static_outs)
+
+
 def crop_outputs(outs: Sequence[torch.Tensor], sizes: Sequence[Tuple[int, int]]) -> tuple:
     """Each NCHW output cut to its (height, width) in ``sizes`` (views)."""
     return tuple(o[..., :h, :w] for o, (h, w) in zip(outs, sizes))

@@ -161,7 +161,7 @@ def _resolve_arch(arch: Union[str, dict]) -> dict:
 
 
 MLP_RECOMPUTE = (None, 'gelu', 'mlp')
-GRAPH_DEFAULTS = dict(size_divisor=None, max_graphs=16, warmup=1)
+GRAPH_DEFAULTS = dict(size_divisor=None, max_graphs=16, warmup=1, inference_graphs=0)
 
 
 def _cp_stages(with_cp) -> Tuple[int, ...]:
@@ -195,6 +195,9 @@ def _graph_cfg(cuda_graph, random_cp: bool, compile) -> Optional[dict]:
     for key in ('max_graphs', 'warmup'):
         if not (isinstance(cfg[key], int) and cfg[key] >= 1):
             raise ValueError(f'cuda_graph.{key} must be an int >= 1, got {cfg[key]!r}')
+    if not (isinstance(cfg['inference_graphs'], int) and cfg['inference_graphs'] >= 0):
+        raise ValueError(f'cuda_graph.inference_graphs must be an int >= 0, got '
+                         f'{cfg["inference_graphs"]!r}')
     if random_cp:
         raise ValueError('cuda_graph cannot be combined with with_cp on blocks with dropout '
                          'inside (their recomputation reads the RNG state on the host); '
@@ -280,8 +283,11 @@ class BiFormer(BaseModule):
             batches of many sizes share a few graphs; default None: one graph per
             exact size, for fixed-size crops), ``max_graphs`` (default 16; further
             sizes run eagerly) and ``warmup`` (eager passes before a capture,
-            default 1). Inference, CPU, tracing and SyncBN training across processes
-            run eagerly; combined with ``compile`` it is refused.
+            default 1). ``inference_graphs`` (default 0: off) replays inference
+            (no autograd) as forward-only graphs, one per exact input size, for at
+            most that many sizes (:class:`~mmbiformer.engine.shape_graphs.InferenceGraphs`).
+            CPU, tracing and SyncBN training across processes run eagerly; combined
+            with ``compile`` it is refused.
         mlp_recompute (str, optional): What each MLP's backward computes again instead
             of keeping it (training; the same numbers and state-dict keys): ``'gelu'``
             GELU's output (:class:`~mmbiformer.ops.linear.GeluLinear`; one elementwise
@@ -353,6 +359,7 @@ class BiFormer(BaseModule):
             raise ValueError(f'mlp_recompute must be one of {MLP_RECOMPUTE}, got '
                              f'{mlp_recompute!r}')
         self._graphs = None
+        self._inference_graphs = None
 
         def norm(c):
             return build_norm_layer(norm_cfg, c)[1]
@@ -470,6 +477,12 @@ class BiFormer(BaseModule):
                              f'{tuple(x.shape)}')
         if self.graph_cfg is not None and self._graphable(x):
             return self._graphed_forward(x)
+        if self.graph_cfg is not None and self._inference_graphable(x):
+            if self._inference_graphs is None:
+                from ...engine.shape_graphs import InferenceGraphs
+                self._inference_graphs = InferenceGraphs(
+                    self._forward, self.graph_cfg['inference_graphs'], name='BiFormer')
+            return self._inference_graphs(x)
         if self.compile_cfg is not None and x.is_cuda:
             if self._compiled_forward is None:
                 self._compiled_forward = torch.compile(self._forward, **self.compile_cfg)
@@ -488,6 +501,10 @@ class BiFormer(BaseModule):
                 self._graph_warned = True
             return False
         return True
+
+    def _inference_graphable(self, x: torch.Tensor) -> bool:
+        return (self.graph_cfg['inference_graphs'] > 0 and not self.training and x.is_cuda
+                and not torch.is_grad_enabled() and not tracing())
 
     def _graph_blocker(self) -> str:
         """Why this training forward cannot be captured ('' where it can)."""
