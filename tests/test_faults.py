@@ -97,3 +97,20 @@ def test_stalled_rank_is_named_after_the_configured_timeout(tmp_path):
     assert 'error: rank 0 of 2: a collective operation timed out after 12 s' in out, out[-3000:]
     assert 'Rank(s) that did not answer: rank 1 (last: train iteration 1 done)' in out
     assert f'tools/dist_train.sh {CONFIG} 2 --resume --work-dir {work}' in out
+
+
+def test_a_failed_save_says_what_to_do_for_its_cause(tmp_path):
+    """A full disk asks for space; a file-size limit (ulimit -f) names the limit, not
+    the disk; other errors ask to fix the cause. Each names the intact checkpoint."""
+    import errno
+
+    from mmbiformer.engine.atomic_save_runner import _explain
+    (tmp_path / 'epoch_1.pth').write_bytes(b'x')
+    final = str(tmp_path / 'epoch_2.pth')
+    full = _explain(final, OSError(errno.ENOSPC, 'No space left on device'))
+    assert 'free some space and continue with --resume' in full
+    big = _explain(final, OSError(errno.EFBIG, 'File too large'))
+    assert 'ulimit -f' in big and 'free some space' not in big
+    assert f'{tmp_path / "epoch_1.pth"} is intact' in big
+    denied = _explain(final, OSError(errno.EACCES, 'Permission denied'))
+    assert 'fix the cause above and continue with --resume' in denied

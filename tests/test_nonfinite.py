@@ -120,3 +120,30 @@ def test_diverging_run_stops_and_keeps_finite_checkpoints(tmp_path):
     code, out = run_tool('tools/test.py', CONFIG, bad, *opts, check=False)
     assert code != 0 and 'Traceback' not in out
     assert 'hold NaN or inf values' in out and 'diverged' in out
+
+
+def test_the_fp16_hint_names_the_model_that_ran(tmp_path):
+    """The fp16-overflow hint names the model; BiFormer's upstream NaN report only for
+    a BiFormer backbone."""
+    from mmengine.optim import AmpOptimWrapper
+
+    class Swin(torch.nn.Module):
+        pass
+
+    class RetinaNet(_Model):
+        def __init__(self, backbone):
+            super().__init__()
+            self.backbone = backbone
+
+    runner = _Runner(tmp_path)
+    amp = object.__new__(AmpOptimWrapper)  # fp16 as the GPU wrapper holds it
+    amp.optimizer, amp.cast_dtype = runner.optim_wrapper.optimizer, None
+    runner.model = RetinaNet(Swin())
+    hook = NonFiniteLossHook()
+    message = hook._message(runner, amp)
+    assert 'RetinaNet in float16 mixed precision' in message
+    assert 'BiFormer' not in message
+    from mmbiformer.models import BiFormer
+    runner.model = RetinaNet(BiFormer(dict(depths=[1, 1, 1, 1], embed_dims=[8, 16, 32, 64],
+                                           topks=[1, 1, 1, -2], head_dim=8, mlp_ratio=1)))
+    assert 'BiFormer has been reported to give NaN' in hook._message(runner, amp)

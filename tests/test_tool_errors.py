@@ -1,5 +1,7 @@
 """User errors in the tools end in one clear message, never a traceback (CPU)."""
+import os
 import os.path as osp
+import re
 import zipfile
 
 import pytest
@@ -30,9 +32,31 @@ def _corrupt_files(tmp_path):
 
 def test_every_corrupt_file_is_a_checkpoint_error(tmp_path):
     for name, path in _corrupt_files(tmp_path).items():
-        with pytest.raises(CheckpointError, match='corrupt or not a PyTorch checkpoint'):
+        with pytest.raises(CheckpointError, match='corrupt or not a PyTorch checkpoint') as e:
             safe_load(str(path))
+        # No advice to load a file of unknown origin unsafely; no download for a file
+        # that came from no download: the intact checkpoint beside it instead.
+        assert 'weights_only' not in str(e.value) and 'download' not in str(e.value)
+        assert f'The newest intact checkpoint beside it is {tmp_path / "good.pth"}' in str(
+            e.value)
     assert zipfile.is_zipfile(tmp_path / 'good.pth')
+
+
+def test_a_corrupt_model_zoo_file_is_downloaded_anew(tmp_path, monkeypatch):
+    from mmbiformer.weights.model_zoo import cache_dir
+    monkeypatch.setenv('MMBIFORMER_HOME', str(tmp_path))
+    os.makedirs(cache_dir())
+    path = os.path.join(cache_dir(), 'biformer-t_in1k.pth')
+    with open(path, 'wb') as f:
+        f.write(b'')
+    with pytest.raises(CheckpointError, match='model-zoo download: delete it and run the '
+                       'command again to download it anew'):
+        safe_load(path)
+    other = tmp_path / 'alone' / 'epoch_3.pth'
+    other.parent.mkdir()
+    other.write_bytes(b'')
+    with pytest.raises(CheckpointError, match='Replace it with an intact copy'):
+        safe_load(str(other))
 
 
 @pytest.fixture(scope='module')
@@ -63,6 +87,17 @@ def test_test_tool_checkpoint_errors(opts, tmp_path):
                    "unknown model name 'biformer-s_in1kk'", 'Did you mean: biformer-s_in1k')
     _fails_cleanly(['tools/test.py', CONFIG, 'http://127.0.0.1:9/x/model.pth', *opts],
                    'download failed')
+
+
+def test_test_tool_checks_out_before_the_test_epoch(opts, tmp_path):
+    ckpt = tmp_path / 'w.pth'
+    torch.save({'state_dict': {}}, ckpt)
+    (tmp_path / 'a_file').write_text('')
+    for out, expected in ((tmp_path, 'is a folder'),
+                          (tmp_path / 'a_file' / 'p.pkl', 'cannot create its folder'),
+                          (tmp_path / 'p.json', 'ending in .pkl')):
+        _fails_cleanly(['tools/test.py', CONFIG, str(ckpt), '--out', str(out), *opts],
+                       f'--out {out}', expected)
 
 
 def test_resume_checkpoint_errors(opts, tmp_path):
@@ -129,6 +164,50 @@ def test_bad_coco_annotation_files(content, message, tmp_path):
     with pytest.raises(UserError, match=message) as e:
         check_coco_annotations(str(path), 'val_evaluator.ann_file')
     assert str(path) in str(e.value) and 'val_evaluator.ann_file' in str(e.value)
+
+
+def _broken(coco, split, change):
+    """The COCO file of ``split`` with ``change(data)`` applied."""
+    import json
+    path = osp.join(coco, 'annotations', f'instances_{split}.json')
+    with open(path) as f:
+        data = json.load(f)
+    change(data)
+    with open(path, 'w') as f:
+        json.dump(data, f)
+    return path
+
+
+@pytest.mark.parametrize('change,message,fatal', [
+    (lambda d: d['annotations'][0].pop('bbox'), "1 annotations without a 'bbox' (ids 1)", True),
+    (lambda d: d['annotations'][0].update(bbox='1,2,3,4'), "'bbox' is not 4 numbers", True),
+    (lambda d: d['images'][0].update(file_name='gone.jpg'), 'images whose file is missing',
+     True),
+    (lambda d: d['annotations'][0]['bbox'].__setitem__(2, -3.0),
+     '1 annotations whose box has no positive width and height (ids 1)', False),
+    (lambda d: d['annotations'][0].update(category_id=999),
+     'category_id is not among the categories', False),
+    (lambda d: d['annotations'][0].update(image_id=-7), 'image_id names no image', False),
+])
+def test_coco_records_are_checked(change, message, fatal, tmp_path, monkeypatch):
+    """Each broken record kind: a fatal one stops with its count and ids, one the
+    loader would skip silently is warned of, before anything runs."""
+    import mmengine.logging
+
+    from mmbiformer.utils.launch import UserError, check_data, load_config
+    coco = MAKERS['coco'](str(tmp_path / 'coco'), num_train=2, num_val=1, size=SIZE)
+    path = _broken(coco, 'train2017', change)
+    cfg = load_config(CONFIG, dict(short_run_options('retinanet', coco, SIZE, 1)))
+    warned = []
+    monkeypatch.setattr(mmengine.logging, 'print_log',
+                        lambda msg, **kw: warned.append(msg))
+    if fatal:
+        with pytest.raises(UserError, match=re.escape(message)) as e:
+            check_data(cfg, ['train_dataloader'])
+        assert f'{path} (read through train_dataloader.dataset.ann_file)' in str(e.value)
+    else:
+        check_data(cfg, ['train_dataloader'])
+        assert any(message in w and 'the loader skips' in w for w in warned), warned
 
 
 def test_bad_annotation_file_through_the_tool(tmp_path):

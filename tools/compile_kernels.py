@@ -2,7 +2,8 @@
 """Compile BiFormer's Triton kernels for configs ahead of time (on a GPU machine), so
 that the first iterations of training and testing there do not wait for compiles.
 
-    python tools/compile_kernels.py configs/det/maskrcnn_biformer_s.py configs/seg/upernet_biformer_s.py
+    python tools/compile_kernels.py configs/det/maskrcnn_biformer_s.py \
+        configs/seg/upernet_biformer_s.py
 
 Each config's backbone runs over the input sizes its test and training pipelines make
 (``mmbiformer/utils/kernel_warmup.py``); Triton keeps what it compiles in its cache on

@@ -13,7 +13,8 @@ from mmbiformer.weights.checkpoint import CheckpointError, check_model_checkpoin
 from mmbiformer.utils.launch import (UserError, build_runner,
                                      check_data, checkpoint_file, dist_timeout,
                                      distributed_run,
-                                     parse_tool_args, setup_cpu_distributed,
+                                     parse_tool_args, prepare_output,
+                                     setup_cpu_distributed,
                                      tool_config)
 
 
@@ -41,6 +42,11 @@ def main(argv=None):
         cfg.tta_model.module = cfg.model
         cfg.model = cfg.tta_model
     if args.out:
+        # Checked now: DumpResults writes only after the whole test epoch.
+        prepare_output(args.out)
+        if not args.out.endswith(('.pkl', '.pickle')):
+            raise UserError(f'--out {args.out}: the predictions are dumped as a pickle; '
+                            f'give a file name ending in .pkl')
         evaluators = cfg.test_evaluator
         if isinstance(evaluators, dict):
             evaluators = [evaluators]

@@ -16,6 +16,7 @@ from mmbiformer.data import check_images
 from mmbiformer.engine import CheckpointSaveError, NonFiniteLossError
 from mmbiformer.weights.model_zoo import ModelZooError
 from mmbiformer.utils.batch_scaling import batch_policy
+from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmbiformer.utils.launch import (UserError, build_runner,
                                      check_data, dist_timeout, distributed_run,
@@ -24,6 +25,7 @@ from mmbiformer.utils.launch import (UserError, build_runner,
                                      tool_config, readable_checkpoint,
                                      setup_cpu_distributed, use_amp)
 from mmbiformer.utils.resume import resolve_resume
+from mmbiformer.utils.work_dir_lock import work_dir_lock
 
 
 def parse_args(argv=None):
@@ -53,6 +55,12 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     cfg = tool_config(args)
+    # One run per work dir, from before the resume looks for checkpoints to the end.
+    with work_dir_lock(cfg.work_dir):
+        train(args, cfg)
+
+
+def train(args, cfg) -> None:
     if args.amp:
         use_amp(cfg)
     resolve_resume(cfg, args.resume, args.resume_if_possible, args.start_over)
@@ -74,7 +82,29 @@ def main(argv=None):
     resume = (f'tools/dist_train.sh {args.config} {world_size} --resume{where}'
               if world_size > 1 else f'python tools/train.py {args.config} --resume{where}')
     with distributed_run(dist_timeout(cfg), resume):
-        build_runner(cfg).train()
+        runner = build_runner(cfg)
+        runner.register_hook(NothingLeftToTrain(), priority='LOWEST')
+        runner.train()
+
+
+class NothingLeftToTrain(Hook):
+    """Says so when a resumed run was already at its end (no iteration ran): a resume
+    that exits 0 without a word reads as a run that trained."""
+
+    def before_train(self, runner) -> None:
+        self.start = runner.iter
+
+    def after_train(self, runner) -> None:
+        if runner.iter != self.start or not self.start:
+            return
+        loop = runner.train_loop
+        where = (f'epoch {runner.epoch} of max_epochs={loop.max_epochs}'
+                 if hasattr(loop, 'max_epochs') else
+                 f'iteration {runner.iter} of max_iters={loop.max_iters}')
+        key = 'max_epochs' if hasattr(loop, 'max_epochs') else 'max_iters'
+        runner.logger.warning(
+            f'nothing left to train: the run resumed at {where}, its end. To train '
+            f'longer, raise it (--cfg-options train_cfg.{key}=N).')
 
 
 def add_hook(cfg, hook: dict) -> None:

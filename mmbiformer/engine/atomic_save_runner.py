@@ -11,6 +11,7 @@ intact. ``tools/train.py`` builds every run with this runner; ``.part`` files le
 killed run are removed when the next run of the work dir starts
 (:func:`mmbiformer.utils.resume.resolve_resume`).
 """
+import errno
 import glob
 import os
 import os.path as osp
@@ -60,9 +61,19 @@ def _explain(final: str, error: OSError) -> str:
                      f'{osp.getsize(previous[-1]) / 2**20:.0f} MiB')
         text += ')'
     text += '. The partial file was removed'
-    if previous:
-        text += f'; {previous[-1]} is intact: free some space and continue with --resume'
-    else:
-        text += '; free some space and start again'
-    return text + (' (default_hooks.checkpoint.max_keep_ckpts=N keeps only the newest '
-                   'N checkpoints).')
+    then = (f'; {previous[-1]} is intact: {{}} and continue with --resume' if previous
+            else '; {} and start again')
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return text + then.format('free some space') + (
+            ' (default_hooks.checkpoint.max_keep_ckpts=N keeps only the newest N '
+            'checkpoints).')
+    if error.errno == errno.EFBIG:  # not the disk: this process's file-size limit
+        import resource
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        shown = ('unlimited' if limit == resource.RLIM_INFINITY
+                 else f'{limit / 2**20:.0f} MiB')
+        return text + then.format(f'the file-size limit of this process (ulimit -f; '
+                                  f'now {shown}) is below the checkpoint\'s size: raise '
+                                  f'it (ulimit -f unlimited)') + '.'
+    return text + then.format('fix the cause above') + '.'
+

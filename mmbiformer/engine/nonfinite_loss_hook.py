@@ -160,8 +160,12 @@ class NonFiniteLossHook(Hook):
             None, torch.float16)
         why = [f'a learning rate too high for this batch (now {lrs[-1]:g})']
         if fp16:
-            why.append('fp16 overflow (mixed precision in float16; BiFormer has been '
-                       'reported to give NaN in fp16 upstream): try '
+            model = getattr(runner.model, 'module', runner.model)
+            backbone = type(getattr(model, 'backbone', None)).__name__
+            upstream = ('; BiFormer has been reported to give NaN in fp16 upstream'
+                        if backbone == 'BiFormer' else '')
+            why.append(f'fp16 overflow ({type(model).__name__} in float16 mixed '
+                       f'precision{upstream}): try '
                        "optim_wrapper.dtype='bfloat16' where the GPU has it, or fp32")
         where = (f'The newest checkpoint, {newest}, holds the last finite state: start '
                  f'again from its weights with a lower learning rate (--work-dir NEW_DIR '

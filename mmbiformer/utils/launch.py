@@ -134,7 +134,10 @@ def check_data(cfg: Config, loaders: List[str]) -> None:
         if osp.isdir(path) if kind == 'dir' else osp.isfile(path):
             present.add(path)
             if kind == 'coco':
-                check_coco_annotations(path, key)
+                prefix = (ds or {}).get('data_prefix')
+                image_dir = (osp.join(ds.get('data_root', '') or '', prefix['img'])
+                             if isinstance(prefix, dict) and prefix.get('img') else None)
+                check_coco_annotations(path, key, image_dir)
             continue
         # A dataset's annotation file and folders are read relative to its data_root:
         # with the root missing, setting the root fixes them too. Other keys (an
@@ -160,10 +163,13 @@ def check_data(cfg: Config, loaders: List[str]) -> None:
 _COCO_CHECK_MAX_BYTES = 64 << 20
 
 
-def check_coco_annotations(path: str, key: str = 'ann_file') -> None:
+def check_coco_annotations(path: str, key: str = 'ann_file',
+                           image_dir: Optional[str] = None) -> None:
     """A COCO annotation file that the toolboxes would reject deep inside (as a
     JSONDecodeError, ``KeyError: 'categories'``, "need at least one array to
-    concatenate"): say which file and what is wrong with it."""
+    concatenate", ``KeyError: 'bbox'``): say which file and what is wrong with it.
+    Its records are checked too (:func:`coco_record_problems`): problems that would
+    stop the loader are an error; those it would skip in silence are warned of."""
     import json
     if osp.getsize(path) > _COCO_CHECK_MAX_BYTES:
         with open(path, 'rb') as f:
@@ -191,6 +197,54 @@ def check_coco_annotations(path: str, key: str = 'ann_file') -> None:
         raise UserError(f'{path} (read through {key}): holds zero images')
     if not data['categories']:
         raise UserError(f'{path} (read through {key}): holds zero categories')
+    fatal, skipped = coco_record_problems(data, image_dir)
+    if skipped:
+        from mmengine.logging import print_log
+        print_log(f'{path} (read through {key}): the loader skips these records: '
+                  + '; '.join(skipped), logger='current', level=30)
+    if fatal:
+        raise UserError(f'{path} (read through {key}): ' + '; '.join(fatal)
+                        + '. Fix or remove these records.')
+
+
+def coco_record_problems(data: dict, image_dir: Optional[str] = None):
+    """(fatal, skipped): what is wrong with a COCO file's annotation and image
+    records, one line per kind of problem with its count and the first record ids.
+    Fatal: what stops mmdet's loader (a missing or malformed ``bbox``, a record that
+    is not an object, an image file missing from ``image_dir``); skipped: what it
+    passes over without a word (boxes of no area, unknown categories, annotations of
+    no image)."""
+    from collections import defaultdict
+    images = {im.get('id'): im for im in data['images'] if isinstance(im, dict)}
+    categories = {c.get('id') for c in data['categories'] if isinstance(c, dict)}
+    found = defaultdict(list)  # (fatal, what) -> record ids
+    for ann in data.get('annotations') or []:
+        if not isinstance(ann, dict):
+            found[True, 'annotation records that are not JSON objects'].append('?')
+            continue
+        rid = ann.get('id', '?')
+        box = ann.get('bbox')
+        if 'bbox' not in ann:
+            found[True, "annotations without a 'bbox'"].append(rid)
+        elif not (isinstance(box, list) and len(box) == 4 and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in box)):
+            found[True, "annotations whose 'bbox' is not 4 numbers [x, y, w, h]"].append(rid)
+        elif box[2] <= 0 or box[3] <= 0:
+            found[False, 'annotations whose box has no positive width and height'].append(rid)
+        if ann.get('category_id') not in categories:
+            found[False, 'annotations whose category_id is not among the '
+                  'categories'].append(rid)
+        if ann.get('image_id') not in images:
+            found[False, 'annotations whose image_id names no image'].append(rid)
+    if image_dir and osp.isdir(image_dir):
+        for rid, im in images.items():
+            if not osp.isfile(osp.join(image_dir, str(im.get('file_name', '')))):
+                found[True, f'images whose file is missing from {image_dir}'].append(rid)
+    lines = {True: [], False: []}
+    for (fatal, what), ids in found.items():
+        shown = ', '.join(str(i) for i in ids[:5]) + (', ...' if len(ids) > 5 else '')
+        lines[fatal].append(f'{len(ids)} {what} (ids {shown})')
+    return lines[True], lines[False]
 
 
 def checkpoint_file(ref: str) -> str:
@@ -323,6 +377,8 @@ def prepare_output(path: str, flag: str = '--out') -> str:
     """Make sure ``path`` can be written before the work that produces it: its folder
     is created (as mmengine creates work dirs); one that cannot be is an error now,
     not after minutes of computation."""
+    if osp.isdir(path):
+        raise UserError(f'{flag} {path} is a folder; give a file path in it')
     folder = osp.dirname(osp.abspath(path))
     try:
         os.makedirs(folder, exist_ok=True)

@@ -43,8 +43,55 @@ def safe_load(path: str, map_location='cpu') -> dict:
                 f'Details: {_unsupported(text)}') from e
         raise CheckpointError(
             f'{path}: is corrupt or not a PyTorch checkpoint '
-            f'({type(e).__name__}: {text.splitlines()[0] if text else ""}). '
-            f'Delete it and download it again.') from e
+            f'({type(e).__name__}: {_torch_reason(text)}). {_corrupt_fix(path)}') from e
+
+
+def zoo_cache_dir() -> str:
+    """Where model-zoo checkpoints are downloaded to (``MMBIFORMER_HOME``, else the
+    user's cache folder)."""
+    home = os.environ.get('MMBIFORMER_HOME') or os.path.join(
+        os.environ.get('XDG_CACHE_HOME', os.path.expanduser('~/.cache')), 'mmbiformer')
+    return os.path.join(home, 'checkpoints')
+
+
+def _torch_reason(text: str) -> str:
+    """torch.load's reason, without its advice to load with ``weights_only=False``
+    (unsafe for a file of unknown origin)."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if lines and lines[0].startswith('Weights only load failed'):
+        # The unpickler's own words follow its "WeightsUnpickler error:" line.
+        after = [ln for ln in lines[1:] if 'weights_only' not in ln
+                 and not ln.startswith('Check the documentation')]
+        return after[0] if after else 'not a pickle of tensors'
+    return lines[0] if lines else ''
+
+
+def _intact(path: str) -> bool:
+    """A checkpoint file whose zip directory reads (as every torch.save file has)."""
+    import zipfile
+    try:
+        with zipfile.ZipFile(path) as z:
+            return bool(z.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
+def _corrupt_fix(path: str) -> str:
+    """What to do about the unreadable checkpoint ``path``: download a model-zoo file
+    anew; for a training checkpoint, the newest intact one beside it."""
+    import glob
+    full = os.path.abspath(path)
+    if full.startswith(os.path.abspath(zoo_cache_dir()) + os.sep):
+        return ('It is a model-zoo download: delete it and run the command again to '
+                'download it anew.')
+    others = [p for p in glob.glob(os.path.join(os.path.dirname(full), '*.pth'))
+              if os.path.abspath(p) != full and _intact(p)]
+    if others:
+        newest = max(others, key=os.path.getmtime)
+        return (f'The newest intact checkpoint beside it is {newest}: use that one '
+                f'(e.g. --resume {newest}).')
+    return ('Replace it with an intact copy (a save or a copy that was cut short leaves '
+            'an incomplete file).')
 
 
 def _unsupported(text: str) -> str:

@@ -22,6 +22,7 @@ import urllib.request
 from typing import Dict, List, Optional
 
 from .checkpoint import CheckpointError, extract_state_dict, safe_load
+from .checkpoint import zoo_cache_dir as cache_dir
 from .converters import OFFICIAL_MARKER, convert_official_file
 
 PACKAGE_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))  # mmbiformer/
@@ -60,12 +61,6 @@ def config_file(name: str) -> str:
 
 class ModelZooError(RuntimeError):
     """Unknown name, unreachable weights or a bad download, with what to do."""
-
-
-def cache_dir() -> str:
-    home = os.environ.get('MMBIFORMER_HOME') or osp.join(
-        os.environ.get('XDG_CACHE_HOME', osp.expanduser('~/.cache')), 'mmbiformer')
-    return osp.join(home, 'checkpoints')
 
 
 def load_index(path: Optional[str] = None) -> Dict[str, dict]:

@@ -1,0 +1,75 @@
+"""One training run per work dir (mmbiformer/utils/work_dir_lock.py, tools/train.py)."""
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from mmbiformer.utils.launch import UserError
+from mmbiformer.utils.work_dir_lock import LOCK_NAME, work_dir_lock
+from conftest import tool_error
+
+
+def _lock(work_dir, pid, host=None):
+    os.makedirs(work_dir, exist_ok=True)
+    with open(os.path.join(work_dir, LOCK_NAME), 'w') as f:
+        json.dump(dict(host=host or socket.gethostname(), pid=pid, started='then',
+                       command='tools/train.py A'), f)
+
+
+def _dead_pid():
+    proc = subprocess.Popen([sys.executable, '-c', 'pass'])
+    proc.wait()
+    return proc.pid
+
+
+def test_a_second_run_is_refused_and_names_the_holder(tmp_path):
+    with work_dir_lock(str(tmp_path), 'first'):
+        with pytest.raises(UserError, match=f'in use by another training run: process '
+                           f'{os.getpid()} on this host'):
+            with work_dir_lock(str(tmp_path), 'second'):
+                pass
+        assert json.loads((tmp_path / LOCK_NAME).read_text())['command'] == 'first'
+    assert not (tmp_path / LOCK_NAME).exists()  # released at the end
+
+
+def test_a_lock_on_another_host_is_not_taken(tmp_path):
+    _lock(tmp_path, _dead_pid(), host='elsewhere')  # its process cannot be checked here
+    with pytest.raises(UserError, match='on host elsewhere.*delete'):
+        with work_dir_lock(str(tmp_path)):
+            pass
+
+
+def test_a_stale_or_unreadable_lock_is_taken_over_with_a_message(tmp_path, monkeypatch):
+    import mmengine.logging
+    logged = []
+    monkeypatch.setattr(mmengine.logging, 'print_log', lambda msg, **kw: logged.append(msg))
+    dead = _dead_pid()
+    _lock(tmp_path, dead)
+    with work_dir_lock(str(tmp_path), 'mine'):
+        holder = json.loads((tmp_path / LOCK_NAME).read_text())
+        assert holder['pid'] == os.getpid() and holder['command'] == 'mine'
+    (tmp_path / LOCK_NAME).write_text('{not json')
+    with work_dir_lock(str(tmp_path)):
+        pass
+    out = '\n'.join(logged)
+    assert f'the lock of process {dead}, which has ended' in out
+    assert 'an unreadable lock' in out
+
+
+def test_only_rank_zero_holds_it(tmp_path, monkeypatch):
+    monkeypatch.setenv('RANK', '1')
+    _lock(tmp_path, os.getpid())
+    with work_dir_lock(str(tmp_path)):  # the rank-0 process holds it: pass through
+        pass
+
+
+def test_train_tool_refuses_a_busy_work_dir(tmp_path):
+    work = tmp_path / 'work'
+    _lock(work, os.getpid())
+    message = tool_error('tools/train.py', 'configs/det/retinanet_biformer_t.py',
+                         '--work-dir', str(work))
+    assert f'work dir {work} is in use by another training run' in message
+    assert sorted(os.listdir(work)) == [LOCK_NAME]  # nothing read, nothing written
