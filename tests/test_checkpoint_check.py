@@ -119,3 +119,25 @@ def test_checkpoint_of_another_task_is_named(file_heads, model_heads, file_task,
     assert f'checkpoint of a {file_task}' in msg and f'builds a {model_task}' in msg
     assert 'config it was trained with' in msg and "prefix='backbone.'" in msg
     assert 'backbone only' not in msg and 'fewer blocks' not in msg
+
+
+def test_a_fine_tune_start_may_differ_in_its_heads_only(small, tmp_path):
+    """load_from at a fine-tune's start: another number of classes (the head's shape)
+    passes, fewer blocks in the backbone does not; the hint says how to go on."""
+    other_head = dict(small.state_dict(), **{'head.weight': torch.zeros(5, 512),
+                                             'head.bias': torch.zeros(5)})
+    check_model_checkpoint(small, _save(tmp_path, other_head), heads_may_differ=True)
+    with pytest.raises(CheckpointError, match='fewer blocks.*To start, pass X'):
+        check_model_checkpoint(small, _save(tmp_path, Detectorish('tiny').state_dict()),
+                               heads_may_differ=True, hint='To start, pass X')
+
+
+def test_a_detector_of_other_heads_is_named(tmp_path):
+    """A RetinaNet checkpoint for a Mask R-CNN config: the heads of each, not 'another
+    arch or number of classes'."""
+    path = _save(tmp_path, _Task('bbox_head').state_dict())
+    with pytest.raises(CheckpointError) as e:
+        check_model_checkpoint(_Task('rpn_head', 'roi_head'), path)
+    msg = str(e.value)
+    assert 'another detection model: its heads are bbox_head, this config\'s are roi_head, ' \
+        'rpn_head' in msg and 'another arch' not in msg

@@ -78,6 +78,22 @@ def test_checkpoint_errors(tmp_path):
                                        checkpoint=str(tmp_path / 'missing.pth'))).init_weights()
 
 
+def test_fewer_blocks_are_refused_unless_allowed(tmp_path, monkeypatch):
+    """BiFormer-T weights (2, 2, 8, 2 blocks) for an S backbone (4, 4, 18, 4): every
+    tensor of T fits, but S's extra blocks would stay random, after an INFO line."""
+    import mmbiformer.weights.pretrained as pretrained
+    tiny = _save(tmp_path, {'state_dict': {'backbone.' + k: v for k, v in
+                                           BiFormer('tiny').state_dict().items()}})
+    with pytest.raises(CheckpointError, match=r'holds \[2, 2, 8, 2\] blocks per stage, '
+                       r'this arch has \[4, 4, 18, 4\].*allow_partial=True'):
+        BiFormer('small', init_cfg=dict(type='Pretrained', checkpoint=tiny)).init_weights()
+    logged = []
+    monkeypatch.setattr(pretrained, 'print_log', lambda m, **kw: logged.append(m))
+    BiFormer('small', init_cfg=dict(type='Pretrained', checkpoint=tiny,
+                                    allow_partial=True)).init_weights()
+    assert any('allow_partial=True: loading what fits' in m for m in logged)
+
+
 class _Evil:
     pass
 

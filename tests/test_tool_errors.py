@@ -120,12 +120,52 @@ def test_demo_and_load_from_checkpoint_errors(opts, tmp_path):
                     f'load_from={bad}'], f'{bad}: is corrupt')
 
 
+def test_start_weights_that_do_not_fit_are_refused(opts, tmp_path):
+    """load_from (a fine-tune's start) and --resume with a checkpoint of one block
+    fewer: refused before training, naming the fix."""
+    from mmbiformer.utils.launch import load_config
+    from conftest import build_model
+    cfg = load_config(CONFIG)
+    cfg.model.backbone.init_cfg = None
+    state = {k: v for k, v in build_model(cfg).state_dict().items()
+             if not k.startswith('backbone.stages.2.1.')}  # one block fewer
+    path = str(tmp_path / 'fewer.pth')
+    torch.save({'state_dict': state, 'meta': {}}, path)
+    work = ['--work-dir', str(tmp_path / 'w')]
+    _fails_cleanly(['tools/train.py', CONFIG, *work, *opts, f'load_from={path}'],
+                   f'{path} does not fit this model', 'fewer blocks',
+                   'pass --allow-partial')
+    # The same weights as a training checkpoint to --resume: not the optimizer's
+    # traceback, the model's mismatch.
+    torch.save({'state_dict': state, 'meta': {'epoch': 1, 'iter': 2}}, path)
+    _fails_cleanly(['tools/train.py', CONFIG, *work, '--resume', path, *opts],
+                   f'{path} does not fit this model', 'fewer blocks',
+                   'Resume with the config this run was trained with')
+    assert not osp.exists(tmp_path / 'w' / 'epoch_1.pth')
+
+
 def test_init_cfg_checkpoint_error_without_traceback(opts, tmp_path):
     bad = _corrupt_files(tmp_path)['text']
     # The config's own init_cfg (Pretrained) pointed at a corrupt file.
     keep = [o for o in opts if not o.startswith('model.backbone.init_cfg=')]
     _fails_cleanly(['tools/train.py', CONFIG, '--work-dir', str(tmp_path / 'w'), *keep,
                     f'model.backbone.init_cfg.checkpoint={bad}'], f'{bad}: is corrupt')
+
+
+@pytest.mark.parametrize('option,expected', [
+    ('param_scheduler.5.end=3', 'cannot set param_scheduler.5.end: Index 5 exceeds'),
+    ('custom_hooks.0.momentum=1e-3', 'custom_hooks must be a list of hook dicts'),
+    ('train_cfg.max_epochs=-1', 'train_cfg.max_epochs must be an integer >= 1, got -1'),
+    ('train_dataloader.batch_size=0', 'train_dataloader.batch_size must be an integer >= 1'),
+    ('model.backbone.arch=huge', "arch must be one of ['base', 'small', 'tiny']"),
+    ('model.backbone.n_win=0', 'n_win must be an int >= 1, got 0'),
+])
+def test_bad_option_values_are_one_line(option, expected, opts, tmp_path):
+    """A bad value given with --cfg-options ends in one line naming it, before any
+    training (no traceback from mmengine's merge, loop, loader or registry)."""
+    _fails_cleanly(['tools/train.py', CONFIG, '--work-dir', str(tmp_path / 'w'), *opts,
+                    option], expected)
+    assert not osp.exists(tmp_path / 'w' / 'epoch_1.pth')
 
 
 def test_launcher_without_torchrun(opts, tmp_path):

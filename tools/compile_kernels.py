@@ -16,6 +16,7 @@ import sys
 import torch
 
 import mmbiformer.openmmlab  # noqa: F401  (stack fixes before any toolbox import)
+from mmbiformer.errors import ArgumentError
 from mmbiformer.utils.kernel_warmup import plan, warm_up
 from mmbiformer.utils.launch import UserError, build_model, load_config
 
@@ -41,5 +42,5 @@ def main(argv=None):
 if __name__ == '__main__':
     try:
         main()
-    except UserError as e:
+    except (UserError, ArgumentError) as e:
         sys.exit(f'error: {e}')

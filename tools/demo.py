@@ -12,6 +12,7 @@ import argparse
 import sys
 
 import mmbiformer.openmmlab  # noqa: F401  (stack fixes, registrations)
+from mmbiformer.errors import ArgumentError
 from mmbiformer.weights.checkpoint import CheckpointError, check_model_checkpoint
 from mmbiformer.utils.launch import (UserError, load_config, read_image,
                                      readable_checkpoint, shrink_to_side)
@@ -138,5 +139,5 @@ def _cuda() -> bool:
 if __name__ == '__main__':
     try:
         main()
-    except (UserError, CheckpointError) as e:
+    except (UserError, ArgumentError, CheckpointError) as e:
         sys.exit(f'error: {e}')

@@ -16,6 +16,7 @@ import sys
 import torch
 
 import mmbiformer.openmmlab  # noqa: F401  (stack fixes, registrations)
+from mmbiformer.errors import ArgumentError
 from mmbiformer.analysis.flops import KINDS, count_macs, count_params
 from mmbiformer.utils.launch import UserError, build_model, load_config
 
@@ -57,7 +58,7 @@ def main(argv=None):
         else:
             model, _ = build_from_config(args.config)
             (macs, scope), name = measure(model, x), args.config
-    except UserError as e:
+    except (UserError, ArgumentError) as e:
         sys.exit(f'error: {e}')
     total = sum(macs.values())
     print(f'{name}, input 1x3x{args.shape[0]}x{args.shape[1]}, {scope}')

@@ -9,6 +9,7 @@ import json
 import sys
 
 import mmbiformer.openmmlab  # noqa: F401  (stack fixes before any toolbox import)
+from mmbiformer.errors import ArgumentError
 from mmbiformer.weights.checkpoint import CheckpointError, check_model_checkpoint
 from mmbiformer.utils.launch import (UserError, build_runner,
                                      check_data, checkpoint_file, dist_timeout,
@@ -73,5 +74,5 @@ def _number(value):
 if __name__ == '__main__':
     try:
         main()
-    except (UserError, CheckpointError) as e:
+    except (UserError, ArgumentError, CheckpointError) as e:
         sys.exit(f'error: {e}')

@@ -11,7 +11,8 @@ import os
 import sys
 
 import mmbiformer.openmmlab  # noqa: F401  (stack fixes before any toolbox import)
-from mmbiformer.weights.checkpoint import CheckpointError
+from mmbiformer.errors import ArgumentError
+from mmbiformer.weights.checkpoint import CheckpointError, check_model_checkpoint
 from mmbiformer.data import check_images
 from mmbiformer.engine import CheckpointSaveError, NonFiniteLossError
 from mmbiformer.weights.model_zoo import ModelZooError
@@ -42,6 +43,9 @@ def parse_args(argv=None):
                         'are moved to WORK_DIR/previous-<time>/ first (training from '
                         'scratch is otherwise refused there, as it would overwrite them)')
     parser.add_argument('--amp', action='store_true', help='mixed precision (fp16)')
+    parser.add_argument('--allow-partial', action='store_true',
+                        help='start from a load_from checkpoint even if it leaves weights '
+                        'beyond the heads unloaded or mis-shaped (refused otherwise)')
     parser.add_argument('--check-images', action='store_true',
                         help='decode every image and label map of the train and val '
                         'data before training (tools/check_data.py does it alone)')
@@ -83,8 +87,26 @@ def train(args, cfg) -> None:
               if world_size > 1 else f'python tools/train.py {args.config} --resume{where}')
     with distributed_run(dist_timeout(cfg), resume):
         runner = build_runner(cfg)
+        check_start_weights(runner, cfg, args.allow_partial)
         runner.register_hook(NothingLeftToTrain(), priority='LOWEST')
         runner.train()
+
+
+def check_start_weights(runner, cfg, allow_partial: bool) -> None:
+    """The checkpoint a run resumes or starts from, against the built model, before
+    mmengine loads it: it loads ``load_from`` non-strictly (another arch's weights
+    would train a half-random model after a log line) and meets a resumed optimizer
+    state of another model with a traceback."""
+    path = cfg.get('load_from')
+    if not path:
+        return
+    if cfg.get('resume'):
+        check_model_checkpoint(runner.model, path,
+                               hint='Resume with the config this run was trained with.')
+    else:  # a fine-tune's start: its heads may differ (another number of classes)
+        check_model_checkpoint(runner.model, path, allow_partial, heads_may_differ=True,
+                               hint='To start from the weights that fit anyway, pass '
+                               '--allow-partial.')
 
 
 class NothingLeftToTrain(Hook):
@@ -117,6 +139,7 @@ def add_hook(cfg, hook: dict) -> None:
 if __name__ == '__main__':
     try:
         main()
-    except (UserError, CheckpointError, ModelZooError,  # init_cfg checkpoints too
+    except (UserError, ArgumentError, CheckpointError,
+            ModelZooError,  # init_cfg checkpoints too
             NonFiniteLossError, CheckpointSaveError) as e:
         sys.exit(f'error: {e}')

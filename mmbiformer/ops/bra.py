@@ -19,6 +19,7 @@ from typing import Optional, Tuple
 import torch
 import torch.nn as nn
 
+from ..errors import ArgumentError
 from .attention import heads, merge_heads
 from .backends import choose_backend, normalize_impl, tracing
 from .backends.sdpa import SDPAPolicy
@@ -44,7 +45,7 @@ class QKVLinear(nn.Module):
 
 def _check(cond: bool, msg: str) -> None:
     if not cond:
-        raise ValueError(msg)
+        raise ArgumentError(msg)
 
 
 def _build_kv_down(mode: str, kv_per_win: Optional[int],

@@ -52,7 +52,12 @@ def load_config(path: str, cfg_options: Optional[dict] = None,
         raise UserError(f'config file not found: {path}.{near}')
     cfg = Config.fromfile(path)
     if cfg_options:
-        cfg.merge_from_dict(cfg_options)
+        for key, value in cfg_options.items():  # one at a time: the bad one is named
+            try:
+                cfg.merge_from_dict({key: value})
+            except (KeyError, TypeError, IndexError) as e:  # mmengine's words for it
+                raise UserError(f'--cfg-options: cannot set {key}: '
+                                f'{str(e).strip(chr(34))}') from e
     if work_dir:
         cfg.work_dir = work_dir
     elif cfg.get('work_dir') is None:
@@ -65,11 +70,38 @@ def tool_config(args) -> Config:
     ``--cfg-options`` and ``--work-dir``, its launcher set and checked."""
     from ..data import guard_loading
     cfg = load_config(args.config, args.cfg_options, args.work_dir)
+    check_run_values(cfg)
     cfg.launcher = args.launcher
     check_launcher(args.launcher)
     dist_timeout(cfg)  # the default where the config sets none
     guard_loading(cfg)  # an unreadable image or label map is named, or skipped
     return cfg
+
+
+def check_run_values(cfg: Config) -> None:
+    """The loop lengths and loader sizes of a config (its own or as ``--cfg-options``
+    set them), each checked with one line naming the key: mmengine meets a bad one as
+    an assertion or a DataLoader traceback deep inside."""
+    def need(key, value, low):
+        if value is None:
+            return
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise UserError(f'{key} must be an integer >= {low}, got {value!r}')
+    for key in ('max_epochs', 'max_iters', 'val_interval', 'val_begin'):
+        loop = cfg.get('train_cfg')
+        if isinstance(loop, dict):
+            need(f'train_cfg.{key}', loop.get(key), 0 if key == 'val_begin' else 1)
+    for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        loader = cfg.get(name)
+        if isinstance(loader, dict):
+            need(f'{name}.batch_size', loader.get('batch_size'), 1)
+            need(f'{name}.num_workers', loader.get('num_workers'), 0)
+    hooks = cfg.get('custom_hooks')
+    if hooks is not None and not (isinstance(hooks, (list, tuple)) and all(
+            isinstance(h, dict) and 'type' in h for h in hooks)):
+        raise UserError(f'custom_hooks must be a list of hook dicts (dict(type=...)), got '
+                        f'{hooks!r}: --cfg-options custom_hooks.N.KEY=V sets a key of '
+                        f'the N-th hook the config lists')
 
 
 def datasets(cfg: Config, loaders: List[str]) -> Iterator[Tuple[str, dict]]:

@@ -152,15 +152,22 @@ def check_finite(state: Dict[str, torch.Tensor], path: str) -> None:
 _OPTIONAL_SUFFIXES = ('num_batches_tracked', )
 
 
+EVALUATE_HINT = 'To evaluate such a model anyway, pass --allow-partial.'
+
+
 def check_model_checkpoint(model: torch.nn.Module, path: str,
-                           allow_partial: bool = False) -> None:
+                           allow_partial: bool = False, heads_may_differ: bool = False,
+                           hint: str = EVALUATE_HINT) -> None:
     """Refuse a checkpoint that would leave weights of ``model`` unloaded or mis-shaped.
 
-    mmengine loads ``load_from`` (test, demo, inferencers) non-strictly and only logs
-    what did not fit, so a wrong file evaluates a mostly random model with exit 0. This
-    reads the file as mmengine will and compares keys and shapes with ``model``; with
-    ``allow_partial`` a mismatch is logged instead. Keys the model does not have
-    (``unexpected``) are reported but not refused on their own.
+    mmengine loads ``load_from`` (test, demo, inferencers, the start of a fine-tune)
+    non-strictly and only logs what did not fit, so a wrong file evaluates or trains a
+    mostly random model with exit 0. This reads the file as mmengine will and compares
+    keys and shapes with ``model``; with ``allow_partial`` a mismatch is logged
+    instead. Keys the model does not have (``unexpected``) are reported but not refused
+    on their own. ``heads_may_differ`` (a fine-tune's start): the heads' weights may be
+    missing or of other shapes (another number of classes); the rest must fit. ``hint``
+    ends the refusal: how to go on anyway.
     """
     model = getattr(model, 'module', model)  # DDP / TTA wrappers
     state = extract_state_dict(safe_load(path), path)
@@ -170,6 +177,9 @@ def check_model_checkpoint(model: torch.nn.Module, path: str,
     unexpected = [k for k in state if k not in own]
     misshaped = [f'{k}: file {tuple(state[k].shape)}, model {tuple(own[k].shape)}'
                  for k in own if k in state and state[k].shape != own[k].shape]
+    if heads_may_differ and _heads_of(state) == _heads_of(own):
+        missing = [k for k in missing if not _is_head(k)]
+        misshaped = [m for m in misshaped if not _is_head(m)]
     if not missing and not misshaped:
         if unexpected:
             print_log(f'{path}: {len(unexpected)} weights the model does not have were '
@@ -187,8 +197,7 @@ def check_model_checkpoint(model: torch.nn.Module, path: str,
         print_log(message + ' Loading it anyway (--allow-partial).', logger='current',
                   level=30)
         return
-    raise CheckpointError(message + ' To evaluate such a model anyway, pass '
-                          '--allow-partial.')
+    raise CheckpointError(f'{message} {hint}')
 
 
 # Weight-name prefixes that tell which toolbox's task a whole model is for.
@@ -204,8 +213,25 @@ def _task_of(keys) -> str:
     return ''
 
 
+def _is_head(key: str) -> bool:
+    return key.split('.')[0].endswith('head')
+
+
+def _heads_of(keys) -> list:
+    """The top-level head modules of a whole model's weights (``rpn_head``, ...)."""
+    return sorted({k.split('.')[0] for k in keys if _is_head(k)})
+
+
 def _likely_cause(own, state, missing, misshaped) -> str:
     file_task, model_task = _task_of(state), _task_of(own)
+    file_heads, model_heads = _heads_of(state), _heads_of(own)
+    if file_task and file_task == model_task and file_heads != model_heads:
+        return (f'it is the checkpoint of another {file_task.split()[1]} model: its heads '
+                f'are {", ".join(file_heads)}, this config\'s are {", ".join(model_heads)} '
+                f'(e.g. a RetinaNet checkpoint for a Mask R-CNN config): use the config it '
+                f'was trained with; to start from its backbone instead, train with '
+                f"model.backbone.init_cfg=dict(type='Pretrained', checkpoint=PATH, "
+                f"prefix='backbone.').")
     if file_task and model_task and file_task != model_task:
         heads = sorted({k.split('.')[0] for k in state
                         if k.startswith(sum((p for _, p in _TASK_HEADS), ()))})

@@ -11,12 +11,26 @@ from .checkpoint import (CheckpointError, backbone_state_dict, extract_state_dic
 from .model_zoo import resolve_checkpoint
 
 
+def stage_depths(keys) -> list:
+    """Blocks per stage of a BiFormer state dict (``stages.I.J.*`` keys)."""
+    depths = [0, 0, 0, 0]
+    for k in keys:
+        parts = k.split('.')
+        if len(parts) > 2 and parts[0] == 'stages' and parts[1].isdigit() \
+                and parts[2].isdigit() and int(parts[1]) < 4:
+            depths[int(parts[1])] = max(depths[int(parts[1])], int(parts[2]) + 1)
+    return depths
+
+
 def load_pretrained_backbone(module: torch.nn.Module, checkpoint: str,
-                             prefix: Optional[str] = None) -> None:
+                             prefix: Optional[str] = None,
+                             allow_partial: bool = False) -> None:
     """Load an official or mmbiformer checkpoint into a BiFormer backbone.
 
-    Missing and unexpected keys are logged; a checkpoint that matches no key, or
-    whose shapes do not fit (another arch), raises :class:`CheckpointError`.
+    Unexpected keys are logged; a checkpoint that matches no key, whose shapes do not
+    fit (another arch), or that leaves weights of the stages unloaded (fewer blocks:
+    BiFormer-T weights for an S model) raises :class:`CheckpointError`; with
+    ``allow_partial`` the last is only logged (a partial load on purpose).
     """
     path = resolve_checkpoint(checkpoint)
     state = backbone_state_dict(extract_state_dict(safe_load(path), path), prefix)
@@ -37,6 +51,20 @@ def load_pretrained_backbone(module: torch.nn.Module, checkpoint: str,
             f'{path}: {len(mismatched)} weights do not fit this arch (e.g. '
             f'{"; ".join(mismatched[:3])}). Pick the arch the checkpoint was '
             f'trained with (tiny/small/base).')
+    unloaded = [k for k in own if k not in state
+                and k.startswith(('stages.', 'downsample_layers.'))
+                and not k.endswith('num_batches_tracked')]
+    if unloaded:
+        mine, theirs = stage_depths(own), stage_depths(state)
+        message = (f'{path}: {len(unloaded)} weights of the backbone\'s stages are not in '
+                   f'it (e.g. {unloaded[:3]}): it holds {theirs} blocks per stage, this '
+                   f'arch has {mine}. Pick the arch the checkpoint was trained with '
+                   f"(arch='tiny', 'small' or 'base')")
+        if not allow_partial:
+            raise CheckpointError(message + "; to load it partly on purpose, add "
+                                  "allow_partial=True to the backbone's init_cfg.")
+        print_log(message + ' (allow_partial=True: loading what fits).', logger='current',
+                  level=30)
     result = module.load_state_dict({k: state[k] for k in matched}, strict=False)
     unexpected = sorted(set(state) - set(own))
     print_log(f'Loaded {len(matched)}/{len(own)} backbone weights from {path}',

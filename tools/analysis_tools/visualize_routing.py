@@ -17,6 +17,7 @@ import argparse
 import sys
 
 import mmbiformer.openmmlab  # noqa: F401  (stack fixes, registrations)
+from mmbiformer.errors import ArgumentError
 from mmbiformer.weights.checkpoint import CheckpointError, check_model_checkpoint
 from mmbiformer.utils.launch import (UserError, build_model, load_config,
                                      prepare_output, read_image, readable_checkpoint,
@@ -118,7 +119,7 @@ def cli(argv=None):
     """:func:`main` with the errors a user can fix printed without a traceback."""
     try:
         main(argv)
-    except (UserError, CheckpointError, RoutingError) as e:
+    except (UserError, ArgumentError, CheckpointError, RoutingError) as e:
         sys.exit(f'error: {e}')
 
 

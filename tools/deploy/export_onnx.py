@@ -23,6 +23,7 @@ import sys
 import time
 
 import mmbiformer.openmmlab  # noqa: F401  (stack fixes, registrations)
+from mmbiformer.errors import ArgumentError
 from mmbiformer.weights.checkpoint import CheckpointError, check_model_checkpoint
 from mmbiformer.deploy import OPSETS, ExportError, check_opset
 from mmbiformer.utils.launch import (UserError, build_model, load_config,
@@ -125,5 +126,5 @@ def main(argv=None):
 if __name__ == '__main__':
     try:
         main()
-    except (UserError, CheckpointError, ExportError) as e:
+    except (UserError, ArgumentError, CheckpointError, ExportError) as e:
         sys.exit(f'error: {e}')

@@ -19,6 +19,7 @@ from mmengine.model import BaseModule
 from mmengine.model.weight_init import trunc_normal_
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from ...errors import ArgumentError
 from ...ops.backends import tracing
 from ...ops.layer_norm import LayerNorm, drop_path_scale
 from ...ops.global_attention import GlobalAttentionLePE  # noqa: F401 (old import path)
@@ -82,8 +83,8 @@ class BiFormerBlock(nn.Module):
                  **bra_kwargs):
         super().__init__()
         if not (isinstance(topk, int) and (topk >= 1 or topk in (-1, -2))):
-            raise ValueError(f'topk must be >= 1 (routing), -1 (global attention) or '
-                             f'-2 (global attention with LePE), got {topk!r}')
+            raise ArgumentError(f'topk must be >= 1 (routing), -1 (global attention) or '
+                                f'-2 (global attention with LePE), got {topk!r}')
         attn_type = attn_type or ('bra' if topk > 0 else 'global')
         self.pos_embed = DepthwiseConv2d(dim, 3)
         self.norm1 = LayerNorm(dim, eps=1e-6)
@@ -142,21 +143,21 @@ def _resolve_arch(arch: Union[str, dict]) -> dict:
     if isinstance(arch, str):
         name = ARCH_ALIASES.get(arch.lower(), arch.lower())
         if name not in ARCH_SETTINGS:
-            raise ValueError(f'arch must be one of {sorted(ARCH_SETTINGS)} (or '
-                             f'{sorted(ARCH_ALIASES)}) or a dict, got {arch!r}')
+            raise ArgumentError(f'arch must be one of {sorted(ARCH_SETTINGS)} (or '
+                                f'{sorted(ARCH_ALIASES)}) or a dict, got {arch!r}')
         return copy.deepcopy(ARCH_SETTINGS[name])
     if not isinstance(arch, dict):
-        raise ValueError(f'arch must be a str or a dict, got {type(arch).__name__}')
+        raise ArgumentError(f'arch must be a str or a dict, got {type(arch).__name__}')
     missing = [k for k in _ARCH_REQUIRED if k not in arch]
     unknown = [k for k in arch if k not in _ARCH_REQUIRED + _ARCH_OPTIONAL]
     if missing or unknown:
-        raise ValueError(f'arch dict: missing keys {missing}, unknown keys {unknown}; '
-                         f'required {list(_ARCH_REQUIRED)}, optional {list(_ARCH_OPTIONAL)}')
+        raise ArgumentError(f'arch dict: missing keys {missing}, unknown keys {unknown}; '
+                            f'required {list(_ARCH_REQUIRED)}, optional {list(_ARCH_OPTIONAL)}')
     arch = copy.deepcopy(arch)
     for key in ('depths', 'embed_dims', 'topks'):
         if len(arch[key]) != 4:
-            raise ValueError(f'arch[{key!r}] needs 4 entries (one per stage), '
-                             f'got {arch[key]!r}')
+            raise ArgumentError(f'arch[{key!r}] needs 4 entries (one per stage), '
+                                f'got {arch[key]!r}')
     return arch
 
 
@@ -171,8 +172,8 @@ def _cp_stages(with_cp) -> Tuple[int, ...]:
     if (isinstance(with_cp, (list, tuple))
             and all(isinstance(i, int) and 0 <= i <= 3 for i in with_cp)):
         return tuple(sorted(set(with_cp)))
-    raise ValueError(f'with_cp must be a bool or a list of stage indices (0-3), got '
-                     f'{with_cp!r}')
+    raise ArgumentError(f'with_cp must be a bool or a list of stage indices (0-3), got '
+                        f'{with_cp!r}')
 
 
 def _graph_cfg(cuda_graph, random_cp: bool, compile) -> Optional[dict]:
@@ -182,35 +183,35 @@ def _graph_cfg(cuda_graph, random_cp: bool, compile) -> Optional[dict]:
     if cuda_graph is True:
         cuda_graph = {}
     if not isinstance(cuda_graph, dict):
-        raise ValueError(f'cuda_graph must be a bool or a dict with keys '
-                         f'{sorted(GRAPH_DEFAULTS)}, got {cuda_graph!r}')
+        raise ArgumentError(f'cuda_graph must be a bool or a dict with keys '
+                            f'{sorted(GRAPH_DEFAULTS)}, got {cuda_graph!r}')
     unknown = sorted(set(cuda_graph) - set(GRAPH_DEFAULTS))
     if unknown:
-        raise ValueError(f'cuda_graph: unknown keys {unknown}; valid: {sorted(GRAPH_DEFAULTS)}')
+        raise ArgumentError(f'cuda_graph: unknown keys {unknown}; valid: {sorted(GRAPH_DEFAULTS)}')
     cfg = dict(GRAPH_DEFAULTS, **cuda_graph)
     divisor = cfg['size_divisor']
     if divisor is not None and not (isinstance(divisor, int) and divisor >= 1):
-        raise ValueError(f'cuda_graph.size_divisor must be a positive int or None, got '
-                         f'{divisor!r}')
+        raise ArgumentError(f'cuda_graph.size_divisor must be a positive int or None, got '
+                            f'{divisor!r}')
     for key in ('max_graphs', 'warmup'):
         if not (isinstance(cfg[key], int) and cfg[key] >= 1):
-            raise ValueError(f'cuda_graph.{key} must be an int >= 1, got {cfg[key]!r}')
+            raise ArgumentError(f'cuda_graph.{key} must be an int >= 1, got {cfg[key]!r}')
     if not (isinstance(cfg['inference_graphs'], int) and cfg['inference_graphs'] >= 0):
-        raise ValueError(f'cuda_graph.inference_graphs must be an int >= 0, got '
-                         f'{cfg["inference_graphs"]!r}')
+        raise ArgumentError(f'cuda_graph.inference_graphs must be an int >= 0, got '
+                            f'{cfg["inference_graphs"]!r}')
     if random_cp:
-        raise ValueError('cuda_graph cannot be combined with with_cp on blocks with dropout '
-                         'inside (their recomputation reads the RNG state on the host); '
-                         'choose one')
+        raise ArgumentError('cuda_graph cannot be combined with with_cp on blocks with dropout '
+                            'inside (their recomputation reads the RNG state on the host); '
+                            'choose one')
     if compile:
-        raise ValueError('cuda_graph cannot be combined with compile; choose one')
+        raise ArgumentError('cuda_graph cannot be combined with compile; choose one')
     return cfg
 
 
 def _per_stage(value, name: str) -> list:
     values = list(value) if isinstance(value, (list, tuple)) else [value] * 4
     if len(values) != 4:
-        raise ValueError(f'{name} needs 4 entries (one per stage), got {value!r}')
+        raise ArgumentError(f'{name} needs 4 entries (one per stage), got {value!r}')
     return values
 
 
@@ -332,32 +333,32 @@ class BiFormer(BaseModule):
             out_indices = (out_indices, )
         out_indices = tuple(i + 4 if i < 0 else i for i in out_indices)
         if not out_indices or any(i not in range(4) for i in out_indices):
-            raise ValueError(f'out_indices must be a non-empty subset of (0, 1, 2, 3), '
-                             f'got {out_indices!r}')
+            raise ArgumentError(f'out_indices must be a non-empty subset of (0, 1, 2, 3), '
+                                f'got {out_indices!r}')
         if out_norm not in ('layernorm', 'batchnorm', 'none'):
-            raise ValueError(f"out_norm must be 'layernorm', 'batchnorm' or 'none', "
-                             f'got {out_norm!r}')
+            raise ArgumentError(f"out_norm must be 'layernorm', 'batchnorm' or 'none', "
+                                f'got {out_norm!r}')
         if out_norm == 'batchnorm' and out_indices != (3, ):
-            raise ValueError("out_norm='batchnorm' is the classification norm of the "
-                             f'last stage: use out_indices=(3,), got {out_indices!r}')
+            raise ArgumentError("out_norm='batchnorm' is the classification norm of the "
+                                f'last stage: use out_indices=(3,), got {out_indices!r}')
         if not (isinstance(frozen_stages, int) and -1 <= frozen_stages <= 4):
-            raise ValueError(f'frozen_stages must be an int in [-1, 4] (-1: nothing, 0: '
-                             f'the stem, k: the stem and k stages), got {frozen_stages!r}')
+            raise ArgumentError(f'frozen_stages must be an int in [-1, 4] (-1: nothing, 0: '
+                                f'the stem, k: the stem and k stages), got {frozen_stages!r}')
         if not 0 <= drop_path_rate < 1:
-            raise ValueError(f'drop_path_rate must be in [0, 1), got {drop_path_rate!r}')
+            raise ArgumentError(f'drop_path_rate must be in [0, 1), got {drop_path_rate!r}')
         self.out_indices = out_indices
         self.out_norm = out_norm
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
         self.cp_stages = _cp_stages(with_cp)
         if not isinstance(compile, (bool, dict)):
-            raise ValueError(f'compile must be a bool or a dict of torch.compile '
-                             f'arguments, got {compile!r}')
+            raise ArgumentError(f'compile must be a bool or a dict of torch.compile '
+                                f'arguments, got {compile!r}')
         self.compile_cfg = ({} if compile is True else compile) if compile else None
         self._compiled_forward = None
         if mlp_recompute not in MLP_RECOMPUTE:
-            raise ValueError(f'mlp_recompute must be one of {MLP_RECOMPUTE}, got '
-                             f'{mlp_recompute!r}')
+            raise ArgumentError(f'mlp_recompute must be one of {MLP_RECOMPUTE}, got '
+                                f'{mlp_recompute!r}')
         self._graphs = None
         self._inference_graphs = None
 
@@ -429,7 +430,8 @@ class BiFormer(BaseModule):
             from ...weights.pretrained import load_pretrained_backbone
             self.apply(self._default_init)  # for any key the checkpoint lacks
             load_pretrained_backbone(self, cfg['checkpoint'],
-                                     prefix=cfg.get('prefix', None))
+                                     prefix=cfg.get('prefix', None),
+                                     allow_partial=cfg.get('allow_partial', False))
             self._is_init = True
         elif cfg is None:
             self.apply(self._default_init)
@@ -473,8 +475,8 @@ class BiFormer(BaseModule):
 
     def forward(self, x: torch.Tensor) -> tuple:
         if x.dim() != 4:
-            raise ValueError(f'BiFormer expects an NCHW image batch, got shape '
-                             f'{tuple(x.shape)}')
+            raise ArgumentError(f'BiFormer expects an NCHW image batch, got shape '
+                                f'{tuple(x.shape)}')
         if self.graph_cfg is not None and self._graphable(x):
             return self._graphed_forward(x)
         if self.graph_cfg is not None and self._inference_graphable(x):
