@@ -96,7 +96,9 @@ def test_stalled_rank_is_named_after_the_configured_timeout(tmp_path):
     assert proc.returncode != 0 and time.time() - start < 200, out[-3000:]
     assert 'error: rank 0 of 2: a collective operation timed out after 12 s' in out, out[-3000:]
     assert 'Rank(s) that did not answer: rank 1 (last: train iteration 1 done)' in out
-    assert f'tools/dist_train.sh {CONFIG} 2 --resume --work-dir {work}' in out
+    # A command that runs here: dist_train.sh refuses 2 processes without GPUs.
+    assert (f'python -m torch.distributed.run --nproc_per_node=2 tools/train.py {CONFIG} '
+            f'--launcher pytorch --resume --work-dir {work}') in out
 
 
 def test_a_failed_save_says_what_to_do_for_its_cause(tmp_path):

@@ -173,3 +173,23 @@ def test_partial_save_of_a_killed_run_is_removed(tmp_path, warnings):
     assert _resolve(tmp_path, 'auto').load_from == paths[0]
     assert not part.exists()
     assert any('epoch_2.pth.part' in w and 'interrupted' in w for w in warnings)
+
+
+def test_a_resumed_run_at_its_end_says_nothing_was_left():
+    """Resuming a finished run trains nothing; it says so, with the key to raise (and
+    says nothing when iterations ran, or for a run from scratch)."""
+    from types import SimpleNamespace
+
+    from mmbiformer.utils.resume import NothingLeftToTrain
+    said = []
+    logger = SimpleNamespace(warning=said.append)
+    loop = SimpleNamespace(max_epochs=2)
+    for start, end in ((8, 8), (4, 8), (0, 0)):
+        runner = SimpleNamespace(iter=start, epoch=2, train_loop=loop, logger=logger)
+        hook = NothingLeftToTrain()
+        hook.before_train(runner)
+        runner.iter = end
+        hook.after_train(runner)
+    assert said == ['nothing left to train: the run resumed at epoch 2 of max_epochs=2, '
+                    'its end. To train longer, raise it (--cfg-options '
+                    'train_cfg.max_epochs=N).']

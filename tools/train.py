@@ -17,7 +17,6 @@ from mmbiformer.data import check_images
 from mmbiformer.engine import CheckpointSaveError, NonFiniteLossError
 from mmbiformer.weights.model_zoo import ModelZooError
 from mmbiformer.utils.batch_scaling import batch_policy
-from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmbiformer.utils.launch import (UserError, build_runner,
                                      check_data, dist_timeout, distributed_run,
@@ -25,7 +24,7 @@ from mmbiformer.utils.launch import (UserError, build_runner,
                                      parse_tool_args,
                                      tool_config, readable_checkpoint,
                                      setup_cpu_distributed, use_amp)
-from mmbiformer.utils.resume import resolve_resume
+from mmbiformer.utils.resume import NothingLeftToTrain, resolve_resume
 from mmbiformer.utils.work_dir_lock import work_dir_lock
 
 
@@ -83,13 +82,25 @@ def train(args, cfg) -> None:
         check_images(cfg, ['train_dataloader', 'val_dataloader'])
     setup_cpu_distributed(cfg, args.launcher)
     where = f' --work-dir {args.work_dir}' if args.work_dir else ''
-    resume = (f'tools/dist_train.sh {args.config} {world_size} --resume{where}'
-              if world_size > 1 else f'python tools/train.py {args.config} --resume{where}')
+    resume = resume_command(args.config, world_size, where)
     with distributed_run(dist_timeout(cfg), resume):
         runner = build_runner(cfg)
         check_start_weights(runner, cfg, args.allow_partial)
         runner.register_hook(NothingLeftToTrain(), priority='LOWEST')
         runner.train()
+
+
+def resume_command(config: str, world_size: int, where: str) -> str:
+    """The command that resumes this run where it runs: dist_train.sh starts one
+    process per GPU and refuses several on a machine without GPUs, where torchrun
+    itself does it (gloo)."""
+    import torch
+    if world_size == 1:
+        return f'python tools/train.py {config} --resume{where}'
+    if torch.cuda.is_available():
+        return f'tools/dist_train.sh {config} {world_size} --resume{where}'
+    return (f'python -m torch.distributed.run --nproc_per_node={world_size} tools/train.py '
+            f'{config} --launcher pytorch --resume{where}')
 
 
 def check_start_weights(runner, cfg, allow_partial: bool) -> None:
@@ -107,26 +118,6 @@ def check_start_weights(runner, cfg, allow_partial: bool) -> None:
         check_model_checkpoint(runner.model, path, allow_partial, heads_may_differ=True,
                                hint='To start from the weights that fit anyway, pass '
                                '--allow-partial.')
-
-
-class NothingLeftToTrain(Hook):
-    """Says so when a resumed run was already at its end (no iteration ran): a resume
-    that exits 0 without a word reads as a run that trained."""
-
-    def before_train(self, runner) -> None:
-        self.start = runner.iter
-
-    def after_train(self, runner) -> None:
-        if runner.iter != self.start or not self.start:
-            return
-        loop = runner.train_loop
-        where = (f'epoch {runner.epoch} of max_epochs={loop.max_epochs}'
-                 if hasattr(loop, 'max_epochs') else
-                 f'iteration {runner.iter} of max_iters={loop.max_iters}')
-        key = 'max_epochs' if hasattr(loop, 'max_epochs') else 'max_iters'
-        runner.logger.warning(
-            f'nothing left to train: the run resumed at {where}, its end. To train '
-            f'longer, raise it (--cfg-options train_cfg.{key}=N).')
 
 
 def add_hook(cfg, hook: dict) -> None:

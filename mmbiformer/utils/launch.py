@@ -348,6 +348,9 @@ def setup_cpu_distributed(cfg: Config, launcher: str) -> None:
     if launcher != 'pytorch' or torch.cuda.is_available():
         return
     import torch.distributed as dist
+    # The backend the run uses, as the logged environment and mmengine read it.
+    cfg.setdefault('env_cfg', ConfigDict()).setdefault('dist_cfg', ConfigDict())
+    cfg.env_cfg.dist_cfg.backend = 'gloo'
     if not dist.is_initialized():
         from datetime import timedelta
         dist.init_process_group(backend='gloo', timeout=timedelta(seconds=dist_timeout(cfg)))

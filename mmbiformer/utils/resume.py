@@ -17,6 +17,7 @@ import time
 from typing import Dict, List, Optional, Tuple
 
 import torch
+from mmengine.hooks import Hook
 from mmengine.logging import print_log
 
 from .launch import UserError, check_resume_checkpoint, checkpoint_file
@@ -213,3 +214,23 @@ def resolve_resume(cfg, resume: Optional[str], if_possible: bool = False,
         f'--resume: no checkpoint to resume from in {work_dir}. Check --work-dir, pass '
         f'the checkpoint itself (--resume PATH), or use --resume-if-possible to start '
         f'from scratch when there is none.')
+
+
+class NothingLeftToTrain(Hook):
+    """Says so when a resumed run was already at its end (no iteration ran): a resume
+    that exits 0 without a word reads as a run that trained."""
+
+    def before_train(self, runner) -> None:
+        self.start = runner.iter
+
+    def after_train(self, runner) -> None:
+        if runner.iter != self.start or not self.start:
+            return
+        loop = runner.train_loop
+        where = (f'epoch {runner.epoch} of max_epochs={loop.max_epochs}'
+                 if hasattr(loop, 'max_epochs') else
+                 f'iteration {runner.iter} of max_iters={loop.max_iters}')
+        key = 'max_epochs' if hasattr(loop, 'max_epochs') else 'max_iters'
+        runner.logger.warning(
+            f'nothing left to train: the run resumed at {where}, its end. To train '
+            f'longer, raise it (--cfg-options train_cfg.{key}=N).')
