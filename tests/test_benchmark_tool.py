@@ -136,3 +136,37 @@ def test_pipeline_keeps_the_schedules_first_phase(bench_tool, tmp_path):
     assert [s.get('begin', 0) for s in cfg.param_scheduler] == [0, 20]
     prepare(cfg, 2, str(tmp_path), amp=False, workers=None)
     assert [s['type'] for s in cfg.param_scheduler] == ['LinearLR']
+
+
+def test_loader_rates(bench_tool, tmp_path, capsys):
+    """The loader benchmark times one worker and the config's DataLoader on generated
+    ImageNet-layout JPEGs listed as often as the batches need."""
+    import json
+    out = tmp_path / 'loader.json'
+    bench_tool.main(['loader', 'configs/cls/biformer_t_in1k.py', '--workers', '0', '1',
+                     '--batch', '2', '--batches', '2', '--samples', '4', '--size', '48',
+                     '64', '--work-dir', str(tmp_path), '--out', str(out)])
+    text = capsys.readouterr().out
+    assert 'training pipeline on 48x64 JPEGs, batch 2' in text and 'one worker' in text
+    result = json.loads(out.read_text())
+    assert [r['workers'] for r in result['rows']] == [0, 1]
+    assert result['per_worker'] > 0 and all(r['img_s'] > 0 for r in result['rows'])
+    with open(osp.join(result['data_root'], 'meta', 'train.txt')) as f:
+        assert len(f.read().splitlines()) == 2 * (2 + 2) * 1  # batch x (batches + 2)
+
+
+def test_pipeline_test_mode_runs_the_test_loop_alone(tmp_path):
+    """--test: the config's test loop on the generated validation images (its
+    evaluator's annotation file too), no training, fresh weights, fp16 with --amp."""
+    from types import SimpleNamespace
+
+    from mmbiformer.benchmarking import pipeline
+    cfg = pipeline.load_any_config('configs/det/retinanet_biformer_t.py')
+    args = SimpleNamespace(test=True)
+    pipeline.point_at_data(cfg, 'coco', str(tmp_path), pipeline.loader_key(args))
+    pipeline.prepare_test(cfg, str(tmp_path / 'w'), True, 2)
+    assert cfg.test_dataloader.dataset.data_root == str(tmp_path) + '/'
+    assert cfg.test_evaluator.ann_file == f'{tmp_path}/annotations/instances_val2017.json'
+    assert cfg.train_dataloader is None and cfg.train_cfg is None and cfg.val_cfg is None
+    assert cfg.model.backbone.init_cfg is None and cfg.test_cfg.fp16
+    assert cfg.test_dataloader.num_workers == 2

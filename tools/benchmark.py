@@ -5,6 +5,7 @@
     python tools/benchmark.py trunk --arch small --shape 2 800 1216 --n-win 16
     python tools/benchmark.py bra                                          # op sizes
     python tools/benchmark.py step --ddp     # the cls config's step, eager / captured, DDP
+    python tools/benchmark.py loader configs/cls/biformer_s_in1k.py --workers 1 8   # input
     python tools/benchmark.py pipeline configs/det/maskrcnn_biformer_s.py --amp \
         --vs mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py          # whole configs
     python tools/benchmark.py pipeline --test configs/det/maskrcnn_biformer_s.py \
@@ -542,13 +543,35 @@ def pipeline_main(argv) -> None:
         sys.exit(f'error: {e}')
 
 
+def loader_main(argv) -> None:
+    import json
+
+    from mmbiformer.benchmarking import loader
+    from mmbiformer.utils.launch import UserError
+    parser = argparse.ArgumentParser(prog='benchmark.py loader', description=loader.__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    loader.arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        loader.workers_list(args.workers)
+        result = loader.run(args)
+    except UserError as e:
+        sys.exit(f'error: {e}')
+    print(loader.table(result))
+    if args.out:
+        with open(args.out, 'w') as f:
+            json.dump(result, f, indent=1)
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ['pipeline']:
         return pipeline_main(argv[1:])
+    if argv[:1] == ['loader']:
+        return loader_main(argv[1:])
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('what', choices=['cls', 'trunk', 'bra', 'step', 'pipeline'])
+    parser.add_argument('what', choices=['cls', 'trunk', 'bra', 'step', 'pipeline', 'loader'])
     parser.add_argument('--config', default='configs/cls/biformer_s_in1k.py',
                         help='step: the classification config whose training step is timed')
     parser.add_argument('--ddp', action='store_true',
