@@ -53,7 +53,9 @@ def test_train_resume_test(task, keys, resume, demo, data, tmp_path, capsys):
     capsys.readouterr()
     run_in_process('tools/test.py', config, ckpt, '--work-dir', work, '--cfg-options',
                    *opts(2))
-    metrics = tool_metrics(capsys.readouterr().out)
+    out = capsys.readouterr().out
+    metrics = tool_metrics(out)
+    assert re.search(r'\] (\d+)/\1, [\d.]+ task/s, elapsed', out), out[-2000:]  # progress
     for key in keys:
         assert key in metrics, metrics
         assert 0 <= metrics[key] <= 100, metrics
@@ -133,3 +135,17 @@ def test_dist_train_refuses_more_gpus_than_present():
     proc = subprocess.run(['bash', 'tools/dist_train.sh', 'configs/det/nope.py', '1'],
                           cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode != 0 and 'config file not found' in proc.stderr
+
+
+def test_test_progress_bar_counts_batches():
+    import io
+    from types import SimpleNamespace
+
+    from mmbiformer.engine import TestProgressHook
+    out = io.StringIO()
+    hook, runner = TestProgressHook(file=out), SimpleNamespace(test_dataloader=[0] * 3)
+    hook.before_test_epoch(runner)
+    for i in range(3):
+        hook.after_test_iter(runner, i)
+    hook.after_test_epoch(runner)
+    assert '3/3' in out.getvalue() and 'ETA' in out.getvalue() and out.getvalue()[-1] == '\n'

@@ -117,7 +117,8 @@ def test_diverging_run_stops_and_keeps_finite_checkpoints(tmp_path):
     ckpt['state_dict'][key] = ckpt['state_dict'][key] * float('nan')
     bad = str(tmp_path / 'nan.pth')
     torch.save(ckpt, bad)
-    code, out = run_tool('tools/test.py', CONFIG, bad, *opts, check=False)
+    code, out = run_tool('tools/test.py', CONFIG, bad, '--work-dir', str(tmp_path / 'test'),
+                         *opts, check=False)
     assert code != 0 and 'Traceback' not in out
     assert 'hold NaN or inf values' in out and 'diverged' in out
 

@@ -66,3 +66,16 @@ def test_config_file_names_close_configs():
     assert config_file('configs/seg/upernet_biformer_s.py').endswith('upernet_biformer_s.py')
     with pytest.raises(FileNotFoundError, match='did you mean: det/maskrcnn_biformer_s.py'):
         config_file('det/maskrcnn_biformer_ss.py')
+
+
+def test_register_all_modules_whatever_was_imported_first():
+    """``import mmbiformer`` before mmengine registers nothing (the op layer needs only
+    PyTorch); ``register_all_modules()`` then registers the backbone for mmdet's
+    registry, as the README shows."""
+    code = ('import mmbiformer\n'
+            'from mmdet.registry import MODELS\n'
+            'mmbiformer.register_all_modules()\n'
+            "print(type(MODELS.build(dict(type='BiFormer', arch='tiny'))).__name__)\n")
+    out = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True,
+                         text=True)
+    assert out.returncode == 0 and out.stdout.strip() == 'BiFormer', out.stderr[-2000:]

@@ -33,6 +33,10 @@ def test_a_second_run_is_refused_and_names_the_holder(tmp_path):
                 pass
         assert json.loads((tmp_path / LOCK_NAME).read_text())['command'] == 'first'
     assert not (tmp_path / LOCK_NAME).exists()  # released at the end
+    fresh = tmp_path / 'fresh'
+    with work_dir_lock(str(fresh)):
+        assert (fresh / LOCK_NAME).exists()
+    assert not fresh.exists()  # made for the lock, left empty: removed
 
 
 def test_a_lock_on_another_host_is_not_taken(tmp_path):

@@ -36,6 +36,9 @@ def main(argv=None):
                         'T config of the task)')
     parser.add_argument('--data-root', help='default: data/synthetic/<dataset>')
     parser.add_argument('--work-dir', help='default: work_dirs/quickstart_<task>')
+    parser.add_argument('--seed', type=int, default=0,
+                        help='random seed (flips, crops, drop path, initial weights): the '
+                        'same seed gives the same metrics on the same machine')
     args = parser.parse_args(argv)
 
     config, kind = TASKS[args.task]
@@ -49,6 +52,7 @@ def main(argv=None):
                      num_val=2 if per_class else 8, size=tuple(args.size))
         print(f'generated {kind} data in {data_root}')
     opts = as_cli(short_run_options(args.task, data_root, tuple(args.size), args.epochs))
+    opts.append(f'randomness.seed={args.seed}')
     # A rerun starts again: an earlier run's checkpoints move to previous-<time>/.
     run(['bash', 'tools/dist_train.sh', config, str(args.gpus), '--work-dir', work_dir,
          '--start-over', '--cfg-options', *opts])

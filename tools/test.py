@@ -11,7 +11,7 @@ import sys
 import mmbiformer.openmmlab  # noqa: F401  (stack fixes before any toolbox import)
 from mmbiformer.errors import ArgumentError
 from mmbiformer.weights.checkpoint import CheckpointError, check_model_checkpoint
-from mmbiformer.utils.launch import (UserError, build_runner,
+from mmbiformer.utils.launch import (UserError, add_hook, build_runner,
                                      check_data, checkpoint_file, dist_timeout,
                                      distributed_run,
                                      parse_tool_args, prepare_output,
@@ -53,6 +53,7 @@ def main(argv=None):
             evaluators = [evaluators]
         cfg.test_evaluator = list(evaluators) + [dict(type='DumpResults',
                                                       out_file_path=args.out)]
+    add_hook(cfg, dict(type='TestProgressHook'))  # batches done, rate, ETA
     check_data(cfg, ['test_dataloader'])
     setup_cpu_distributed(cfg, args.launcher)
     with distributed_run(dist_timeout(cfg)):

@@ -18,7 +18,7 @@ from mmbiformer.engine import CheckpointSaveError, NonFiniteLossError
 from mmbiformer.weights.model_zoo import ModelZooError
 from mmbiformer.utils.batch_scaling import batch_policy
 from mmengine.logging import print_log
-from mmbiformer.utils.launch import (UserError, build_runner,
+from mmbiformer.utils.launch import (UserError, add_hook, build_runner,
                                      check_data, dist_timeout, distributed_run,
                                      fit_to_device,
                                      parse_tool_args,
@@ -118,13 +118,6 @@ def check_start_weights(runner, cfg, allow_partial: bool) -> None:
         check_model_checkpoint(runner.model, path, allow_partial, heads_may_differ=True,
                                hint='To start from the weights that fit anyway, pass '
                                '--allow-partial.')
-
-
-def add_hook(cfg, hook: dict) -> None:
-    hooks = list(cfg.get('custom_hooks') or [])
-    if not any(h.get('type') == hook['type'] for h in hooks):
-        hooks.append(hook)
-    cfg.custom_hooks = hooks
 
 
 if __name__ == '__main__':

@@ -5,8 +5,10 @@ from .grouped_optim_constructor import GroupedOptimWrapperConstructor
 from .nonfinite_loss_hook import NonFiniteLossError, NonFiniteLossHook
 from .rng_state_hook import RNGStateHook
 from .stalled_rank import ProgressMarkHook
+from .test_progress_hook import TestProgressHook
 
 __all__ = ['AtomicSaveRunner', 'CapturedTrainStep', 'CapturedTrainStepHook',
            'CheckpointSaveError', 'ForeachExponentialMovingAverage',
            'GroupedOptimWrapperConstructor',
-           'NonFiniteLossError', 'NonFiniteLossHook', 'ProgressMarkHook', 'RNGStateHook']
+           'NonFiniteLossError', 'NonFiniteLossHook', 'ProgressMarkHook', 'RNGStateHook',
+           'TestProgressHook']

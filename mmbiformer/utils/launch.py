@@ -484,6 +484,15 @@ def build_model(cfg: Config) -> torch.nn.Module:
     return MODELS.build(cfg.model).eval()
 
 
+def add_hook(cfg: Config, hook: dict) -> None:
+    """``hook`` appended to the config's ``custom_hooks`` unless one of its type is
+    there already (the config's own settings win)."""
+    hooks = list(cfg.get('custom_hooks') or [])
+    if not any(h.get('type') == hook['type'] for h in hooks):
+        hooks.append(hook)
+    cfg.custom_hooks = hooks
+
+
 def build_runner(cfg: Config):
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner

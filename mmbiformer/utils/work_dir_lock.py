@@ -61,6 +61,7 @@ def work_dir_lock(work_dir: str, command: str = ''):
     if int(os.environ.get('RANK', 0)) != 0:
         yield
         return
+    created = not osp.isdir(work_dir)
     os.makedirs(work_dir, exist_ok=True)
     path = osp.join(work_dir, LOCK_NAME)
     me = dict(host=socket.gethostname(), pid=os.getpid(),
@@ -92,3 +93,6 @@ def work_dir_lock(work_dir: str, command: str = ''):
                 and holder.get('host') == me['host']:
             with contextlib.suppress(FileNotFoundError):
                 os.remove(path)
+        if created:  # a run that stopped before writing anything leaves no folder
+            with contextlib.suppress(OSError):
+                os.rmdir(work_dir)

@@ -1,0 +1,35 @@
+"""A progress bar over the test loop: mmengine logs a test line every ``interval``
+iterations (50 by default), so a test epoch is otherwise silent for a long time (COCO's
+5000 images: hours on a CPU)."""
+import sys
+
+from mmengine.dist import is_main_process
+from mmengine.hooks import Hook
+from mmengine.registry import HOOKS
+from mmengine.utils import ProgressBar
+
+
+@HOOKS.register_module()
+class TestProgressHook(Hook):
+    """Batches done out of the test loader's, their rate and the ETA, on the main
+    process (each process runs its share of the batches)."""
+
+    priority = 'VERY_LOW'
+
+    def __init__(self, file=None):
+        self.file = file
+        self.bar = None
+
+    def before_test_epoch(self, runner) -> None:
+        if is_main_process():
+            self.bar = ProgressBar(len(runner.test_dataloader), file=self.file or sys.stdout)
+
+    def after_test_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
+        if self.bar is not None:
+            self.bar.update()
+
+    def after_test_epoch(self, runner, metrics=None) -> None:
+        if self.bar is not None:
+            self.bar.file.write('\n')
+            self.bar.file.flush()
+            self.bar = None
