@@ -65,3 +65,21 @@ def test_get_flops_tool():
     assert proc.returncode == 2 and 'not both' in proc.stderr
     proc = _get_flops('configs/cls/biformer_x.py')
     assert proc.returncode == 1 and 'config file not found' in proc.stderr
+
+
+def test_get_flops_default_input_follows_the_toolbox():
+    """Detection at mmdet's 1280x800, segmentation at its training crop, classification
+    at 224x224, unless --shape says otherwise."""
+    import importlib.util
+
+    from mmbiformer.utils.launch import load_config
+    spec = importlib.util.spec_from_file_location('get_flops',
+                                                  osp.join(ROOT, 'tools/get_flops.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    shapes = {c: tool.default_shape(load_config(osp.join(ROOT, 'configs', c)))
+              for c in ('det/retinanet_biformer_s.py', 'seg/upernet_biformer_s.py',
+                        'cls/biformer_s_in1k.py')}
+    assert shapes == {'det/retinanet_biformer_s.py': (1280, 800),
+                      'seg/upernet_biformer_s.py': (512, 512),
+                      'cls/biformer_s_in1k.py': (224, 224)}

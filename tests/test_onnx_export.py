@@ -279,3 +279,8 @@ def test_tool_errors(tmp_path):
     assert code != 0 and 'Traceback' not in out
     assert f'--check image {text}: cannot decode it as an image' in out
     assert time.time() - start < 30 and not (tmp_path / 'new' / 'm.onnx').exists()
+    # Weights that cannot be had (offline): the tool's own way to go on, not training's.
+    from conftest import tool_error
+    out = tool_error('tools/deploy/export_onnx.py', 'configs/cls/biformer_t_in1k.py',
+                     'http://127.0.0.1:9/x/model.pth', '--out', str(tmp_path / 'm.onnx'))
+    assert 'download failed' in out and 'pass none as CHECKPOINT' in out

@@ -33,8 +33,12 @@ def demo_det(cfg, checkpoint, image, args):
     img = mmcv.imconvert(mmcv.imread(image), 'bgr', 'rgb')
     visualizer.add_datasample('result', img, data_sample=result, draw_gt=False, show=False,
                               out_file=args.out, pred_score_thr=args.score_thr)
-    kept = int((result.pred_instances.scores >= args.score_thr).sum())
-    print(f'{kept} instances with score >= {args.score_thr} drawn to {args.out}')
+    scores = result.pred_instances.scores
+    kept = int((scores >= args.score_thr).sum())
+    below = len(scores) - kept
+    more = (f'; {below} more below it (highest {float(scores.max()):.3f}: lower '
+            f'--score-thr to draw them)' if below else '')
+    print(f'{kept} instances with score >= {args.score_thr} drawn to {args.out}{more}')
 
 
 def demo_seg(cfg, checkpoint, image, args):
@@ -68,8 +72,10 @@ def demo_seg(cfg, checkpoint, image, args):
                                        palette=model.dataset_meta['palette'])
         visualizer.add_datasample('result', img, data_sample=result, draw_gt=False,
                                   show=False, out_file=args.out)
+    classes = model.dataset_meta['classes']
     labels = result.pred_sem_seg.data.unique().tolist()
-    print(f'classes {labels} overlaid on {args.out}')
+    names = [f'{classes[i]} ({i})' if 0 <= i < len(classes) else str(i) for i in labels]
+    print(f'classes {", ".join(names)} overlaid on {args.out}')
 
 
 # mmseg's visualiser fails on images this small (it places class-name labels inside
@@ -99,8 +105,10 @@ def demo_cls(cfg, checkpoint, image, args):
     inferencer = ImageClassificationInferencer(cfg, pretrained=checkpoint, device=args.device)
     check_model_checkpoint(inferencer.model, checkpoint, args.allow_partial)
     result = inferencer(image)[0]
-    print(f"{result['pred_class']} (label {result['pred_label']}, "
-          f"score {result['pred_score']:.3f})")
+    scores = result['pred_scores']
+    classes = inferencer.classes or [str(i) for i in range(len(scores))]
+    for rank, i in enumerate(scores.argsort()[::-1][:5], 1):
+        print(f'{rank}. {classes[i]} (label {i}, score {scores[i]:.3f})')
 
 
 def main(argv=None):

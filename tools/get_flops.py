@@ -3,8 +3,13 @@
 Routing Attention counted (routing, token attention, LCE).
 
     python tools/get_flops.py configs/cls/biformer_s_in1k.py            # 224x224
-    python tools/get_flops.py configs/det/retinanet_biformer_s.py --shape 800 1280
+    python tools/get_flops.py configs/det/retinanet_biformer_s.py       # 1280x800
+    python tools/get_flops.py configs/seg/upernet_biformer_s.py         # its crop, 512x512
     python tools/get_flops.py --arch small --shape 224 224              # backbone only
+
+The default input is the one each toolbox reports FLOPs at: 224x224 for
+classification, 1280x800 for detection (mmdet's convention, the Swin and BiFormer
+papers' tables), the training crop for segmentation; ``--shape H W`` sets another.
 
 Convention (the paper's): one multiply-accumulate = one FLOP. The table splits the
 count by kind; "without attention" is what operator-tracing counters report when the
@@ -29,6 +34,19 @@ def build_from_config(path: str):
     return build_model(cfg), cfg
 
 
+def default_shape(cfg) -> tuple:
+    """(H, W) at which the config's toolbox reports FLOPs."""
+    scope = cfg.get('default_scope')
+    if scope == 'mmdet':
+        return 1280, 800
+    if scope == 'mmseg':
+        size = (cfg.model.get('data_preprocessor') or {}).get('size') or cfg.get('crop_size')
+        if isinstance(size, (tuple, list)) and len(size) == 2:
+            return tuple(size)
+        return 512, 512
+    return 224, 224
+
+
 def measure(model, x):
     """MACs of the whole model, or of backbone + neck where the head needs more than
     an image (two-stage detectors need proposals)."""
@@ -45,18 +63,22 @@ def main(argv=None):
     parser.add_argument('--arch', choices=['tiny', 'small', 'base'],
                         help='count a BiFormer backbone alone')
     parser.add_argument('--n-win', type=int, default=7, help='with --arch')
-    parser.add_argument('--shape', type=int, nargs=2, default=(224, 224), metavar=('H', 'W'))
+    parser.add_argument('--shape', type=int, nargs=2, metavar=('H', 'W'),
+                        help="input size (default: the toolbox's, see above)")
     args = parser.parse_args(argv)
     if bool(args.config) == bool(args.arch):
         parser.error('give a CONFIG or --arch, not both')
-    x = torch.randn(1, 3, *args.shape)
     try:
         if args.arch:
             from mmbiformer.models import BiFormer
+            args.shape = args.shape or (224, 224)
+            x = torch.randn(1, 3, *args.shape)
             model = BiFormer(args.arch, n_win=args.n_win).eval()
             macs, scope, name = count_macs(model, x), 'backbone', f'BiFormer-{args.arch}'
         else:
-            model, _ = build_from_config(args.config)
+            model, cfg = build_from_config(args.config)
+            args.shape = args.shape or default_shape(cfg)
+            x = torch.randn(1, 3, *args.shape)
             (macs, scope), name = measure(model, x), args.config
     except (UserError, ArgumentError) as e:
         sys.exit(f'error: {e}')

@@ -14,19 +14,26 @@ class TestProgressHook(Hook):
     """Batches done out of the test loader's, their rate and the ETA, on the main
     process (each process runs its share of the batches)."""
 
-    priority = 'VERY_LOW'
+    # Before mmengine's LoggerHook (BELOW_NORMAL): the bar's line is ended before the
+    # logger prints its own, so that the two never share a line.
+    priority = 'NORMAL'
 
     def __init__(self, file=None):
         self.file = file
         self.bar = None
+        self.log_interval = 0
 
     def before_test_epoch(self, runner) -> None:
-        if is_main_process():
+        loggers = [h for h in getattr(runner, 'hooks', []) if type(h).__name__ == 'LoggerHook']
+        self.log_interval = loggers[0].interval if loggers else 0
+        if is_main_process() and self.log_interval != 1:  # 1: every batch logged anyway
             self.bar = ProgressBar(len(runner.test_dataloader), file=self.file or sys.stdout)
 
     def after_test_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
         if self.bar is not None:
             self.bar.update()
+            if self.log_interval and (batch_idx + 1) % self.log_interval == 0:
+                self.bar.file.write('\n')  # the logger's line comes next
 
     def after_test_epoch(self, runner, metrics=None) -> None:
         if self.bar is not None:

@@ -91,7 +91,13 @@ def main(argv=None):
     check_image = read_image(args.check, '--check image') if args.check else None
     prepare_output(args.out)
     cfg = load_config(args.config, args.cfg_options)
-    checkpoint = None if args.checkpoint == 'none' else readable_checkpoint(args.checkpoint)
+    checkpoint = None
+    if args.checkpoint != 'none':
+        try:
+            checkpoint = readable_checkpoint(args.checkpoint)
+        except UserError as e:  # also an unreachable model-zoo download
+            raise UserError(f'{e}\nTo try the export without weights, pass none as '
+                            f'CHECKPOINT (random weights).') from e
     model, scope = exported_model(cfg, checkpoint, args.allow_partial)
     module, covers, names = exportable_model(model, scope)
     dtype = torch.float16 if args.fp16 else torch.float32
