@@ -43,7 +43,12 @@ def test_train_resume_test(task, keys, resume, demo, data, tmp_path, capsys):
         narrow = {'model.decode_head.channels': 32, 'model.auxiliary_head.channels': 16}
     opts = lambda n: as_cli({**short_run_options(task, data[kind], SIZE, n),  # noqa: E731
                              **narrow})
-    run_tool('tools/train.py', config, '--work-dir', work, '--cfg-options', *opts(1))
+    _, out = run_tool('tools/train.py', config, '--work-dir', work, '--cfg-options',
+                      *opts(1))
+    # The console leaves the start-up dumps to the log file.
+    logs = glob.glob(osp.join(work, '*', '*.log'))
+    assert logs and 'Config:' in open(logs[0]).read(), logs
+    assert 'Config:' not in out and 'paramwise_options' not in out, out[:3000]
     first = sorted(f for f in os.listdir(work) if f.endswith('.pth'))
     assert first, os.listdir(work)
     if resume:

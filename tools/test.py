@@ -54,6 +54,7 @@ def main(argv=None):
         cfg.test_evaluator = list(evaluators) + [dict(type='DumpResults',
                                                       out_file_path=args.out)]
     add_hook(cfg, dict(type='TestProgressHook'))  # batches done, rate, ETA
+    cfg.setdefault('runner_type', 'AtomicSaveRunner')  # start-up dumps to the log only
     check_data(cfg, ['test_dataloader'])
     setup_cpu_distributed(cfg, args.launcher)
     with distributed_run(dist_timeout(cfg)):

@@ -13,6 +13,7 @@ killed run are removed when the next run of the work dir starts
 """
 import errno
 import glob
+import logging
 import os
 import os.path as osp
 import shutil
@@ -28,9 +29,30 @@ class CheckpointSaveError(RuntimeError):
     """A checkpoint could not be written (the message says why and what is kept)."""
 
 
+# Log lines that only the log file keeps: the config, the environment and the hook
+# order (hundreds of lines at every start), and one line per parameter from mmengine's
+# optimizer constructor (paramwise_options). The console shows progress and results.
+_FILE_ONLY = ('Config:\n', '\n' + '-' * 60 + '\nSystem environment:',
+              'Hooks will be executed in the following order', 'paramwise_options -- ')
+
+
+class _FileOnly(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(_FILE_ONLY)
+
+
 @RUNNERS.register_module()
 class AtomicSaveRunner(Runner):
-    """``Runner`` whose :meth:`save_checkpoint` writes through a temporary file."""
+    """``Runner`` whose :meth:`save_checkpoint` writes through a temporary file, and
+    whose console leaves out the long start-up dumps that the log file keeps."""
+
+    def build_logger(self, log_level='INFO', log_file=None, **kwargs):
+        logger = super().build_logger(log_level, log_file, **kwargs)
+        for handler in logger.handlers:
+            if type(handler) is logging.StreamHandler and not any(
+                    isinstance(f, _FileOnly) for f in handler.filters):
+                handler.addFilter(_FileOnly())
+        return logger
 
     @master_only
     def save_checkpoint(self, out_dir: str, filename: str, *args, **kwargs):
