@@ -66,8 +66,10 @@ def test_train_resume_test(task, keys, resume, demo, data, tmp_path, capsys):
     # new process's ten: the suite's time budget); training above runs as a process.
     if task == 'det':  # the config the Runner dumped holds every override: same metrics
         dumped = osp.join(work, osp.basename(config))
-        run_in_process('tools/test.py', dumped, ckpt, '--work-dir', work)
+        preds = tmp_path / 'preds.pkl'
+        run_in_process('tools/test.py', dumped, ckpt, '--work-dir', work, '--out', preds)
         assert tool_metrics(capsys.readouterr().out) == metrics
+        assert preds.stat().st_size > 0  # --out's predictions, beside the metrics
     if demo:  # the inference demo on a val image of another size, with that checkpoint
         image = _first_image(data[kind])
         picture = str(tmp_path / 'demo.jpg')

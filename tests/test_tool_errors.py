@@ -159,6 +159,9 @@ def test_init_cfg_checkpoint_error_without_traceback(opts, tmp_path):
     ('train_dataloader.batch_size=0', 'train_dataloader.batch_size must be an integer >= 1'),
     ('model.backbone.arch=huge', "arch must be one of ['base', 'small', 'tiny']"),
     ('model.backbone.n_win=0', 'n_win must be an int >= 1, got 0'),
+    ("custom_hooks=[dict(type='EMAHook',momentum='abc')]",
+     "the run could not start: '<' not supported"),
+    ('model.neck.type=FPNX', 'the config could not be built: FPNX is not in the'),
 ])
 def test_bad_option_values_are_one_line(option, expected, opts, tmp_path):
     """A bad value given with --cfg-options ends in one line naming it, before any
@@ -314,3 +317,31 @@ def test_dist_timeout_default_and_check():
     assert dist_timeout(Config(dict(env_cfg=dict(dist_cfg=dict(timeout=30))))) == 30
     with pytest.raises(UserError, match='must be a number of seconds > 0'):
         dist_timeout(Config(dict(env_cfg=dict(dist_cfg=dict(timeout='5m')))))
+
+
+def test_class_labels_beyond_the_head_are_named(tmp_path):
+    """model.head.num_classes=2 on 4-class ImageNet-style data: the list, its count and
+    first lines, before anything runs (not the loss's "Class values must be smaller
+    than num_classes" mid-training); the data's own 4 classes pass."""
+    from mmbiformer.utils.launch import UserError, check_data, load_config
+    root = MAKERS['imagenet'](str(tmp_path / 'in'), num_train=1, num_val=1, size=(32, 32))
+    options = dict(short_run_options('cls', root, (32, 32), 1))
+    check_data(load_config('configs/cls/biformer_t_in1k.py', options), ['train_dataloader'])
+    cfg = load_config('configs/cls/biformer_t_in1k.py',
+                      dict(options, **{'model.head.num_classes': 2}))
+    with pytest.raises(UserError, match=r'train.txt \(read through train_dataloader.dataset\)'
+                       r': 2 lines whose class label does not fit model.head.num_classes=2'):
+        check_data(cfg, ['train_dataloader'])
+
+
+def test_a_failed_dump_keeps_the_metrics(tmp_path):
+    """--out's predictions cannot be written after the test epoch (the folder became a
+    file): the error is kept for after the metrics, not raised in their place."""
+    from mmbiformer.engine import SafeDumpResults
+    out = tmp_path / 'gone' / 'preds.pkl'
+    out.parent.mkdir()
+    dump = SafeDumpResults(out_file_path=str(out))
+    out.parent.rmdir()
+    out.parent.write_text('now a file')
+    assert dump.compute_metrics([{'a': 1}]) == {}
+    assert dump.error.startswith(f'--out {out}: the predictions could not be written')

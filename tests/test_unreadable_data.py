@@ -99,7 +99,8 @@ def test_check_data_lists_every_unreadable_file(damaged):
     with pytest.raises(UnreadableDataError) as e:
         check_data.main(argv)
     message = str(e.value)
-    assert message.startswith('3 of 8 images and label maps cannot be read')
+    assert message.startswith('3 of 8 images and label maps cannot be read or do not fit')
+    assert 'skip the unreadable ones' in message
     for path in bad.values():
         assert path in message
     assert 'read through val_dataloader.dataset' in message
@@ -121,3 +122,28 @@ def test_demo_names_a_corrupt_image_before_any_work(damaged, tmp_path):
         # The checkpoint is never looked at: the image is checked first.
         with pytest.raises(UserError, match=re.escape(message)):
             demo.main([CONFIG, 'no-such-checkpoint.pth', image])
+
+
+def test_label_maps_that_do_not_fit_their_images_or_classes(tmp_path):
+    """--check-images: a label map of another size than its image, and one with a value
+    past ADE20K's 150 classes, each named with what is wrong (the loader would crop
+    them wrongly or the loss would fail mid-training)."""
+    import glob
+
+    import cv2
+    from mmbiformer.data import check_images
+    root = MAKERS['ade20k'](str(tmp_path / 'ade'), num_train=2, num_val=1, size=(32, 40))
+    maps = sorted(glob.glob(osp.join(root, 'ADEChallengeData2016', 'annotations',
+                                     'training', '*.png')))
+    cv2.imwrite(maps[0], cv2.resize(cv2.imread(maps[0], 0), (20, 16),
+                                    interpolation=cv2.INTER_NEAREST))
+    label = cv2.imread(maps[1], 0)
+    label[0, 0] = 200
+    cv2.imwrite(maps[1], label)
+    with pytest.raises(UnreadableDataError) as e:
+        check_images(config(osp.join(root, 'ADEChallengeData2016')), ['train_dataloader'])
+    message = str(e.value)
+    assert re.search(re.escape(f'{maps[0]} (label map 20x16, its image ') + r'\d+x\d+',
+                     message), message
+    assert f'{maps[1]} (label values [200] outside the 150 classes' in message
+    assert 'skip the unreadable' not in message  # skipping is for unreadable files

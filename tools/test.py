@@ -51,7 +51,7 @@ def main(argv=None):
         evaluators = cfg.test_evaluator
         if isinstance(evaluators, dict):
             evaluators = [evaluators]
-        cfg.test_evaluator = list(evaluators) + [dict(type='DumpResults',
+        cfg.test_evaluator = list(evaluators) + [dict(type='SafeDumpResults',
                                                       out_file_path=args.out)]
     add_hook(cfg, dict(type='TestProgressHook'))  # batches done, rate, ETA
     cfg.setdefault('runner_type', 'AtomicSaveRunner')  # start-up dumps to the log only
@@ -64,6 +64,11 @@ def main(argv=None):
     from mmengine.dist import get_rank
     if get_rank() == 0:  # every rank gets the same metrics back
         print('metrics: ' + json.dumps({k: _number(v) for k, v in (metrics or {}).items()}))
+    # After the metrics: a failed dump of the predictions loses nothing else.
+    failed = [m.error for m in getattr(runner.test_loop.evaluator, 'metrics', [])
+              if getattr(m, 'error', None)]
+    if failed:
+        raise UserError(failed[0])
 
 
 def _number(value):

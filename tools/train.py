@@ -17,8 +17,9 @@ from mmbiformer.data import check_images
 from mmbiformer.engine import CheckpointSaveError, NonFiniteLossError
 from mmbiformer.weights.model_zoo import ModelZooError
 from mmbiformer.utils.batch_scaling import batch_policy
+from mmengine.hooks import Hook
 from mmengine.logging import print_log
-from mmbiformer.utils.launch import (UserError, add_hook, build_runner,
+from mmbiformer.utils.launch import (UserError, add_hook, build_runner, config_errors,
                                      check_data, dist_timeout, distributed_run,
                                      fit_to_device,
                                      parse_tool_args,
@@ -87,7 +88,21 @@ def train(args, cfg) -> None:
         runner = build_runner(cfg)
         check_start_weights(runner, cfg, args.allow_partial)
         runner.register_hook(NothingLeftToTrain(), priority='LOWEST')
-        runner.train()
+        # Until the first iteration, a refused value is the config's (a hook's setting
+        # checked when the run starts), not a fault of training.
+        first = FirstIteration()
+        runner.register_hook(first, priority='HIGHEST')
+        with config_errors('the run could not start', lambda: not first.started):
+            runner.train()
+
+
+class FirstIteration(Hook):
+    """Notes that training reached its first iteration (set-up is over)."""
+
+    started = False
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None) -> None:
+        self.started = True
 
 
 def resume_command(config: str, world_size: int, where: str) -> str:

@@ -114,25 +114,37 @@ def guard_loading(cfg) -> None:
             else t for i, t in enumerate(pipeline)]
 
 
-def _decode(path: str, label: bool) -> Optional[str]:
-    """Why ``path`` cannot be decoded, or None."""
+def _decode(path: str, label: bool):
+    """(the decoded array or None, why ``path`` cannot be decoded or None)."""
     import mmcv
     from mmengine import fileio
     try:
         data = fileio.get(path)
         img = mmcv.imfrombytes(data, flag='unchanged', backend='pillow' if label else 'cv2')
     except Exception as e:  # noqa: BLE001
-        return error_summary(e)
-    return None if img is not None else 'not a decodable image'
+        return None, error_summary(e)
+    return (img, None) if img is not None else (None, 'not a decodable image')
 
 
-def _files(dataset) -> Iterator[Tuple[str, bool]]:
-    for i in range(len(dataset)):
-        info = dataset.get_data_info(i)
-        if info.get('img_path'):
-            yield info['img_path'], False
-        if info.get('seg_map_path'):
-            yield info['seg_map_path'], True
+def _label_problem(image, label, dataset) -> Optional[str]:
+    """What is wrong with a decodable label map beside its image: another size, or
+    values outside the dataset's classes (after ``reduce_zero_label``; 255 is the
+    ignore label)."""
+    import numpy as np
+    if image is not None and image.shape[:2] != label.shape[:2]:
+        return (f'label map {label.shape[1]}x{label.shape[0]}, its image '
+                f'{image.shape[1]}x{image.shape[0]}')
+    classes = len(dataset.metainfo.get('classes') or ())
+    if not classes:
+        return None
+    values = np.unique(label)
+    reduce = bool(getattr(dataset, 'reduce_zero_label', False))
+    top = classes if reduce else classes - 1  # raw values that map to a class
+    outside = [int(v) for v in values if v != 255 and not (0 <= v <= top)]
+    if outside:
+        return (f'label values {outside[:5]} outside the {classes} classes (raw values '
+                f'0..{top}{" with reduce_zero_label" if reduce else ""}, 255 ignored)')
+    return None
 
 
 def check_images(cfg, loaders: List[str]) -> int:
@@ -144,16 +156,22 @@ def check_images(cfg, loaders: List[str]) -> int:
     shown = '\n'.join(f'  {path} ({reason}; read through {key})'
                       for key, path, reason in bad[:20])
     more = f'\n  ... and {len(bad) - 20} more' if len(bad) > 20 else ''
+    unreadable = sum(not reason.startswith(_LABEL_PROBLEMS) for _, _, reason in bad)
+    skip = (f', or train with `--cfg-options {SKIP_KEY}=True` to skip the unreadable '
+            f'ones with a warning' if unreadable else '')
     raise UnreadableDataError(
-        f'{len(bad)} of {n} images and label maps cannot be read:\n{shown}{more}\n'
-        f'Replace or remove them, or train with `--cfg-options {SKIP_KEY}=True` to skip '
-        f'them with a warning')
+        f'{len(bad)} of {n} images and label maps cannot be read or do not fit their '
+        f'dataset:\n{shown}{more}\nReplace or remove them{skip}')
+
+
+_LABEL_PROBLEMS = ('label map ', 'label values ')
 
 
 def find_unreadable(cfg, loaders: List[str], progress: bool = False
                     ) -> Tuple[int, List[Tuple[str, str, str]]]:
     """Decode every image and label map the loaders' datasets list: (files checked,
-    [(config key, path, reason)] of those that fail)."""
+    [(config key, path, reason)] of those that fail to decode, and of label maps of
+    another size than their image or with values outside the dataset's classes)."""
     import copy
 
     from mmengine.registry import DATASETS, init_default_scope
@@ -162,13 +180,22 @@ def find_unreadable(cfg, loaders: List[str], progress: bool = False
     for key, ds in datasets(cfg, loaders):
         ds_cfg = copy.deepcopy(ds)
         ds_cfg['pipeline'] = []  # only the file list is wanted
-        for path, label in _files(DATASETS.build(ds_cfg)):
-            if path in seen:
-                continue
-            seen.add(path)
-            if progress and len(seen) % 1000 == 0:
-                print_log(f'{len(seen)} files decoded', logger='current')
-            reason = _decode(path, label)
-            if reason:
-                bad.append((key, path, reason))
+        dataset = DATASETS.build(ds_cfg)
+        for i in range(len(dataset)):
+            info = dataset.get_data_info(i)
+            decoded = {}
+            for path, label in ((info.get('img_path'), False),
+                                (info.get('seg_map_path'), True)):
+                if not path or path in seen:
+                    continue
+                seen.add(path)
+                if progress and len(seen) % 1000 == 0:
+                    print_log(f'{len(seen)} files decoded', logger='current')
+                decoded[label], reason = _decode(path, label)
+                if reason:
+                    bad.append((key, path, reason))
+            if decoded.get(True) is not None:
+                problem = _label_problem(decoded.get(False), decoded[True], dataset)
+                if problem:
+                    bad.append((key, info['seg_map_path'], problem))
     return len(seen), bad

@@ -1,4 +1,5 @@
 from .atomic_save_runner import AtomicSaveRunner, CheckpointSaveError
+from .dump_results import SafeDumpResults
 from .captured_train_step import CapturedTrainStep, CapturedTrainStepHook
 from .foreach_ema import ForeachExponentialMovingAverage
 from .grouped_optim_constructor import GroupedOptimWrapperConstructor
@@ -11,4 +12,4 @@ __all__ = ['AtomicSaveRunner', 'CapturedTrainStep', 'CapturedTrainStepHook',
            'CheckpointSaveError', 'ForeachExponentialMovingAverage',
            'GroupedOptimWrapperConstructor',
            'NonFiniteLossError', 'NonFiniteLossHook', 'ProgressMarkHook', 'RNGStateHook',
-           'TestProgressHook']
+           'SafeDumpResults', 'TestProgressHook']

@@ -178,6 +178,7 @@ def check_data(cfg: Config, loaders: List[str]) -> None:
         if not implied:
             missing.append((key, path, ds))
     if not missing:
+        check_class_lists(cfg, loaders)
         return
     lines = '\n'.join(f'  {path} (read through {key})' for key, path, _ in missing)
     layout, make = next((DATA_LAYOUTS[ds['type']] for _, _, ds in missing
@@ -191,8 +192,44 @@ def check_data(cfg: Config, loaders: List[str]) -> None:
                     f'elsewhere: --cfg-options {options}')
 
 
-# Larger annotation files (COCO train2017: 450 MB) are only checked to be JSON objects.
-_COCO_CHECK_MAX_BYTES = 64 << 20
+def check_class_lists(cfg: Config, loaders: List[str]) -> None:
+    """ImageNet-style lists (``meta/{split}.txt``: ``path label`` per line): a label
+    that is not a whole number, or outside the classes of the model's head
+    (``model.head.num_classes``), is an error naming the file, the count and the first
+    lines: the loss would meet it deep inside ("Class values must be smaller than
+    num_classes"). Lines without a label (an unlabelled test list) are passed over."""
+    head = cfg.get('model', {}).get('head')
+    classes = head.get('num_classes') if isinstance(head, dict) else None
+    for key, ds in datasets(cfg, loaders):
+        if ds.get('type') != 'ImageNet':
+            continue
+        root = ds.get('data_root', '') or ''
+        ann = ds.get('ann_file') or (f'meta/{ds["split"]}.txt' if ds.get('split') else '')
+        path = osp.join(root, ann) if ann else ''
+        if not ann or not osp.isfile(path) or osp.getsize(path) > _CHECK_MAX_BYTES:
+            continue
+        bad = []
+        with open(path) as f:
+            for number, line in enumerate(f, 1):
+                parts = line.split()
+                if len(parts) < 2:  # blank, or an unlabelled (test) entry
+                    continue
+                label = parts[-1]
+                if not label.lstrip('-').isdigit() or (
+                        isinstance(classes, int) and not 0 <= int(label) < classes):
+                    bad.append(f'{number}: {line.strip()}')
+        if bad:
+            where = (f'model.head.num_classes={classes}: labels 0..{classes - 1}'
+                     if isinstance(classes, int) else 'a whole-number label per line')
+            raise UserError(
+                f'{path} (read through {key}): {len(bad)} lines whose class label does '
+                f'not fit {where} (e.g. line {"; line ".join(bad[:3])}). Fix the list, or '
+                f'set model.head.num_classes to the number of classes of the data.')
+
+
+# Larger annotation files (COCO train2017: 450 MB) are not read through: COCO's are only
+# checked to be JSON objects.
+_CHECK_MAX_BYTES = 64 << 20
 
 
 def check_coco_annotations(path: str, key: str = 'ann_file',
@@ -203,7 +240,7 @@ def check_coco_annotations(path: str, key: str = 'ann_file',
     Its records are checked too (:func:`coco_record_problems`): problems that would
     stop the loader are an error; those it would skip in silence are warned of."""
     import json
-    if osp.getsize(path) > _COCO_CHECK_MAX_BYTES:
+    if osp.getsize(path) > _CHECK_MAX_BYTES:
         with open(path, 'rb') as f:
             head = f.read(64).lstrip()
         if not head.startswith(b'{'):
@@ -494,11 +531,38 @@ def add_hook(cfg: Config, hook: dict) -> None:
 
 
 def build_runner(cfg: Config):
+    """mmengine's Runner for ``cfg``. A value the components refuse while they are built
+    (a hook's momentum given as text, an unknown type name) is a :class:`UserError`
+    naming the component and the reason (mmengine prefixes the class), not a traceback
+    through the registry."""
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
-    if 'runner_type' in cfg:
-        return RUNNERS.build(cfg)
-    return Runner.from_cfg(cfg)
+
+    with config_errors('the config could not be built'):
+        if 'runner_type' in cfg:
+            return RUNNERS.build(cfg)
+        return Runner.from_cfg(cfg)
+
+
+@contextlib.contextmanager
+def config_errors(what: str, active=lambda: True):
+    """Inside: a ``TypeError``, ``ValueError``, ``AssertionError`` or ``KeyError`` (what
+    components raise for a value of the wrong type or range, an unknown type name)
+    becomes a :class:`UserError` saying ``what`` and the reason, while ``active()``
+    (e.g. until the first training iteration: later ones are not the config's)."""
+    from ..errors import ArgumentError
+    from ..weights.checkpoint import CheckpointError
+    try:
+        yield
+    except (ArgumentError, CheckpointError):
+        raise  # one line already; the tools print them
+    except (TypeError, ValueError, AssertionError, KeyError) as e:
+        if not active():
+            raise
+        # A KeyError's str() quotes its message; its argument does not.
+        text = str(e.args[0] if isinstance(e, KeyError) and e.args else e) or type(e).__name__
+        raise UserError(f'{what}: {text.splitlines()[0]}. Check the values the config and '
+                        f'--cfg-options give it.') from e
 
 
 def use_amp(cfg: Config) -> None:
