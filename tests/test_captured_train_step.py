@@ -330,3 +330,26 @@ def test_data_parallel_replay_matches_ddp(tmp_path, amp):
     _assert_data_parallel_equal(ranks, tol)
     for rank in ranks:  # 0-1 warm-up, 2 captured and replayed, 3-5 replayed, 6 eager
         assert rank[True]['counts'] == dict(warmup=2, replayed=4, eager=1, captures=1)
+
+
+def test_logged_memory_is_what_the_process_holds(monkeypatch):
+    """The log's 'memory' is the allocator's reserved peak (CUDA graphs' pools
+    included), reset at each log as mmengine's is; train.py and test.py use it unless
+    the config names its own log processor."""
+    from types import SimpleNamespace
+
+    from mmengine.config import Config
+
+    from mmbiformer.engine import FootprintLogProcessor
+    from mmbiformer.utils.launch import log_memory_footprint
+    monkeypatch.setattr(torch.cuda, 'max_memory_reserved', lambda device=None: 3 * 2**30)
+    resets = []
+    monkeypatch.setattr(torch.cuda, 'reset_peak_memory_stats', resets.append)
+    runner = SimpleNamespace(model=SimpleNamespace(output_device=None))
+    assert FootprintLogProcessor()._get_max_memory(runner) == 3072 and resets == [None]
+    cfg = Config(dict(log_processor=dict(type='LogProcessor', window_size=50)))
+    log_memory_footprint(cfg)
+    assert cfg.log_processor == dict(type='FootprintLogProcessor', window_size=50)
+    own = Config(dict(log_processor=dict(type='MyLogProcessor')))
+    log_memory_footprint(own)
+    assert own.log_processor.type == 'MyLogProcessor'

@@ -7,6 +7,11 @@ torchrun_tool() {  # GPUS CONFIG TOOL.py TOOL_ARGS...: CONFIG is checked against
     local gpus=$1 config=$2 tool=$3
     shift 3
     python3 "$LAUNCH_DIR/check_gpus.py" "$config" "$gpus" || exit $?
+    if [ "$gpus" -gt 1 ]; then
+        # One thread per process unless set: what torchrun and mmengine set anyway for
+        # several processes, each with a warning (8 lines a launch). Set them to choose.
+        export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" MKL_NUM_THREADS="${MKL_NUM_THREADS:-1}"
+    fi
     exec python3 -m torch.distributed.run \
         --nnodes="${NNODES:-1}" --node_rank="${NODE_RANK:-0}" \
         --master_addr="${MASTER_ADDR:-127.0.0.1}" --master_port="${PORT:-29500}" \

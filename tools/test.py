@@ -14,7 +14,8 @@ from mmbiformer.weights.checkpoint import CheckpointError, check_model_checkpoin
 from mmbiformer.utils.launch import (UserError, add_hook, build_runner,
                                      check_data, checkpoint_file, dist_timeout,
                                      distributed_run,
-                                     parse_tool_args, prepare_output,
+                                     log_memory_footprint, parse_tool_args,
+                                     prepare_output,
                                      setup_cpu_distributed,
                                      tool_config)
 
@@ -55,6 +56,7 @@ def main(argv=None):
                                                       out_file_path=args.out)]
     add_hook(cfg, dict(type='TestProgressHook'))  # batches done, rate, ETA
     cfg.setdefault('runner_type', 'AtomicSaveRunner')  # start-up dumps to the log only
+    log_memory_footprint(cfg)  # 'memory' in the log: what the process holds
     check_data(cfg, ['test_dataloader'])
     setup_cpu_distributed(cfg, args.launcher)
     with distributed_run(dist_timeout(cfg)):

@@ -20,6 +20,7 @@ from mmbiformer.utils.batch_scaling import batch_policy
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmbiformer.utils.launch import (UserError, add_hook, build_runner, config_errors,
+                                     log_memory_footprint,
                                      check_data, dist_timeout, distributed_run,
                                      fit_to_device,
                                      parse_tool_args,
@@ -74,6 +75,7 @@ def train(args, cfg) -> None:
     add_hook(cfg, dict(type='NonFiniteLossHook'))  # stop at the first NaN/inf loss
     add_hook(cfg, dict(type='ProgressMarkHook'))  # a stalled rank can be named
     cfg.setdefault('runner_type', 'AtomicSaveRunner')  # no half-written checkpoints
+    log_memory_footprint(cfg)  # 'memory' in the log: what the process holds
     fit_to_device(cfg)
     world_size = int(os.environ.get('WORLD_SIZE', 1)) if args.launcher != 'none' else 1
     for message in batch_policy(cfg, world_size, args.auto_scale_lr):

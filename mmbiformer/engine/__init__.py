@@ -1,5 +1,6 @@
 from .atomic_save_runner import AtomicSaveRunner, CheckpointSaveError
 from .dump_results import SafeDumpResults
+from .footprint_log import FootprintLogProcessor
 from .captured_train_step import CapturedTrainStep, CapturedTrainStepHook
 from .foreach_ema import ForeachExponentialMovingAverage
 from .grouped_optim_constructor import GroupedOptimWrapperConstructor
@@ -9,7 +10,8 @@ from .stalled_rank import ProgressMarkHook
 from .test_progress_hook import TestProgressHook
 
 __all__ = ['AtomicSaveRunner', 'CapturedTrainStep', 'CapturedTrainStepHook',
-           'CheckpointSaveError', 'ForeachExponentialMovingAverage',
+           'CheckpointSaveError', 'FootprintLogProcessor',
+           'ForeachExponentialMovingAverage',
            'GroupedOptimWrapperConstructor',
            'NonFiniteLossError', 'NonFiniteLossHook', 'ProgressMarkHook', 'RNGStateHook',
            'SafeDumpResults', 'TestProgressHook']

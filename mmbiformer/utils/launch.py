@@ -530,6 +530,15 @@ def add_hook(cfg: Config, hook: dict) -> None:
     cfg.custom_hooks = hooks
 
 
+def log_memory_footprint(cfg: Config) -> None:
+    """Log the GPU memory the process holds (peak reserved, CUDA graphs' pools
+    included) as ``memory``, instead of mmengine's live-tensor peak, where the config
+    keeps mmengine's log processor."""
+    processor = cfg.get('log_processor') or ConfigDict()
+    if processor.get('type', 'LogProcessor') == 'LogProcessor':
+        cfg.log_processor = dict(processor, type='FootprintLogProcessor')
+
+
 def build_runner(cfg: Config):
     """mmengine's Runner for ``cfg``. A value the components refuse while they are built
     (a hook's momentum given as text, an unknown type name) is a :class:`UserError`
