@@ -53,9 +53,12 @@ def allow_runner_checkpoints() -> None:
     HistoryBuffer.__getstate__ = _history_buffer_getstate
     if not hasattr(torch.serialization, 'add_safe_globals'):
         return  # torch < 2.4 loads without weights_only by default
-    # argparse.Namespace: official BiFormer checkpoints may keep their ``args``.
+    # argparse.Namespace: official BiFormer checkpoints may keep their ``args``. bytes:
+    # pickle's protocol 2 (torch.save's) writes an empty bytes object as ``bytes()``,
+    # as the buffer of an empty numpy array in a HistoryBuffer never updated.
     torch.serialization.add_safe_globals(
-        [HistoryBuffer, argparse.Namespace, collections.Counter, *_numpy_safe_globals()])
+        [HistoryBuffer, argparse.Namespace, collections.Counter, bytes,
+         *_numpy_safe_globals()])
 
 
 def _major_version(package: str) -> int:

@@ -218,3 +218,38 @@ def test_local_mirror_folder_holds_name_pth(layout, official_bytes, tmp_path, mo
                        official['stages.2.5.attn.qkv.qkv.weight'])
     assert torch.equal(state['head.fc.weight'], official['head.weight'])
     assert sorted(os.listdir(model_zoo.cache_dir())) == ['biformer-t_in1k.pth']
+
+
+def _converted(official):
+    return {('head.fc.' + k[5:]) if k.startswith('head.') else 'backbone.' + k: v
+            for k, v in official.items()}
+
+
+@pytest.mark.parametrize('where', ['url', 'folder'])
+def test_mirrors_take_our_layout_and_training_checkpoints(where, official_bytes, tmp_path,
+                                                          monkeypatch):
+    """A mirror (URL prefix or folder) may serve the file in our layout, even one of our
+    training checkpoints (mmengine's message hub: HistoryBuffers, an empty one among
+    them): taken as it is, not sent to the official converter or refused."""
+    from mmengine.logging import HistoryBuffer
+    monkeypatch.setenv('MMBIFORMER_HOME', str(tmp_path / 'home'))
+    ckpt = tmp_path / 'ours.pth'
+    torch.save({'state_dict': _converted(official_bytes[1]), 'meta': {'epoch': 3},
+                'message_hub': {'log_scalars': {'loss': HistoryBuffer()}}}, ckpt)
+    srv = None
+    if where == 'url':
+        srv = Server()
+        srv.files['/biformer-t_in1k.pth'] = ckpt.read_bytes()
+        monkeypatch.setenv('MMBIFORMER_MIRROR', srv.url)
+    else:
+        (tmp_path / 'mirror').mkdir()
+        (tmp_path / 'mirror' / 'biformer-t_in1k.pth').write_bytes(ckpt.read_bytes())
+        monkeypatch.setenv('MMBIFORMER_MIRROR', str(tmp_path / 'mirror'))
+    try:
+        path = model_zoo.fetch('biformer-t_in1k', progress=False)
+    finally:
+        if srv:
+            srv.stop()
+    state = torch.load(path, weights_only=True)['state_dict']
+    assert torch.equal(state['head.fc.weight'], official_bytes[1]['head.weight'])
+    assert sorted(os.listdir(model_zoo.cache_dir())) == ['biformer-t_in1k.pth']

@@ -12,6 +12,8 @@ a warning and a running count. :func:`find_unreadable` decodes every image and l
 map of the loaders' datasets up front (``tools/check_data.py --check-images``,
 ``tools/train.py --check-images``).
 """
+import contextlib
+import io
 import logging
 from typing import Iterator, List, Optional, Tuple
 
@@ -180,7 +182,8 @@ def find_unreadable(cfg, loaders: List[str], progress: bool = False
     for key, ds in datasets(cfg, loaders):
         ds_cfg = copy.deepcopy(ds)
         ds_cfg['pipeline'] = []  # only the file list is wanted
-        dataset = DATASETS.build(ds_cfg)
+        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools' 4 lines a file
+            dataset = DATASETS.build(ds_cfg)
         for i in range(len(dataset)):
             info = dataset.get_data_info(i)
             decoded = {}

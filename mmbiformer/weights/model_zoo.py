@@ -138,14 +138,19 @@ def download(url: str, dst: str, sha256: Optional[str] = None, timeout: float = 
                 if total is None and not sha256:
                     _check_loads(part, url)
     if sha256:
-        actual = _sha256(part)
-        if actual != sha256.lower():
-            os.remove(part)
-            raise ModelZooError(f'{url}: sha256 mismatch (expected {sha256}, got '
-                                f'{actual}); the download was deleted. The file on the '
-                                f'server differs from the published one.')
+        _check_sha256(part, sha256, url)
     os.replace(part, dst)
     return dst
+
+
+def _check_sha256(path: str, sha256: str, url: str) -> None:
+    """Delete ``path`` and raise unless its checksum is ``sha256``."""
+    actual = _sha256(path)
+    if actual != sha256.lower():
+        os.remove(path)
+        raise ModelZooError(f'{url}: sha256 mismatch (expected {sha256}, got '
+                            f'{actual}); the download was deleted. The file on the '
+                            f'server differs from the published one.')
 
 
 def _check_loads(part: str, url: str) -> None:
@@ -209,14 +214,15 @@ def fetch(name: str, urls: Optional[List[str]] = None, progress: bool = True,
     official = model.get('Layout') == 'official'
     raw = final + ('.official' if official else '')
     errors = []
+    sha256 = model.get('SHA256')
     for url in candidates:
         try:
-            if official and osp.isfile(url) and not _official_layout(url):
-                # A local copy already converted (e.g. from another machine's cache):
-                # taken as it is; the published checksum is the official file's.
-                download(url, final)
-                return final
-            download(url, raw, model.get('SHA256'), timeout=timeout, progress=progress)
+            # A mirror (folder or URL) may hold the official file or one already
+            # converted (another machine's cache): the published checksum is the
+            # official file's, so it is checked once the layout is known.
+            published = not official or url == model.get('Weights')
+            download(url, raw, sha256 if published else None, timeout=timeout,
+                     progress=progress)
             break
         except (OSError, ModelZooError, CheckpointError, urllib.error.URLError) as e:
             errors.append(f'  {url}: {e}')
@@ -228,10 +234,16 @@ def fetch(name: str, urls: Optional[List[str]] = None, progress: bool = True,
                             f'backbone (init_cfg), you can also train without it: '
                             f'--cfg-options model.backbone.init_cfg=None.')
     if official:
-        try:
+        try:  # a corrupt file raises a CheckpointError here
+            if not _official_layout(raw):
+                os.replace(raw, final)  # converted already: taken as it is
+                return final
+            if not published and sha256:
+                _check_sha256(raw, sha256, url)
             convert_official_file(raw, final)
         finally:  # a file that cannot be converted is not kept either
-            os.remove(raw)
+            if osp.exists(raw):
+                os.remove(raw)
     return final
 
 
