@@ -345,3 +345,23 @@ def test_a_failed_dump_keeps_the_metrics(tmp_path):
     out.parent.write_text('now a file')
     assert dump.compute_metrics([{'a': 1}]) == {}
     assert dump.error.startswith(f'--out {out}: the predictions could not be written')
+
+
+def test_loader_workers_fit_the_cores(monkeypatch):
+    """More workers than cores (the configs' 5 on a 2-core machine): as many as cores,
+    said once, instead of PyTorch's warning at every loader start."""
+    import os
+
+    import mmengine.logging
+    from mmengine.config import Config
+
+    from mmbiformer.utils.launch import fit_workers
+    said = []
+    monkeypatch.setattr(mmengine.logging, 'print_log', lambda m, **kw: said.append(m))
+    monkeypatch.setattr(os, 'sched_getaffinity', lambda pid: {0, 1})
+    cfg = Config(dict(train_dataloader=dict(num_workers=1),
+                      test_dataloader=dict(num_workers=5)))
+    fit_workers(cfg)
+    assert cfg.train_dataloader.num_workers == 1 and cfg.test_dataloader.num_workers == 2
+    assert said == ['test_dataloader.num_workers=5 is more than the 2 cores this process '
+                    'may use: 2 workers']

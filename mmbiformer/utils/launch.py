@@ -71,6 +71,7 @@ def tool_config(args) -> Config:
     from ..data import guard_loading
     cfg = load_config(args.config, args.cfg_options, args.work_dir)
     check_run_values(cfg)
+    fit_workers(cfg)
     cfg.launcher = args.launcher
     check_launcher(args.launcher)
     dist_timeout(cfg)  # the default where the config sets none
@@ -102,6 +103,23 @@ def check_run_values(cfg: Config) -> None:
         raise UserError(f'custom_hooks must be a list of hook dicts (dict(type=...)), got '
                         f'{hooks!r}: --cfg-options custom_hooks.N.KEY=V sets a key of '
                         f'the N-th hook the config lists')
+
+
+def fit_workers(cfg: Config) -> None:
+    """Loader workers beyond the cores this process may use load no faster, and PyTorch
+    warns about them at every loader start: as many workers as cores, said once."""
+    from mmengine.logging import print_log
+    try:
+        cores = len(os.sched_getaffinity(0))  # what PyTorch's own check counts
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        loader = cfg.get(name)
+        workers = loader.get('num_workers') if isinstance(loader, dict) else None
+        if isinstance(workers, int) and workers > cores:
+            print_log(f'{name}.num_workers={workers} is more than the {cores} cores this '
+                      f'process may use: {cores} workers', logger='current')
+            loader.num_workers = cores
 
 
 def datasets(cfg: Config, loaders: List[str]) -> Iterator[Tuple[str, dict]]:
