@@ -81,12 +81,13 @@ def _fails_cleanly(args, *expected, subprocess=False):
 
 def test_test_tool_checkpoint_errors(opts, tmp_path):
     bad = _corrupt_files(tmp_path)['truncated zip']
-    _fails_cleanly(['tools/test.py', CONFIG, str(bad), *opts], f'{bad}: is corrupt',
+    work = ['--work-dir', str(tmp_path / 'w')]  # nothing written into the checkout
+    _fails_cleanly(['tools/test.py', CONFIG, str(bad), *work, *opts], f'{bad}: is corrupt',
                    subprocess=True)
-    _fails_cleanly(['tools/test.py', CONFIG, 'biformer-s_in1kk', *opts],
+    _fails_cleanly(['tools/test.py', CONFIG, 'biformer-s_in1kk', *work, *opts],
                    "unknown model name 'biformer-s_in1kk'", 'Did you mean: biformer-s_in1k')
-    _fails_cleanly(['tools/test.py', CONFIG, 'http://127.0.0.1:9/x/model.pth', *opts],
-                   'download failed')
+    _fails_cleanly(['tools/test.py', CONFIG, 'http://127.0.0.1:9/x/model.pth', *work,
+                    *opts], 'download failed')
 
 
 def test_test_tool_checks_out_before_the_test_epoch(opts, tmp_path):
