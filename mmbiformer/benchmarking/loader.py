@@ -25,7 +25,7 @@ from typing import List
 import torch
 
 from ..utils.launch import UserError
-from .pipeline import data_kind, load_any_config, make_data, point_at_data, train_dataset
+from .pipeline import data_kind, load_any_config, loader_dataset, make_data, point_at_data
 
 # Typical size (H, W) of the real data's training images.
 REAL_SIZES = {'imagenet': (375, 500), 'coco': (480, 640), 'ade20k': (512, 683)}
@@ -106,7 +106,7 @@ def run(args) -> dict:
     if cfg.get('custom_imports'):
         import_modules_from_strings(**cfg.custom_imports)
     init_default_scope(cfg.get('default_scope', 'mmengine'))
-    dataset = DATASETS.build(copy.deepcopy(train_dataset(cfg)))
+    dataset = DATASETS.build(copy.deepcopy(loader_dataset(cfg)))
     if len(dataset) == 0:
         raise UserError(f'loader benchmark: the dataset under {root} is empty')
     one = per_worker_rate(dataset, args.samples)

@@ -62,7 +62,7 @@ def load_any_config(name: str, cfg_options: Optional[dict] = None):
     return cfg
 
 
-def train_dataset(cfg, loader: str = 'train_dataloader') -> dict:
+def loader_dataset(cfg, loader: str = 'train_dataloader') -> dict:
     """The dataset dict of ``loader`` (the train loader by default), dataset wrappers
     (Repeat/ClassBalanced) opened."""
     from ..utils.launch import datasets
@@ -76,7 +76,7 @@ def train_dataset(cfg, loader: str = 'train_dataloader') -> dict:
 
 def data_kind(cfg):
     """(generator kind, nominal (H, W)) for the config's train dataset."""
-    ds_type = train_dataset(cfg).get('type')
+    ds_type = loader_dataset(cfg).get('type')
     if ds_type not in DATA_KINDS:
         raise UserError(f'pipeline benchmark: train dataset type {ds_type!r} has no data '
                         f'generator; supported: {", ".join(sorted(DATA_KINDS))}. Pass '
@@ -129,7 +129,7 @@ def benchmark_data(args, cfg, images: int):
 def point_at_data(cfg, kind: str, root: str, loader: str = 'train_dataloader') -> None:
     """Point ``loader``'s dataset (and, for the test loader, its evaluators' annotation
     files) at generated data under ``root``."""
-    ds = train_dataset(cfg, loader)
+    ds = loader_dataset(cfg, loader)
     root = root.rstrip('/') + '/'
     ds['data_root'] = root + 'ADEChallengeData2016' if kind == 'ade20k' else root
     if loader == 'test_dataloader':
@@ -349,7 +349,7 @@ def profile_hook(clock: IterationClock, iters: int, start: int, path: str):
                     f.write(f'== {iters} iterations from {start}, by {key}\n')
                     f.write(table.table(sort_by=key, row_limit=40, max_name_column_width=70))
                     f.write('\n')
-                f.write(f'== by self_cpu_time_total and input shapes\n')
+                f.write('== by self_cpu_time_total and input shapes\n')
                 f.write(shapes.table(sort_by='self_cpu_time_total', row_limit=40,
                                      max_name_column_width=60, max_shapes_column_width=80))
             self.prof = None
@@ -448,7 +448,7 @@ def run_single(args) -> dict:
     else:
         runner.train()
     result = summarise(clock, batch, world)
-    wrapper = 'test' if test else cfg.optim_wrapper.get('type', 'OptimWrapper')
+    wrapper = None if test else cfg.optim_wrapper.get('type', 'OptimWrapper')
     result.update(config=args.config, batch=batch, world=world, size=list(size),
                   phase_sync=bool(args.phase_sync), mode='test' if test else 'train',
                   workers=int(cfg[loader].num_workers), optim_wrapper=wrapper,
@@ -544,10 +544,11 @@ def table(results: List[dict]) -> str:
     lines.append('GPU synchronised at every phase boundary (--phase-sync)'
                  if head.get('phase_sync') else 'GPU synchronised once per iteration, at its '
                  f'end: data / {work} / step are host times, s/iter the total')
+    wrappers = '' if test else '; optim wrappers: ' + ', '.join(
+        f'{r["optim_wrapper"]}' for r in results)
     lines.append(f'{head["device"]}; {head["batch"]} images per GPU, {head["workers"]} loader '
                  f'workers, generated data of nominal size {head["size"][0]}x'
-                 f'{head["size"][1]}; optim wrappers: '
-                 + ', '.join(f'{r["optim_wrapper"]}' for r in results))
+                 f'{head["size"][1]}{wrappers}')
     return '\n'.join(lines)
 
 

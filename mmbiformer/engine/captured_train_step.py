@@ -171,12 +171,13 @@ class FlatGradients:
         self.group = group
         self.world = dist.get_world_size(group)
         self.used: Optional[List[bool]] = None
+        self.kept: List[torch.Tensor] = []  # the parameters that receive a gradient
         self.flat: Optional[torch.Tensor] = None
         self.views: List[torch.Tensor] = []
 
     def _layout(self, grads) -> None:
         self.used = [g is not None for g in grads]
-        kept = [p for p, u in zip(self.params, self.used) if u]
+        self.kept = kept = [p for p, u in zip(self.params, self.used) if u]
         dtypes = {p.dtype for p in kept}
         if len(dtypes) != 1:
             raise ValueError(f'CapturedTrainStep: data-parallel training needs the trained '
@@ -204,7 +205,7 @@ class FlatGradients:
         dist.all_reduce(self.flat, group=self.group)
 
     def bind(self) -> None:
-        for p, view in zip((p for p, u in zip(self.params, self.used) if u), self.views):
+        for p, view in zip(self.kept, self.views):
             p.grad = view
 
 
@@ -408,7 +409,7 @@ class CapturedTrainStep:
     def __call__(self, data, optim_wrapper=None) -> Dict[str, torch.Tensor]:
         data = self.model.data_preprocessor(data, True)
         if self.ddp is not None and getattr(self.ddp, 'broadcast_buffers', False):
-            broadcast_buffers(self.model, getattr(self.ddp, 'process_group', None))
+            broadcast_buffers(self.model, self.flat_grads.group)
         layout = batch_layout(data) if isinstance(data, dict) else None
         if layout is None or (self.graph is not None and layout != self.layout):
             # Another batch layout than the captured one: mmengine's eager step.

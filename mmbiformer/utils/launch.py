@@ -56,8 +56,7 @@ def load_config(path: str, cfg_options: Optional[dict] = None,
             try:
                 cfg.merge_from_dict({key: value})
             except (KeyError, TypeError, IndexError) as e:  # mmengine's words for it
-                raise UserError(f'--cfg-options: cannot set {key}: '
-                                f'{str(e).strip(chr(34))}') from e
+                raise UserError(f'--cfg-options: cannot set {key}: {_message(e)}') from e
     if work_dir:
         cfg.work_dir = work_dir
     elif cfg.get('work_dir') is None:
@@ -88,9 +87,9 @@ def check_run_values(cfg: Config) -> None:
             return
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             raise UserError(f'{key} must be an integer >= {low}, got {value!r}')
-    for key in ('max_epochs', 'max_iters', 'val_interval', 'val_begin'):
-        loop = cfg.get('train_cfg')
-        if isinstance(loop, dict):
+    loop = cfg.get('train_cfg')
+    if isinstance(loop, dict):
+        for key in ('max_epochs', 'max_iters', 'val_interval', 'val_begin'):
             need(f'train_cfg.{key}', loop.get(key), 0 if key == 'val_begin' else 1)
     for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         loader = cfg.get(name)
@@ -586,10 +585,14 @@ def config_errors(what: str, active=lambda: True):
     except (TypeError, ValueError, AssertionError, KeyError) as e:
         if not active():
             raise
-        # A KeyError's str() quotes its message; its argument does not.
-        text = str(e.args[0] if isinstance(e, KeyError) and e.args else e) or type(e).__name__
+        text = _message(e) or type(e).__name__
         raise UserError(f'{what}: {text.splitlines()[0]}. Check the values the config and '
                         f'--cfg-options give it.') from e
+
+
+def _message(e: Exception) -> str:
+    """An exception's message; a KeyError's str() quotes it, its argument does not."""
+    return str(e.args[0] if isinstance(e, KeyError) and e.args else e)
 
 
 def use_amp(cfg: Config) -> None:
