@@ -2,8 +2,8 @@
 
 mmengine logs ``torch.cuda.max_memory_allocated``: memory held by live tensors. CUDA
 graphs' private pools (the backbone's graphs in the dense configs, the captured
-classification step) hold activations that this leaves out, so Mask R-CNN S logged
-1983 MiB while its pools held 2.94 GiB more. :class:`FootprintLogProcessor` logs the
+classification step) hold activations that this leaves out, so the log understated
+what a run needs by gigabytes. :class:`FootprintLogProcessor` logs the
 peak memory reserved by PyTorch's allocator instead (pools and cache included: what
 the process holds on the GPU), over the same interval.
 """
