@@ -120,6 +120,8 @@ def test_triton_op_matches_reference(skewed, queries_per_item, dense, monkeypatc
         index[1, :, 1] = 7
         index[1, 7, 1] = 0
     out = routed_attention(qkv, index, S, m, qd, qd**-0.5)
+    with torch.no_grad():  # forward-only: the kernels without the custom op
+        assert torch.equal(routed_attention(qkv, index, S, m, qd, qd**-0.5), out)
     regions = qkv.view(N, S, h, S, w, -1).permute(0, 1, 3, 2, 4, 5).reshape(N, S * S, h * w, -1)
     q, kv = regions[..., :qd], regions[..., qd:]
     ref = BiLevelRoutingAttention._reference_attention(q, kv, None, index, m, qd**-0.5, False)

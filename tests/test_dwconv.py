@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from mmbiformer import BiFormer
 from mmbiformer.ops.backends.triton import unavailable_reason
-from mmbiformer.ops.dwconv import DepthwiseConv2d, _NativeDepthwiseConv
+from mmbiformer.ops.dwconv import DepthwiseConv2d, _NativeDepthwiseConv, set_impl
 
 from conftest import requires_cuda as cuda  # noqa: E402
 
@@ -126,6 +126,8 @@ def _triton_vs_reference(x_full, C, k, bias, residual, add_input, device, dtype,
            if residual else None)
     leaves = [t for t in (x_full, w, b, res) if t is not None]
     got = dwconv_nhwc(x, w, b, res, add_input)
+    with torch.no_grad():  # forward-only: the kernel without the custom op, same numbers
+        assert torch.equal(dwconv_nhwc(x, w, b, res, add_input), got)
     grad = torch.randn_like(got)
     got_grads = torch.autograd.grad(got, leaves, grad)
     ref = _conv_nhwc_reference(*(t.double() if t is not None else None
@@ -214,6 +216,33 @@ def test_backbone_triton_dwconv_matches_cudnn_cuda(monkeypatch):
             continue
         err = ((a - b).norm() / b.norm()).item()
         assert err < 1e-4, f'{name}: relative error {err:.2e}'
+
+
+@cuda
+def test_forward_only_block_runs_the_triton_conv_with_its_add(monkeypatch):
+    """In a forward-only pass 'native' takes the Triton kernel, which adds the block's
+    input in its own pass: the backbone's outputs match cuDNN's convs."""
+    from mmbiformer.ops.backends.triton import dwconv as triton_dwconv
+    monkeypatch.setattr(torch.backends.cudnn, 'allow_tf32', False)
+    monkeypatch.setattr(torch.backends.cuda.matmul, 'allow_tf32', False)
+    torch.manual_seed(0)
+    model = BiFormer('tiny', n_win=7).cuda().eval()
+    x = torch.randn(1, 3, 224, 288, device='cuda')
+    add_inputs, launch = [], triton_dwconv.conv_nhwc_into
+
+    def spy(out, x, weight, bias=None, residual=None, add_input=False, **kwargs):
+        add_inputs.append(add_input)
+        return launch(out, x, weight, bias, residual, add_input, **kwargs)
+
+    monkeypatch.setattr(triton_dwconv, 'conv_nhwc_into', spy)
+    with torch.no_grad():
+        got = model(x)
+        set_impl(model, 'cudnn')
+        ref = model(x)
+    # The position embeddings of tiny's 2+2+8+2 blocks (the other calls: LePE, LCE).
+    assert add_inputs.count(True) == 14, add_inputs
+    for a, b in zip(got, ref):
+        assert ((a - b).norm() / b.norm()).item() < 1e-5
 
 
 def test_weight_gradient_keeps_the_parameter_strides():

@@ -188,12 +188,18 @@ class BiLevelRoutingAttention(nn.Module):
     def route_means(self, q_r: torch.Tensor,
                     k_r: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """:meth:`route` from the region means of q and k, (N, S*S, C) each."""
+        top_logits, index = self.top_regions(q_r, k_r)
+        return top_logits.softmax(dim=-1), index
+
+    def top_regions(self, q_r: torch.Tensor, k_r: torch.Tensor):
+        """The routing logits kept and their region indices, (N, S*S, topk) each, from
+        the region means of q and k (the weights of :meth:`route_means` before their
+        softmax, which hard routing never reads)."""
         if not self.diff_routing:
             q_r, k_r = q_r.detach(), k_r.detach()
         q_r, k_r = self.router.emb(q_r), self.router.emb(k_r)
         logits = (q_r * self.scale) @ k_r.transpose(-2, -1)
-        top_logits, index = torch.topk(logits, k=self.topk, dim=-1)
-        return top_logits.softmax(dim=-1), index
+        return torch.topk(logits, k=self.topk, dim=-1)
 
     def region_kv(self, kv: torch.Tensor, h: int, w: int) -> torch.Tensor:
         """Apply KV down-sampling per region: (N, R, h*w, C) -> (N, R, t, C)."""
@@ -297,7 +303,7 @@ class BiLevelRoutingAttention(nn.Module):
         S, qd = self.n_win, self.qk_dim
         means = qkv[..., :2 * qd].reshape(N, S, H // S, S, W // S, 2 * qd).mean((2, 4))
         q_r, k_r = means.reshape(N, S * S, 2 * qd).split(qd, -1)
-        _, index = self.route_means(q_r, k_r)
+        index = self.top_regions(q_r, k_r).indices  # hard routing: no weights
         lce = (None, None) if self.lepe is None else (self.lepe.weight, self.lepe.bias)
         return routed_attention(qkv, index, S, self.num_heads, qd, self.scale, *lce)
 

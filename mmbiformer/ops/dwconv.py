@@ -20,8 +20,9 @@ take an NCHW copy. ``impl='triton'`` is ``'native'`` except there: the Triton ke
 ``backends/triton/dwconv.py`` (residual and bias in the same pass, V read in place, no
 copy, no plan per shape), slower than cuDNN's channels-last kernels today
 (``docs/benchmark.md``, run 4). Inside ``captured_step()`` (a CUDA graph's capture,
-where launches cost nothing at replay) ``'native'`` takes the Triton kernels too: the
-graphed detection trunk ran 47.7 ms with them against 54.9 with PyTorch's (run 8).
+where launches cost nothing at replay) and in forward-only passes (inference, where no
+autograd records the op, so its host cost is one launch) ``'native'`` takes the Triton
+kernels too: they take less GPU time than PyTorch's (``docs/benchmark.md``, runs 8, 12).
 
 Measured costs: ``docs/gpu_runs.md`` ("the cause, the fix") and ``docs/benchmark.md``
 ("Pipeline").
@@ -30,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .backends import autocast_dtype, in_captured_step, tracing
+from .backends import autocast_dtype, forward_only, in_captured_step, tracing
 from .backends.triton import triton_installed
 
 IMPLS = ('native', 'cudnn', 'triton')
@@ -138,11 +139,18 @@ class DepthwiseConv2d(_PlanFreeConv2d):
         return out if residual is None else out + residual
 
     def _triton_nhwc(self, x: torch.Tensor) -> bool:
-        # Inside captured_step(), 'native' means "no plan per input size" and the Triton
-        # kernels are then faster than PyTorch's (the host cost of their launches is
-        # paid once): trunk at 2x800x1216 replayed 47.7 against 54.9 ms (run 8).
-        wanted = self.impl == 'triton' or (self.impl == 'native' and in_captured_step())
+        # 'native' means "no plan per input size". The Triton kernel needs no layout
+        # copies, so it takes less GPU time than PyTorch's; it costs more host time
+        # only where autograd records it (a custom op): it runs inside captured_step(),
+        # where launches are paid once, and in forward-only passes (inference).
+        wanted = self.impl == 'triton' or self.impl == 'native' and (
+            in_captured_step() or forward_only(x, self.weight))
         return wanted and x.is_cuda and not tracing() and triton_installed()
+
+    def adds_input(self, x: torch.Tensor) -> bool:
+        """Whether :meth:`forward_nhwc` with ``add_input=True`` adds ``x`` inside the
+        convolution's own pass (the Triton kernel), not as another op."""
+        return self._triton_nhwc(x)
 
     def native_forward(self, x: torch.Tensor) -> torch.Tensor:
         dtype = autocast_dtype('cuda') or x.dtype

@@ -20,7 +20,7 @@ from mmengine.model.weight_init import trunc_normal_
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ...errors import ArgumentError
-from ...ops.backends import tracing
+from ...ops.backends import forward_only, tracing
 from ...ops.layer_norm import LayerNorm, drop_path_scale
 from ...ops.global_attention import GlobalAttentionLePE  # noqa: F401 (old import path)
 from ...ops.dwconv import DepthwiseConv2d, GemmConv2d
@@ -120,8 +120,13 @@ class BiFormerBlock(nn.Module):
     def _body(self, x: torch.Tensor, attn_scale: Optional[torch.Tensor],
               inside_checkpoint: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
         """The block but its last residual add: (x + pos + attention, MLP branch).
-        Each residual add is fused with the norm that reads its sum (ops/layer_norm.py)."""
-        x, h = self.norm1.add_forward(x, self.pos_embed.forward_nhwc(x))  # x + dwconv(x)
+        Each residual add is fused with the norm that reads its sum (ops/layer_norm.py),
+        or in a forward-only pass with the convolution that makes it."""
+        if forward_only(x) and self.pos_embed.adds_input(x):
+            x = self.pos_embed.forward_nhwc(x, add_input=True)  # x + dwconv(x), one kernel
+            h = self.norm1(x)
+        else:
+            x, h = self.norm1.add_forward(x, self.pos_embed.forward_nhwc(x))
         x, h = self.norm2.add_forward(x, self.attn(h), attn_scale)
         return x, self._mlp(h, inside_checkpoint)
 

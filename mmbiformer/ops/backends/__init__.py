@@ -88,6 +88,17 @@ def in_captured_step() -> bool:
     return _captured
 
 
+def forward_only(*tensors: Optional[torch.Tensor]) -> bool:
+    """No autograd graph will be recorded for an op on ``tensors`` (inference, frozen
+    layers), nor a compiled or traced one: a custom op may then call its implementation
+    directly, without the ``torch.library`` dispatch (tens of microseconds of host time
+    per call, which eager inference pays at every block)."""
+    if tracing() or torch.compiler.is_compiling():
+        return False
+    return not torch.is_grad_enabled() or not any(
+        t is not None and t.requires_grad for t in tensors)
+
+
 def _triton_trains(H: int, W: int, region_tokens: int, topk: int) -> bool:
     from .triton import use_dense
     return region_tokens >= TRITON_TRAIN_MIN_TOKENS or use_dense(H, W, region_tokens, topk)

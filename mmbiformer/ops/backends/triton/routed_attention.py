@@ -16,6 +16,7 @@ from typing import Optional, Tuple
 import torch
 import triton
 
+from .. import forward_only
 from . import MIN_TILE, dense_kernels, kernels, use_dense
 from .accumulate import acc_dtype, acc_tl
 from .dwconv import conv_nhwc_into, weight_grad
@@ -39,11 +40,14 @@ def _blocks(L: int, n_keys: int, cq: int, cv: int) -> dict:
 
 
 def _precision(dtype: torch.dtype) -> str:
-    # fp32 follows torch's matmul setting (tf32 off by default): 'ieee' keeps fp32
-    # results within 1e-4 of the reference path.
-    if dtype == torch.float32 and torch.backends.cuda.matmul.allow_tf32:
-        return 'tf32'
-    return 'ieee' if dtype == torch.float32 else 'tf32'
+    """How the kernels' dot products treat fp32 inputs. torch's fp32 matmuls (tf32 off
+    by default) are exact to fp32; 'tf32x3' (three tensor-core products of split
+    operands) keeps the kernels within fp32 rounding of them, where 'ieee' would run
+    on the CUDA cores at a fraction of the speed. With ``allow_tf32`` on, plain tf32
+    as torch does. (Ignored for 16-bit inputs; 64-bit ones are exact either way.)"""
+    if dtype == torch.float32 and not torch.backends.cuda.matmul.allow_tf32:
+        return 'tf32x3'
+    return 'tf32'
 
 
 def _kernel_dtypes(dtype: torch.dtype) -> dict:
@@ -81,16 +85,11 @@ def _geometry(qkv: torch.Tensor, index: torch.Tensor, n_win: int, num_heads: int
     return N, H, W, RH, RW, R, topk, qk_dim // num_heads, dv // num_heads, dv
 
 
-@torch.library.custom_op('mmbiformer::bra_routed_attn_fwd', mutates_args=())
-def routed_attn_fwd(qkv: torch.Tensor, index: torch.Tensor, lce_weight: Optional[torch.Tensor],
-                    lce_bias: Optional[torch.Tensor], n_win: int, num_heads: int,
-                    qk_dim: int, scale: float
-                    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(output, attention-only output, log-sum-exp). Without LCE weights the output is
-    the attention's and the second tensor is empty; with them the output is attention
-    + LCE and the attention-only output is kept for the backward (its ``delta``).
-    Routed kernels, or dense ones where :func:`use_dense` (the log-sum-exp is then
-    indexed by head and raster token: same size, its own order)."""
+def _attention(qkv: torch.Tensor, index: torch.Tensor, n_win: int, num_heads: int,
+               qk_dim: int, scale: float) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(attention output NHWC, log-sum-exp) by the routed kernels, or the dense ones
+    where :func:`use_dense` (the log-sum-exp is then indexed by head and raster token:
+    same size, its own order)."""
     N, H, W, RH, RW, R, topk, cq, cv, dv = _geometry(qkv, index, n_win, num_heads, qk_dim)
     L = RH * RW
     attn = qkv.new_empty(N, H, W, dv)
@@ -108,6 +107,18 @@ def routed_attn_fwd(qkv: torch.Tensor, index: torch.Tensor, lce_weight: Optional
             qkv, index, attn, lse, *qkv.stride()[:3], *attn.stride()[:3],
             scale * LOG2E, n_win, RH, RW, R, topk, num_heads, qk_dim,
             CQ=cq, CV=cv, **_kernel_dtypes(qkv.dtype), **blocks)
+    return attn, lse
+
+
+@torch.library.custom_op('mmbiformer::bra_routed_attn_fwd', mutates_args=())
+def routed_attn_fwd(qkv: torch.Tensor, index: torch.Tensor, lce_weight: Optional[torch.Tensor],
+                    lce_bias: Optional[torch.Tensor], n_win: int, num_heads: int,
+                    qk_dim: int, scale: float
+                    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(output, attention-only output, log-sum-exp). Without LCE weights the output is
+    the attention's and the second tensor is empty; with them the output is attention
+    + LCE and the attention-only output is kept for the backward (its ``delta``)."""
+    attn, lse = _attention(qkv, index, n_win, num_heads, qk_dim, scale)
     if lce_weight is None:
         return attn, qkv.new_empty(0), lse
     out = torch.empty_like(attn)
@@ -297,5 +308,11 @@ def routed_attention(qkv: torch.Tensor, index: torch.Tensor, n_win: int, num_hea
     """
     if qkv.stride(-1) != 1:
         qkv = qkv.contiguous()
-    return routed_attn_fwd(qkv, index.contiguous(), lce_weight, lce_bias, n_win, num_heads,
-                           qk_dim, scale)[0]
+    index = index.contiguous()
+    if forward_only(qkv, lce_weight, lce_bias):  # nothing to keep for a backward
+        out, _ = _attention(qkv, index, n_win, num_heads, qk_dim, scale)
+        if lce_weight is not None:  # the LCE added in place
+            conv_nhwc_into(out, qkv[..., 2 * qk_dim:], lce_weight, lce_bias, residual=out)
+        return out
+    return routed_attn_fwd(qkv, index, lce_weight, lce_bias, n_win, num_heads, qk_dim,
+                           scale)[0]
