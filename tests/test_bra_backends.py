@@ -8,7 +8,8 @@ CUDA). The CUDA cases run where a GPU is present (the device runs them with
 import pytest
 import torch
 
-from mmbiformer.ops.backends import captured_step, choose_backend
+from mmbiformer.ops.policy import bra_backend as choose_backend
+from mmbiformer.ops.policy import captured_step
 from mmbiformer.ops.backends import sdpa as sdpa_backend
 from mmbiformer.ops.backends.triton import unavailable_reason
 from mmbiformer.ops.bra import BiLevelRoutingAttention, set_attn_impl

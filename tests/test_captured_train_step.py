@@ -18,7 +18,7 @@ from mmengine.optim import AmpOptimWrapper, OptimWrapper
 from mmbiformer.engine import (CapturedTrainStep, CapturedTrainStepHook, NonFiniteLossError,
                                NonFiniteLossHook)
 from mmbiformer.engine.captured_train_step import StaticBatch, batch_layout
-from mmbiformer.ops.backends import captured_step
+from mmbiformer.ops.policy import captured_step
 from mmbiformer.utils.launch import free_port
 from conftest import ROOT, TINY_ARCH
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from mmbiformer.ops.backends import captured_step
+from mmbiformer.ops.policy import captured_step
 from mmbiformer.ops.linear import GeluLinear, Linear
 
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from mmbiformer.models import BiFormer
-from mmbiformer.ops.backends import captured_step
+from mmbiformer.ops.policy import captured_step
 from conftest import TINY_ARCH, requires_cuda
 
 

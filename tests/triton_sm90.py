@@ -68,7 +68,7 @@ def _training_passes() -> None:
     from conftest import TINY_ARCH
     os.environ.pop('TRITON_INTERPRET', None)  # conftest sets it on machines without CUDA
     from mmbiformer.models import BiFormer
-    from mmbiformer.ops.backends import captured_step
+    from mmbiformer.ops.policy import captured_step
     from mmbiformer.ops.backends.triton.layer_norm import add_layer_norm, layer_norm
     for dtype in (torch.float32, torch.bfloat16):
         torch.manual_seed(0)

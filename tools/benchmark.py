@@ -338,7 +338,7 @@ def bench_step(args, device):
 def captured(step):
     """``step`` (forward, backward and optimizer step on fixed tensors) captured once in
     a CUDA graph; the returned function replays it (no host work per kernel)."""
-    from mmbiformer.ops.backends import captured_step
+    from mmbiformer.ops.policy import captured_step
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
     with captured_step():  # kernels chosen for GPU time: no host cost once captured
@@ -563,6 +563,23 @@ def loader_main(argv) -> None:
             json.dump(result, f, indent=1)
 
 
+def set_policy(parser, items) -> None:
+    """``--policy SWITCH=VALUE ...``: ints, or true / false."""
+    from mmbiformer.ops.policy import set_runtime_policy
+    changes = {}
+    for item in items:
+        name, sep, value = item.partition('=')
+        low = value.strip().lower()
+        if not sep or not low:
+            parser.error(f'--policy takes SWITCH=VALUE, got {item!r}')
+        changes[name.strip()] = (low == 'true' if low in ('true', 'false')
+                                 else int(low) if low.lstrip('-').isdigit() else value)
+    try:
+        set_runtime_policy(**changes)
+    except ValueError as e:
+        parser.error(f'--policy: {e}')
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ['pipeline']:
@@ -624,7 +641,11 @@ def main(argv=None):
                         'at the same sizes again (the cost of a new size)')
     parser.add_argument('--iters', type=int, default=20)
     parser.add_argument('--warmup', type=int, default=5)
+    parser.add_argument('--policy', nargs='+', default=[], metavar='SWITCH=VALUE',
+                        help='switches of the ops\' runtime policy (mmbiformer/ops/policy.py)'
+                        ', e.g. linear_bias_grad_mv=false')
     args = parser.parse_args(argv)
+    set_policy(parser, args.policy)
     device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
     {'cls': bench_cls, 'trunk': bench_trunk, 'bra': bench_bra,
      'step': bench_step}[args.what](args, device)

@@ -6,6 +6,7 @@ from .foreach_ema import ForeachExponentialMovingAverage
 from .grouped_optim_constructor import GroupedOptimWrapperConstructor
 from .nonfinite_loss_hook import NonFiniteLossError, NonFiniteLossHook
 from .rng_state_hook import RNGStateHook
+from .runtime_policy_hook import RuntimePolicyHook
 from .stalled_rank import ProgressMarkHook
 from .test_progress_hook import TestProgressHook
 
@@ -14,4 +15,5 @@ __all__ = ['AtomicSaveRunner', 'CapturedTrainStep', 'CapturedTrainStepHook',
            'ForeachExponentialMovingAverage',
            'GroupedOptimWrapperConstructor',
            'NonFiniteLossError', 'NonFiniteLossHook', 'ProgressMarkHook', 'RNGStateHook',
+           'RuntimePolicyHook',
            'SafeDumpResults', 'TestProgressHook']

@@ -52,7 +52,7 @@ from mmengine.logging import MMLogger
 from mmengine.optim import AmpOptimWrapper
 from mmengine.registry import HOOKS
 
-from ..ops.backends import captured_step
+from ..ops.policy import captured_step
 from .nonfinite_loss_hook import grad_norm
 from .stand_ins import stand_ins
 

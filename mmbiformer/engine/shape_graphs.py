@@ -33,7 +33,6 @@ collective communication (SyncBN in training under several processes), no
 activation checkpointing that keeps the RNG state (it reads it on the host; BiFormer's
 ``with_cp`` keeps none).
 """
-import contextlib
 import logging
 import time
 import weakref
@@ -43,7 +42,7 @@ import torch
 from mmengine.logging import print_log
 from torch import nn
 
-from ..ops.backends import autocast_dtype, captured_step
+from ..ops.policy import autocast_dtype, captured_step
 from .stand_ins import stand_ins
 
 

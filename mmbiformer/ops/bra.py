@@ -21,11 +21,12 @@ import torch.nn as nn
 
 from ..errors import ArgumentError
 from .attention import heads, merge_heads
-from .backends import choose_backend, normalize_impl, tracing
+from .backends import normalize_impl
 from .backends.sdpa import SDPAPolicy
 from .backends.sdpa import routed_attention as sdpa_routed_attention
 from .dwconv import DepthwiseConv2d
 from .linear import Linear
+from .policy import bra_backend, tracing
 from .regions import from_regions, pad_to_multiple, to_regions
 
 KV_DOWNSAMPLE_MODES = ('identity', 'ada_avgpool', 'ada_maxpool', 'avgpool', 'maxpool')
@@ -245,7 +246,7 @@ class BiLevelRoutingAttention(nn.Module):
             S = self.n_win
             h, w = -(-x.shape[1] // S), -(-x.shape[2] // S)
             geometry = (h * S, w * S, h * w, self.topk)
-        return choose_backend(self.attn_impl, x.device, self.kv_downsample_mode,
+        return bra_backend(self.attn_impl, x.device, self.kv_downsample_mode,
                               self.soft_routing, torch.is_grad_enabled(), geometry)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -31,8 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .backends import autocast_dtype, forward_only, in_captured_step, tracing
-from .backends.triton import triton_installed
+from .policy import autocast_dtype, dwconv_runs_triton
 
 IMPLS = ('native', 'cudnn', 'triton')
 
@@ -139,13 +138,7 @@ class DepthwiseConv2d(_PlanFreeConv2d):
         return out if residual is None else out + residual
 
     def _triton_nhwc(self, x: torch.Tensor) -> bool:
-        # 'native' means "no plan per input size". The Triton kernel needs no layout
-        # copies, so it takes less GPU time than PyTorch's; it costs more host time
-        # only where autograd records it (a custom op): it runs inside captured_step(),
-        # where launches are paid once, and in forward-only passes (inference).
-        wanted = self.impl == 'triton' or self.impl == 'native' and (
-            in_captured_step() or forward_only(x, self.weight))
-        return wanted and x.is_cuda and not tracing() and triton_installed()
+        return dwconv_runs_triton(self.impl, x, self.weight)
 
     def adds_input(self, x: torch.Tensor) -> bool:
         """Whether :meth:`forward_nhwc` with ``add_input=True`` adds ``x`` inside the

@@ -10,19 +10,17 @@ copies back to bf16 (forward and backward). Elsewhere (CPU, tracing, export,
 ``torch.compile``, no Triton) the same maths runs as PyTorch ops: the reference.
 
 The kernels take a fixed host cost per call (the Python autograd function and its
-backward, measured at about 0.5 ms a norm on an H200 against 0.1 ms for PyTorch's),
-so in eager mode they run where the GPU time they save is larger: maps of at least
-:data:`TRITON_MIN_ELEMENTS` elements (stages 1-2 of a 128-image classification batch).
-A step captured in a CUDA graph pays the host cost once: inside
-:func:`~mmbiformer.ops.backends.captured_step` they run at every size.
+backward; several times PyTorch's), so in eager mode they run where the GPU time they
+save is larger: maps of at least the runtime policy's
+``layer_norm_triton_min_elements``. A step captured in a CUDA graph pays the host cost
+once: there they run at every size (:mod:`mmbiformer.ops.policy`).
 """
 from typing import Optional, Tuple
 
 import torch
 from torch import nn
 
-from .backends import in_captured_step, tracing
-from .backends.triton import triton_installed
+from .policy import layer_norm_runs_triton
 
 
 def drop_path_scale(drop_path: nn.Module, x: torch.Tensor) -> Optional[torch.Tensor]:
@@ -36,18 +34,12 @@ def drop_path_scale(drop_path: nn.Module, x: torch.Tensor) -> Optional[torch.Ten
     return (keep + torch.rand(x.shape[0], dtype=x.dtype, device=x.device)).floor_() / keep
 
 
-# Eager-mode size from which the Triton kernels run (docs/benchmark.md, run 5).
-TRITON_MIN_ELEMENTS = 2**23
-
-
 class LayerNorm(nn.LayerNorm):
     """``nn.LayerNorm`` over the last dimension, plus :meth:`add_forward`."""
 
     def _triton(self, x: torch.Tensor) -> bool:
-        return (x.is_cuda and self.elementwise_affine and self.bias is not None
-                and len(self.normalized_shape) == 1 and not tracing()
-                and not torch.compiler.is_compiling() and triton_installed()
-                and (in_captured_step() or x.numel() >= TRITON_MIN_ELEMENTS))
+        return (self.elementwise_affine and self.bias is not None
+                and len(self.normalized_shape) == 1 and layer_norm_runs_triton(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self._triton(x):

@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .backends import autocast_dtype, in_captured_step, tracing
+from .policy import autocast_dtype, linear_bias_grad_as_mv, tracing
 
 
 def _ones(n: int, like: torch.Tensor) -> torch.Tensor:
@@ -70,7 +70,7 @@ class Linear(nn.Linear):
     matrix-vector product (see the module's docstring)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.bias is not None and in_captured_step() and torch.is_grad_enabled():
+        if linear_bias_grad_as_mv(self.bias is not None):
             return _LinearMvBias.apply(x, self.weight, self.bias)
         return F.linear(x, self.weight, self.bias)
 

@@ -3,7 +3,7 @@ and the routing analysis."""
 import torch
 import torch.nn.functional as F
 
-from .backends import tracing
+from .policy import tracing
 
 
 def pad_to_multiple(x: torch.Tensor, n_win: int) -> torch.Tensor:

@@ -79,7 +79,7 @@ def plan(cfg) -> dict:
 
 def warm_up(backbone: torch.nn.Module, sizes: dict, log=print) -> float:
     """Run ``backbone`` (on a GPU) over ``sizes`` (:func:`plan`); seconds taken."""
-    from ..ops.backends import captured_step
+    from ..ops.policy import captured_step
     device = next(backbone.parameters()).device
     start = time.perf_counter()
     backbone.eval()

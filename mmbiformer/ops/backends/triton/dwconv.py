@@ -12,7 +12,7 @@ from typing import Optional, Tuple
 import torch
 import triton
 
-from .. import forward_only
+from ...policy import forward_only
 from . import dwconv_kernels as kernels
 from .accumulate import acc_dtype, acc_tl, partial_sum_programs
 

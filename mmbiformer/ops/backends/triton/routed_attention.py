@@ -16,7 +16,7 @@ from typing import Optional, Tuple
 import torch
 import triton
 
-from .. import forward_only
+from ...policy import forward_only
 from . import MIN_TILE, dense_kernels, kernels, use_dense
 from .accumulate import acc_dtype, acc_tl
 from .dwconv import conv_nhwc_into, weight_grad

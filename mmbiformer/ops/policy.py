@@ -1,0 +1,210 @@
+"""Which kernel each of BiFormer's ops runs: one policy, asked by every op.
+
+Most ops have a kernel that takes the least GPU time (Triton, custom autograd) and one
+that takes the least host time (one PyTorch op). Which is better depends on how the op
+is run:
+
+* **captured**: inside a CUDA graph's capture (:func:`captured_step`; the warm-up runs
+  before a capture enter it too, so that the same kernels are compiled). Launches are
+  paid once, at the capture: the least GPU time everywhere.
+* **eager, forward-only**: no autograd graph is recorded (inference, frozen layers;
+  :func:`forward_only`). Custom ops are called without their ``torch.library``
+  dispatch, so a Triton kernel costs one launch.
+* **eager, training**: autograd records every op; a custom op or autograd function
+  adds host time per call, and eager training steps are bound by host time.
+
+========================================  =================  ==================  =================
+op                                        captured           eager, forward-only eager, training
+========================================  =================  ==================  =================
+``Linear``: the bias gradient             matrix-vector      (no backward)       autograd's sum
+                                          product (``linear_bias_grad_mv``)
+``LayerNorm`` (and the residual add)      Triton             Triton on maps of at least
+                                                             ``layer_norm_triton_min_elements``,
+                                                             else PyTorch (both modes)
+``DepthwiseConv2d(impl='native')``        Triton             Triton, with the    PyTorch's
+                                                             block's residual    depthwise kernels
+                                                             add
+BRA ``attn_impl='auto'``                  Triton where       Triton              sdpa
+                                          regions hold at
+                                          least
+                                          ``bra_triton_train_min_tokens``
+                                          tokens or the dense
+                                          kernels apply, else
+                                          sdpa
+========================================  =================  ==================  =================
+
+``impl='cudnn'`` / ``'triton'`` and ``attn_impl='reference'`` / ``'sdpa'`` /
+``'triton'`` are taken as asked. Everything falls back to PyTorch ops on the CPU, while
+tracing or exporting and without Triton; under ``torch.compile`` the LayerNorm is
+PyTorch's (inductor fuses it) and the custom ops stay (each is one node). The figures behind the
+thresholds are in ``docs/benchmark.md`` (runs 5, 7, 8 and 12).
+
+Change the policy for a block of code with :func:`runtime_policy`, for a whole run with
+:func:`set_runtime_policy` or, in a config, with the ``RuntimePolicyHook``
+(``mmbiformer/engine/runtime_policy_hook.py``).
+"""
+import contextlib
+import dataclasses
+from typing import Iterator, Optional, Tuple
+
+import torch
+
+
+@dataclasses.dataclass(frozen=True)
+class RuntimePolicy:
+    """The switches of the table above."""
+    captured: bool = False
+    # Captured training computes Linear's bias gradient as a matrix-vector product.
+    linear_bias_grad_mv: bool = True
+    # Eager LayerNorm runs the Triton kernels from this many elements up (stages 1-2
+    # of a 128-image classification batch): below it their host cost is larger than
+    # the GPU time they save.
+    layer_norm_triton_min_elements: int = 2**23
+    # Captured training takes the Triton BRA kernels from this many tokens per region
+    # up (their dK/dV pass is slow on smaller regions, which the dense kernels or
+    # sdpa's masked dense attention take).
+    bra_triton_train_min_tokens: int = 16
+
+    def __post_init__(self):
+        for name in ('layer_norm_triton_min_elements', 'bra_triton_train_min_tokens'):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f'runtime policy: {name} must be an int >= 0, got {value!r}')
+        for name in ('captured', 'linear_bias_grad_mv'):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f'runtime policy: {name} must be a bool, got '
+                                 f'{getattr(self, name)!r}')
+
+
+_policy = RuntimePolicy()
+
+
+def current_policy() -> RuntimePolicy:
+    return _policy
+
+
+def policy_with(**changes) -> RuntimePolicy:
+    """The current policy with ``changes`` (checked: names and values), not set."""
+    fields = {f.name for f in dataclasses.fields(RuntimePolicy)}
+    unknown = sorted(set(changes) - fields)
+    if unknown:
+        raise ValueError(f'runtime policy: unknown switches {unknown}; the switches are '
+                         f'{sorted(fields)}')
+    return dataclasses.replace(_policy, **changes)
+
+
+def set_runtime_policy(**changes) -> RuntimePolicy:
+    """Change the policy from now on (e.g. ``layer_norm_triton_min_elements=0``);
+    returns the policy it replaced."""
+    global _policy
+    before, _policy = _policy, policy_with(**changes)
+    return before
+
+
+@contextlib.contextmanager
+def runtime_policy(**changes) -> Iterator[RuntimePolicy]:
+    """The policy with ``changes`` inside the block, the previous one after it."""
+    global _policy
+    before, _policy = _policy, policy_with(**changes)
+    try:
+        yield _policy
+    finally:
+        _policy = before
+
+
+def captured_step():
+    """Code inside runs to be captured in a CUDA graph (enter it for the warm-up runs
+    too, so that kernels are compiled before the capture): ``runtime_policy(captured=True)``."""
+    return runtime_policy(captured=True)
+
+
+def in_captured_step() -> bool:
+    """Inside :func:`captured_step`."""
+    return _policy.captured
+
+
+# -- what a call can use ---------------------------------------------------------------
+def tracing() -> bool:
+    """A graph is being recorded (``torch.jit.trace``, ``torch.export``, ONNX export):
+    Python decisions on sizes would be taken once, for the example input."""
+    return (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+            or torch.compiler.is_exporting())
+
+
+def autocast_dtype(device_type: str = 'cuda') -> Optional[torch.dtype]:
+    """The autocast dtype in effect for ``device_type`` (None: autocast off)."""
+    if torch.is_autocast_enabled(device_type):
+        return torch.get_autocast_dtype(device_type)
+    return None
+
+
+def forward_only(*tensors: Optional[torch.Tensor]) -> bool:
+    """No autograd graph will be recorded for an op on ``tensors`` (inference, frozen
+    layers), nor a compiled or traced one: a custom op may then call its implementation
+    directly, without the ``torch.library`` dispatch (tens of microseconds of host time
+    per call, which eager inference pays at every block)."""
+    if tracing() or torch.compiler.is_compiling():
+        return False
+    return not torch.is_grad_enabled() or not any(
+        t is not None and t.requires_grad for t in tensors)
+
+
+def _triton_can_take(x: torch.Tensor) -> bool:
+    from .backends.triton import triton_installed
+    return x.is_cuda and not tracing() and triton_installed()
+
+
+# -- the choices of the table -------------------------------------------------------------
+def linear_bias_grad_as_mv(has_bias: bool) -> bool:
+    """``Linear``: its bias gradient as a matrix-vector product (a custom autograd
+    function), not autograd's reduction."""
+    return (has_bias and _policy.captured and _policy.linear_bias_grad_mv
+            and torch.is_grad_enabled())
+
+
+def layer_norm_runs_triton(x: torch.Tensor) -> bool:
+    """``LayerNorm`` of ``x`` (affine, over the last dimension) by the Triton kernels,
+    not PyTorch's (which ``torch.compile`` fuses: it keeps them)."""
+    return (_triton_can_take(x) and not torch.compiler.is_compiling()
+            and (_policy.captured or x.numel() >= _policy.layer_norm_triton_min_elements))
+
+
+def dwconv_runs_triton(impl: str, x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """``DepthwiseConv2d(impl)`` on the NHWC map ``x`` by the Triton kernel (one NHWC
+    pass, residual adds in it; a custom op, which ``torch.compile`` keeps as one node),
+    not by the module's NCHW forward (``impl``'s kernels)."""
+    wanted = impl == 'triton' or impl == 'native' and (
+        _policy.captured or forward_only(x, weight))
+    return wanted and _triton_can_take(x)
+
+
+def bra_backend(impl: str, device: torch.device, kv_downsample_mode: str,
+                soft_routing: bool, grad: bool = False,
+                geometry: Optional[Tuple[int, int, int, int]] = None) -> str:
+    """The backend that runs BRA's token attention with ``attn_impl=impl`` on
+    ``device`` with these options; ``grad``: gradients are being recorded (training);
+    ``geometry``: the padded map's height and width, tokens per region and top-k, if
+    known."""
+    from .backends import triton_unsupported
+    if impl in ('reference', 'sdpa'):
+        return impl
+    reason = triton_unsupported(device, kv_downsample_mode, soft_routing)
+    if impl == 'triton':
+        if reason:
+            raise ValueError(f"attn_impl='triton' cannot run with {reason}; use "
+                             f"attn_impl='auto' to fall back to another backend")
+        return 'triton'
+    if device.type != 'cuda' or tracing():
+        return 'reference'
+    if reason:
+        return 'sdpa'
+    if grad and not (_policy.captured and geometry is not None
+                     and _triton_trains(*geometry)):
+        return 'sdpa'
+    return 'triton'
+
+
+def _triton_trains(H: int, W: int, region_tokens: int, topk: int) -> bool:
+    from .backends.triton import use_dense
+    return (region_tokens >= _policy.bra_triton_train_min_tokens
+            or use_dense(H, W, region_tokens, topk))

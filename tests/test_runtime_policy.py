@@ -1,0 +1,65 @@
+"""The ops' runtime policy: set in a block, for a run, from a config; checked."""
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from mmbiformer.engine import RuntimePolicyHook
+from mmbiformer.ops import policy
+from mmbiformer.ops.layer_norm import LayerNorm
+
+
+def test_block_sets_and_restores():
+    before = policy.current_policy()
+    with policy.runtime_policy(layer_norm_triton_min_elements=0) as inside:
+        assert policy.current_policy() is inside
+        assert inside.layer_norm_triton_min_elements == 0 and not inside.captured
+        with policy.captured_step():  # keeps the other switches
+            assert policy.in_captured_step()
+            assert policy.current_policy().layer_norm_triton_min_elements == 0
+        assert not policy.in_captured_step()
+    assert policy.current_policy() == before
+
+
+@pytest.mark.parametrize('changes, message', [
+    (dict(layer_norm_triton_min=0), r"unknown switches \['layer_norm_triton_min'\]"),
+    (dict(bra_triton_train_min_tokens=-1), 'must be an int >= 0'),
+    (dict(layer_norm_triton_min_elements=True), 'must be an int >= 0'),
+    (dict(captured='yes'), 'captured must be a bool')])
+def test_bad_switches_are_named(changes, message):
+    with pytest.raises(ValueError, match=message):
+        policy.set_runtime_policy(**changes)
+    with pytest.raises(ValueError, match=message):
+        with policy.runtime_policy(**changes):
+            pass
+
+
+def test_ops_follow_the_policy_on_cpu():
+    """Off CUDA every op runs PyTorch's kernels, whatever the policy says; the BRA
+    chooser reads the captured switch for training on CUDA."""
+    x = torch.randn(2, 8, 8, 16)
+    with policy.runtime_policy(captured=True, layer_norm_triton_min_elements=0):
+        assert not policy.layer_norm_runs_triton(x)
+        assert not policy.dwconv_runs_triton('triton', x, torch.randn(16, 1, 3, 3))
+        norm = LayerNorm(16)
+        torch.testing.assert_close(norm(x), torch.nn.functional.layer_norm(
+            x, (16, ), norm.weight, norm.bias, norm.eps))
+    gpu = torch.device('cuda')
+    geometry = (56, 56, 64, 4)  # 64-token regions: Triton trains there when captured
+    assert policy.bra_backend('auto', gpu, 'identity', False, True, geometry) == 'sdpa'
+    with policy.runtime_policy(bra_triton_train_min_tokens=128), policy.captured_step():
+        assert policy.bra_backend('auto', gpu, 'identity', False, True, geometry) == 'sdpa'
+
+
+def test_hook_holds_the_switches_for_the_run():
+    runner = SimpleNamespace(logger=SimpleNamespace(info=lambda msg: None))
+    hook = RuntimePolicyHook(layer_norm_triton_min_elements=5)
+    before = policy.current_policy()
+    hook.before_run(runner)
+    assert policy.current_policy().layer_norm_triton_min_elements == 5
+    hook.after_run(runner)
+    assert policy.current_policy() == before
+    with pytest.raises(ValueError, match='unknown switches'):
+        RuntimePolicyHook(min_elements=5)
+    with pytest.raises(ValueError, match='set by the engine'):
+        RuntimePolicyHook(captured=True)
