@@ -58,6 +58,20 @@ def wall(fn, x, iters=20):
     return (time.perf_counter() - t0) / iters
 
 
+def profile_to(path, fn, calls=3):
+    """Host and kernel tables of ``calls`` forwards into ``path``; kernels per forward."""
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as p:
+        for _ in range(calls):
+            fn(x)
+        torch.cuda.synchronize()
+    ka = p.key_averages()
+    with open(path, 'w') as f:
+        f.write(ka.table(sort_by='self_cpu_time_total', row_limit=40) + '\n\n')
+        f.write(ka.table(sort_by='self_cuda_time_total', row_limit=30))
+    return sum(e.count for e in ka if e.device_type.name == 'CUDA') / calls
+
+
 def measure(name, fn, x):
     w = wall(fn, x)
     h = min(host_time(fn, x) for _ in range(3))
@@ -114,20 +128,8 @@ def biformer_part():
     # profile (default precision of the working tree)
     for _ in range(2):
         fwd(x)
-    torch.cuda.synchronize()
-    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as p:
-        for _ in range(3):
-            fwd(x)
-        torch.cuda.synchronize()
-    ka = p.key_averages()
-    with open(f'{OUT}/prof_biformer.txt', 'w') as f:
-        f.write(ka.table(sort_by='self_cpu_time_total', row_limit=40))
-        f.write('\n\n')
-        f.write(ka.table(sort_by='self_cuda_time_total', row_limit=30))
-    n_kernels = sum(e.count for e in ka if e.device_type.name == 'CUDA') / 3
-    res['kernels_per_fwd'] = n_kernels
-    print('kernels per forward', n_kernels)
-
+    res['kernels_per_fwd'] = profile_to(f'{OUT}/prof_biformer.txt', fwd)
+    print('kernels per forward', res['kernels_per_fwd'])
 
 if not ONLY_SWIN:
     biformer_part()
@@ -144,14 +146,5 @@ swin = MODELS.build(sb).to(dev)
 swin.eval()  # mmdet's Swin.train() returns None
 sfwd = torch.no_grad()(lambda t: swin(t))
 measure('swin_t', sfwd, x)
-with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as p:
-    for _ in range(3):
-        sfwd(x)
-    torch.cuda.synchronize()
-ka = p.key_averages()
-with open(f'{OUT}/prof_swin.txt', 'w') as f:
-    f.write(ka.table(sort_by='self_cpu_time_total', row_limit=30))
-    f.write('\n\n')
-    f.write(ka.table(sort_by='self_cuda_time_total', row_limit=25))
-res['swin_kernels_per_fwd'] = sum(e.count for e in ka if e.device_type.name == 'CUDA') / 3
+res['swin_kernels_per_fwd'] = profile_to(f'{OUT}/prof_swin.txt', sfwd)
 json.dump(res, open(f'{OUT}/prof_eval.json', 'w'), indent=1)
