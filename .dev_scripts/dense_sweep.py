@@ -7,15 +7,16 @@ cuDNN (us per call).
 """
 import itertools
 
-import functools
-
 import torch
 from mmbiformer.ops.backends.triton import routed_attention as ra
 from mmbiformer.ops.backends.triton.dwconv import conv_nhwc_into, weight_grad
 from mmbiformer.ops.backends.sdpa import _masked_dense_attention
 dev = 'cuda'
-from cuda_timing import cuda_us  # .dev_scripts/cuda_timing.py
-t = functools.partial(cuda_us, iters=30)
+from mmbiformer.benchmarking.timing import mean_ms
+
+
+def t(fn):  # microseconds
+    return mean_ms(fn, 30, device='cuda') * 1000
 N, H, W, C, m, S, topk = 128, 14, 14, 256, 8, 7, 16
 torch.manual_seed(0)
 qkv = torch.randn(N, H, W, 3 * C, device=dev, dtype=torch.bfloat16)

@@ -4,12 +4,14 @@ LCE shapes (stages 1-3, batch 128 at 224), weighted by blocks per stage; prints 
     PYTHONPATH=. python3 .dev_scripts/dwconv_grad_sweep.py
 """
 import itertools
-import functools
 
 import torch
 from mmbiformer.ops.backends.triton import dwconv
-from cuda_timing import cuda_us  # .dev_scripts/cuda_timing.py
-t = functools.partial(cuda_us, iters=20)
+from mmbiformer.benchmarking.timing import mean_ms
+
+
+def t(fn):  # microseconds
+    return mean_ms(fn, 20, device='cuda') * 1000
 shapes = [(4, 128, 56, 56, 64, 5, 192), (4, 128, 28, 28, 128, 5, 384), (18, 128, 14, 14, 256, 5, 768)]
 data = []
 for reps, N, H, W, C, k, width in shapes:

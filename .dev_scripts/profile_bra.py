@@ -10,7 +10,7 @@ import argparse
 import torch
 
 from bra_kernel_sweep import STAGES  # noqa: E402
-from cuda_timing import cuda_profile  # noqa: E402
+from mmbiformer.benchmarking.timing import cuda_profile  # noqa: E402
 
 from mmbiformer.ops import BiLevelRoutingAttention, set_attn_impl  # noqa: E402
 

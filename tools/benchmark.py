@@ -33,6 +33,7 @@ import time
 import torch
 import torch.nn.functional as F
 
+from mmbiformer.benchmarking.timing import mean_ms
 from mmbiformer.engine.shape_graphs import graph_pool_spare
 from mmbiformer.models import BiFormer
 from mmbiformer.ops import BiLevelRoutingAttention
@@ -53,24 +54,15 @@ def timed(step, iters: int, warmup: int, device, reset_peak: bool = True) -> tup
     from the caller's last reset (a captured graph allocates its memory at capture)."""
     for _ in range(warmup):
         step()
-    cuda = device.type == 'cuda'
-    if cuda:
-        torch.cuda.synchronize()
-        if reset_peak:
-            torch.cuda.reset_peak_memory_stats()
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-    t0 = time.perf_counter()
-    for _ in range(iters):
-        step()
-    if cuda:
-        end.record()
-        torch.cuda.synchronize()
-        ms = start.elapsed_time(end) / iters
-        # After a reset, graphs captured earlier hold their activations as spare memory.
-        spare = graph_pool_spare() if reset_peak else 0
-        return ms, (torch.cuda.max_memory_allocated() + spare) / 2**30
-    return (time.perf_counter() - t0) * 1000 / iters, float('nan')
+    if device.type != 'cuda':
+        return mean_ms(step, iters, 0, device), float('nan')
+    torch.cuda.synchronize()
+    if reset_peak:
+        torch.cuda.reset_peak_memory_stats()
+    ms = mean_ms(step, iters, 0, device)
+    # After a reset, graphs captured earlier hold their activations as spare memory.
+    spare = graph_pool_spare() if reset_peak else 0
+    return ms, (torch.cuda.max_memory_allocated() + spare) / 2**30
 
 
 def official_module(args, name: str):
