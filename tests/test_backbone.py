@@ -6,7 +6,7 @@ import torch.nn as nn
 
 import mmbiformer.openmmlab  # noqa: F401  (registers BiFormer, applies stack fixes)
 from mmbiformer.models import BiFormer
-from conftest import TINY_ARCH
+from helpers import TINY_ARCH
 from official_reference import official_shapes
 
 OFFICIAL_PARAMS = {'tiny': 13_142_760, 'small': 25_536_232, 'base': 56_804_968}

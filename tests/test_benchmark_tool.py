@@ -5,7 +5,7 @@ import os.path as osp
 import pytest
 import torch
 
-from conftest import ROOT
+from helpers import ROOT
 
 
 @pytest.fixture(scope='module')

@@ -14,7 +14,7 @@ from mmbiformer.ops.backends import sdpa as sdpa_backend
 from mmbiformer.ops.backends.triton import unavailable_reason
 from mmbiformer.ops.bra import BiLevelRoutingAttention, set_attn_impl
 
-from conftest import requires_cuda as cuda  # noqa: E402
+from helpers import requires_cuda as cuda
 CPU = torch.device('cpu')
 needs_triton = pytest.mark.skipif(unavailable_reason(CPU) is not None,
                                   reason=f'Triton on CPU: {unavailable_reason(CPU)}')

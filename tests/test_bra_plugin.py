@@ -10,7 +10,7 @@ from mmbiformer.models.det import BRACSPNeXtPAFPN, CSPLayerBRA
 from mmbiformer.testing import MAKERS
 from mmbiformer.utils.launch import load_config
 from mmbiformer.utils.short_run import TASKS, as_cli, short_run_options
-from conftest import (PLUGIN_CONFIGS, build_model, run_tool, tool_metrics,
+from helpers import (PLUGIN_CONFIGS, build_model, run_tool, tool_metrics,
                       train_step_loss)
 
 

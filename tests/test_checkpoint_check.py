@@ -87,7 +87,7 @@ def test_tools_refuse_a_foreign_checkpoint(tool, tmp_path):
         image = sorted(glob.glob(osp.join(coco, 'val2017', '*.jpg')))[0]
         args = ['tools/demo.py', config, path, image, '--device', 'cpu',
                 '--out', str(tmp_path / 'out.jpg')]
-    from conftest import run_in_process, tool_error
+    from helpers import run_in_process, tool_error
     out = tool_error(*args, *opts)  # in this process: the suite's time
     assert 'linear.pth does not fit this model' in out and '--allow-partial' in out
     assert not osp.exists(tmp_path / 'out.jpg')

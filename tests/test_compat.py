@@ -75,7 +75,7 @@ def test_tools_start_without_the_pkg_resources_warning():
     warning, no other."""
     import subprocess
     import sys
-    from conftest import ROOT
+    from helpers import ROOT
     code = ('import warnings, mmbiformer.openmmlab\n'
             'from mmbiformer.utils.launch import load_config\n'
             "load_config('configs/det/retinanet_biformer_t.py')  # mmdet:: bases\n"

@@ -9,7 +9,7 @@ from mmengine.config import Config
 import mmbiformer.openmmlab  # noqa: F401
 from mmbiformer.weights.converters import convert_official_file
 from official_reference import official_logits, random_official_state_dict
-from conftest import ALIAS_CONFIGS, PLUGIN_CONFIGS, ROOT, build_model, train_step_loss
+from helpers import ALIAS_CONFIGS, PLUGIN_CONFIGS, ROOT, build_model, train_step_loss
 
 # Configs with BRA as a plug-in in other networks: tests/test_bra_plugin.py.
 CONFIGS = sorted(set(glob.glob(osp.join(ROOT, 'configs', '*', '*.py')) +

@@ -8,7 +8,7 @@ from mmbiformer import BiFormer
 from mmbiformer.ops.backends.triton import unavailable_reason
 from mmbiformer.ops.dwconv import DepthwiseConv2d, _NativeDepthwiseConv, set_impl
 
-from conftest import requires_cuda as cuda  # noqa: E402
+from helpers import requires_cuda as cuda
 
 CPU = torch.device('cpu')
 needs_triton = pytest.mark.skipif(unavailable_reason(CPU) is not None,

@@ -9,7 +9,7 @@ import pytest
 
 from mmbiformer.testing import MAKERS
 from mmbiformer.utils.short_run import TASKS, as_cli, short_run_options
-from conftest import ROOT, run_in_process, run_tool, tool_error, tool_metrics
+from helpers import ROOT, run_in_process, run_tool, tool_error, tool_metrics
 
 pytestmark = pytest.mark.slow  # end-to-end: CI runs it, -m "not slow" skips
 

@@ -10,7 +10,7 @@ import torch
 
 from mmbiformer.testing import MAKERS
 from mmbiformer.utils.short_run import as_cli, short_run_options
-from conftest import ROOT
+from helpers import ROOT
 
 CONFIG = 'configs/det/retinanet_biformer_t.py'
 SIZE = (96, 128)

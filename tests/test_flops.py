@@ -9,7 +9,7 @@ from mmengine.analysis import FlopAnalyzer
 
 from mmbiformer.models import BiFormer
 from mmbiformer.analysis.flops import count_macs
-from conftest import ROOT
+from helpers import ROOT
 
 
 

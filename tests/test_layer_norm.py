@@ -10,7 +10,7 @@ from mmbiformer.models.backbones.biformer import BiFormerBlock
 from mmbiformer.ops.backends.triton import unavailable_reason
 from mmbiformer.ops.layer_norm import LayerNorm
 
-from conftest import requires_cuda as cuda  # noqa: E402
+from helpers import requires_cuda as cuda
 
 CPU = torch.device('cpu')
 needs_triton = pytest.mark.skipif(unavailable_reason(CPU) is not None,

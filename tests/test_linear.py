@@ -99,7 +99,7 @@ def test_gelu_linear_keeps_the_hidden_map_once():
 @pytest.mark.parametrize('mode', ['gelu', 'mlp'])
 def test_backbone_recomputing_equals_keeping(mode):
     from mmbiformer.models import BiFormer
-    from conftest import TINY_ARCH
+    from helpers import TINY_ARCH
     torch.manual_seed(0)
     ref = BiFormer(TINY_ARCH, n_win=2).double().train()
     ours = BiFormer(TINY_ARCH, n_win=2, mlp_recompute=mode).double().train()
@@ -130,7 +130,7 @@ def _kept_bytes(model, x):
 
 def test_backbone_modes_keep_less():
     from mmbiformer.models import BiFormer
-    from conftest import TINY_ARCH
+    from helpers import TINY_ARCH
     x = torch.randn(1, 3, 64, 64)
     kept = {mode: _kept_bytes(BiFormer(TINY_ARCH, n_win=2, mlp_recompute=mode).train(), x)
             for mode in (None, 'gelu', 'mlp')}

@@ -13,7 +13,7 @@ from mmbiformer.weights import model_zoo
 from mmbiformer.weights.checkpoint import CheckpointError
 from mmbiformer.models import BiFormer
 from official_reference import random_official_state_dict
-from conftest import ROOT
+from helpers import ROOT
 
 
 

@@ -11,7 +11,7 @@ from mmengine.optim import OptimWrapper
 from mmbiformer.engine import NonFiniteLossError, NonFiniteLossHook
 from mmbiformer.testing import MAKERS
 from mmbiformer.utils.short_run import as_cli, short_run_options
-from conftest import run_tool
+from helpers import run_tool
 
 CONFIG = 'configs/det/retinanet_biformer_t.py'
 SIZE = (96, 128)

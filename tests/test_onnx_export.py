@@ -10,7 +10,7 @@ import torch
 from mmbiformer.deploy import ExportError, compare, exportable_model, export_onnx
 from mmbiformer.deploy.onnx_export import require_deploy_packages
 from mmbiformer.utils.launch import load_config
-from conftest import ROOT, TINY_ARCH, build_model
+from helpers import ROOT, TINY_ARCH, build_model
 
 # tools/setup.sh installs the deploy extras (CI too): without them these tests fail
 # rather than skip, so that a broken install cannot pass unseen.
@@ -280,7 +280,7 @@ def test_tool_errors(tmp_path):
     assert f'--check image {text}: cannot decode it as an image' in out
     assert time.time() - start < 30 and not (tmp_path / 'new' / 'm.onnx').exists()
     # Weights that cannot be had (offline): the tool's own way to go on, not training's.
-    from conftest import tool_error
+    from helpers import tool_error
     out = tool_error('tools/deploy/export_onnx.py', 'configs/cls/biformer_t_in1k.py',
                      'http://127.0.0.1:9/x/model.pth', '--out', str(tmp_path / 'm.onnx'))
     assert 'download failed' in out and 'pass none as CHECKPOINT' in out

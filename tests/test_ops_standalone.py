@@ -4,7 +4,7 @@ it changes nothing outside the package (torch's safe-load list included)."""
 import subprocess
 import sys
 
-from conftest import ROOT
+from helpers import ROOT
 
 SCRIPT = r'''
 import importlib.abc, sys

@@ -8,7 +8,7 @@ from mmengine.config import Config, ConfigDict
 from mmengine.optim import build_optim_wrapper
 
 import mmbiformer.openmmlab  # noqa: F401  (registers the constructor)
-from conftest import TINY_ARCH
+from helpers import TINY_ARCH
 from mmbiformer.models import BiFormer
 
 

@@ -6,7 +6,7 @@ import os.path as osp
 import subprocess
 import sys
 
-from conftest import ROOT
+from helpers import ROOT
 
 CHECK = '''
 import os.path as osp, sys

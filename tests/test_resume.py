@@ -8,7 +8,7 @@ import torch
 from mmbiformer.testing import MAKERS
 from mmbiformer.utils.launch import free_port
 from mmbiformer.utils.short_run import as_cli, short_run_options
-from conftest import run_tool
+from helpers import run_tool
 
 pytestmark = pytest.mark.slow  # end-to-end: CI runs it, -m "not slow" skips
 
@@ -52,7 +52,7 @@ def test_resumed_run_equals_uninterrupted_run(coco, tmp_path):
 
 
 def test_resume_without_checkpoint_is_an_error(coco, tmp_path):
-    from conftest import tool_error
+    from helpers import tool_error
     empty = str(tmp_path / 'typo')
     out = tool_error('tools/train.py', CONFIG, '--work-dir', empty, '--resume',
                      *_opts(coco))
@@ -75,7 +75,7 @@ def _dist_train(work, *args):
     """tools/train.py in 2 processes (gloo on the CPU), as torchrun starts them."""
     import subprocess
     import sys
-    from conftest import ROOT
+    from helpers import ROOT
     cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
            f'--master_port={free_port()}', 'tools/train.py', CONFIG, '--work-dir', work,
            '--launcher', 'pytorch', *args]

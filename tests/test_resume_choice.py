@@ -12,7 +12,7 @@ from mmengine.config import Config
 from mmbiformer.utils import resume as resume_mod
 from mmbiformer.utils.launch import UserError
 from mmbiformer.utils.resume import resolve_resume
-from conftest import ROOT
+from helpers import ROOT
 
 
 def _ckpt(folder, name, epoch, iters=None):
@@ -134,7 +134,7 @@ def test_train_tool_refuses_to_overwrite_a_run(tmp_path):
     work = str(tmp_path / 'w')
     _run(work)
     before = sorted(os.listdir(work))
-    from conftest import tool_error
+    from helpers import tool_error
     out = tool_error('tools/train.py', osp.join(ROOT, 'configs/det/retinanet_biformer_t.py'),
                      '--work-dir', work)
     assert 'already holds checkpoints' in out and '--start-over' in out

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT, TINY_ARCH
+from helpers import ROOT, TINY_ARCH
 from mmbiformer.analysis.routing import (RoutingError, bra_blocks, capture_routing,
                                          check_block, find_backbone, routing_counts)
 from mmbiformer.models import BiFormer

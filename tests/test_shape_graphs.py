@@ -13,7 +13,7 @@ import torch
 
 from mmbiformer.models import BiFormer
 from mmbiformer.ops.policy import captured_step
-from conftest import TINY_ARCH, requires_cuda
+from helpers import TINY_ARCH, requires_cuda
 
 
 def tiny(**kwargs):

@@ -9,7 +9,7 @@ from mmbiformer.models import BiFormer
 from mmbiformer.ops.quadtree import QuadTreeAttention
 from mmbiformer.ops.shunted import ShuntedSelfAttention
 from mmbiformer.ops.window_attention import WindowAttention
-from conftest import TINY_ARCH
+from helpers import TINY_ARCH
 
 
 def _randomize(module):

@@ -11,7 +11,7 @@ from torch import nn
 from mmbiformer.weights.checkpoint import CheckpointError, safe_load
 from mmbiformer.testing import MAKERS
 from mmbiformer.utils.short_run import as_cli, short_run_options
-from conftest import run_in_process, run_tool, tool_error
+from helpers import run_in_process, run_tool, tool_error
 
 CONFIG = 'configs/det/retinanet_biformer_t.py'
 SIZE = (64, 96)
@@ -125,7 +125,7 @@ def test_start_weights_that_do_not_fit_are_refused(opts, tmp_path):
     """load_from (a fine-tune's start) and --resume with a checkpoint of one block
     fewer: refused before training, naming the fix."""
     from mmbiformer.utils.launch import load_config
-    from conftest import build_model
+    from helpers import build_model
     cfg = load_config(CONFIG)
     cfg.model.backbone.init_cfg = None
     state = {k: v for k, v in build_model(cfg).state_dict().items()

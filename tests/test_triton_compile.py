@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT
+from helpers import ROOT
 
 triton = pytest.importorskip('triton')
 KERNELS = os.path.join(ROOT, 'mmbiformer', 'ops', 'backends', 'triton')

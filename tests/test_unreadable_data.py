@@ -14,7 +14,7 @@ from mmbiformer.data import unreadable as unreadable_module
 from mmbiformer.testing import MAKERS
 from mmbiformer.utils.launch import load_config
 from mmbiformer.utils.short_run import short_run_options
-from conftest import ROOT
+from helpers import ROOT
 
 CONFIG = osp.join(ROOT, 'configs/seg/upernet_biformer_t.py')
 

@@ -9,7 +9,7 @@ import pytest
 
 from mmbiformer.utils.launch import UserError
 from mmbiformer.utils.work_dir_lock import LOCK_NAME, work_dir_lock
-from conftest import tool_error
+from helpers import tool_error
 
 
 def _lock(work_dir, pid, host=None):

@@ -65,7 +65,7 @@ def _training_passes() -> None:
     import mmbiformer.ops.backends.triton as backend
     backend.interpreting = lambda: True  # let the ops take CPU tensors
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from conftest import TINY_ARCH
+    from helpers import TINY_ARCH
     os.environ.pop('TRITON_INTERPRET', None)  # conftest sets it on machines without CUDA
     from mmbiformer.models import BiFormer
     from mmbiformer.ops.policy import captured_step

@@ -93,12 +93,12 @@ class BiLevelRoutingAttention(nn.Module):
             any size works. Without it, sizes must be multiples of ``n_win``.
         attn_impl (str): Backend of the token attention (``ops/backends``), all with
             the same result: ``reference`` (the specification above), ``sdpa``
-            (routed K/V gathered, PyTorch's fused attention; ``fast`` is an alias),
-            ``triton`` (fused kernels reading q/k/v straight from the projection,
-            identity KV mode and hard routing only) or ``auto``: on CUDA ``triton``
-            for inference where the options allow it and ``sdpa`` for training
-            (see :mod:`~mmbiformer.ops.backends` for the measurements), ``reference``
-            on other devices.
+            (routed K/V gathered, PyTorch's fused attention; its old name ``fast`` is
+            refused), ``triton`` (fused kernels reading q/k/v straight from the
+            projection, identity KV mode and hard routing only) or ``auto``: the
+            runtime policy's choice (:func:`~mmbiformer.ops.policy.bra_backend`): on
+            CUDA ``triton`` for inference where the options allow it and ``sdpa`` for
+            eager training, ``reference`` on other devices.
         sdpa_dense_max_tokens, sdpa_dense_min_keep, sdpa_recompute_kv: policy of
             the ``sdpa`` backend (:class:`~.backends.sdpa.SDPAPolicy`).
     """
