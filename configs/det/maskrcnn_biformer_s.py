@@ -26,11 +26,12 @@ model = dict(
         # graphs serve COCO's many sizes (mmbiformer/engine/shape_graphs.py).
         cuda_graph=dict(size_divisor=128),
         # The MLPs' hidden activations are recomputed in the backward, not kept:
-        # 0.9 GiB less for the trunk at 2x800x1216, 1.2 ms slower (docs/benchmark.md).
+        # much less memory for one more first-layer product per block
+        # (docs/benchmark.md, run 8).
         mlp_recompute='mlp',
-        # Stages 1-2 (the largest maps) recompute their blocks in the backward: the
-        # steady state's peak 1.5-1.7 GiB lower, within Swin-T's + 10%, at 0-5% of
-        # the iteration (docs/benchmark.md, run 10).
+        # Stages 1-2 (the largest maps) recompute their blocks in the backward, so
+        # that the steady state's memory peak stays near Swin-T's at a small cost in
+        # time (docs/benchmark.md, run 10).
         with_cp=[0, 1],
         init_cfg=dict(type='Pretrained', checkpoint='biformer-s_in1k')),
     neck=dict(in_channels=[64, 128, 256, 512]),

@@ -2,19 +2,18 @@
 the MLP's GELU + second layer with GELU recomputed in the backward (less memory).
 
 Autograd sums a linear layer's output gradient over its rows for the bias gradient with
-a reduction kernel that reaches 0.3-1 TB/s on BiFormer's narrow layers (64-384 output
-channels over 10^5 rows); cuBLAS's matrix-vector product with a ones vector reads the
-same gradient 2-4x faster (docs/benchmark.md, run 7: 5.8 against 3.4 ms a step for
-BiFormer-S at batch 128). The custom autograd function costs host time per call, so it
-is used only where that is paid once: inside
-:func:`~mmbiformer.ops.backends.captured_step`. Parameters and key names are
+a reduction kernel that reaches a fraction of the memory bandwidth on BiFormer's narrow
+layers (64-384 output channels over 10^5 rows); cuBLAS's matrix-vector product with a ones vector reads the
+same gradient several times faster (docs/benchmark.md, run 7). The custom autograd
+function costs host time per call, so it is used only where that is paid once: in
+captured steps (the runtime policy, :mod:`mmbiformer.ops.policy`). Parameters and key names are
 ``nn.Linear``'s.
 
 :class:`GeluLinear` is ``Linear(GELU(a))`` as one op. Autograd keeps the MLP's hidden
 map twice: GELU's input for GELU's backward and GELU's output for the layer's weight
 gradient; with ``recompute=True`` the op keeps only the input and computes GELU again
-in its backward (one elementwise pass): 17% of BiFormer-S's activation memory at a
-detection size (``docs/benchmark.md``, run 8).
+in its backward (one elementwise pass), which saves a sizeable share of BiFormer-S's
+activation memory (``docs/benchmark.md``, run 8).
 """
 import torch
 import torch.nn as nn

@@ -282,8 +282,8 @@ class BiFormer(BaseModule):
             one to two minutes per input shape at the start.
         cuda_graph (bool | dict): Training on CUDA: replay the backbone's forward and
             backward as CUDA graphs, captured once per input size (eager BiFormer is
-            bound by the host's launches at detection sizes: 153 against 48 ms at
-            2x800x1216; :mod:`mmbiformer.engine.shape_graphs`). A dict may set
+            bound by the host's launches at detection sizes;
+            :mod:`mmbiformer.engine.shape_graphs`). A dict may set
             ``size_divisor`` (pad each batch at the bottom and right to multiples
             of it, as the data preprocessors pad, and crop the outputs back, so that
             batches of many sizes share a few graphs; default None: one graph per
@@ -298,9 +298,9 @@ class BiFormer(BaseModule):
             of keeping it (training; the same numbers and state-dict keys): ``'gelu'``
             GELU's output (:class:`~mmbiformer.ops.linear.GeluLinear`; one elementwise
             pass per block), ``'mlp'`` the first layer and GELU (the block keeps only
-            the MLP's input; one more first-layer product per block). At a detection
-            size the trunk keeps 17% / 34% less for its backward (``docs/benchmark.md``,
-            run 8). Default None: nothing recomputed.
+            the MLP's input; one more first-layer product per block): the trunk keeps
+            less for its backward (``docs/benchmark.md``, run 8). Default None: nothing
+            recomputed.
         init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=PATH)``
             loads an official BiFormer ImageNet checkpoint (weights under ``model``)
             or one of ours (``state_dict`` with ``backbone.`` keys, or bare).

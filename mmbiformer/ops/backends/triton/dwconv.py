@@ -22,8 +22,8 @@ from .accumulate import acc_dtype, acc_tl, partial_sum_programs
 # multiprocessor. ``.dev_scripts/dwconv_sweep.py`` times alternatives.
 CONFIG = dict(TH=8, TW=8, BLOCK_C=64, num_warps=4, progs_per_sm=4)
 # The weight gradient's own settings (it reduces over pixels for each of the K*K taps):
-# the fastest of a 48-setting sweep at BiFormer-S's LCE shapes: 4.5 against 7.0 ms a step
-# (run 7).
+# the fastest of a sweep at BiFormer-S's LCE shapes (``.dev_scripts/dwconv_grad_sweep.py``;
+# docs/benchmark.md, run 7).
 DW_CONFIG = dict(TH=8, TW=8, BLOCK_C=64, num_warps=2, progs_per_sm=8)
 
 
