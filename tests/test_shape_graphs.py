@@ -296,3 +296,25 @@ def test_inference_graphs_match_eager_forwards(dtype):
         for a, b in zip(g, w):
             torch.testing.assert_close(a, b, **tol)
     assert got[2][0].data_ptr() != got[6][0].data_ptr()  # copies, not the statics
+
+
+@requires_cuda
+def test_inside_an_enclosing_capture_the_backbone_runs_eagerly():
+    """A graph that holds the whole forward (a captured step) records the backbone's
+    kernels itself: no per-size graph of ours is captured inside it."""
+    model = tiny(cuda_graph=dict(inference_graphs=4)).cuda().eval()
+    x = torch.randn(2, 3, 64, 96, device='cuda')
+    with torch.no_grad():
+        model(x)  # the size seen once: the next call would capture it
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side), captured_step():
+            want = model._forward(x)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph), captured_step():
+            outs = model(x)
+        graph.replay()
+    assert not model._inference_graphs.graphs
+    for a, b in zip(outs, want):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)

@@ -42,7 +42,6 @@ Adam/AdamW) the hook says so and training runs eagerly.
 import contextlib
 import logging
 import time
-from collections import defaultdict
 from typing import Dict, List, Optional, Tuple
 
 import torch
@@ -53,6 +52,9 @@ from mmengine.optim import AmpOptimWrapper
 from mmengine.registry import HOOKS
 
 from ..ops.policy import captured_step
+from .private_api import (accumulative_counts, count_step, foreach_copy_,
+                          let_scaler_hand_over_found_inf, reset_scaler_step_state,
+                          run_forward, scale_update_param)
 from .nonfinite_loss_hook import grad_norm
 from .stand_ins import stand_ins
 
@@ -80,7 +82,7 @@ def unsupported_reason(model, optim_wrapper) -> Optional[str]:
     device = next(model.parameters()).device
     if device.type != 'cuda':
         return f'the model is on {device}'
-    if getattr(optim_wrapper, '_accumulative_counts', 1) != 1:
+    if accumulative_counts(optim_wrapper) != 1:
         return 'gradient accumulation (optim_wrapper.accumulative_counts) is on'
     optimizer = optim_wrapper.optimizer
     if not isinstance(optimizer, (torch.optim.Adam, torch.optim.AdamW)):
@@ -98,7 +100,7 @@ def make_capturable(optimizer: torch.optim.Optimizer) -> None:
     The update is Adam's either way; the fused kernel rounds differently."""
     for group in [optimizer.defaults] + optimizer.param_groups:
         group.update(capturable=True, fused=True, foreach=None)
-    optimizer._step_supports_amp_scaling = True  # GradScaler hands found_inf over
+    let_scaler_hand_over_found_inf(optimizer)
     for group in optimizer.param_groups:  # a resumed state keeps its step on the CPU
         for p in group['params']:
             state = optimizer.state.get(p, {})
@@ -198,7 +200,7 @@ class FlatGradients:
                 f'CapturedTrainStep: the parameters that receive a gradient changed between '
                 f'steps (parameter indices {names[:5]}); data-parallel steps need the same '
                 f'set every step. Remove CapturedTrainStepHook to train through DDP.')
-        torch._foreach_copy_(self.views, [g for g in grads if g is not None])
+        foreach_copy_(self.views, [g for g in grads if g is not None])
         self.flat.div_(self.world)
 
     def all_reduce(self) -> None:
@@ -293,7 +295,7 @@ class CapturedTrainStep:
     def _loss(self, data: dict):
         """The (scaled) loss to differentiate, and the log variables."""
         with self._autocast():
-            losses = self.model._run_forward(data, mode='loss')
+            losses = run_forward(self.model, data)
         loss, log_vars = self.model.parse_losses(losses)
         self._finite_loss = torch.isfinite(loss.detach())
         return (self.scaler.scale(loss) if self.scaler else loss), log_vars
@@ -316,7 +318,7 @@ class CapturedTrainStep:
         if self.scaler:
             # The scaler skips steps whose gradients are not finite (its own job).
             self.scaler.step(optimizer)
-            self.scaler.update(self.wrapper._scale_update_param)
+            self.scaler.update(scale_update_param(self.wrapper))
             self.guard = [('loss', finite_loss)]
         else:
             if norm is None:
@@ -333,9 +335,7 @@ class CapturedTrainStep:
 
     # ------------------------------------------------------------------- bookkeeping
     def _finish(self, log_vars: dict) -> dict:
-        self.wrapper._inner_count += 1
-        if hasattr(self.wrapper, '_global_step'):  # the count mmengine's schedulers
-            self.wrapper._global_step += 1  # keep on ``wrapper.step``, bypassed here
+        count_step(self.wrapper)  # ``wrapper.update_params`` is bypassed
         if getattr(self.wrapper, 'clip_grad_kwargs', None) and self._norm is not None:
             self.wrapper.message_hub.update_scalar('train/grad_norm', float(self._norm))
         # Copies: the graph overwrites its outputs at the next replay.
@@ -468,8 +468,7 @@ class CapturedTrainStep:
         self.capture = False
         self.wrapper.optimizer.zero_grad(set_to_none=True)
         if self.scaler is not None:  # its per-step state may be half-way
-            self.scaler._per_optimizer_states = defaultdict(
-                torch.amp.grad_scaler._refresh_per_optimizer_state)
+            reset_scaler_step_state(self.scaler)
         torch.cuda.synchronize()
         MMLogger.get_current_instance().warning(
             f'CapturedTrainStepHook: the training step could not be captured in a '
@@ -490,7 +489,7 @@ class CapturedTrainStep:
         """mmengine's ``train_step`` (DDP's, data-parallel) after its data preprocessor
         (which has run already)."""
         with self.wrapper.optim_context(self.wrapped):
-            losses = self.wrapped._run_forward(data, mode='loss')  # through DDP, if any
+            losses = run_forward(self.wrapped, data)  # through DDP, if any
         loss, log_vars = self.model.parse_losses(losses)
         self.wrapper.update_params(loss)
         return log_vars

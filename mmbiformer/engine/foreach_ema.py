@@ -4,12 +4,14 @@
 BiFormer-S has 498 parameter tensors, so the EMA of the classification recipe launched
 about 500 ``lerp_`` kernels after every step, several milliseconds of host time while
 the GPU waited. ``torch._foreach_lerp_`` does the same update (the same ``lerp``
-formula, bit for bit) in a few launches. Checkpoints are unchanged (same module, same
+formula, bit for bit) in a few launches (``private_api.foreach_lerp_``). Checkpoints are unchanged (same module, same
 keys). Use as ``dict(type='EMAHook', ema_type='ForeachExponentialMovingAverage', ...)``.
 """
 import torch
 from mmengine.model import ExponentialMovingAverage
 from mmengine.registry import MODELS
+
+from .private_api import foreach_copy_, foreach_lerp_
 
 
 @MODELS.register_module()
@@ -29,10 +31,10 @@ class ForeachExponentialMovingAverage(ExponentialMovingAverage):
             floats = [(a, s) for a, s in pairs if a.dtype.is_floating_point]
             if floats:
                 avgs, srcs = map(list, zip(*floats))
-                torch._foreach_lerp_(avgs, srcs, self.momentum)
+                foreach_lerp_(avgs, srcs, self.momentum)
         if not self.update_buffers:  # buffers follow the source model
             pairs = [(b.data, s.data.to(b.device))
                      for b, s in zip(self.module.buffers(), model.buffers())]
             if pairs:
-                torch._foreach_copy_(*map(list, zip(*pairs)))
+                foreach_copy_(*zip(*pairs))
         self.steps += 1

@@ -33,6 +33,8 @@ from mmengine.hooks import Hook
 from mmengine.optim import AmpOptimWrapper
 from mmengine.registry import HOOKS
 
+from .private_api import foreach_norm
+
 
 class NonFiniteLossError(RuntimeError):
     """Training stopped at a non-finite loss (the message says where and why)."""
@@ -188,4 +190,4 @@ def grad_norm(wrapper) -> Optional[torch.Tensor]:
              if p.grad is not None]
     if not grads:
         return None
-    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+    return torch.linalg.vector_norm(torch.stack(foreach_norm(grads)))

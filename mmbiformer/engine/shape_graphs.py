@@ -43,6 +43,7 @@ from mmengine.logging import print_log
 from torch import nn
 
 from ..ops.policy import autocast_dtype, captured_step
+from .private_api import foreach_copy_
 from .stand_ins import stand_ins
 
 
@@ -237,7 +238,7 @@ class ShapeGraphs:
                 outs = tuple(self.forward(graph.x))
                 # Copied out of the pool, so that the pool's memory of this size is free
                 # for the other sizes' graphs once both graphs are captured.
-                torch._foreach_copy_(graph.outs, [o.detach() for o in outs])
+                foreach_copy_(graph.outs, [o.detach() for o in outs])
             if self.pool is None:
                 self.pool = graph.fwd.pool()
             with torch.cuda.graph(graph.bwd, pool=self.pool,
@@ -245,7 +246,7 @@ class ShapeGraphs:
                 grads = torch.autograd.grad(outs, params, graph.grad_outs,
                                             allow_unused=True)
                 graph.used = [g is not None for g in grads]
-                torch._foreach_copy_([b for b, g in zip(buffers, grads) if g is not None],
+                foreach_copy_([b for b, g in zip(buffers, grads) if g is not None],
                                      [g for g in grads if g is not None])
             # The replays need the graphs, not the autograd graph of the capture: holding
             # it kept the capture stream's AccumulateGrad nodes alive, and every later
@@ -318,7 +319,7 @@ class InferenceGraphs:
             with torch.cuda.graph(graph, pool=self.pool, capture_error_mode='thread_local'):
                 outs = tuple(self.forward(static_x))
                 # Out of the pool, which is then free for the other sizes' graphs.
-                torch._foreach_copy_(static_outs, list(outs))
+                foreach_copy_(static_outs, list(outs))
             del outs
         if self.pool is None:
             self.pool = graph.pool()

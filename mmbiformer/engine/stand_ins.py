@@ -4,6 +4,8 @@ from typing import List
 
 import torch
 
+from .private_api import module_parameters, set_module_parameter
+
 
 @contextlib.contextmanager
 def stand_ins(module: torch.nn.Module, params: List[torch.Tensor]):
@@ -21,11 +23,11 @@ def stand_ins(module: torch.nn.Module, params: List[torch.Tensor]):
     swapped = []
     try:
         for sub in module.modules():
-            for name, p in list(sub._parameters.items()):
+            for name, p in module_parameters(sub):
                 if p is not None and id(p) in replacement:
-                    sub._parameters[name] = replacement[id(p)]
+                    set_module_parameter(sub, name, replacement[id(p)])
                     swapped.append((sub, name, p))
         yield [replacement[id(p)] for p in params]
     finally:
         for sub, name, p in swapped:
-            sub._parameters[name] = p
+            set_module_parameter(sub, name, p)

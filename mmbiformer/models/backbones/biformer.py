@@ -500,6 +500,8 @@ class BiFormer(BaseModule):
     def _graphable(self, x: torch.Tensor) -> bool:
         if not (self.training and x.is_cuda and torch.is_grad_enabled()) or tracing():
             return False
+        if torch.cuda.is_current_stream_capturing():  # a whole step's graph holds ours
+            return False
         reason = self._graph_blocker()
         if reason:
             if not getattr(self, '_graph_warned', False):
@@ -511,7 +513,8 @@ class BiFormer(BaseModule):
 
     def _inference_graphable(self, x: torch.Tensor) -> bool:
         return (self.graph_cfg['inference_graphs'] > 0 and not self.training and x.is_cuda
-                and not torch.is_grad_enabled() and not tracing())
+                and not torch.is_grad_enabled() and not tracing()
+                and not torch.cuda.is_current_stream_capturing())
 
     def _graph_blocker(self) -> str:
         """Why this training forward cannot be captured ('' where it can)."""

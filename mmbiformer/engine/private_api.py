@@ -1,0 +1,80 @@
+"""Every private attribute of mmengine (0.10.7) and torch that the engine relies on,
+each behind one function here.
+
+The captured steps bypass ``OptimWrapper.update_params`` and ``BaseModel.train_step``
+(a CUDA graph replays their work), so they must keep the wrappers' books and reach
+their inner calls themselves. ``tests/test_private_api.py`` checks each of these names
+against the installed versions: a version that renames one fails there, by name, not
+in the middle of a training run.
+"""
+from collections import defaultdict
+from typing import Iterator, Sequence, Tuple
+
+import torch
+
+
+# -- mmengine ------------------------------------------------------------------------------
+def accumulative_counts(optim_wrapper) -> int:
+    """Gradient accumulation steps of an ``OptimWrapper`` (1 when off)."""
+    return getattr(optim_wrapper, '_accumulative_counts', 1)
+
+
+def run_forward(model, data, mode: str = 'loss'):
+    """``BaseModel._run_forward`` (or ``MMDistributedDataParallel``'s): the model's
+    forward on preprocessed ``data`` (a dict or a tuple), as ``train_step`` calls it."""
+    return model._run_forward(data, mode=mode)
+
+
+def scale_update_param(amp_optim_wrapper):
+    """What ``AmpOptimWrapper.step`` passes to ``GradScaler.update`` (None, or the
+    fixed scale of ``loss_scale=<number>``)."""
+    return amp_optim_wrapper._scale_update_param
+
+
+def count_step(optim_wrapper) -> None:
+    """The counts an ``OptimWrapper`` keeps per step: the inner iteration
+    (``backward`` adds one) and, in versions that have it, the global step."""
+    optim_wrapper._inner_count += 1
+    if hasattr(optim_wrapper, '_global_step'):
+        optim_wrapper._global_step += 1
+
+
+# -- torch ---------------------------------------------------------------------------------
+def let_scaler_hand_over_found_inf(optimizer: torch.optim.Optimizer) -> None:
+    """``GradScaler.step`` then passes ``found_inf`` and the scale to the optimizer's
+    (fused) step, which skips on the GPU, instead of checking on the host."""
+    optimizer._step_supports_amp_scaling = True
+
+
+def reset_scaler_step_state(scaler: torch.amp.GradScaler) -> None:
+    """Forget ``scaler``'s per-optimizer state of the current step (unscaled, stepped),
+    as ``GradScaler.update`` does at a step's end."""
+    scaler._per_optimizer_states = defaultdict(
+        torch.amp.grad_scaler._refresh_per_optimizer_state)
+
+
+def foreach_copy_(dst: Sequence[torch.Tensor], src: Sequence[torch.Tensor]) -> None:
+    """``dst[i].copy_(src[i])`` for all ``i`` in as few kernels as possible."""
+    torch._foreach_copy_(list(dst), list(src))
+
+
+def foreach_lerp_(dst: Sequence[torch.Tensor], end: Sequence[torch.Tensor],
+                  weight: float) -> None:
+    """``dst[i].lerp_(end[i], weight)`` for all ``i`` in as few kernels as possible."""
+    torch._foreach_lerp_(list(dst), list(end), weight)
+
+
+def foreach_norm(tensors: Sequence[torch.Tensor]) -> Sequence[torch.Tensor]:
+    """The 2-norm of each tensor, in as few kernels as possible."""
+    return torch._foreach_norm(list(tensors))
+
+
+def module_parameters(module: torch.nn.Module) -> Iterator[Tuple[str, torch.Tensor]]:
+    """The parameters ``module`` holds itself (not its children's), by name."""
+    return iter(list(module._parameters.items()))
+
+
+def set_module_parameter(module: torch.nn.Module, name: str, tensor: torch.Tensor) -> None:
+    """Put ``tensor`` in ``module``'s parameter slot ``name``, bypassing
+    ``nn.Module.__setattr__``'s checks (a stand-in leaf that is not a new parameter)."""
+    module._parameters[name] = tensor
