@@ -24,7 +24,7 @@ from typing import List
 
 import torch
 
-from ..utils.launch import UserError
+from ..errors import UserError
 from .pipeline import data_kind, load_any_config, loader_dataset, make_data, point_at_data
 
 # Typical size (H, W) of the real data's training images.

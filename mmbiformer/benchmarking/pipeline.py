@@ -33,7 +33,7 @@ from typing import Dict, List, Optional
 import torch
 
 from ..engine.shape_graphs import graph_pool_spare
-from ..utils.launch import UserError
+from ..errors import UserError
 
 # dataset type -> (generator kind, nominal image size (H, W) of the real data at the
 # configs' scale: COCO resized to 1333x800, ADE20K around 512 short side, ImageNet)
@@ -65,7 +65,7 @@ def load_any_config(name: str, cfg_options: Optional[dict] = None):
 def loader_dataset(cfg, loader: str = 'train_dataloader') -> dict:
     """The dataset dict of ``loader`` (the train loader by default), dataset wrappers
     (Repeat/ClassBalanced) opened."""
-    from ..utils.launch import datasets
+    from ..utils.config_walk import datasets
     found = [ds for _, ds in datasets(cfg, [loader])]
     if len(found) != 1:
         raise UserError(f'pipeline benchmark: {loader} reads {len(found)} datasets '
@@ -133,7 +133,7 @@ def point_at_data(cfg, kind: str, root: str, loader: str = 'train_dataloader') -
     root = root.rstrip('/') + '/'
     ds['data_root'] = root + 'ADEChallengeData2016' if kind == 'ade20k' else root
     if loader == 'test_dataloader':
-        from ..utils.launch import evaluators
+        from ..utils.config_walk import evaluators
         for _, ev in evaluators(cfg, [loader]):
             if isinstance(ev, dict) and ev.get('ann_file'):
                 ev['ann_file'] = root + 'annotations/instances_val2017.json'

@@ -21,7 +21,8 @@ from mmcv.transforms import BaseTransform
 from mmengine.logging import print_log
 from mmengine.registry import TRANSFORMS
 
-from ..utils.launch import UserError, datasets, error_summary
+from ..errors import UserError, error_summary
+from ..utils.config_walk import datasets
 
 # Loading transforms that read a file per sample (the toolboxes' names, any scope).
 LOADERS = ('LoadImageFromFile', 'LoadAnnotations')

@@ -25,7 +25,7 @@ eager. What differs from ``make_graphed_callables``, and why:
   the graph's instantiation (about 0.4 s);
 * running statistics (BatchNorm buffers) are restored after the warm-up and capture
   passes, so they are updated once per iteration as in eager training;
-* the captured kernels are those :func:`~mmbiformer.ops.backends.captured_step`
+* the captured kernels are those :func:`~mmbiformer.ops.policy.captured_step`
   chooses (least GPU time, as the host's cost is paid once).
 
 Use it only for modules whose forward is capturable: no host synchronisation, no
@@ -262,7 +262,7 @@ class InferenceGraphs:
     forward-only CUDA graph per exact input size, for inference: every image size of a
     test set (COCO's, ADE20K's) is its own graph, so that the host launches one graph
     instead of each kernel of the eager forward. No padding: outputs are the eager
-    forward's, up to the kernels :func:`~mmbiformer.ops.backends.captured_step`
+    forward's, up to the kernels :func:`~mmbiformer.ops.policy.captured_step`
     chooses (least GPU time).
 
     A size is captured the second time it is met (its first call runs eagerly, so a

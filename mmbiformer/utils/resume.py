@@ -20,7 +20,8 @@ import torch
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 
-from .launch import UserError, check_resume_checkpoint, checkpoint_file
+from ..errors import UserError
+from .checkpoint_refs import check_resume_checkpoint, checkpoint_file
 
 # The names mmengine's CheckpointHook gives (filename_tmpl 'epoch_{}.pth' / 'iter_{}.pth').
 CHECKPOINT_NAME = re.compile(r'^(epoch|iter)_(\d+)\.pth$')

@@ -53,11 +53,11 @@ def _take(path: str, me: dict) -> bool:
 @contextlib.contextmanager
 def work_dir_lock(work_dir: str, command: str = ''):
     """Hold ``work_dir``'s training lock around the block (rank 0 only; the other ranks
-    pass through). Raises :class:`~mmbiformer.utils.launch.UserError` when a live
+    pass through). Raises :class:`~mmbiformer.errors.UserError` when a live
     process holds it."""
     from mmengine.logging import print_log
 
-    from .launch import UserError
+    from ..errors import UserError
     if int(os.environ.get('RANK', 0)) != 0:
         yield
         return

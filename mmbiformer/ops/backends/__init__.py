@@ -17,11 +17,6 @@ from typing import Optional
 
 import torch
 
-# Kept importable from here: the policy's names that callers used to find here.
-from ..policy import (autocast_dtype, captured_step, forward_only,  # noqa: F401
-                      in_captured_step, tracing)
-from ..policy import bra_backend as choose_backend  # noqa: F401
-
 BACKENDS = ('reference', 'sdpa', 'triton')
 ATTN_IMPLS = ('auto', ) + BACKENDS
 

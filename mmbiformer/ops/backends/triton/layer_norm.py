@@ -17,7 +17,7 @@ from typing import Optional, Tuple
 import torch
 import triton
 
-from .. import autocast_dtype
+from ...policy import autocast_dtype
 from . import layer_norm_kernels as kernels
 from .accumulate import acc_dtype, acc_tl, partial_sum_programs
 
