@@ -8,6 +8,7 @@ CUDA). The CUDA cases run where a GPU is present (the device runs them with
 import pytest
 import torch
 
+from mmbiformer.ops.functional import reference_attention
 from mmbiformer.ops.policy import bra_backend as choose_backend
 from mmbiformer.ops.policy import captured_step
 from mmbiformer.ops.backends import sdpa as sdpa_backend
@@ -125,13 +126,34 @@ def test_triton_op_matches_reference(skewed, queries_per_item, dense, monkeypatc
         assert torch.equal(routed_attention(qkv, index, S, m, qd, qd**-0.5), out)
     regions = qkv.view(N, S, h, S, w, -1).permute(0, 1, 3, 2, 4, 5).reshape(N, S * S, h * w, -1)
     q, kv = regions[..., :qd], regions[..., qd:]
-    ref = BiLevelRoutingAttention._reference_attention(q, kv, None, index, m, qd**-0.5, False)
+    ref = reference_attention(q, kv, None, index, m, qd**-0.5, False)
     ref = ref.view(N, S, S, h, w, dv).permute(0, 1, 3, 2, 4, 5).reshape(N, S * h, S * w, dv)
     grad = torch.randn_like(ref)
     got_grad, = torch.autograd.grad(out, qkv, grad)
     ref_grad, = torch.autograd.grad(ref, qkv, grad)
     torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-10)
     torch.testing.assert_close(got_grad, ref_grad, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize('backend', ['sdpa', 'triton'])
+def test_functional_entry_matches_reference(backend):
+    """The functional API on its own: one NHWC signature for every backend, the same
+    routing, the LCE inside (Triton) or after (the others)."""
+    from mmbiformer.ops import functional
+    from mmbiformer.ops.dwconv import DepthwiseConv2d
+    if backend == 'triton' and unavailable_reason(CPU):
+        pytest.skip(unavailable_reason(CPU))
+    torch.manual_seed(0)
+    S, qd, dv, m = 3, 16, 24, 2
+    qkv = torch.randn(2, S * 2, S * 3, 2 * qd + dv, dtype=torch.double)
+    lce = DepthwiseConv2d(dv, 3).double()
+    routing = functional.route(*functional.region_means(qkv, S, qd), topk=4, scale=qd**-0.5)
+    args = (qkv, routing, S, m, qd, qd**-0.5, lce)
+    ref = functional.bi_level_routing_attention(*args, backend='reference')
+    got = functional.bi_level_routing_attention(*args, backend=backend)
+    torch.testing.assert_close(got, ref, rtol=1e-10, atol=1e-10)
+    with pytest.raises(ValueError, match="backend must be 'reference', 'sdpa' or 'triton'"):
+        functional.bi_level_routing_attention(*args, backend='flash')
 
 
 def test_inverse_routing_lists_each_query_region_once():
@@ -168,8 +190,9 @@ def test_sdpa_without_recompute_keeps_gradients():
 
 def test_auto_picks_reference_on_cpu(monkeypatch):
     op = _op(14, 14, 7, 4, False, 'identity', impl='auto')
-    monkeypatch.setattr(BiLevelRoutingAttention, '_attend_triton',
-                        lambda *a: pytest.fail('Triton backend used on CPU by auto'))
+    from mmbiformer.ops.backends.triton import routed_attention as triton_backend
+    monkeypatch.setattr(triton_backend, 'routed_attention',
+                        lambda *a, **k: pytest.fail('Triton backend used on CPU by auto'))
     monkeypatch.setattr(sdpa_backend, 'routed_attention',
                         lambda *a, **k: pytest.fail('sdpa backend used on CPU by auto'))
     assert op.backend(torch.zeros(1)) == 'reference'

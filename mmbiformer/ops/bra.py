@@ -14,20 +14,20 @@ softmax scale is ``qk_dim ** -0.5`` for both routing and token attention; the lo
 context enhancement (LCE) is a depthwise conv of V at full resolution added before the
 output projection; with ``auto_pad`` the input is zero-padded before the projection.
 """
-from typing import Optional, Tuple
+from typing import Optional
 
 import torch
 import torch.nn as nn
 
 from ..errors import ArgumentError
-from .attention import heads, merge_heads
+from . import functional
 from .backends import normalize_impl
 from .backends.sdpa import SDPAPolicy
-from .backends.sdpa import routed_attention as sdpa_routed_attention
 from .dwconv import DepthwiseConv2d
+from .functional import Routing
 from .linear import Linear
 from .policy import bra_backend, tracing
-from .regions import from_regions, pad_to_multiple, to_regions
+from .regions import pad_to_multiple, to_regions
 
 KV_DOWNSAMPLE_MODES = ('identity', 'ada_avgpool', 'ada_maxpool', 'avgpool', 'maxpool')
 PARAM_ATTENTION_MODES = ('qkvo', 'qkv')
@@ -177,67 +177,23 @@ class BiLevelRoutingAttention(nn.Module):
                 f'n_win={self.n_win}, topk={self.topk}, auto_pad={self.auto_pad}, '
                 f'attn_impl={self.attn_impl}, sdpa={self.sdpa_policy}')
 
-    # -- stages of the operation, each usable by faster paths -----------------
-    def route(self, q: torch.Tensor, k: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Region routing from region-wise q, k of shape (N, S*S, h*w, C).
-
-        Returns ``(weights, index)``, both (N, S*S, topk): softmax over the kept
-        logits, and the indices of the kept regions.
-        """
+    # -- the routing, and the token attention (mmbiformer.ops.functional) --------
+    def route(self, q: torch.Tensor, k: torch.Tensor) -> Routing:
+        """Region routing from region-wise q, k of shape (N, S*S, h*w, C):
+        ``(weights, index)``, both (N, S*S, topk): softmax over the kept logits, and
+        the indices of the kept regions."""
         return self.route_means(q.mean(2), k.mean(2))
 
-    def route_means(self, q_r: torch.Tensor,
-                    k_r: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """:meth:`route` from the region means of q and k, (N, S*S, C) each."""
-        top_logits, index = self.top_regions(q_r, k_r)
-        return top_logits.softmax(dim=-1), index
-
-    def top_regions(self, q_r: torch.Tensor, k_r: torch.Tensor):
-        """The routing logits kept and their region indices, (N, S*S, topk) each, from
-        the region means of q and k (the weights of :meth:`route_means` before their
-        softmax, which hard routing never reads)."""
-        if not self.diff_routing:
-            q_r, k_r = q_r.detach(), k_r.detach()
-        q_r, k_r = self.router.emb(q_r), self.router.emb(k_r)
-        logits = (q_r * self.scale) @ k_r.transpose(-2, -1)
-        return torch.topk(logits, k=self.topk, dim=-1)
+    def route_means(self, q_r: torch.Tensor, k_r: torch.Tensor,
+                    weights: bool = True) -> Routing:
+        """:meth:`route` from the region means of q and k, (N, S*S, C) each
+        (``weights=False``: the index only)."""
+        return functional.route(q_r, k_r, self.topk, self.scale, self.router.emb,
+                       self.diff_routing, weights)
 
     def region_kv(self, kv: torch.Tensor, h: int, w: int) -> torch.Tensor:
         """Apply KV down-sampling per region: (N, R, h*w, C) -> (N, R, t, C)."""
-        if isinstance(self.kv_down, nn.Identity):
-            return kv
-        N, R, _, C = kv.shape
-        x = kv.reshape(N * R, h, w, C).permute(0, 3, 1, 2)
-        x = self.kv_down(x)
-        return x.flatten(2).transpose(1, 2).reshape(N, R, -1, C)
-
-    def local_context(self, v: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-        """``out`` + LCE: the depthwise conv of V (N, H, W, C) at full resolution, NHWC.
-        ``v`` may be V's channel slice of the qkv projection (read in place with the
-        Triton dwconv)."""
-        if self.lepe is None:
-            return out
-        return self.lepe.forward_nhwc(v, residual=out)
-
-    @staticmethod
-    def _reference_attention(q, kv, weights, index, num_heads, scale, soft_routing):
-        """Token attention of each region's queries over its routed regions' K/V.
-
-        q (N, R, l, qk_dim), kv (N, R, t, qk_dim + dim), weights / index (N, R, topk)
-        -> (N, R, l, dim). Gathers by advanced indexing (a topk-fold copy) and
-        materialises the attention matrix: the plain statement of the maths.
-        """
-        N, R, t, _ = kv.shape
-        qd, topk = q.shape[-1], index.shape[-1]
-        batch = torch.arange(N, device=kv.device).view(N, 1, 1)
-        kv_sel = kv[batch, index]  # (N, R, topk, t, qk_dim + dim)
-        if soft_routing:
-            kv_sel = kv_sel * weights[..., None, None]
-        k_sel, v_sel = kv_sel.reshape(N, R, topk * t, -1).split(
-            [qd, kv.shape[-1] - qd], -1)
-        attn = (heads(q, num_heads) * scale) @ heads(k_sel, num_heads).transpose(-2, -1)
-        out = attn.softmax(dim=-1) @ heads(v_sel, num_heads)
-        return merge_heads(out, N, R)
+        return functional.region_kv(kv, h, w, self.kv_down)
 
     def backend(self, x: torch.Tensor) -> str:
         """The backend that runs the token attention for input ``x``."""
@@ -247,7 +203,7 @@ class BiLevelRoutingAttention(nn.Module):
             h, w = -(-x.shape[1] // S), -(-x.shape[2] // S)
             geometry = (h * S, w * S, h * w, self.topk)
         return bra_backend(self.attn_impl, x.device, self.kv_downsample_mode,
-                              self.soft_routing, torch.is_grad_enabled(), geometry)
+                           self.soft_routing, torch.is_grad_enabled(), geometry)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (N, H, W, dim) NHWC -> (N, H, W, dim)."""
@@ -263,11 +219,14 @@ class BiLevelRoutingAttention(nn.Module):
                 f'pass auto_pad=True to pad it, or resize the input')
         qkv = self.qkv(x)
         backend = self.backend(x)
-        if backend == 'triton':  # LCE inside the Triton op
-            out = self._attend_triton(qkv)
+        q_r, k_r = functional.region_means(qkv, self.n_win, self.qk_dim)
+        if backend == 'triton':  # hard routing: the weights are never read
+            routing = self.route_means(q_r, k_r, weights=False)
         else:
-            out = self._attend_regions(qkv, backend)
-            out = self.local_context(qkv[..., 2 * self.qk_dim:], out)
+            routing = self.route_means(q_r, k_r)
+        out = functional.bi_level_routing_attention(
+            qkv, routing, self.n_win, self.num_heads, self.qk_dim, self.scale, self.lepe,
+            backend, self.soft_routing, self.kv_down, self.sdpa_policy)
         out = self.wo(out)
         if tracing() or out.shape[1] != H_in or out.shape[2] != W_in:  # see regions.pad_to_multiple
             out = out[:, :H_in, :W_in].contiguous()
@@ -275,38 +234,12 @@ class BiLevelRoutingAttention(nn.Module):
 
     def route_regions(self, qkv: torch.Tensor):
         """The padded projection ``qkv`` (N, H, W, 2*qk_dim + dim) in region layout,
-        routed: ``q`` (N, R, h*w, qk_dim), ``kv`` (N, R, h*w, qk_dim + dim), and
-        ``weights`` / ``index`` (N, R, topk) from :meth:`route`."""
+        routed as :meth:`forward` routes it: ``q`` (N, R, h*w, qk_dim), ``kv`` (N, R,
+        h*w, qk_dim + dim), and ``weights`` / ``index`` (N, R, topk)."""
         qd = self.qk_dim
         regions = to_regions(qkv, self.n_win)
-        q, kv = regions[..., :qd], regions[..., qd:]
-        weights, index = self.route(q, kv[..., :qd])
-        return q, kv, weights, index
-
-    def _attend_regions(self, qkv: torch.Tensor, backend: str) -> torch.Tensor:
-        """Token attention on the region layout (reference and sdpa backends)."""
-        S = self.n_win
-        h, w = qkv.shape[1] // S, qkv.shape[2] // S
-        q, kv, weights, index = self.route_regions(qkv)
-        kv = self.region_kv(kv, h, w)  # (N, R, t, qd+dim)
-        args = (q, kv, weights, index, self.num_heads, self.scale, self.soft_routing)
-        if backend == 'sdpa':
-            out = sdpa_routed_attention(*args, policy=self.sdpa_policy)
-        else:
-            out = self._reference_attention(*args)
-        return from_regions(out, S, h, w)
-
-    def _attend_triton(self, qkv: torch.Tensor) -> torch.Tensor:
-        """Token attention and LCE by the Triton kernels, straight on the NHWC
-        projection."""
-        from .backends.triton.routed_attention import routed_attention
-        N, H, W, _ = qkv.shape
-        S, qd = self.n_win, self.qk_dim
-        means = qkv[..., :2 * qd].reshape(N, S, H // S, S, W // S, 2 * qd).mean((2, 4))
-        q_r, k_r = means.reshape(N, S * S, 2 * qd).split(qd, -1)
-        index = self.top_regions(q_r, k_r).indices  # hard routing: no weights
-        lce = (None, None) if self.lepe is None else (self.lepe.weight, self.lepe.bias)
-        return routed_attention(qkv, index, S, self.num_heads, qd, self.scale, *lce)
+        weights, index = self.route_means(*functional.region_means(qkv, self.n_win, qd))
+        return regions[..., :qd], regions[..., qd:], weights, index
 
     def attention_macs(self, x: torch.Tensor) -> dict:
         """Multiply-adds of the routing (``q_r @ k_r^T``) and of the token attention

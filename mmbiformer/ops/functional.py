@@ -1,0 +1,131 @@
+"""BRA as functions: the routing and the token attention, one NHWC signature for every
+backend (as NATTEN's functional API sits between its modules and its kernels).
+
+:class:`~mmbiformer.ops.bra.BiLevelRoutingAttention` keeps the parameters (projections,
+router, LCE conv) and the padding, and calls these:
+
+* :func:`region_means`, :func:`route`: the region-level routing, written once;
+* :func:`bi_level_routing_attention`: each region's queries attend to the tokens of its
+  routed regions, plus the LCE, by the backend asked for (``reference``, ``sdpa``,
+  ``triton``; :func:`~mmbiformer.ops.policy.bra_backend` chooses for ``auto``).
+"""
+from typing import Callable, NamedTuple, Optional
+
+import torch
+import torch.nn as nn
+
+from .attention import heads, merge_heads
+from .backends.sdpa import SDPAPolicy
+from .backends.sdpa import routed_attention as sdpa_routed_attention
+from .dwconv import DepthwiseConv2d
+from .regions import from_regions, to_regions
+
+
+class Routing(NamedTuple):
+    """What each query region attends to: ``index`` (N, S*S, topk) region ids and
+    ``weights`` (N, S*S, topk), the softmax of their routing logits (read by soft
+    routing only; None where not computed)."""
+    weights: Optional[torch.Tensor]
+    index: torch.Tensor
+
+
+def region_means(qkv: torch.Tensor, n_win: int, qk_dim: int):
+    """(q_r, k_r): the mean query and key of each of the ``n_win**2`` regions of the
+    NHWC projection ``qkv`` (N, H, W, 2*qk_dim + dv; H, W multiples of ``n_win``),
+    (N, S*S, qk_dim) each, regions in row-major order."""
+    N, H, W, _ = qkv.shape
+    S = n_win
+    means = qkv[..., :2 * qk_dim].reshape(N, S, H // S, S, W // S, 2 * qk_dim).mean((2, 4))
+    return means.reshape(N, S * S, 2 * qk_dim).split(qk_dim, -1)
+
+
+def route(q_r: torch.Tensor, k_r: torch.Tensor, topk: int, scale: float,
+          embed: Callable = nn.Identity(), differentiable: bool = False,
+          weights: bool = True) -> Routing:
+    """Region-to-region routing: each region keeps the ``topk`` regions of largest
+    affinity ``(embed(q_r) * scale) @ embed(k_r)^T``. Gradients flow through the
+    logits only if ``differentiable`` (BiFormer detaches them by default). Without
+    ``weights`` (hard routing never reads them) their softmax is not computed."""
+    if not differentiable:
+        q_r, k_r = q_r.detach(), k_r.detach()
+    q_r, k_r = embed(q_r), embed(k_r)
+    logits = (q_r * scale) @ k_r.transpose(-2, -1)
+    top_logits, index = torch.topk(logits, k=topk, dim=-1)
+    return Routing(top_logits.softmax(dim=-1) if weights else None, index)
+
+
+def reference_attention(q, kv, weights, index, num_heads, scale, soft_routing):
+    """Token attention of each region's queries over its routed regions' K/V, the plain
+    statement of the maths (the specification the backends are tested against).
+
+    q (N, R, l, qk_dim), kv (N, R, t, qk_dim + dim), weights / index (N, R, topk)
+    -> (N, R, l, dim). Gathers by advanced indexing (a topk-fold copy) and
+    materialises the attention matrix.
+    """
+    N, R, t, _ = kv.shape
+    qd, topk = q.shape[-1], index.shape[-1]
+    batch = torch.arange(N, device=kv.device).view(N, 1, 1)
+    kv_sel = kv[batch, index]  # (N, R, topk, t, qk_dim + dim)
+    if soft_routing:
+        kv_sel = kv_sel * weights[..., None, None]
+    k_sel, v_sel = kv_sel.reshape(N, R, topk * t, -1).split([qd, kv.shape[-1] - qd], -1)
+    attn = (heads(q, num_heads) * scale) @ heads(k_sel, num_heads).transpose(-2, -1)
+    out = attn.softmax(dim=-1) @ heads(v_sel, num_heads)
+    return merge_heads(out, N, R)
+
+
+def region_kv(kv: torch.Tensor, h: int, w: int, kv_down: Optional[nn.Module]) -> torch.Tensor:
+    """KV down-sampling per region (``kv_down`` a 2-d pooling, None for none):
+    (N, R, h*w, C) -> (N, R, t, C)."""
+    if kv_down is None or isinstance(kv_down, nn.Identity):
+        return kv
+    N, R, _, C = kv.shape
+    x = kv.reshape(N * R, h, w, C).permute(0, 3, 1, 2)
+    x = kv_down(x)
+    return x.flatten(2).transpose(1, 2).reshape(N, R, -1, C)
+
+
+def bi_level_routing_attention(qkv: torch.Tensor, routing: Routing, n_win: int,
+                               num_heads: int, qk_dim: int, scale: float,
+                               lce: Optional[DepthwiseConv2d] = None,
+                               backend: str = 'reference', soft_routing: bool = False,
+                               kv_down: Optional[nn.Module] = None,
+                               sdpa_policy: SDPAPolicy = SDPAPolicy()) -> torch.Tensor:
+    """BRA's token attention plus its LCE, NHWC in and out, by ``backend``.
+
+    Args:
+        qkv: (N, H, W, 2*qk_dim + dv), the projection q | k | v, H and W multiples of
+            ``n_win`` (pad first).
+        routing: from :func:`route`.
+        lce: the LCE's depthwise conv of V, or None for none. The Triton op reads its
+            weights; the other backends call it (its ``impl`` and hooks apply, e.g.
+            the FLOPs counter's).
+        backend: ``reference``, ``sdpa`` or ``triton`` (identity KV and hard
+            routing only; the LCE inside the op).
+        soft_routing, kv_down, sdpa_policy: BiFormer's options of the same names.
+    Returns:
+        (N, H, W, dv): attention over the tokens of each region's routed regions,
+        heads side by side in channels, plus the LCE of V.
+    """
+    if backend == 'triton':
+        if soft_routing or not (kv_down is None or isinstance(kv_down, nn.Identity)):
+            raise ValueError('the triton backend runs hard routing with identity KV only')
+        from .backends.triton.routed_attention import routed_attention
+        weights = (None, None) if lce is None else (lce.weight, lce.bias)
+        return routed_attention(qkv, routing.index, n_win, num_heads, qk_dim, scale,
+                                *weights)
+    if backend not in ('reference', 'sdpa'):
+        raise ValueError(f"backend must be 'reference', 'sdpa' or 'triton', got {backend!r}")
+    S = n_win
+    h, w = qkv.shape[1] // S, qkv.shape[2] // S
+    regions = to_regions(qkv, S)
+    q, kv = regions[..., :qk_dim], region_kv(regions[..., qk_dim:], h, w, kv_down)
+    args = (q, kv, routing.weights, routing.index, num_heads, scale, soft_routing)
+    if backend == 'sdpa':
+        out = sdpa_routed_attention(*args, policy=sdpa_policy)
+    else:
+        out = reference_attention(*args)
+    out = from_regions(out, S, h, w)
+    if lce is None:
+        return out
+    return lce.forward_nhwc(qkv[..., 2 * qk_dim:], residual=out)
