@@ -12,9 +12,11 @@ from official_reference import official_logits, random_official_state_dict
 from helpers import ALIAS_CONFIGS, PLUGIN_CONFIGS, ROOT, build_model, train_step_loss
 
 # Configs with BRA as a plug-in in other networks: tests/test_bra_plugin.py.
+# configs/_base_/ holds what the configs share, not configs of their own.
 CONFIGS = sorted(set(glob.glob(osp.join(ROOT, 'configs', '*', '*.py')) +
                      glob.glob(osp.join(ROOT, 'configs', '*', 'ablation', '*.py')))
-                 - set(PLUGIN_CONFIGS) - set(ALIAS_CONFIGS))
+                 - set(PLUGIN_CONFIGS) - set(ALIAS_CONFIGS)
+                 - set(glob.glob(osp.join(ROOT, 'configs', '_base_', '*.py'))))
 DIMS = {'tiny': [64, 128, 256, 512], 'small': [64, 128, 256, 512],
         'base': [96, 192, 384, 768]}
 

@@ -6,6 +6,7 @@ _base_ = [
     'mmseg::_base_/datasets/ade20k.py',
     'mmseg::_base_/default_runtime.py',
     'mmseg::_base_/schedules/schedule_80k.py',
+    '../_base_/biformer.py',
 ]
 custom_imports = dict(imports=['mmbiformer.openmmlab'], allow_failed_imports=False)
 
@@ -13,21 +14,7 @@ crop_size = (512, 512)
 model = dict(
     data_preprocessor=dict(size=crop_size),
     pretrained=None,
-    backbone=dict(
-        _delete_=True,
-        type='BiFormer',
-        arch='small',
-        n_win=8,
-        auto_pad=True,
-        out_indices=(0, 1, 2, 3),
-        drop_path_rate=0.15,
-        norm_cfg=dict(type='SyncBN', requires_grad=True),
-        # Training replays the backbone as CUDA graphs (one size: the crops); a
-        # multi-GPU run keeps the stem's SyncBN and so runs it eagerly (warned).
-        cuda_graph=True,
-        # The MLPs' hidden activations are recomputed in the backward, not kept.
-        mlp_recompute='mlp',
-        init_cfg=dict(type='Pretrained', checkpoint='biformer-s_in1k')),
+    backbone=dict(**_base_.biformer_s_seg_backbone, drop_path_rate=0.15),
     neck=dict(in_channels=[64, 128, 256, 512]),
     decode_head=dict(num_classes=150))
 
@@ -35,16 +22,8 @@ train_dataloader = dict(batch_size=4)
 
 optim_wrapper = dict(
     _delete_=True,
-    type='AmpOptimWrapper',
-    loss_scale='dynamic',
-    optimizer=dict(type='AdamW', lr=2e-4, betas=(0.9, 0.999), weight_decay=1e-4,
-                   # One fused kernel per step (no per-tensor host work, no
-                   # host sync for the loss scaler's inf check).
-                   fused=True),
-    paramwise_cfg=dict(norm_decay_mult=0.),
-    # One param group per setting, not per parameter: a 10x cheaper optimizer step
-    # (mmbiformer/engine/grouped_optim_constructor.py).
-    constructor='GroupedOptimWrapperConstructor')
+    **_base_.biformer_optim_wrapper,
+    optimizer=dict(**_base_.biformer_adamw, lr=2e-4, weight_decay=1e-4))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=1000),
     dict(type='CosineAnnealingLR', eta_min=0.0, by_epoch=False, begin=1000, end=80000),

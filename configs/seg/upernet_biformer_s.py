@@ -8,6 +8,7 @@ _base_ = [
     'mmseg::_base_/datasets/ade20k.py',
     'mmseg::_base_/default_runtime.py',
     'mmseg::_base_/schedules/schedule_160k.py',
+    '../_base_/biformer.py',
 ]
 custom_imports = dict(imports=['mmbiformer.openmmlab'], allow_failed_imports=False)
 
@@ -15,22 +16,7 @@ crop_size = (512, 512)
 model = dict(
     data_preprocessor=dict(size=crop_size),
     pretrained=None,
-    backbone=dict(
-        _delete_=True,
-        type='BiFormer',
-        arch='small',
-        n_win=8,
-        auto_pad=True,
-        out_indices=(0, 1, 2, 3),
-        drop_path_rate=0.3,
-        # Single-process runs turn SyncBN back into BN (mmengine Runner).
-        norm_cfg=dict(type='SyncBN', requires_grad=True),
-        # Training replays the backbone as CUDA graphs (one size: the crops); a
-        # multi-GPU run keeps the stem's SyncBN and so runs it eagerly (warned).
-        cuda_graph=True,
-        # The MLPs' hidden activations are recomputed in the backward, not kept.
-        mlp_recompute='mlp',
-        init_cfg=dict(type='Pretrained', checkpoint='biformer-s_in1k')),
+    backbone=dict(**_base_.biformer_s_seg_backbone, drop_path_rate=0.3),
     decode_head=dict(in_channels=[64, 128, 256, 512], num_classes=150),
     auxiliary_head=dict(in_channels=256, num_classes=150))
 
@@ -38,16 +24,8 @@ train_dataloader = dict(batch_size=2)
 
 optim_wrapper = dict(
     _delete_=True,
-    type='AmpOptimWrapper',
-    loss_scale='dynamic',
-    optimizer=dict(type='AdamW', lr=6e-5, betas=(0.9, 0.999), weight_decay=0.01,
-                   # One fused kernel per step (no per-tensor host work, no
-                   # host sync for the loss scaler's inf check).
-                   fused=True),
-    paramwise_cfg=dict(norm_decay_mult=0.),
-    # One param group per setting, not per parameter: a 10x cheaper optimizer step
-    # (mmbiformer/engine/grouped_optim_constructor.py).
-    constructor='GroupedOptimWrapperConstructor')
+    **_base_.biformer_optim_wrapper,
+    optimizer=dict(**_base_.biformer_adamw, lr=6e-5, weight_decay=0.01))
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=1500),
     dict(type='PolyLR', power=1.0, eta_min=0.0, by_epoch=False, begin=1500, end=160000),
