@@ -350,7 +350,8 @@ def test_a_failed_dump_keeps_the_metrics(tmp_path):
 
 def test_loader_workers_fit_the_cores(monkeypatch):
     """More workers than cores (the configs' 5 on a 2-core machine): as many as cores,
-    said once, instead of PyTorch's warning at every loader start."""
+    said once, instead of PyTorch's warning at every loader start. With four cores or
+    more per process two are left for the main process; several processes share them."""
     import os
 
     import mmengine.logging
@@ -364,5 +365,14 @@ def test_loader_workers_fit_the_cores(monkeypatch):
                       test_dataloader=dict(num_workers=5)))
     fit_workers(cfg)
     assert cfg.train_dataloader.num_workers == 1 and cfg.test_dataloader.num_workers == 2
-    assert said == ['test_dataloader.num_workers=5 is more than the 2 cores this process '
-                    'may use: 2 workers']
+    assert said == ['test_dataloader.num_workers=5 is more than this process can keep '
+                    'busy (2 cores): 2 workers']
+    said.clear()
+    monkeypatch.setattr(os, 'sched_getaffinity', lambda pid: set(range(128)))
+    monkeypatch.setenv('LOCAL_WORLD_SIZE', '8')  # 8 GPUs of a 128-core machine
+    cfg = Config(dict(train_dataloader=dict(num_workers=16), val_dataloader=dict(num_workers=5)))
+    fit_workers(cfg)
+    assert cfg.train_dataloader.num_workers == 14 and cfg.val_dataloader.num_workers == 5
+    assert said == ['train_dataloader.num_workers=16 is more than this process can keep '
+                    'busy (128 cores shared by 8 processes, two left for the main '
+                    'process): 14 workers']

@@ -100,21 +100,37 @@ def check_run_values(cfg: Config) -> None:
                         f'the N-th hook the config lists')
 
 
-def fit_workers(cfg: Config) -> None:
-    """Loader workers beyond the cores this process may use load no faster, and PyTorch
-    warns about them at every loader start: as many workers as cores, said once."""
-    from mmengine.logging import print_log
+def worker_budget() -> tuple:
+    """(workers one training process can keep busy, cores, processes on this machine):
+    the cores this process may use shared among the machine's processes, less two for
+    the main process and its pinning thread where there are four or more: with every
+    core on a worker the main process starves, and the loader delivers less than with
+    two fewer workers (docs/benchmark.md, run 12)."""
     try:
         cores = len(os.sched_getaffinity(0))  # what PyTorch's own check counts
     except AttributeError:  # not on Linux
         cores = os.cpu_count() or 1
+    processes = max(1, int(os.environ.get('LOCAL_WORLD_SIZE', '1') or 1))
+    share = max(1, cores // processes)
+    return (share - 2 if share >= 4 else share), cores, processes
+
+
+def fit_workers(cfg: Config) -> None:
+    """Loader workers beyond what this process can keep busy load no faster (and PyTorch
+    warns about more than the cores at every loader start): the budget of
+    :func:`worker_budget`, said once."""
+    from mmengine.logging import print_log
+    budget, cores, processes = worker_budget()
     for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         loader = cfg.get(name)
         workers = loader.get('num_workers') if isinstance(loader, dict) else None
-        if isinstance(workers, int) and workers > cores:
-            print_log(f'{name}.num_workers={workers} is more than the {cores} cores this '
-                      f'process may use: {cores} workers', logger='current')
-            loader.num_workers = cores
+        if isinstance(workers, int) and workers > budget:
+            shared = f' shared by {processes} processes' if processes > 1 else ''
+            kept = ', two left for the main process' if budget < cores // processes else ''
+            print_log(f'{name}.num_workers={workers} is more than this process can keep '
+                      f'busy ({cores} cores{shared}{kept}): {budget} workers',
+                      logger='current')
+            loader.num_workers = budget
 
 
 def prepare_output(path: str, flag: str = '--out') -> str:
