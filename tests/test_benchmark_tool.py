@@ -52,8 +52,8 @@ def test_pipeline_two_models_one_run(bench_tool, tmp_path, capsys):
                      str(tmp_path), '--out', str(out), '--profile', '1'] + SMALL_SEG)
     text = capsys.readouterr().out
     rows = [line.split() for line in text.splitlines()]
-    from mmbiformer.benchmarking.pipeline import _short
-    assert [r[1] for r in rows if r[:1] == [_short(config)]] == [
+    from mmbiformer.benchmarking.pipeline import row_name
+    assert [r[1] for r in rows if r[:1] == [row_name(config)]] == [
         'first', 'first'], text
     assert sum(r[:1] == ['steady'] for r in rows) == 2, text
     assert 'new input size' in text, text

@@ -493,7 +493,7 @@ def run_in_subprocess(args, config: str, gpus: int, tool: str) -> dict:
         return json.load(f)
 
 
-def _short(config: str) -> str:
+def row_name(config: str) -> str:
     """A config as a reader knows it: ``mmdet::...`` names as given, paths relative."""
     if '::' in config:
         return config
@@ -514,7 +514,7 @@ def table(results: List[dict]) -> str:
              f'{"reserved":>8}']
     for r in results:
         unit = 'GPUs' if r['device'] != 'CPU' else 'processes'
-        name = _short(r['config']) + (f' x{r["world"]} {unit}' if r['world'] > 1 else '')
+        name = row_name(r['config']) + (f' x{r["world"]} {unit}' if r['world'] > 1 else '')
         for label, p in zip(('first', 'steady'), r['passes']):
             lines.append(f'{name:<58} {label:<7} {p["iters"]:>5} {p["data"]:7.3f} '
                          f'{p["fb"]:8.3f} {p["step"]:7.3f} {p["total"]:7.3f} '
@@ -530,9 +530,9 @@ def table(results: List[dict]) -> str:
             ratio = r['passes'][-1]['img_s'] / one[0]['passes'][-1]['img_s']
             later = (r['world'] * one[0]['passes'][0]['later_total']
                      / r['passes'][0]['later_total'])
-            lines.append(f'scaling {_short(r["config"])}: {r["world"]} vs 1: {ratio:.2f}x '
+            lines.append(f'scaling {row_name(r["config"])}: {r["world"]} vs 1: {ratio:.2f}x '
                          f'steady-state img/s')
-            lines.append(f'scaling {_short(r["config"])}: {r["world"]} vs 1: {later:.2f}x '
+            lines.append(f'scaling {row_name(r["config"])}: {r["world"]} vs 1: {later:.2f}x '
                          f'first pass, later half')
     head = results[0]
     lines.append('s/iter: the mean of the whole pass; later: of its later half; peak GiB: '
