@@ -253,7 +253,7 @@ def test_shared_statics_keep_layouts_and_grow_with_the_largest():
 def test_sizes_beyond_max_graphs_are_logged_once(monkeypatch):
     from mmbiformer.engine import shape_graphs
     logged = []
-    monkeypatch.setattr(shape_graphs, 'print_log', lambda msg, **kw: logged.append(msg))
+    monkeypatch.setattr(shape_graphs, 'log_every_rank', lambda msg, **kw: logged.append(msg))
     module = torch.nn.Linear(3, 3)
     graphs = shape_graphs.ShapeGraphs(module, lambda x: (module(x), ), max_graphs=1,
                                       name='Net')
@@ -262,6 +262,30 @@ def test_sizes_beyond_max_graphs_are_logged_once(monkeypatch):
         out, = graphs(torch.randn(2, 3))
     assert out.shape == (2, 3)
     assert logged == ['Net: 1 input sizes captured (max_graphs); further sizes run eagerly']
+
+
+def test_every_rank_says_what_its_graphs_cost(monkeypatch, capsys):
+    """Rank 0 logs through the run's logger; the others, whose mmengine consoles take
+    errors only, print the line with their rank."""
+    import logging
+
+    import mmengine.dist
+
+    from mmbiformer.engine.rank_log import log_every_rank
+    lines = []
+
+    class Logger:
+        def log(self, level, message):
+            lines.append((level, message))
+
+    monkeypatch.setattr(mmengine.dist, 'get_world_size', lambda: 1)
+    log_every_rank('one process', Logger())
+    monkeypatch.setattr(mmengine.dist, 'get_world_size', lambda: 2)
+    for rank in (0, 1):
+        monkeypatch.setattr(mmengine.dist, 'get_rank', lambda: rank)
+        log_every_rank('captured', Logger(), level=logging.WARNING)
+    assert lines == [(logging.INFO, 'one process'), (logging.WARNING, '[rank 0] captured')]
+    assert capsys.readouterr().out == '[rank 1] captured\n'
 
 
 def test_graph_pools_count_private_segments_only(monkeypatch):

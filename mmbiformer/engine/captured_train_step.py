@@ -55,6 +55,7 @@ from ..ops.policy import captured_step
 from .private_api import (accumulative_counts, count_step, foreach_copy_,
                           let_scaler_hand_over_found_inf, reset_scaler_step_state,
                           run_forward, scale_update_param)
+from .rank_log import log_every_rank
 from .nonfinite_loss_hook import grad_norm
 from .stand_ins import stand_ins
 
@@ -525,28 +526,17 @@ class CapturedTrainStepHook(Hook):
             mib = sum(p.numel() * p.element_size() for p in flat.params) / 2**20
             how = (f' as two graphs, with one all_reduce of the gradients ({mib:.0f} MiB) '
                    f'over {flat.world} processes between them')
-        _log_every_rank(
-            runner, f'CapturedTrainStepHook: the training step is captured in a CUDA graph'
+        log_every_rank(
+            f'CapturedTrainStepHook: the training step is captured in a CUDA graph'
             f'{how} after {self.step.warmup_iters} eager iterations; batches of another '
-            f'size run eagerly.')
+            f'size run eagerly.', runner.logger)
 
     def after_train(self, runner) -> None:
         if self.step is not None:
             c = self.step.counts
-            _log_every_rank(
-                runner, f'CapturedTrainStepHook: {c["replayed"]} steps replayed, '
+            log_every_rank(
+                f'CapturedTrainStepHook: {c["replayed"]} steps replayed, '
                 f'{c["warmup"]} warm-up and {c["eager"]} eager (other batch sizes, or no '
-                f'capture), {c["captures"]} capture(s) in {self.step.capture_s:.2f} s.')
+                f'capture), {c["captures"]} capture(s) in {self.step.capture_s:.2f} s.',
+                runner.logger)
             del runner.model.train_step  # the model's own method again
-
-
-def _log_every_rank(runner, message: str) -> None:
-    """``message`` in the log, from every process of a data-parallel run (each says it
-    for itself: mmengine's logger shows rank 0's INFO lines only)."""
-    from mmengine.dist import get_rank, get_world_size
-    if get_world_size() > 1:
-        message = f'[rank {get_rank()}] {message}'
-        if get_rank() != 0:
-            print(message, flush=True)
-            return
-    runner.logger.info(message)

@@ -39,11 +39,11 @@ import weakref
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
-from mmengine.logging import print_log
 from torch import nn
 
 from ..ops.policy import autocast_dtype, captured_step
 from .private_api import foreach_copy_
+from .rank_log import log_every_rank
 from .stand_ins import stand_ins
 
 
@@ -156,9 +156,9 @@ class ShapeGraphs:
             # backward: a replay now would overwrite them.
             if not self.nested_noted:
                 self.nested_noted = True
-                print_log(f'{self.name}: called again before the backward of its previous '
-                          f'call; such calls run eagerly (the graphs of all sizes share '
-                          f'one memory pool)', logger='current', level=logging.WARNING)
+                log_every_rank(f'{self.name}: called again before the backward of its '
+                               f'previous call; such calls run eagerly (the graphs of all '
+                               f'sizes share one memory pool)', level=logging.WARNING)
             return self.forward(x)
         key = self.key(x)
         graph = self.graphs.get(key)
@@ -166,17 +166,17 @@ class ShapeGraphs:
             if len(self.graphs) >= self.max_graphs:
                 if not self.full_noted:
                     self.full_noted = True
-                    print_log(f'{self.name}: {self.max_graphs} input sizes captured '
-                              f'(max_graphs); further sizes run eagerly',
-                              logger='current', level=logging.WARNING)
+                    log_every_rank(f'{self.name}: {self.max_graphs} input sizes captured '
+                                   f'(max_graphs); further sizes run eagerly',
+                                   level=logging.WARNING)
                 return self.forward(x)
             start = time.perf_counter()
             graph = self.graphs[key] = self._capture(x)
             held = graph_pools()[0]
-            print_log(f'{self.name}: captured forward and backward for input '
-                      f'{tuple(x.shape)} in {time.perf_counter() - start:.2f} s '
-                      f'(size {len(self.graphs)} of at most {self.max_graphs}; the graphs\' '
-                      f'memory pools hold {held / 2**30:.2f} GiB)', logger='current')
+            log_every_rank(f'{self.name}: captured forward and backward for input '
+                           f'{tuple(x.shape)} in {time.perf_counter() - start:.2f} s '
+                           f'(size {len(self.graphs)} of at most {self.max_graphs}; the '
+                           f'graphs\' memory pools hold {held / 2**30:.2f} GiB)')
         outs = _Replay.apply(graph, x, *self.params)
         self.pending = weakref.ref(outs[0])
         return outs
@@ -293,9 +293,9 @@ class InferenceGraphs:
             entry = self.graphs[key] = self._capture(x)
             self.capture_s += time.perf_counter() - start
             if len(self.graphs) in (1, self.max_graphs):
-                print_log(f'{self.name}: inference graph {len(self.graphs)} of at most '
-                          f'{self.max_graphs} captured (input {tuple(x.shape)}; '
-                          f'{self.capture_s:.2f} s in captures so far)', logger='current')
+                log_every_rank(f'{self.name}: inference graph {len(self.graphs)} of at '
+                               f'most {self.max_graphs} captured (input {tuple(x.shape)}; '
+                               f'{self.capture_s:.2f} s in captures so far)')
         graph, static_x, outs = entry
         static_x.copy_(x)
         graph.replay()
