@@ -49,9 +49,18 @@ ALIAS_CONFIGS = {os.path.join(ROOT, 'configs/det', old): new for old, new in (
     ('maskrcnn_r50-bra_fpn_1x_coco.py', 'maskrcnn_r50_bra.py'))}
 
 
+def run_python(*args, **kwargs) -> subprocess.CompletedProcess:
+    """This interpreter in a new process with ``args`` (``'-c', code`` or a script),
+    run from the repository root unless ``cwd`` says otherwise; output captured as
+    text."""
+    kwargs.setdefault('cwd', ROOT)
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True,
+                          **kwargs)
+
+
 def run_tool(*args, check=True):
     """A tool in a new process (args[0] relative to the root): (exit code, output)."""
-    proc = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True)
+    proc = run_python(*args)
     out = proc.stdout + proc.stderr
     if check and proc.returncode != 0:
         raise AssertionError(f'{args[0]} failed ({proc.returncode}):\n{out[-4000:]}')

@@ -73,15 +73,12 @@ def test_tools_start_without_the_pkg_resources_warning():
     """setuptools warns on every `import pkg_resources` (mmengine imports it in several
     modules); importing mmbiformer.openmmlab first, as the tools do, silences exactly that
     warning, no other."""
-    import subprocess
-    import sys
-    from helpers import ROOT
+    from helpers import run_python
     code = ('import warnings, mmbiformer.openmmlab\n'
             'from mmbiformer.utils.launch import load_config\n'
             "load_config('configs/det/retinanet_biformer_t.py')  # mmdet:: bases\n"
             "warnings.warn('another warning')\n")
-    proc = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True,
-                          text=True)
+    proc = run_python('-c', code)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert 'pkg_resources is deprecated' not in proc.stderr
     assert 'another warning' in proc.stderr

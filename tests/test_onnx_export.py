@@ -59,7 +59,7 @@ def _routing_margin(module, x) -> float:
     def measure(m):
         route = m.route_means
 
-        def wrapped(q_r, k_r, *args):
+        def wrapped(q_r, k_r, **kwargs):
             logits = (q_r * m.scale) @ k_r.transpose(-2, -1)
             top = logits.topk(m.topk + 1, dim=-1) if m.topk < logits.shape[-1] else None
             if top is not None:
@@ -71,7 +71,7 @@ def _routing_margin(module, x) -> float:
                 if differ.any():  # relative to the logits' size (tiny at random init)
                     size = logits.abs().amax().clamp_min(1e-30)
                     margins.append((gap[differ].min() / size).item())
-            return route(q_r, k_r, *args)
+            return route(q_r, k_r, **kwargs)
         m.route_means = wrapped
         return route
 

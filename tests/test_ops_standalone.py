@@ -1,10 +1,8 @@
 """The op layer is plain PyTorch: with every OpenMMLab package made unimportable,
 ``mmbiformer.ops`` imports, builds BRA and runs it forward and backward, and importing
 it changes nothing outside the package (torch's safe-load list included)."""
-import subprocess
-import sys
 
-from helpers import ROOT
+from helpers import run_python
 
 SCRIPT = r'''
 import importlib.abc, sys
@@ -35,8 +33,7 @@ print('standalone ok')
 
 
 def test_ops_need_only_pytorch_and_patch_nothing():
-    out = subprocess.run([sys.executable, '-c', SCRIPT], cwd=ROOT, capture_output=True,
-                         text=True, timeout=300)
+    out = run_python('-c', SCRIPT, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert 'standalone ok' in out.stdout
 

@@ -6,7 +6,7 @@ import os.path as osp
 import subprocess
 import sys
 
-from helpers import ROOT
+from helpers import ROOT, run_python
 
 CHECK = '''
 import os.path as osp, sys
@@ -53,8 +53,7 @@ def test_wheel_resolves_names_and_configs_outside_the_checkout(tmp_path):
                mirror / 'retinanet_biformer-s_coco.pth')
     env = dict(os.environ, PYTHONPATH=str(site), MMBIFORMER_MIRROR=str(mirror),
                MMBIFORMER_HOME=str(tmp_path / 'home'))
-    proc = subprocess.run([sys.executable, '-c', CHECK, str(site)], cwd=str(tmp_path),
-                          env=env, capture_output=True, text=True)
+    proc = run_python('-c', CHECK, str(site), cwd=str(tmp_path), env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
     assert 'ok biformer-s_in1k BiFormer' in proc.stdout and 'mirror ok' in proc.stdout
 
@@ -76,6 +75,5 @@ def test_register_all_modules_whatever_was_imported_first():
             'from mmdet.registry import MODELS\n'
             'mmbiformer.register_all_modules()\n'
             "print(type(MODELS.build(dict(type='BiFormer', arch='tiny'))).__name__)\n")
-    out = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True,
-                         text=True)
+    out = run_python('-c', code)
     assert out.returncode == 0 and out.stdout.strip() == 'BiFormer', out.stderr[-2000:]

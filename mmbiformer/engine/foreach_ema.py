@@ -4,8 +4,8 @@
 BiFormer-S has 498 parameter tensors, so the EMA of the classification recipe launched
 about 500 ``lerp_`` kernels after every step, several milliseconds of host time while
 the GPU waited. ``torch._foreach_lerp_`` does the same update (the same ``lerp``
-formula, bit for bit) in a few launches (``private_api.foreach_lerp_``). Checkpoints are unchanged (same module, same
-keys). Use as ``dict(type='EMAHook', ema_type='ForeachExponentialMovingAverage', ...)``.
+formula, bit for bit) in a few launches (``private_api.foreach_lerp_``). Checkpoints
+are unchanged (same module, same keys). Use as ``dict(type='EMAHook', ema_type='ForeachExponentialMovingAverage', ...)``.
 """
 import torch
 from mmengine.model import ExponentialMovingAverage

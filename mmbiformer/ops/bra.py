@@ -220,10 +220,8 @@ class BiLevelRoutingAttention(nn.Module):
         qkv = self.qkv(x)
         backend = self.backend(x)
         q_r, k_r = functional.region_means(qkv, self.n_win, self.qk_dim)
-        if backend == 'triton':  # hard routing: the weights are never read
-            routing = self.route_means(q_r, k_r, weights=False)
-        else:
-            routing = self.route_means(q_r, k_r)
+        # The Triton kernels route hard: they never read the weights.
+        routing = self.route_means(q_r, k_r, weights=backend != 'triton')
         out = functional.bi_level_routing_attention(
             qkv, routing, self.n_win, self.num_heads, self.qk_dim, self.scale, self.lepe,
             backend, self.soft_routing, self.kv_down, self.sdpa_policy)

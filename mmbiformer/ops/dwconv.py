@@ -129,7 +129,7 @@ class DepthwiseConv2d(_PlanFreeConv2d):
         """``conv(x) [+ residual] [+ x]`` on an NHWC map, NHWC out. ``x`` may be a
         channel slice of a wider tensor. With ``impl='triton'`` on CUDA one Triton
         kernel (no layout copies); otherwise this module's NCHW forward."""
-        if self._triton_nhwc(x):
+        if self.runs_triton(x):
             from .backends.triton.dwconv import dwconv_nhwc
             return dwconv_nhwc(x, self.weight, self.bias, residual, add_input)
         out = self(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
@@ -137,13 +137,10 @@ class DepthwiseConv2d(_PlanFreeConv2d):
             out = out + x
         return out if residual is None else out + residual
 
-    def _triton_nhwc(self, x: torch.Tensor) -> bool:
+    def runs_triton(self, x: torch.Tensor) -> bool:
+        """Whether :meth:`forward_nhwc` runs the Triton kernel on ``x`` (which adds the
+        residual and ``x`` itself inside the convolution's own pass, not as other ops)."""
         return dwconv_runs_triton(self.impl, x, self.weight)
-
-    def adds_input(self, x: torch.Tensor) -> bool:
-        """Whether :meth:`forward_nhwc` with ``add_input=True`` adds ``x`` inside the
-        convolution's own pass (the Triton kernel), not as another op."""
-        return self._triton_nhwc(x)
 
     def native_forward(self, x: torch.Tensor) -> torch.Tensor:
         dtype = autocast_dtype('cuda') or x.dtype

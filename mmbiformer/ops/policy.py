@@ -105,7 +105,7 @@ def set_runtime_policy(**changes) -> RuntimePolicy:
 def runtime_policy(**changes) -> Iterator[RuntimePolicy]:
     """The policy with ``changes`` inside the block, the previous one after it."""
     global _policy
-    before, _policy = _policy, policy_with(**changes)
+    before = set_runtime_policy(**changes)
     try:
         yield _policy
     finally:

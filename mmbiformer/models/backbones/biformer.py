@@ -122,7 +122,7 @@ class BiFormerBlock(nn.Module):
         """The block but its last residual add: (x + pos + attention, MLP branch).
         Each residual add is fused with the norm that reads its sum (ops/layer_norm.py),
         or in a forward-only pass with the convolution that makes it."""
-        if forward_only(x) and self.pos_embed.adds_input(x):
+        if forward_only(x) and self.pos_embed.runs_triton(x):
             x = self.pos_embed.forward_nhwc(x, add_input=True)  # x + dwconv(x), one kernel
             h = self.norm1(x)
         else:

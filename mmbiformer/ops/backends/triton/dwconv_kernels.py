@@ -31,8 +31,8 @@ def _tile(pid_t, H, W, TH: tl.constexpr, TW: tl.constexpr):
 
 # Strides stay specialized: Triton then knows they are multiples of 16 elements, so the
 # pixel offsets are too and each pixel's channels load as 16-byte vectors (unspecialized,
-# the loads were 2-byte scalars, several times slower: docs/benchmark.md run 7). H and W are not,
-# so that dense training's many input sizes share one compiled kernel.
+# the loads were 2-byte scalars, several times slower: docs/benchmark.md run 7). H and W
+# are not, so that dense training's many input sizes share one compiled kernel.
 @triton.jit(do_not_specialize=['H', 'W'])
 def _dwconv_nhwc(X, WT, B, RES, Y,
                  sx_n, sx_h, sx_w, sr_n, sr_h, sr_w, sy_n, sy_h, sy_w,
