@@ -1,24 +1,28 @@
-"""BiFormer's backbone replayed as CUDA graphs per input size (``cuda_graph``,
-mmbiformer/engine/shape_graphs.py).
+"""BiFormer's backbone replayed as CUDA graphs per input size (``runtime.cuda_graph``:
+mmbiformer/engine/backbone_runtime.py runs mmbiformer/engine/shape_graphs.py).
 
-CPU: the options' errors, the output sizes the crop uses against the eager outputs, and
+CPU: the options' errors, the old options' deprecation, the output sizes the crop uses against the eager outputs, and
 the CPU / inference fallbacks. CUDA: the replayed forward and backward against eager
 passes of the same module with the same kernels (inside ``captured_step()``) at
 several sizes, padded to a bucket and cropped back; gradients that accumulate; running
 statistics updated once per iteration; sizes beyond ``max_graphs`` run eagerly."""
+import copy
 import warnings
 
 import pytest
 import torch
 
+from mmbiformer.engine.backbone_runtime import BackboneRuntime
 from mmbiformer.models import BiFormer
+from mmbiformer.ops.linear import GeluLinear
 from mmbiformer.ops.policy import captured_step
 from helpers import TINY_ARCH, requires_cuda
 
 
-def tiny(**kwargs):
+def tiny(cuda_graph=False, compile=False, mlp_recompute=None, **kwargs):
     torch.manual_seed(0)
-    return BiFormer(TINY_ARCH, n_win=2, **kwargs)
+    return BiFormer(TINY_ARCH, n_win=2, runtime=dict(
+        cuda_graph=cuda_graph, compile=compile, mlp_recompute=mlp_recompute), **kwargs)
 
 
 @pytest.mark.parametrize('cfg, message', [
@@ -34,12 +38,41 @@ def test_bad_options_are_named(cfg, message):
 
 
 def test_not_with_random_checkpointing_or_compile():
-    from mmbiformer.models.backbones.biformer import _graph_cfg
-    assert tiny(cuda_graph=True, with_cp=[0]).graph_cfg is not None  # no RNG inside
+    assert tiny(cuda_graph=True, with_cp=[0]).runtime.cuda_graph is not None  # no RNG
     with pytest.raises(ValueError, match='with_cp on blocks with dropout inside'):
-        _graph_cfg(True, True, False)
+        BackboneRuntime(cuda_graph=True).check(random_recompute=True)
     with pytest.raises(ValueError, match='compile'):
         tiny(cuda_graph=True, compile=True)
+
+
+def test_runtime_options_are_checked_and_the_old_ones_still_work():
+    with pytest.raises(ValueError, match=r"runtime: unknown keys \['graphs'\]"):
+        BiFormer(TINY_ARCH, runtime=dict(graphs=True))
+    with pytest.raises(ValueError, match=r"unexpected arguments \['cuda_graphs'\]"):
+        BiFormer(TINY_ARCH, cuda_graphs=True)
+    # The options BiFormer took before ``runtime``: moved into it, with a warning.
+    with pytest.warns(FutureWarning, match=r'write runtime=dict\(cuda_graph=\.\.\., '
+                      r'mlp_recompute=\.\.\.\)'):
+        old = BiFormer(TINY_ARCH, n_win=2, runtime=dict(compile=False),
+                       cuda_graph=dict(size_divisor=64), mlp_recompute='gelu')
+    assert old.runtime.options() == dict(
+        cuda_graph=dict(size_divisor=64, max_graphs=16, warmup=1, inference_graphs=0),
+        compile=False, mlp_recompute='gelu')
+    assert isinstance(old.stages[0][0].mlp[3], GeluLinear)
+
+
+def test_a_copied_model_gets_a_runtime_of_its_own():
+    """mmengine's EMA deep-copies the model: the copy gets the options, and graphs of
+    its own (a runtime's graphs hold one module's parameters)."""
+    model = tiny(cuda_graph=dict(size_divisor=64))
+    x = torch.randn(2, 3, 64, 64)
+    model(x)
+    copied = copy.deepcopy(model)
+    assert copied.runtime is not model.runtime
+    assert copied.runtime.options() == model.runtime.options()
+    copied(x)
+    with pytest.raises(ValueError, match='runs one backbone'):
+        model.runtime(copied, x)
 
 
 def test_output_sizes_match_the_eager_outputs():
@@ -55,13 +88,13 @@ def test_cpu_inference_runs_eagerly():
     with torch.no_grad():
         for _ in range(2):
             model(torch.randn(1, 3, 40, 50))
-    assert model._inference_graphs is None
+    assert model.runtime.inference_graphs is None
 
 
 def test_cpu_training_runs_eagerly():
     model = tiny(cuda_graph=dict(size_divisor=64)).train()
     outs = model(torch.randn(1, 3, 40, 50))
-    assert model._graphs is None
+    assert model.runtime.training_graphs is None
     assert [tuple(o.shape[-2:]) for o in outs] == model.output_sizes(40, 50)
 
 
@@ -112,7 +145,7 @@ def test_replays_match_eager_passes(dtype):
             torch.testing.assert_close(a, b, **tol)
         for a, b in zip(_grads(graphed), _grads(eager)):
             torch.testing.assert_close(a, b, **tol)
-    assert len(graphed._graphs.graphs) == 3  # one per padded size
+    assert len(graphed.runtime.training_graphs.graphs) == 3  # one per padded size
 
 
 @requires_cuda
@@ -139,11 +172,11 @@ def test_sizes_beyond_max_graphs_run_eagerly():
     for h in (64, 96, 64):
         outs = model(torch.randn(1, 3, h, 64, device='cuda'))
         sum(o.sum() for o in outs).backward()
-    assert len(model._graphs.graphs) == 1
+    assert len(model.runtime.training_graphs.graphs) == 1
     model.eval()
     with torch.no_grad():
         model(torch.randn(1, 3, 128, 64, device='cuda'))  # inference: eager
-    assert len(model._graphs.graphs) == 1
+    assert len(model.runtime.training_graphs.graphs) == 1
 
 
 @requires_cuda
@@ -164,7 +197,7 @@ def test_other_trainable_parameters_recapture():
     assert all(p.grad is None for p in graphed.downsample_layers[0].parameters())
     for a, b in zip(_grads(graphed), _grads(eager)):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
-    assert len(graphed._graphs.graphs) == 1
+    assert len(graphed.runtime.training_graphs.graphs) == 1
 
 
 @requires_cuda
@@ -181,12 +214,12 @@ def test_a_second_call_before_the_backward_runs_eagerly():
             loss.backward()
     for g, e in zip(_grads(graphed), _grads(eager)):
         torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-5)
-    assert graphed._graphs.nested_noted and len(graphed._graphs.graphs) == 1
+    assert graphed.runtime.training_graphs.nested_noted and len(graphed.runtime.training_graphs.graphs) == 1
     graphed.zero_grad(set_to_none=True)
     out = graphed(a)  # outputs dropped without a backward free the way for replays
     del out
     sum(o.sum() for o in graphed(b)).backward()
-    assert graphed._graphs.pending is None
+    assert graphed.runtime.training_graphs.pending is None
 
 
 @requires_cuda
@@ -211,7 +244,7 @@ def test_captures_while_a_kept_loss_holds_an_earlier_graph(mlp_recompute):
                 kept.append(loss)
         for a, b in zip(_grads(graphed), _grads(eager)):
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
-    assert len(graphed._graphs.graphs) == 3
+    assert len(graphed.runtime.training_graphs.graphs) == 3
     assert [id(p) for p in graphed.parameters()] == ids  # the parameters are back
 
 
@@ -311,8 +344,8 @@ def test_inference_graphs_match_eager_forwards(dtype):
     with torch.no_grad(), amp:
         got = [model(x) for x in inputs]
         with captured_step():
-            want = [model._forward(x) for x in inputs]
-    graphs = model._inference_graphs
+            want = [model.forward_eager(x) for x in inputs]
+    graphs = model.runtime.inference_graphs
     assert len(graphs.graphs) == 2 and graphs.seen[((2, 3, 80, 80), torch.float32,
                                                     inputs[0].device, dtype)] == 2
     tol = dict(rtol=1e-2, atol=1e-2) if dtype else dict(rtol=1e-4, atol=1e-5)
@@ -333,12 +366,12 @@ def test_inside_an_enclosing_capture_the_backbone_runs_eagerly():
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side), captured_step():
-            want = model._forward(x)
+            want = model.forward_eager(x)
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph), captured_step():
             outs = model(x)
         graph.replay()
-    assert not model._inference_graphs.graphs
+    assert not model.runtime.inference_graphs.graphs
     for a, b in zip(outs, want):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)

@@ -143,8 +143,9 @@ class Classifier(torch.nn.Module):
                                  attn_types=attn_types(args),
                                  bra_cfg=bra_cfg(args),
                                  dwconv_impl=args.dwconv_impl or 'cudnn',
-                                 compile=args.compile, mlp_recompute=args.mlp_recompute,
-                                 with_cp=args.with_cp or False)
+                                 with_cp=args.with_cp or False,
+                                 runtime=dict(compile=args.compile,
+                                              mlp_recompute=args.mlp_recompute))
         self.head = torch.nn.Linear(self.backbone.embed_dims[-1], 1000)
 
     def forward(self, x):
@@ -195,9 +196,11 @@ def build(args, what: str, device):
     else:
         model = BiFormer(args.arch, n_win=args.n_win or 16, attn_impl=args.impl,
                          bra_cfg=bra_cfg(args), attn_types=attn_types(args),
-                         dwconv_impl=args.dwconv_impl or 'native', compile=args.compile,
-                         cuda_graph=args.cuda_graph and device.type == 'cuda',
-                         mlp_recompute=args.mlp_recompute, with_cp=args.with_cp or False)
+                         dwconv_impl=args.dwconv_impl or 'native',
+                         with_cp=args.with_cp or False,
+                         runtime=dict(compile=args.compile,
+                                      cuda_graph=args.cuda_graph and device.type == 'cuda',
+                                      mlp_recompute=args.mlp_recompute))
     model = model.to(device)
     if args.strided_impl:
         from mmbiformer.ops.dwconv import GemmConv2d
@@ -206,7 +209,7 @@ def build(args, what: str, device):
                 m.impl = args.strided_impl
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    # Ours compiles its backbone itself (``BiFormer(compile=True)``).
+    # Ours compiles its backbone itself (``BiFormer(runtime=dict(compile=True))``).
     foreign = args.timm or args.impl == 'official' or args.mmdet_swin
     return torch.compile(model) if args.compile and foreign else model
 
@@ -610,8 +613,8 @@ def main(argv=None):
     parser.add_argument('--compile', action='store_true')
     parser.add_argument('--cuda-graph', action='store_true',
                         help='cls: capture the training step (forward, backward, AdamW) '
-                        'in a CUDA graph and time its replays; trunk: BiFormer(cuda_graph='
-                        'True), forward and backward replayed per input size (memory '
+                        'in a CUDA graph and time its replays; trunk: BiFormer(runtime=dict(cuda_graph='
+                        'True)), forward and backward replayed per input size (memory '
                         'includes the graphs\' pool)')
     parser.add_argument('--timm', metavar='NAME', help='time this timm model instead')
     parser.add_argument('--mmdet-swin', action='store_true',
@@ -623,7 +626,7 @@ def main(argv=None):
                         help='sdpa backend: keep gathered K/V for backward instead of '
                         'gathering again')
     parser.add_argument('--mlp-recompute', choices=['gelu', 'mlp'],
-                        help="ours: BiFormer(mlp_recompute=...), the MLP's backward "
+                        help="ours: BiFormer(runtime=dict(mlp_recompute=...)), the MLP's backward "
                         "recomputes GELU / the first layer and GELU (less memory)")
     parser.add_argument('--with-cp', type=int, nargs='+', metavar='STAGE',
                         help='ours: BiFormer(with_cp=[STAGE...]), those stages\' blocks '

@@ -8,14 +8,16 @@
 biformer_s_det_backbone = dict(
     _delete_=True, type='BiFormer', arch='small', n_win=16, auto_pad=True,
     drop_path_rate=0.2, norm_eval=True,
-    # Training replays the backbone as CUDA graphs, one per padded size: each
-    # batch is padded to multiples of 128 (outputs cropped back), so a few
-    # graphs serve COCO's many sizes (mmbiformer/engine/shape_graphs.py).
-    cuda_graph=dict(size_divisor=128),
-    # The MLPs' hidden activations are recomputed in the backward, not kept:
-    # much less memory for one more first-layer product per block
-    # (docs/benchmark.md, run 8).
-    mlp_recompute='mlp',
+    # How it runs (mmbiformer/engine/backbone_runtime.py), not what it computes.
+    runtime=dict(
+        # Training replays the backbone as CUDA graphs, one per padded size: each
+        # batch is padded to multiples of 128 (outputs cropped back), so a few
+        # graphs serve COCO's many sizes (mmbiformer/engine/shape_graphs.py).
+        cuda_graph=dict(size_divisor=128),
+        # The MLPs' hidden activations are recomputed in the backward, not kept:
+        # much less memory for one more first-layer product per block
+        # (docs/benchmark.md, run 8).
+        mlp_recompute='mlp'),
     # Stages 1-2 (the largest maps) recompute their blocks in the backward, so
     # that the steady state's memory peak stays near Swin-T's at a small cost in
     # time (docs/benchmark.md, run 10).
@@ -27,11 +29,12 @@ biformer_s_det_backbone = dict(
 biformer_s_seg_backbone = dict(
     _delete_=True, type='BiFormer', arch='small', n_win=8, auto_pad=True,
     out_indices=(0, 1, 2, 3), norm_cfg=dict(type='SyncBN', requires_grad=True),
-    # Training replays the backbone as CUDA graphs (one size: the crops); a
-    # multi-GPU run keeps the stem's SyncBN and so runs it eagerly (warned).
-    cuda_graph=True,
-    # The MLPs' hidden activations are recomputed in the backward, not kept.
-    mlp_recompute='mlp',
+    runtime=dict(
+        # Training replays the backbone as CUDA graphs (one size: the crops); a
+        # multi-GPU run keeps the stem's SyncBN and so runs it eagerly (warned).
+        cuda_graph=True,
+        # The MLPs' hidden activations are recomputed in the backward, not kept.
+        mlp_recompute='mlp'),
     init_cfg=dict(type='Pretrained', checkpoint='biformer-s_in1k'))
 
 # Mixed precision with a dynamic loss scale; no weight decay on norms.

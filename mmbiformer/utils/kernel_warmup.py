@@ -61,7 +61,8 @@ def plan(cfg) -> dict:
     step uses, in the training's autocast dtype), and that dtype."""
     test_pipe = cfg.get('test_dataloader', {}).get('dataset', {}).get('pipeline')
     train_pipe = cfg.get('train_dataloader', {}).get('dataset', {}).get('pipeline')
-    graph = cfg.model.get('backbone', {}).get('cuda_graph')
+    backbone = cfg.model.get('backbone', {})
+    graph = (backbone.get('runtime') or {}).get('cuda_graph', backbone.get('cuda_graph'))
     divisor = graph.get('size_divisor', 32) if isinstance(graph, dict) else 32
     crop = _crop_size(train_pipe)
     scale = _resize_scale(test_pipe)
@@ -93,7 +94,7 @@ def warm_up(backbone: torch.nn.Module, sizes: dict, log=print) -> float:
         # choose the kernels their forward chose.
         with captured_step():
             with torch.autocast('cuda', dtype=sizes['dtype']):
-                outs = backbone._forward(x)  # the eager body the graphs capture
+                outs = backbone.forward_eager(x)  # the body the graphs capture
             sum(o.float().mean() for o in outs).backward()
     backbone.zero_grad(set_to_none=True)
     torch.cuda.synchronize()

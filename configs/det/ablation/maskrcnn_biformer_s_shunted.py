@@ -10,6 +10,6 @@ model = dict(
     backbone=dict(
         attn_types=('shunted', 'shunted', 'shunted', 'global'),
         # Eager: the shunted mixers have not been run captured on a GPU yet.
-        cuda_graph=False,
+        runtime=dict(cuda_graph=False),
         init_cfg=dict(type='Pretrained',
                       checkpoint='work_dirs/biformer_s_shunted_in1k/epoch_300.pth')))

@@ -4,21 +4,20 @@ Module names follow the official BiFormer code, so official ImageNet checkpoints
 with their key names as published (``downsample_layers.*``, ``stages.*``, ``norm.*``).
 """
 import copy
-import logging
+import warnings
 from typing import Dict, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
-import torch.distributed as dist
 import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from mmcv.cnn import build_norm_layer
 from mmcv.cnn.bricks import DropPath
-from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from mmengine.model.weight_init import trunc_normal_
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from ...engine.backbone_runtime import RUNTIME_KEYS, BackboneRuntime
 from ...errors import ArgumentError
 from ...ops.policy import forward_only, tracing
 from ...ops.layer_norm import LayerNorm, drop_path_scale
@@ -166,10 +165,6 @@ def _resolve_arch(arch: Union[str, dict]) -> dict:
     return arch
 
 
-MLP_RECOMPUTE = (None, 'gelu', 'mlp')
-GRAPH_DEFAULTS = dict(size_divisor=None, max_graphs=16, warmup=1, inference_graphs=0)
-
-
 def _cp_stages(with_cp) -> Tuple[int, ...]:
     """``with_cp`` (bool, or the indices of the stages to checkpoint) as stage indices."""
     if isinstance(with_cp, bool):
@@ -181,36 +176,21 @@ def _cp_stages(with_cp) -> Tuple[int, ...]:
                         f'{with_cp!r}')
 
 
-def _graph_cfg(cuda_graph, random_cp: bool, compile) -> Optional[dict]:
-    """``cuda_graph`` checked, as a dict of every option (None: off)."""
-    if cuda_graph is False or cuda_graph is None:
-        return None
-    if cuda_graph is True:
-        cuda_graph = {}
-    if not isinstance(cuda_graph, dict):
-        raise ArgumentError(f'cuda_graph must be a bool or a dict with keys '
-                            f'{sorted(GRAPH_DEFAULTS)}, got {cuda_graph!r}')
-    unknown = sorted(set(cuda_graph) - set(GRAPH_DEFAULTS))
+def _runtime(runtime, deprecated: dict) -> BackboneRuntime:
+    """The ``runtime`` argument, with the options BiFormer took itself before it
+    (``cuda_graph``, ``compile``, ``mlp_recompute``) moved into it, with a warning."""
+    unknown = sorted(set(deprecated) - set(RUNTIME_KEYS))
     if unknown:
-        raise ArgumentError(f'cuda_graph: unknown keys {unknown}; valid: {sorted(GRAPH_DEFAULTS)}')
-    cfg = dict(GRAPH_DEFAULTS, **cuda_graph)
-    divisor = cfg['size_divisor']
-    if divisor is not None and not (isinstance(divisor, int) and divisor >= 1):
-        raise ArgumentError(f'cuda_graph.size_divisor must be a positive int or None, got '
-                            f'{divisor!r}')
-    for key in ('max_graphs', 'warmup'):
-        if not (isinstance(cfg[key], int) and cfg[key] >= 1):
-            raise ArgumentError(f'cuda_graph.{key} must be an int >= 1, got {cfg[key]!r}')
-    if not (isinstance(cfg['inference_graphs'], int) and cfg['inference_graphs'] >= 0):
-        raise ArgumentError(f'cuda_graph.inference_graphs must be an int >= 0, got '
-                            f'{cfg["inference_graphs"]!r}')
-    if random_cp:
-        raise ArgumentError('cuda_graph cannot be combined with with_cp on blocks with dropout '
-                            'inside (their recomputation reads the RNG state on the host); '
-                            'choose one')
-    if compile:
-        raise ArgumentError('cuda_graph cannot be combined with compile; choose one')
-    return cfg
+        raise ArgumentError(f'BiFormer got unexpected arguments {unknown}')
+    if not deprecated:
+        return BackboneRuntime.build(runtime)
+    if isinstance(runtime, BackboneRuntime):
+        runtime = runtime.options()
+    moved = dict(runtime or {}, **deprecated)
+    warnings.warn(f'BiFormer({", ".join(f"{k}=..." for k in deprecated)}) is deprecated: '
+                  f'write runtime=dict({", ".join(f"{k}=..." for k in deprecated)}) '
+                  f'(mmbiformer/engine/backbone_runtime.py)', FutureWarning, stacklevel=3)
+    return BackboneRuntime.build(moved)
 
 
 def _per_stage(value, name: str) -> list:
@@ -276,31 +256,12 @@ class BiFormer(BaseModule):
             shunted=dict(sr_ratio=(8, 4, 2, 1)), window=dict(window_size=7))`` (the
             defaults: each method's official settings). ``levels`` and ``sr_ratio``
             are per stage. See :mod:`mmbiformer.ops.mixers`.
-        compile (bool | dict): ``torch.compile`` the backbone's forward on CUDA inputs
-            (a dict is passed to ``torch.compile``), fusing the many small
-            normalisation / permute / residual kernels. Costs a compilation of
-            one to two minutes per input shape at the start.
-        cuda_graph (bool | dict): Training on CUDA: replay the backbone's forward and
-            backward as CUDA graphs, captured once per input size (eager BiFormer is
-            bound by the host's launches at detection sizes;
-            :mod:`mmbiformer.engine.shape_graphs`). A dict may set
-            ``size_divisor`` (pad each batch at the bottom and right to multiples
-            of it, as the data preprocessors pad, and crop the outputs back, so that
-            batches of many sizes share a few graphs; default None: one graph per
-            exact size, for fixed-size crops), ``max_graphs`` (default 16; further
-            sizes run eagerly) and ``warmup`` (eager passes before a capture,
-            default 1). ``inference_graphs`` (default 0: off) replays inference
-            (no autograd) as forward-only graphs, one per exact input size, for at
-            most that many sizes (:class:`~mmbiformer.engine.shape_graphs.InferenceGraphs`).
-            CPU, tracing and SyncBN training across processes run eagerly; combined
-            with ``compile`` it is refused.
-        mlp_recompute (str, optional): What each MLP's backward computes again instead
-            of keeping it (training; the same numbers and state-dict keys): ``'gelu'``
-            GELU's output (:class:`~mmbiformer.ops.linear.GeluLinear`; one elementwise
-            pass per block), ``'mlp'`` the first layer and GELU (the block keeps only
-            the MLP's input; one more first-layer product per block): the trunk keeps
-            less for its backward (``docs/benchmark.md``, run 8). Default None: nothing
-            recomputed.
+        runtime (dict, optional): How the forward runs, not what it computes:
+            ``cuda_graph`` (training replayed as CUDA graphs per input size;
+            inference graphs), ``compile`` and ``mlp_recompute`` (what the MLPs'
+            backward recomputes), as :mod:`mmbiformer.engine.backbone_runtime`
+            describes. Default: eager, nothing recomputed. The state dict does not
+            depend on it.
         init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=PATH)``
             loads an official BiFormer ImageNet checkpoint (weights under ``model``)
             or one of ours (``state_dict`` with ``backbone.`` keys, or bare).
@@ -323,11 +284,12 @@ class BiFormer(BaseModule):
                  dwconv_impl: str = 'native',
                  attn_types: Sequence[str] = None,
                  attn_cfg: dict = None,
-                 compile: Union[bool, dict] = False,
-                 cuda_graph: Union[bool, dict] = False,
-                 mlp_recompute: Optional[str] = None,
-                 init_cfg: dict = None):
+                 runtime: Optional[dict] = None,
+                 init_cfg: dict = None,
+                 **deprecated):
         super().__init__(init_cfg=init_cfg)
+        self.runtime = _runtime(runtime, deprecated)
+        mlp_recompute = self.runtime.mlp_recompute
         arch = _resolve_arch(arch)
         dims = list(arch['embed_dims'])
         self.embed_dims = dims
@@ -356,16 +318,6 @@ class BiFormer(BaseModule):
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
         self.cp_stages = _cp_stages(with_cp)
-        if not isinstance(compile, (bool, dict)):
-            raise ArgumentError(f'compile must be a bool or a dict of torch.compile '
-                                f'arguments, got {compile!r}')
-        self.compile_cfg = ({} if compile is True else compile) if compile else None
-        self._compiled_forward = None
-        if mlp_recompute not in MLP_RECOMPUTE:
-            raise ArgumentError(f'mlp_recompute must be one of {MLP_RECOMPUTE}, got '
-                                f'{mlp_recompute!r}')
-        self._graphs = None
-        self._inference_graphs = None
 
         def norm(c):
             return build_norm_layer(norm_cfg, c)[1]
@@ -407,8 +359,8 @@ class BiFormer(BaseModule):
                     mlp_recompute=mlp_recompute, **bra_kwargs) for j in range(depths[i])
             ]
             self.stages.append(nn.Sequential(*blocks))
-        self.graph_cfg = _graph_cfg(cuda_graph, any(
-            b.random_body for i in self.cp_stages for b in self.stages[i]), compile)
+        self.runtime.check(random_recompute=any(
+            b.random_body for i in self.cp_stages for b in self.stages[i]))
 
         if out_norm == 'layernorm':
             # A ModuleDict keyed '0'..'3' gives the official names extra_norms.i.
@@ -482,48 +434,7 @@ class BiFormer(BaseModule):
         if x.dim() != 4:
             raise ArgumentError(f'BiFormer expects an NCHW image batch, got shape '
                                 f'{tuple(x.shape)}')
-        if self.graph_cfg is not None and self._graphable(x):
-            return self._graphed_forward(x)
-        if self.graph_cfg is not None and self._inference_graphable(x):
-            if self._inference_graphs is None:
-                from ...engine.shape_graphs import InferenceGraphs
-                self._inference_graphs = InferenceGraphs(
-                    self._forward, self.graph_cfg['inference_graphs'], name='BiFormer')
-            return self._inference_graphs(x)
-        if self.compile_cfg is not None and x.is_cuda:
-            if self._compiled_forward is None:
-                self._compiled_forward = torch.compile(self._forward, **self.compile_cfg)
-            return self._compiled_forward(x)
-        return self._forward(x)
-
-    # -- CUDA graphs (``cuda_graph``) ------------------------------------------------
-    def _graphable(self, x: torch.Tensor) -> bool:
-        if not (self.training and x.is_cuda and torch.is_grad_enabled()) or tracing():
-            return False
-        if torch.cuda.is_current_stream_capturing():  # a whole step's graph holds ours
-            return False
-        reason = self._graph_blocker()
-        if reason:
-            if not getattr(self, '_graph_warned', False):
-                print_log(f'BiFormer: cuda_graph is on but {reason}; the backbone runs '
-                          f'eagerly', logger='current', level=logging.WARNING)
-                self._graph_warned = True
-            return False
-        return True
-
-    def _inference_graphable(self, x: torch.Tensor) -> bool:
-        return (self.graph_cfg['inference_graphs'] > 0 and not self.training and x.is_cuda
-                and not torch.is_grad_enabled() and not tracing()
-                and not torch.cuda.is_current_stream_capturing())
-
-    def _graph_blocker(self) -> str:
-        """Why this training forward cannot be captured ('' where it can)."""
-        several = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-        if several and any(isinstance(m, nn.SyncBatchNorm) and m.training
-                           for m in self.modules()):
-            return ('SyncBN in training mode communicates across processes, which a '
-                    'captured graph cannot (use norm_eval=True or BN)')
-        return ''
+        return self.runtime(self, x)
 
     def output_sizes(self, h: int, w: int) -> list:
         """(height, width) of each returned stage for an ``h`` x ``w`` input: every
@@ -536,21 +447,9 @@ class BiFormer(BaseModule):
                 sizes.append((h, w))
         return sizes
 
-    def _graphed_forward(self, x: torch.Tensor) -> tuple:
-        from ...engine.shape_graphs import ShapeGraphs, crop_outputs, padded_size
-        if self._graphs is None:
-            self._graphs = ShapeGraphs(self, self._forward,
-                                       max_graphs=self.graph_cfg['max_graphs'],
-                                       warmup=self.graph_cfg['warmup'], name='BiFormer')
-        divisor = self.graph_cfg['size_divisor']
-        h, w = x.shape[-2:]
-        ph, pw = padded_size(h, w, divisor) if divisor else (h, w)
-        if (ph, pw) == (h, w):
-            return self._graphs(x)
-        outs = self._graphs(F.pad(x, (0, pw - w, 0, ph - h)))
-        return crop_outputs(outs, self.output_sizes(h, w))
-
-    def _forward(self, x: torch.Tensor) -> tuple:
+    def forward_eager(self, x: torch.Tensor) -> tuple:
+        """The network's outputs for ``x``, computed as written (``forward`` hands
+        this to ``runtime``, which may compile or capture it)."""
         outs = []
         if x.is_cuda:  # the stem's convs then write channels-last maps
             x = x.contiguous(memory_format=torch.channels_last)

@@ -1,0 +1,220 @@
+"""How a backbone's forward runs: eagerly, compiled, or replayed as CUDA graphs.
+
+The backbone computes (``forward_eager``, the network as written); a
+:class:`BackboneRuntime` decides how each call runs it. The model and its state dict do
+not depend on it, so the same weights train with graphs and evaluate eagerly. Configs
+name it in one place, as the backbone's ``runtime``::
+
+    backbone=dict(type='BiFormer', arch='small', ...,
+                  runtime=dict(cuda_graph=dict(size_divisor=128), mlp_recompute='mlp'))
+
+Options:
+
+* ``cuda_graph`` (bool | dict): training on CUDA replays the backbone's forward and
+  backward as CUDA graphs, captured once per input size
+  (:class:`~mmbiformer.engine.shape_graphs.ShapeGraphs`). A dict may set
+  ``size_divisor`` (pad each batch at the bottom and right to multiples of it, as the
+  data preprocessors pad, and crop the outputs back, so that batches of many sizes
+  share a few graphs; default None: one graph per exact size, for fixed-size crops),
+  ``max_graphs`` (default 16; further sizes run eagerly), ``warmup`` (eager passes
+  before a capture, default 1) and ``inference_graphs`` (default 0: off): inference
+  (no autograd) replayed as forward-only graphs, one per exact input size, for at most
+  that many sizes (:class:`~mmbiformer.engine.shape_graphs.InferenceGraphs`). CPU
+  inputs, tracing, a capture already under way and SyncBN training across processes
+  run eagerly.
+* ``compile`` (bool | dict): ``torch.compile`` the forward on CUDA inputs (a dict is
+  passed to ``torch.compile``); not with ``cuda_graph``.
+* ``mlp_recompute`` (None | ``'gelu'`` | ``'mlp'``): what each MLP's backward computes
+  again instead of keeping it (training only; the same numbers and state-dict keys):
+  ``'gelu'`` GELU's output, ``'mlp'`` the first layer and GELU. The backbone reads it
+  when it builds its blocks.
+"""
+import copy
+import logging
+import weakref
+from typing import Callable, Optional
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from mmengine.logging import print_log
+from torch import nn
+
+from ..errors import ArgumentError
+from ..ops.policy import tracing
+from .shape_graphs import InferenceGraphs, ShapeGraphs, crop_outputs, padded_size
+
+GRAPH_DEFAULTS = dict(size_divisor=None, max_graphs=16, warmup=1, inference_graphs=0)
+MLP_RECOMPUTE = (None, 'gelu', 'mlp')
+RUNTIME_KEYS = ('cuda_graph', 'compile', 'mlp_recompute')
+
+
+def _graph_options(cuda_graph) -> Optional[dict]:
+    """``cuda_graph`` checked, as a dict of every option (None: off)."""
+    if cuda_graph is False or cuda_graph is None:
+        return None
+    if cuda_graph is True:
+        cuda_graph = {}
+    if not isinstance(cuda_graph, dict):
+        raise ArgumentError(f'cuda_graph must be a bool or a dict with keys '
+                            f'{sorted(GRAPH_DEFAULTS)}, got {cuda_graph!r}')
+    unknown = sorted(set(cuda_graph) - set(GRAPH_DEFAULTS))
+    if unknown:
+        raise ArgumentError(f'cuda_graph: unknown keys {unknown}; valid: {sorted(GRAPH_DEFAULTS)}')
+    cfg = dict(GRAPH_DEFAULTS, **cuda_graph)
+    divisor = cfg['size_divisor']
+    if divisor is not None and not (isinstance(divisor, int) and divisor >= 1):
+        raise ArgumentError(f'cuda_graph.size_divisor must be a positive int or None, got '
+                            f'{divisor!r}')
+    for key in ('max_graphs', 'warmup'):
+        if not (isinstance(cfg[key], int) and cfg[key] >= 1):
+            raise ArgumentError(f'cuda_graph.{key} must be an int >= 1, got {cfg[key]!r}')
+    if not (isinstance(cfg['inference_graphs'], int) and cfg['inference_graphs'] >= 0):
+        raise ArgumentError(f'cuda_graph.inference_graphs must be an int >= 0, got '
+                            f'{cfg["inference_graphs"]!r}')
+    return cfg
+
+
+class BackboneRuntime:
+    """Runs a backbone's ``forward_eager`` as its options say (module docstring).
+
+    A backbone owns one (``backbone.runtime``) and calls it as ``runtime(self, x)``.
+    The graphs it captures are its state: ``training_graphs`` (:class:`ShapeGraphs`,
+    None until the first graphed training call) and ``inference_graphs``
+    (:class:`InferenceGraphs`). A deep copy (mmengine's EMA copies the model) has the
+    options, not the graphs, and serves the copy.
+
+    Args:
+        cuda_graph (bool | dict): See the module docstring.
+        compile (bool | dict): See the module docstring.
+        mlp_recompute (str, optional): See the module docstring.
+    """
+
+    def __init__(self, cuda_graph=False, compile=False, mlp_recompute: Optional[str] = None):
+        self.cuda_graph = _graph_options(cuda_graph)
+        if not isinstance(compile, (bool, dict)):
+            raise ArgumentError(f'compile must be a bool or a dict of torch.compile '
+                                f'arguments, got {compile!r}')
+        if compile and self.cuda_graph is not None:
+            raise ArgumentError('cuda_graph cannot be combined with compile; choose one')
+        self.compile = ({} if compile is True else dict(compile)) if compile else None
+        if mlp_recompute not in MLP_RECOMPUTE:
+            raise ArgumentError(f'mlp_recompute must be one of {MLP_RECOMPUTE}, got '
+                                f'{mlp_recompute!r}')
+        self.mlp_recompute = mlp_recompute
+        self._reset()
+
+    def _reset(self) -> None:
+        self._owner: Optional[weakref.ref] = None
+        self.training_graphs: Optional[ShapeGraphs] = None
+        self.inference_graphs: Optional[InferenceGraphs] = None
+        self._compiled: Optional[Callable] = None
+        self._blocker_noted = False
+
+    @classmethod
+    def build(cls, cfg) -> 'BackboneRuntime':
+        """A runtime from a config value: None (eager), a dict of options, or a
+        runtime (its options are copied: each backbone holds its own graphs)."""
+        if cfg is None:
+            return cls()
+        if isinstance(cfg, BackboneRuntime):
+            return copy.deepcopy(cfg)
+        if not isinstance(cfg, dict):
+            raise ArgumentError(f'runtime must be a dict with keys {list(RUNTIME_KEYS)}, '
+                                f'got {cfg!r}')
+        cfg = {k: v for k, v in cfg.items() if k != 'type'}
+        unknown = sorted(set(cfg) - set(RUNTIME_KEYS))
+        if unknown:
+            raise ArgumentError(f'runtime: unknown keys {unknown}; valid: {list(RUNTIME_KEYS)}')
+        return cls(**cfg)
+
+    def options(self) -> dict:
+        return dict(cuda_graph=self.cuda_graph or False, compile=self.compile or False,
+                    mlp_recompute=self.mlp_recompute)
+
+    def __deepcopy__(self, memo):
+        return type(self)(**copy.deepcopy(self.options(), memo))
+
+    def __getstate__(self):
+        return self.options()
+
+    def __setstate__(self, state):
+        self.__init__(**state)
+
+    def __repr__(self) -> str:
+        return f'{type(self).__name__}({self.options()})'
+
+    def check(self, random_recompute: bool) -> None:
+        """``random_recompute``: some block the backbone recomputes draws random
+        numbers inside, which reads the RNG state on the host: no graph can hold it."""
+        if random_recompute and self.cuda_graph is not None:
+            raise ArgumentError('cuda_graph cannot be combined with with_cp on blocks with '
+                                'dropout inside (their recomputation reads the RNG state '
+                                'on the host); choose one')
+
+    # -- running ---------------------------------------------------------------------
+    def __call__(self, module: nn.Module, x: torch.Tensor) -> tuple:
+        """``module.forward_eager(x)``, run as the options say (``module`` also gives
+        ``output_sizes``, and its ``training`` flag and norms)."""
+        owner = self._owner() if self._owner is not None else None
+        if owner is None:
+            self._owner = weakref.ref(module)
+        elif owner is not module:  # the graphs hold the first one's parameters
+            raise ArgumentError('a BackboneRuntime runs one backbone; give each its own '
+                                '(BackboneRuntime.build copies the options)')
+        if self.cuda_graph is not None and self._trains_graphed(module, x):
+            return self._graphed(module, x)
+        if self.cuda_graph is not None and self._infers_graphed(module, x):
+            if self.inference_graphs is None:
+                self.inference_graphs = InferenceGraphs(
+                    module.forward_eager, self.cuda_graph['inference_graphs'],
+                    name=type(module).__name__)
+            return self.inference_graphs(x)
+        if self.compile is not None and x.is_cuda:
+            if self._compiled is None:
+                self._compiled = torch.compile(module.forward_eager, **self.compile)
+            return self._compiled(x)
+        return module.forward_eager(x)
+
+    def _trains_graphed(self, module: nn.Module, x: torch.Tensor) -> bool:
+        if not (module.training and x.is_cuda and torch.is_grad_enabled()) or tracing():
+            return False
+        if torch.cuda.is_current_stream_capturing():  # a whole step's graph holds ours
+            return False
+        reason = self._blocker(module)
+        if reason:
+            if not self._blocker_noted:
+                print_log(f'{type(module).__name__}: cuda_graph is on but {reason}; '
+                          f'the backbone runs eagerly', logger='current',
+                          level=logging.WARNING)
+                self._blocker_noted = True
+            return False
+        return True
+
+    def _infers_graphed(self, module: nn.Module, x: torch.Tensor) -> bool:
+        return (self.cuda_graph['inference_graphs'] > 0 and not module.training
+                and x.is_cuda and not torch.is_grad_enabled() and not tracing()
+                and not torch.cuda.is_current_stream_capturing())
+
+    @staticmethod
+    def _blocker(module: nn.Module) -> str:
+        """Why this training forward cannot be captured ('' where it can)."""
+        several = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+        if several and any(isinstance(m, nn.SyncBatchNorm) and m.training
+                           for m in module.modules()):
+            return ('SyncBN in training mode communicates across processes, which a '
+                    'captured graph cannot (use norm_eval=True or BN)')
+        return ''
+
+    def _graphed(self, module: nn.Module, x: torch.Tensor) -> tuple:
+        if self.training_graphs is None:
+            self.training_graphs = ShapeGraphs(
+                module, module.forward_eager, max_graphs=self.cuda_graph['max_graphs'],
+                warmup=self.cuda_graph['warmup'], name=type(module).__name__)
+        divisor = self.cuda_graph['size_divisor']
+        h, w = x.shape[-2:]
+        ph, pw = padded_size(h, w, divisor) if divisor else (h, w)
+        if (ph, pw) == (h, w):
+            return self.training_graphs(x)
+        outs = self.training_graphs(F.pad(x, (0, pw - w, 0, ph - h)))
+        return crop_outputs(outs, module.output_sizes(h, w))
