@@ -268,8 +268,8 @@ def test_replays_with_recomputed_stages():
 
 
 def test_shared_statics_keep_layouts_and_grow_with_the_largest():
-    from mmbiformer.engine.shape_graphs import _SharedStatics
-    statics = _SharedStatics()
+    from mmbiformer.engine.shape_graphs import SharedStatics
+    statics = SharedStatics()
     nhwc = torch.randn(2, 3, 5, 7).contiguous(memory_format=torch.channels_last)
     half = torch.randn(3, 11).half()
     x, y, z = statics.carve([nhwc, half, torch.randn(8, 4)[:, ::2]])

@@ -14,7 +14,7 @@ eager. What differs from ``make_graphed_callables``, and why:
   share one pool: memory grows with the largest size, not with the number of sizes.
   For the same reason the tensors a graph reads and writes outside its pool (its
   input, a copy of its outputs, its output gradients) share one block of memory
-  across sizes (:class:`_SharedStatics`), and the gradients of the parameters one set
+  across sizes (:class:`SharedStatics`), and the gradients of the parameters one set
   of buffers; each backward hands autograd a fresh copy of those (a gradient aliasing
   a graph's buffer would be overwritten by the next replay: wrong sums under gradient
   accumulation). A second forward before the backward of the first (a model that
@@ -47,7 +47,7 @@ from .rank_log import log_every_rank
 from .stand_ins import stand_ins
 
 
-class _SharedStatics:
+class SharedStatics:
     """One block of device memory that every size's graph carves its static tensors
     from (input, output copies, output gradients). The graphs run one at a time, so
     they may overlap; a size that needs more than the block gets a new, larger block
@@ -139,7 +139,7 @@ class ShapeGraphs:
         self.grad_flat: Optional[torch.Tensor] = None
         self.name = name
         self.full_noted = False
-        self.statics = _SharedStatics()
+        self.statics = SharedStatics()
         self.side: Optional[torch.cuda.Stream] = None  # warm-ups run on it
         # An output of the last replay whose backward has not run yet (weak: outputs
         # dropped without a backward, as when an exception ends a step, release it).
@@ -268,7 +268,7 @@ class InferenceGraphs:
     A size is captured the second time it is met (its first call runs eagerly, so a
     size met once costs no capture), at most ``max_graphs`` sizes (later ones run
     eagerly). The graphs run one at a time, so they share one memory pool and one
-    block for their static input and outputs (:class:`_SharedStatics`); callers get
+    block for their static input and outputs (:class:`SharedStatics`); callers get
     copies of the outputs (the next replay overwrites the statics).
     """
 
@@ -279,7 +279,7 @@ class InferenceGraphs:
         self.graphs: Dict[tuple, Tuple[torch.cuda.CUDAGraph, torch.Tensor, tuple]] = {}
         self.seen: Dict[tuple, int] = {}
         self.pool = None
-        self.statics = _SharedStatics()
+        self.statics = SharedStatics()
         self.capture_s = 0.0
 
     def __call__(self, x: torch.Tensor) -> tuple:
