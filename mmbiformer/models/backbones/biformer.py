@@ -204,67 +204,45 @@ def _per_stage(value, name: str) -> list:
 class BiFormer(BaseModule):
     """BiFormer: Vision Transformer with Bi-Level Routing Attention (CVPR 2023).
 
+    A convolutional stem, then four stages of blocks (position-embedding conv, BRA,
+    MLP), each stage after a strided-conv down-sampling. Module names are the official
+    code's, so official checkpoints load as published.
+
     Args:
         arch (str | dict): ``'tiny'``, ``'small'``, ``'base'`` (or ``t``/``s``/``b``),
             or a dict with ``depths``, ``embed_dims``, ``topks``, ``head_dim``,
             ``mlp_ratio`` (optional: ``qk_dims``, ``side_dwconv``, BRA options).
-        in_channels (int): Input image channels.
+        in_channels (int): Input image channels. Default 3.
         n_win (int): Regions per side in BRA: 7 for 224 classification, 16 for
-            detection, 8 for segmentation (official choices).
+            detection, 8 for segmentation (the official choices). Default 7.
         out_indices (Sequence[int]): Stages (0-3) whose outputs are returned.
-        out_norm (str): ``'layernorm'``: a channel LayerNorm (eps 1e-6) on each
-            returned stage (``extra_norms.i``, dense prediction); ``'batchnorm'``: the
-            official classification ``norm`` (BatchNorm2d) on the last stage, which
-            must then be the only one returned; ``'none'``.
-        drop_path_rate (float): Stochastic depth, linear over all blocks.
-        frozen_stages (int): What to freeze, counted as mmdet's Swin counts: -1
-            (default) nothing; 0 the stem (``downsample_layers.0``); k in 1..4 the
-            stem and the first k stages, each with its downsampling layer and output
-            norm. Frozen parts keep their weights and stay in eval mode.
+        out_norm (str): ``'layernorm'`` (a channel LayerNorm on each returned stage,
+            for dense prediction), ``'batchnorm'`` (the official classification norm
+            of the last stage) or ``'none'``.
+        drop_path_rate (float): Stochastic depth rate, linear over the blocks.
+        frozen_stages (int): -1 freezes nothing, 0 the stem, k the stem and the first
+            k stages (with their down-sampling and output norms), as mmdet's Swin.
         norm_eval (bool): Keep BatchNorm layers in eval mode while training.
-        with_cp (bool | list[int]): Activation checkpointing per block, in every stage
-            (True) or in the stages listed (e.g. ``[0]``: the largest maps): a block
-            keeps only its input for the backward, which runs it again. DropPath's
-            random numbers are drawn outside the recomputed part, so it reads no RNG
-            state and combines with ``cuda_graph``.
-        auto_pad (bool): Pad feature maps to multiples of ``n_win`` inside BRA, so
-            any input size works.
-        norm_cfg (dict): Norm of the convolutional stem/downsampling layers, e.g.
-            ``dict(type='SyncBN')`` for distributed dense training.
-        attn_impl (str): BRA backend, all with the same numerics: ``'auto'`` (on
-            CUDA the Triton kernels for inference and SDPA for training; the
-            reference path elsewhere), ``'triton'`` (also for training: least
-            memory), ``'sdpa'`` or ``'reference'`` (see
-            :class:`BiLevelRoutingAttention`).
-        bra_cfg (dict, optional): More keyword arguments of every
-            :class:`BiLevelRoutingAttention`, e.g. the ``sdpa_*`` policy.
-        dwconv_impl (str): The backbone's convs on CUDA, the depthwise ones (position
-            embedding, LCE) and the stem / down-sampling ones alike: ``'native'``
-            (PyTorch's depthwise kernels and im2col + GEMM: no cuDNN set-up when an
-            input size is new, as in dense prediction), ``'cudnn'`` (fastest at a fixed
-            input size: classification; the NHWC stages reach cuDNN as channels-last
-            views, without copies) or ``'triton'`` (NHWC Triton kernels for the
-            depthwise convs). See :mod:`mmbiformer.ops.dwconv`.
-        attn_types (Sequence[str], optional): The token mixer of each stage:
-            ``'bra'``, ``'global'`` (full attention with LePE), ``'quadtree'``
-            (QuadTree-B), ``'shunted'`` (shunted self-attention) or ``'window'``
-            (non-overlapping windows). Only the attention changes: stem, position
-            embedding, MLPs, depths and widths stay. Default (None): BiFormer's own,
-            BRA where the arch's ``topks`` are >= 1 and global attention elsewhere.
-        attn_cfg (dict, optional): Options of the other mixers by type, e.g.
-            ``dict(quadtree=dict(levels=(4, 3, 2, 1), topk=8),
-            shunted=dict(sr_ratio=(8, 4, 2, 1)), window=dict(window_size=7))`` (the
-            defaults: each method's official settings). ``levels`` and ``sr_ratio``
-            are per stage. See :mod:`mmbiformer.ops.mixers`.
-        runtime (dict, optional): How the forward runs, not what it computes:
-            ``cuda_graph`` (training replayed as CUDA graphs per input size;
-            inference graphs), ``compile`` and ``mlp_recompute`` (what the MLPs'
-            backward recomputes), as :mod:`mmbiformer.engine.backbone_runtime`
-            describes. Default: eager, nothing recomputed. The state dict does not
-            depend on it.
-        init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=PATH)``
-            loads an official BiFormer ImageNet checkpoint (weights under ``model``)
-            or one of ours (``state_dict`` with ``backbone.`` keys, or bare).
+        with_cp (bool | list[int]): Activation checkpointing, in every stage or in
+            the stages listed.
+        auto_pad (bool): Pad maps to multiples of ``n_win`` inside BRA, so that any
+            input size works. Default True.
+        norm_cfg (dict): Norm of the stem and down-sampling convs.
+        attn_impl (str): BRA backend (``'auto'``, ``'triton'``, ``'sdpa'``,
+            ``'reference'``), all with the same numerics
+            (:class:`~mmbiformer.ops.bra.BiLevelRoutingAttention`).
+        bra_cfg (dict, optional): More arguments of every BRA module.
+        dwconv_impl (str): Kernels of the convs on CUDA (``'native'``, ``'cudnn'``,
+            ``'triton'``; :mod:`mmbiformer.ops.dwconv`).
+        attn_types (Sequence[str], optional): Token mixer per stage, for ablations
+            (``'bra'``, ``'global'``, ``'quadtree'``, ``'shunted'``, ``'window'``).
+            Default: BiFormer's own (:mod:`mmbiformer.ops.mixers`).
+        attn_cfg (dict, optional): Options of those mixers by type.
+        runtime (dict, optional): How the forward runs, not what it computes
+            (CUDA graphs, ``torch.compile``, MLP recomputation;
+            :mod:`mmbiformer.engine.backbone_runtime`). Default: eager.
+        init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=...)`` loads
+            an official ImageNet checkpoint or one of ours.
     """
 
     def __init__(self,
