@@ -84,3 +84,25 @@ def test_parameter_slots():
     assert layer.weight is stand_in and layer(torch.ones(1, 2)).sub(layer.bias).abs().sum() == 0
     api.set_module_parameter(layer, 'weight', original)
     assert layer.weight is original
+
+
+def test_pool_routing_bindings():
+    """``allocations_into`` reaches torch's allocator bindings (present, as stand-ins,
+    in CPU builds too); on a GPU an allocation inside comes from the pool and the pool
+    outlives the block."""
+    for name in ('_cuda_beginAllocateToPool', '_cuda_endAllocateToPool',
+                 '_cuda_releasePool'):
+        assert hasattr(torch._C, name), name
+    if not torch.cuda.is_available():
+        return
+    pool = torch.cuda.MemPool()
+    with api.allocations_into(pool, torch.device('cuda')):
+        inside = torch.empty(1 << 20, device='cuda')
+    outside = torch.empty(1 << 20, device='cuda')
+    segments = torch.cuda.memory_snapshot()
+
+    def pool_of(t):
+        return next(tuple(s['segment_pool_id']) for s in segments
+                    if s['address'] <= t.data_ptr() < s['address'] + s['total_size'])
+
+    assert pool_of(inside) == tuple(pool.id) and pool_of(outside) == (0, 0)

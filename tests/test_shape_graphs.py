@@ -149,6 +149,20 @@ def test_replays_match_eager_passes(dtype):
 
 
 @requires_cuda
+def test_warm_ups_allocate_from_the_graphs_pool():
+    """A new size's warm-up pass allocates from the graphs' pool, on the stream that
+    then captures, so the capture reuses its memory: no block of the default pool
+    serves that stream (it held a whole eager pass's memory beside the pool)."""
+    graphed = tiny(cuda_graph=True).cuda().train()
+    for size in (64, 96):
+        x = torch.randn(2, 3, size, size, device='cuda')
+        sum(o.float().sum() for o in graphed(x)).backward()
+    side = graphed.runtime.training_graphs.side.cuda_stream
+    assert not [s for s in torch.cuda.memory_snapshot()
+                if tuple(s['segment_pool_id']) == (0, 0) and s['stream'] == side]
+
+
+@requires_cuda
 def test_gradients_accumulate_and_stats_update_once():
     graphed = tiny(cuda_graph=True).cuda().train()
     eager = tiny().cuda().train()

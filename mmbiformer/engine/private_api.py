@@ -7,6 +7,7 @@ their inner calls themselves. ``tests/test_private_api.py`` checks each of these
 against the installed versions: a version that renames one fails there, by name, not
 in the middle of a training run.
 """
+import contextlib
 from collections import defaultdict
 from typing import Iterator, Sequence, Tuple
 
@@ -78,3 +79,18 @@ def set_module_parameter(module: torch.nn.Module, name: str, tensor: torch.Tenso
     """Put ``tensor`` in ``module``'s parameter slot ``name``, bypassing
     ``nn.Module.__setattr__``'s checks (a stand-in leaf that is not a new parameter)."""
     module._parameters[name] = tensor
+
+
+@contextlib.contextmanager
+def allocations_into(pool: 'torch.cuda.MemPool', device: torch.device):
+    """Inside, every allocation on ``device`` comes from ``pool`` (made on that
+    device), whatever thread or stream makes it: also the autograd engine's backward
+    thread, which ``torch.cuda.use_mem_pool`` (the calling thread only) misses."""
+    device = torch.device(device).index
+    device = torch.cuda.current_device() if device is None else device
+    torch._C._cuda_beginAllocateToPool(device, pool.id)
+    try:
+        yield
+    finally:
+        torch._C._cuda_endAllocateToPool(device, pool.id)
+        torch._C._cuda_releasePool(device, pool.id)

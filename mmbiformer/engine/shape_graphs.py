@@ -22,7 +22,11 @@ eager. What differs from ``make_graphed_callables``, and why:
   it runs eagerly instead, with a warning;
 * **one warm-up pass**, not three: the Triton kernels are compiled for every size at
   once (sizes are not specialised), so a new size costs a warm-up, the capture and
-  the graph's instantiation (about 0.4 s);
+  the graph's instantiation. The warm-up allocates from the graphs' pool and the
+  capture runs on the warm-up's stream, so the capture reuses the warm-up's memory:
+  meeting a new size needs no memory beyond what its graphs keep. And no
+  ``torch.cuda.empty_cache()`` per capture (``torch.cuda.graph`` calls one, which
+  hands the training's cached memory back to CUDA, to be allocated again);
 * running statistics (BatchNorm buffers) are restored after the warm-up and capture
   passes, so they are updated once per iteration as in eager training;
 * the captured kernels are those :func:`~mmbiformer.ops.policy.captured_step`
@@ -33,6 +37,7 @@ collective communication (SyncBN in training under several processes), no
 activation checkpointing that keeps the RNG state (it reads it on the host; BiFormer's
 ``with_cp`` keeps none).
 """
+import contextlib
 import logging
 import time
 import weakref
@@ -42,9 +47,34 @@ import torch
 from torch import nn
 
 from ..ops.policy import autocast_dtype, captured_step
-from .private_api import foreach_copy_
+from .private_api import allocations_into, foreach_copy_
 from .rank_log import log_every_rank
 from .stand_ins import stand_ins
+
+
+@contextlib.contextmanager
+def capturing(graph: torch.cuda.CUDAGraph, pool: 'torch.cuda.MemPool',
+              stream: torch.cuda.Stream):
+    """Capture into ``graph`` on ``stream``, allocating from ``pool``: what
+    ``torch.cuda.graph`` does, without its ``torch.cuda.empty_cache()``."""
+    torch.cuda.synchronize()
+    with torch.cuda.stream(stream):
+        # thread_local: the loader's pin-memory thread may call CUDA meanwhile.
+        graph.capture_begin(pool=pool.id, capture_error_mode='thread_local')
+        try:
+            yield
+        finally:
+            graph.capture_end()
+
+
+@contextlib.contextmanager
+def warming_up(pool: 'torch.cuda.MemPool', stream: torch.cuda.Stream, device):
+    """Eager passes before a capture, on the capture's ``stream`` and allocating from
+    its ``pool``: the capture then reuses their memory (blocks serve one stream)."""
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream), allocations_into(pool, device):
+        yield
+    torch.cuda.current_stream().wait_stream(stream)
 
 
 class SharedStatics:
@@ -218,31 +248,26 @@ class ShapeGraphs:
         # A captured graph must cast the weights at every replay: no autocast cache.
         amp = torch.autocast('cuda', dtype=dtype or torch.float16, enabled=dtype is not None,
                              cache_enabled=False)
-        if self.side is None:  # one stream: its cached warm-up memory serves every size
+        if self.side is None:  # one stream and one pool serve every size
             self.side = torch.cuda.Stream()
-        self.side.wait_stream(torch.cuda.current_stream())
+            self.pool = torch.cuda.MemPool()
         with captured_step(), amp, stand_ins(self.module, self.params) as params:
-            with torch.cuda.stream(self.side):
+            with warming_up(self.pool, self.side, x.device):
                 for _ in range(self.warmup):
                     outs, _ = self._pass(x, params)
-            torch.cuda.current_stream().wait_stream(self.side)
             if not all(o.requires_grad for o in outs):
                 raise ValueError('ShapeGraphs: every output must depend on the parameters')
+            # Outside the pool: the statics outlive every graph's activations.
             graph.x, *statics = self.statics.carve([x] + list(outs) + list(outs))
             graph.x.copy_(x)
             graph.outs, graph.grad_outs = tuple(statics[:len(outs)]), statics[len(outs):]
             del outs
-            # thread_local: the loader's pin-memory thread may call CUDA meanwhile.
-            with torch.cuda.graph(graph.fwd, pool=self.pool,
-                                  capture_error_mode='thread_local'):
+            with capturing(graph.fwd, self.pool, self.side):
                 outs = tuple(self.forward(graph.x))
                 # Copied out of the pool, so that the pool's memory of this size is free
                 # for the other sizes' graphs once both graphs are captured.
                 foreach_copy_(graph.outs, [o.detach() for o in outs])
-            if self.pool is None:
-                self.pool = graph.fwd.pool()
-            with torch.cuda.graph(graph.bwd, pool=self.pool,
-                                  capture_error_mode='thread_local'):
+            with capturing(graph.bwd, self.pool, self.side):
                 grads = torch.autograd.grad(outs, params, graph.grad_outs,
                                             allow_unused=True)
                 graph.used = [g is not None for g in grads]
@@ -279,6 +304,7 @@ class InferenceGraphs:
         self.graphs: Dict[tuple, Tuple[torch.cuda.CUDAGraph, torch.Tensor, tuple]] = {}
         self.seen: Dict[tuple, int] = {}
         self.pool = None
+        self.side: Optional[torch.cuda.Stream] = None
         self.statics = SharedStatics()
         self.capture_s = 0.0
 
@@ -306,23 +332,21 @@ class InferenceGraphs:
         # A captured graph must cast the weights at every replay: no autocast cache.
         amp = torch.autocast('cuda', dtype=dtype or torch.float16, enabled=dtype is not None,
                              cache_enabled=False)
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
+        if self.side is None:  # one stream and one pool serve every size
+            self.side = torch.cuda.Stream()
+            self.pool = torch.cuda.MemPool()
         with captured_step(), amp, torch.no_grad():
-            with torch.cuda.stream(side):  # kernels compiled, workspaces made
+            with warming_up(self.pool, self.side, x.device):  # kernels, workspaces
                 outs = tuple(self.forward(x))
-            torch.cuda.current_stream().wait_stream(side)
             static_x, *static_outs = self.statics.carve([x] + list(outs))
             static_x.copy_(x)
             del outs
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, pool=self.pool, capture_error_mode='thread_local'):
+            with capturing(graph, self.pool, self.side):
                 outs = tuple(self.forward(static_x))
                 # Out of the pool, which is then free for the other sizes' graphs.
                 foreach_copy_(static_outs, list(outs))
             del outs
-        if self.pool is None:
-            self.pool = graph.pool()
         return graph, static_x, tuple(static_outs)
 
 
