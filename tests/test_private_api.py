@@ -87,22 +87,32 @@ def test_parameter_slots():
 
 
 def test_pool_routing_bindings():
-    """``allocations_into`` reaches torch's allocator bindings (present, as stand-ins,
-    in CPU builds too); on a GPU an allocation inside comes from the pool and the pool
-    outlives the block."""
+    """``holding_graph_pool`` reaches torch's allocator bindings (present, as stand-ins,
+    in CPU builds too); on a GPU an allocation comes from the pool while routed, from
+    the default pool after ``stop_routing``, and a graph captured inside keeps the pool
+    usable after the block."""
     for name in ('_cuda_beginAllocateToPool', '_cuda_endAllocateToPool',
                  '_cuda_releasePool'):
         assert hasattr(torch._C, name), name
     if not torch.cuda.is_available():
         return
-    pool = torch.cuda.MemPool()
-    with api.allocations_into(pool, torch.device('cuda')):
+    pool = torch.cuda.graph_pool_handle()
+    graph = torch.cuda.CUDAGraph()
+    with api.holding_graph_pool(pool, torch.device('cuda')) as stop_routing:
         inside = torch.empty(1 << 20, device='cuda')
-    outside = torch.empty(1 << 20, device='cuda')
+        stop_routing()
+        outside = torch.empty(1 << 20, device='cuda')
+        with torch.cuda.graph(graph, pool=pool):
+            captured = inside * 2
     segments = torch.cuda.memory_snapshot()
 
     def pool_of(t):
         return next(tuple(s['segment_pool_id']) for s in segments
                     if s['address'] <= t.data_ptr() < s['address'] + s['total_size'])
 
-    assert pool_of(inside) == tuple(pool.id) and pool_of(outside) == (0, 0)
+    assert pool_of(inside) == tuple(pool) == pool_of(captured)
+    assert pool_of(outside) == (0, 0)
+    with api.holding_graph_pool(pool, torch.device('cuda')):  # still held by the graph
+        again = torch.empty(1 << 20, device='cuda')
+    assert torch.cuda.memory_snapshot() and again.data_ptr() != inside.data_ptr()
+    del graph, captured

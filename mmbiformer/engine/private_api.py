@@ -82,15 +82,25 @@ def set_module_parameter(module: torch.nn.Module, name: str, tensor: torch.Tenso
 
 
 @contextlib.contextmanager
-def allocations_into(pool: 'torch.cuda.MemPool', device: torch.device):
-    """Inside, every allocation on ``device`` comes from ``pool`` (made on that
-    device), whatever thread or stream makes it: also the autograd engine's backward
-    thread, which ``torch.cuda.use_mem_pool`` (the calling thread only) misses."""
-    device = torch.device(device).index
-    device = torch.cuda.current_device() if device is None else device
-    torch._C._cuda_beginAllocateToPool(device, pool.id)
+def holding_graph_pool(pool: tuple, device: torch.device):
+    """Holds the CUDA graph memory pool ``pool`` (a ``torch.cuda.graph_pool_handle()``,
+    made here if new) until the end, and routes every allocation on ``device`` into
+    it, whatever thread or stream makes it (the autograd engine's backward thread
+    too, which ``torch.cuda.use_mem_pool`` misses), until the function it yields is
+    called. Graphs captured into the pool meanwhile hold it after the end: a pool
+    nothing holds is freed, and cannot be captured into again."""
+    index = torch.device(device).index
+    index = torch.cuda.current_device() if index is None else index
+    torch._C._cuda_beginAllocateToPool(index, pool)
+    routing = [True]
+
+    def stop_routing():
+        if routing[0]:
+            routing[0] = False
+            torch._C._cuda_endAllocateToPool(index, pool)
+
     try:
-        yield
+        yield stop_routing
     finally:
-        torch._C._cuda_endAllocateToPool(device, pool.id)
-        torch._C._cuda_releasePool(device, pool.id)
+        stop_routing()
+        torch._C._cuda_releasePool(index, pool)

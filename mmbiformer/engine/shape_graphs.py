@@ -47,34 +47,23 @@ import torch
 from torch import nn
 
 from ..ops.policy import autocast_dtype, captured_step
-from .private_api import allocations_into, foreach_copy_
+from .private_api import foreach_copy_, holding_graph_pool
 from .rank_log import log_every_rank
 from .stand_ins import stand_ins
 
 
 @contextlib.contextmanager
-def capturing(graph: torch.cuda.CUDAGraph, pool: 'torch.cuda.MemPool',
-              stream: torch.cuda.Stream):
+def capturing(graph: torch.cuda.CUDAGraph, pool: tuple, stream: torch.cuda.Stream):
     """Capture into ``graph`` on ``stream``, allocating from ``pool``: what
     ``torch.cuda.graph`` does, without its ``torch.cuda.empty_cache()``."""
     torch.cuda.synchronize()
     with torch.cuda.stream(stream):
         # thread_local: the loader's pin-memory thread may call CUDA meanwhile.
-        graph.capture_begin(pool=pool.id, capture_error_mode='thread_local')
+        graph.capture_begin(pool=pool, capture_error_mode='thread_local')
         try:
             yield
         finally:
             graph.capture_end()
-
-
-@contextlib.contextmanager
-def warming_up(pool: 'torch.cuda.MemPool', stream: torch.cuda.Stream, device):
-    """Eager passes before a capture, on the capture's ``stream`` and allocating from
-    its ``pool``: the capture then reuses their memory (blocks serve one stream)."""
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream), allocations_into(pool, device):
-        yield
-    torch.cuda.current_stream().wait_stream(stream)
 
 
 class SharedStatics:
@@ -250,11 +239,17 @@ class ShapeGraphs:
                              cache_enabled=False)
         if self.side is None:  # one stream and one pool serve every size
             self.side = torch.cuda.Stream()
-            self.pool = torch.cuda.MemPool()
-        with captured_step(), amp, stand_ins(self.module, self.params) as params:
-            with warming_up(self.pool, self.side, x.device):
+            self.pool = torch.cuda.graph_pool_handle()
+        with captured_step(), amp, stand_ins(self.module, self.params) as params, \
+                holding_graph_pool(self.pool, x.device) as end_warm_up:
+            # The warm-up allocates from the pool on the capture's stream (a freed
+            # block serves its own stream only), so the capture reuses its memory.
+            self.side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(self.side):
                 for _ in range(self.warmup):
                     outs, _ = self._pass(x, params)
+            end_warm_up()
+            torch.cuda.current_stream().wait_stream(self.side)
             if not all(o.requires_grad for o in outs):
                 raise ValueError('ShapeGraphs: every output must depend on the parameters')
             # Outside the pool: the statics outlive every graph's activations.
@@ -334,10 +329,15 @@ class InferenceGraphs:
                              cache_enabled=False)
         if self.side is None:  # one stream and one pool serve every size
             self.side = torch.cuda.Stream()
-            self.pool = torch.cuda.MemPool()
-        with captured_step(), amp, torch.no_grad():
-            with warming_up(self.pool, self.side, x.device):  # kernels, workspaces
+            self.pool = torch.cuda.graph_pool_handle()
+        with captured_step(), amp, torch.no_grad(), \
+                holding_graph_pool(self.pool, x.device) as end_warm_up:
+            # Kernels compiled, workspaces made; in the pool, as ShapeGraphs does.
+            self.side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(self.side):
                 outs = tuple(self.forward(x))
+            end_warm_up()
+            torch.cuda.current_stream().wait_stream(self.side)
             static_x, *static_outs = self.statics.carve([x] + list(outs))
             static_x.copy_(x)
             del outs
