@@ -257,6 +257,9 @@ class CapturedTrainStep:
         self.guard: Optional[List[Tuple[str, torch.Tensor]]] = None
         self.failure: Optional[str] = None  # why the capture failed, if it did
         self._last_lrs: List[float] = []
+        # One stream for the warm-ups and the capture: a freed block serves only the
+        # stream it was used on, so a new stream per warm-up held a step's memory each.
+        self.side: Optional[torch.cuda.Stream] = None
 
     # ---------------------------------------------------------------- the step itself
     def _autocast(self):
@@ -369,7 +372,7 @@ class CapturedTrainStep:
         for group, lr in zip(optimizer.param_groups, self.lr_tensors):
             group['lr'] = lr
         # thread_local: the loader's pin-memory thread may call CUDA meanwhile.
-        mode = dict(capture_error_mode='thread_local')
+        mode = dict(capture_error_mode='thread_local', stream=self._side_stream())
         try:
             with captured_step():
                 if update is None:
@@ -477,9 +480,14 @@ class CapturedTrainStep:
             f'eagerly. Remove the hook from custom_hooks to silence this.')
         return False
 
+    def _side_stream(self) -> torch.cuda.Stream:
+        if self.side is None:
+            self.side = torch.cuda.Stream()
+        return self.side
+
     def _warmup(self, data: dict) -> dict:
         # On a side stream, as PyTorch asks of the runs before a capture.
-        side = torch.cuda.Stream()
+        side = self._side_stream()
         side.wait_stream(torch.cuda.current_stream())
         with captured_step(), torch.cuda.stream(side):
             out = self._eager(data)

@@ -215,8 +215,10 @@ class ShapeGraphs:
             raise ValueError(f'ShapeGraphs: parameters of one dtype only, got {dtypes}')
         if [id(p) for p in params] != [id(p) for p in self.params] or self.grad_flat is None:
             # Other trainable parameters (stages frozen or unfrozen): the graphs captured
-            # so far copy their gradients into the old buffers, so they go too.
+            # so far copy their gradients into the old buffers, so they go too, and
+            # with them their pool (one nothing holds cannot be captured into again).
             self.graphs.clear()
+            self.side = self.pool = None
             self.params = params
             self.grad_flat = torch.zeros(sum(p.numel() for p in params),
                                          dtype=params[0].dtype, device=params[0].device)
