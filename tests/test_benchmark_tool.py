@@ -94,10 +94,14 @@ def test_pipeline_new_size_cost_is_per_iteration(bench_tool):
     assert abs(r['passes'][0]['later_total'] - (0.06 + (0.5 + 0.45 + 0.6) / 3)) < 1e-9
 
 
-@pytest.mark.parametrize('phase_sync, syncs', [(False, 1), (True, 3)])
-def test_pipeline_clock_synchronises_once_per_iteration(monkeypatch, phase_sync, syncs):
+@pytest.mark.parametrize('phase_sync, pass_sync, last, syncs', [
+    (False, False, False, 1), (True, False, False, 3), (False, True, False, 0),
+    (False, True, True, 1)])
+def test_pipeline_clock_synchronises_once_per_iteration(monkeypatch, phase_sync, pass_sync,
+                                                        last, syncs):
     """By default only at the iteration's end (the host may queue the step while the
-    GPU finishes the backward, as in training); --phase-sync at every boundary."""
+    GPU finishes the backward, as in training); --phase-sync at every boundary;
+    --pass-sync at a pass's last iteration only."""
     from mmbiformer.benchmarking import pipeline
     calls = []
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
@@ -106,12 +110,12 @@ def test_pipeline_clock_synchronises_once_per_iteration(monkeypatch, phase_sync,
     monkeypatch.setattr(torch.cuda, 'max_memory_allocated', lambda: 0)
     monkeypatch.setattr(torch.cuda, 'max_memory_reserved', lambda: 0)
     monkeypatch.setattr(pipeline, 'graph_pool_spare', lambda: 0)
-    clock = pipeline.IterationClock(phase_sync=phase_sync)
+    clock = pipeline.IterationClock(phase_sync=phase_sync, pass_sync=pass_sync)
     clock.begin_pass()
     clock.iter_start()
     clock.step_start()
     calls.clear()
-    clock.iter_end()
+    clock.iter_end(last_of_pass=last)
     clock.iter_start()
     clock.step_start()
     assert len(calls) == syncs

@@ -17,6 +17,7 @@ from mmengine.optim import AmpOptimWrapper, OptimWrapper
 
 from mmbiformer.engine import (CapturedTrainStep, CapturedTrainStepHook, NonFiniteLossError,
                                NonFiniteLossHook)
+from mmbiformer.engine.host_copies import LaggedValues
 from mmbiformer.engine.captured_train_step import StaticBatch, batch_layout
 from mmbiformer.ops.policy import captured_step
 from mmbiformer.utils.launch import free_port
@@ -119,13 +120,18 @@ def _runner(model, wrapper, tmp_path):
     return runner
 
 
-def test_non_finite_step_is_skipped_before_its_update_then_reported(tmp_path):
+@pytest.mark.parametrize('late', [False, True])
+def test_non_finite_step_is_skipped_before_its_update_then_reported(tmp_path, late):
+    """``late``: the flags read one iteration late, as from a GPU (the step is
+    reported at the next iteration's end, or at the end of the epoch, by its own
+    iteration)."""
     model = classifier()
     wrapper = wrapper_for(model)
     step = CapturedTrainStep(model, wrapper, capture=False)
     runner = _runner(model, wrapper, tmp_path)
     model.train_step = step
     hook = NonFiniteLossHook()
+    hook.late = LaggedValues(lag=late)
     hook.before_train(runner)
     step(batch(0))  # a finite step: state exists, the hook passes it
     hook.after_train_iter(runner, 0)
@@ -140,6 +146,13 @@ def test_non_finite_step_is_skipped_before_its_update_then_reported(tmp_path):
         if name != 'head.fc.bias' and 'running' not in name and 'num_batches' not in name:
             assert torch.equal(a, b), name  # no update reached the weights
     torch.testing.assert_close(model.head.fc.bias, nan_bias, rtol=0, atol=0, equal_nan=True)
+    if late:
+        hook.after_train_iter(runner, 1)  # read at the next iteration's end
+        runner.iter += 1
+        with pytest.raises(NonFiniteLossError,
+                           match=r'non-finite loss at iteration 4 .*non-finite: loss=nan'):
+            hook.after_train_epoch(runner)
+        return
     with pytest.raises(NonFiniteLossError, match='non-finite loss at iteration 4'):
         hook.after_train_iter(runner, 1)
 

@@ -116,3 +116,12 @@ def test_pool_routing_bindings():
         again = torch.empty(1 << 20, device='cuda')
     assert torch.cuda.memory_snapshot() and again.data_ptr() != inside.data_ptr()
     del graph, captured
+
+
+def test_batches_copied_without_waiting():
+    from mmengine.model import BaseDataPreprocessor
+    preprocessor = BaseDataPreprocessor()
+    api.copy_batches_without_waiting(preprocessor)
+    assert preprocessor._non_blocking is True
+    assert 'non_blocking=self._non_blocking' in inspect.getsource(
+        BaseDataPreprocessor.cast_data)

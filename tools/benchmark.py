@@ -500,6 +500,11 @@ def pipeline_arguments(parser) -> None:
     parser.add_argument('--phase-sync', action='store_true', help='synchronise with the GPU '
                         'at every phase boundary (data / fwd+bwd / step), not only at each '
                         "iteration's end: exact parts, no host-GPU overlap across them")
+    parser.add_argument('--pass-sync', action='store_true', help='training: synchronise '
+                        'with the GPU only at the end of each pass, as training with '
+                        'AsyncRuntimeInfoHook waits for it nowhere (the host prepares the '
+                        'next batch while the GPU runs the step); per-iteration parts are '
+                        "then the host's")
     parser.add_argument('--profile', type=int, metavar='N', help='profile N iterations in '
                         'the middle of the steady pass: WORK_DIR/profile_CONFIG.txt lists '
                         'operators by host time and kernels by GPU time')

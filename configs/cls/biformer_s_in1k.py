@@ -63,3 +63,7 @@ custom_hooks = [
          priority='ABOVE_NORMAL'),
     dict(type='CapturedTrainStepHook'),
 ]
+# The host does not wait for the GPU between iterations: the losses reach the log one
+# iteration late and batches are copied to the GPU without waiting, so the next batch
+# is prepared while the captured step runs (mmbiformer/engine/async_runtime_info.py).
+default_hooks = dict(runtime_info=dict(type='AsyncRuntimeInfoHook'))

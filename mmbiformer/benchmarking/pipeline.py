@@ -18,7 +18,10 @@ iteration, at its end (where training's loss logging reads the losses anyway), s
 that, as in training, the host may queue the optimizer step while the GPU still runs
 the backward: the split is then the host's, and only the iteration's total is the
 GPU's. ``phase_sync`` synchronises at every boundary as well: each part then holds its
-own GPU work, at the cost of that overlap.
+own GPU work, at the cost of that overlap. ``pass_sync`` synchronises only at the end of
+each pass, as training with ``AsyncRuntimeInfoHook`` waits for the GPU nowhere: the
+host prepares the next batch while the GPU still runs the step, so each iteration's
+figures are the host's and only a pass's total is the GPU's.
 """
 import functools
 import json
@@ -189,8 +192,11 @@ def prepare(cfg, iters: int, work_dir: str, amp: bool, workers: Optional[int]) -
 class IterationClock:
     """Times of each training iteration: data, forward+backward, step (seconds)."""
 
-    def __init__(self, phase_sync: bool = False):
+    def __init__(self, phase_sync: bool = False, pass_sync: bool = False):
+        if phase_sync and pass_sync:
+            raise ValueError('IterationClock: phase_sync or pass_sync, not both')
         self.phase_sync = phase_sync
+        self.pass_sync = pass_sync
         self.rows: List[Dict[str, float]] = []
         self.peaks: List[float] = []  # peak GiB of each pass
         self.reserved: List[float] = []  # peak GiB the allocator held (reserved), each pass
@@ -226,8 +232,8 @@ class IterationClock:
         if self._start is not None and self._step is None:
             self._step = self.now(self.phase_sync)
 
-    def iter_end(self) -> None:
-        end = self.now()
+    def iter_end(self, last_of_pass: bool = False) -> None:
+        end = self.now(not self.pass_sync or last_of_pass)
         step = self._step or end
         data = self._start - self._last_end if self._last_end is not None else float('nan')
         self.rows.append(dict(data=data, fb=step - self._start, step=end - step))
@@ -306,7 +312,8 @@ def clock_hooks(clock: IterationClock, iters_per_pass: Optional[int]):
         priority = 'HIGHEST'
 
         def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
-            clock.iter_end()
+            per_pass = iters_per_pass or len(runner.train_dataloader)
+            clock.iter_end(last_of_pass=(runner.iter + 1) % per_pass == 0)
 
     return [_Start(), _End()]
 
@@ -430,7 +437,8 @@ def run_single(args) -> dict:
     fit_to_device(cfg)
     setup_cpu_distributed(cfg, cfg.launcher)
     runner = build_runner(cfg)
-    clock = IterationClock(phase_sync=args.phase_sync)
+    clock = IterationClock(phase_sync=args.phase_sync,
+                           pass_sync=bool(getattr(args, 'pass_sync', False)) and not test)
     if test:
         hooks = test_clock_hooks(clock)
     else:
@@ -450,7 +458,8 @@ def run_single(args) -> dict:
     result = summarise(clock, batch, world)
     wrapper = None if test else cfg.optim_wrapper.get('type', 'OptimWrapper')
     result.update(config=args.config, batch=batch, world=world, size=list(size),
-                  phase_sync=bool(args.phase_sync), mode='test' if test else 'train',
+                  phase_sync=bool(args.phase_sync), pass_sync=clock.pass_sync,
+                  mode='test' if test else 'train',
                   workers=int(cfg[loader].num_workers), optim_wrapper=wrapper,
                   device=torch.cuda.get_device_name() if torch.cuda.is_available() else 'CPU')
     return result
@@ -465,6 +474,8 @@ def run_in_subprocess(args, config: str, gpus: int, tool: str) -> dict:
               '--work-dir', args.work_dir] + (['--amp'] if args.amp else [])
     if args.phase_sync:
         single.append('--phase-sync')
+    if getattr(args, 'pass_sync', False):
+        single.append('--pass-sync')
     if getattr(args, 'test', False):
         single.append('--test')
     for flag, value in (('--batch', args.batch), ('--workers', args.workers),
@@ -541,9 +552,14 @@ def table(results: List[dict]) -> str:
         lines.append('test loop (tools/test.py\'s work), run twice over the same images: '
                      'forward = test_step + evaluator.process; the first pass meets each '
                      'image size for the first time')
-    lines.append('GPU synchronised at every phase boundary (--phase-sync)'
-                 if head.get('phase_sync') else 'GPU synchronised once per iteration, at its '
-                 f'end: data / {work} / step are host times, s/iter the total')
+    if head.get('phase_sync'):
+        lines.append('GPU synchronised at every phase boundary (--phase-sync)')
+    elif head.get('pass_sync'):
+        lines.append(f'GPU synchronised at the end of each pass only (--pass-sync): data / '
+                     f'{work} / step and "later" are host times, s/iter the pass total')
+    else:
+        lines.append(f'GPU synchronised once per iteration, at its end: data / {work} / '
+                     f'step are host times, s/iter the total')
     wrappers = '' if test else '; optim wrappers: ' + ', '.join(
         f'{r["optim_wrapper"]}' for r in results)
     lines.append(f'{head["device"]}; {head["batch"]} images per GPU, {head["workers"]} loader '

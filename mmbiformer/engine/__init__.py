@@ -1,3 +1,4 @@
+from .async_runtime_info import AsyncRuntimeInfoHook
 from .atomic_save_runner import AtomicSaveRunner, CheckpointSaveError
 from .dump_results import SafeDumpResults
 from .footprint_log import FootprintLogProcessor
@@ -10,7 +11,7 @@ from .runtime_policy_hook import RuntimePolicyHook
 from .stalled_rank import ProgressMarkHook
 from .test_progress_hook import TestProgressHook
 
-__all__ = ['AtomicSaveRunner', 'CapturedTrainStep', 'CapturedTrainStepHook',
+__all__ = ['AsyncRuntimeInfoHook', 'AtomicSaveRunner', 'CapturedTrainStep', 'CapturedTrainStepHook',
            'CheckpointSaveError', 'FootprintLogProcessor',
            'ForeachExponentialMovingAverage',
            'GroupedOptimWrapperConstructor',

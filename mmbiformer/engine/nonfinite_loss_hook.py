@@ -15,8 +15,9 @@ skipped steps are counted in the log (``skipped_steps``); ``max_skips`` bounds h
 in a row.
 
 A training step captured in a CUDA graph (``CapturedTrainStepHook``) skips a
-non-finite update on the GPU itself; this hook reads its flags after the iteration and
-stops or counts the step the same way.
+non-finite update on the GPU itself; this hook reads its flags one iteration later
+(so that the host does not wait for the GPU after every step) and stops or counts that
+step the same way, naming its iteration.
 
 Under distributed training the ranks agree (one all-reduce of a flag per iteration):
 all stop or all skip together, none waits for the others in a backward pass.
@@ -33,6 +34,7 @@ from mmengine.hooks import Hook
 from mmengine.optim import AmpOptimWrapper
 from mmengine.registry import HOOKS
 
+from .host_copies import LaggedValues
 from .private_api import foreach_norm
 
 
@@ -64,6 +66,7 @@ class NonFiniteLossHook(Hook):
         self.skipped = 0
         self.in_a_row = 0
         self._terms = None
+        self.late = LaggedValues()  # a captured step's flags, read one iteration late
 
     def before_train(self, runner) -> None:
         model = getattr(runner.model, 'module', runner.model)
@@ -108,15 +111,39 @@ class NonFiniteLossHook(Hook):
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
         # A step replayed from a CUDA graph (CapturedTrainStepHook) cannot be stopped
         # from the host before its update: it skips a non-finite update on the GPU and
-        # leaves its finiteness flags here, checked once the step is done.
+        # leaves its finiteness flags, read here one iteration late.
         step = getattr(runner.model, 'train_step', None)
         guard = getattr(step, 'guard', None)
-        if not guard:
-            return
-        for what, finite in guard:
-            if not self._agree(finite):
-                norm = f'gradient norm {float(step._norm):g}' if what == 'gradients' else None
-                self._non_finite(runner, runner.optim_wrapper, norm)
+        if guard:
+            flags = torch.stack([f.detach().float().reshape(()) for _, f in guard])
+            if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+                dist.all_reduce(flags, op=dist.ReduceOp.MIN)  # all ranks agree
+            state = dict(self._terms or {}, **{f'finite/{what}': flags[i]
+                                                for i, (what, _) in enumerate(guard)})
+            if getattr(step, '_norm', None) is not None:
+                state['grad_norm'] = step._norm.detach()
+            ready = self.late.swap(state, tag=runner.iter)
+        else:  # an eager step: the captured one before it is due now
+            ready = self.late.take()
+        if ready is not None:
+            self._check_late(runner, *ready)
+
+    def after_train_epoch(self, runner) -> None:
+        # Before the epoch's checkpoint, and so that a step's epoch is the one named.
+        ready = self.late.take()
+        if ready is not None:
+            self._check_late(runner, *ready)
+
+    after_train = after_train_epoch
+
+    def _check_late(self, runner, state: dict, iteration: int) -> None:
+        terms = {k: v for k, v in state.items()
+                 if not k.startswith('finite/') and k != 'grad_norm'}
+        for key, finite in state.items():
+            if key.startswith('finite/') and not finite:
+                norm = (f'gradient norm {state["grad_norm"]:g}'
+                        if key == 'finite/gradients' else None)
+                self._non_finite(runner, runner.optim_wrapper, norm, iteration, terms)
                 return
         self.in_a_row = 0
 
@@ -132,29 +159,35 @@ class NonFiniteLossHook(Hook):
             dist.all_reduce(flag, op=dist.ReduceOp.MIN)
         return bool(flag.item())
 
-    def _non_finite(self, runner, wrapper, gradient: Optional[str] = None) -> None:
+    def _non_finite(self, runner, wrapper, gradient: Optional[str] = None,
+                    iteration: Optional[int] = None, terms: Optional[dict] = None) -> None:
+        """``iteration`` (0-based; default the current one) and ``terms`` (default
+        the step's own): of a step checked late."""
         self.in_a_row += 1
+        iteration = runner.iter if iteration is None else iteration
         if self.skip and self.in_a_row <= self.max_skips:
             self.skipped += 1
             wrapper.zero_grad()
             runner.message_hub.update_scalar('train/skipped_steps', self.skipped)
             runner.logger.warning(
                 f'non-finite {"gradients" if gradient else "loss"} at iteration '
-                f'{runner.iter + 1} ({self._describe_terms(gradient)}): step skipped, '
-                f'{self.skipped} so far')
+                f'{iteration + 1} ({self._describe_terms(gradient, terms)}): step '
+                f'skipped, {self.skipped} so far')
             return
-        raise NonFiniteLossError(self._message(runner, wrapper, gradient))
+        raise NonFiniteLossError(self._message(runner, wrapper, gradient, iteration, terms))
 
-    def _describe_terms(self, gradient: Optional[str] = None) -> str:
+    def _describe_terms(self, gradient: Optional[str] = None,
+                        terms: Optional[dict] = None) -> str:
         if gradient:
             return f'{gradient}, loss finite'
-        terms = self._terms or {}
+        terms = (self._terms if terms is None else terms) or {}
         bad = [f'{k}={float(v):g}' for k, v in terms.items() if not _is_finite(v)]
         good = [k for k, v in terms.items() if _is_finite(v)]
         text = 'non-finite: ' + (', '.join(bad) or 'the loss')
         return text + (f'; finite: {", ".join(good)}' if good else '')
 
-    def _message(self, runner, wrapper, gradient: Optional[str] = None) -> str:
+    def _message(self, runner, wrapper, gradient: Optional[str] = None,
+                 iteration: Optional[int] = None, terms: Optional[dict] = None) -> str:
         lrs = sorted({g['lr'] for g in wrapper.optimizer.param_groups})
         from ..utils.resume import newest_checkpoint
         newest = newest_checkpoint(runner.work_dir)[0]
@@ -178,9 +211,11 @@ class NonFiniteLossHook(Hook):
         stopped = (f' after {self.skipped} skipped steps ({self.in_a_row - 1} in a row)'
                    if self.skip else '')
         what = 'gradients' if gradient else 'loss'
+        iteration = runner.iter if iteration is None else iteration
         return (f'training stopped{stopped}: non-finite {what} at iteration '
-                f'{runner.iter + 1} (epoch {runner.epoch + 1}), before its update: '
-                f'{self._describe_terms(gradient)}. Likely cause: {"; or ".join(why)}. '
+                f'{iteration + 1} (epoch {runner.epoch + 1}), before its update: '
+                f'{self._describe_terms(gradient, terms)}. Likely cause: '
+                f'{"; or ".join(why)}. '
                 f'{where} {skip}')
 
 

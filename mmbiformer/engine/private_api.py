@@ -104,3 +104,10 @@ def holding_graph_pool(pool: tuple, device: torch.device):
     finally:
         stop_routing()
         torch._C._cuda_releasePool(index, pool)
+
+
+def copy_batches_without_waiting(preprocessor) -> None:
+    """Make an mmengine data preprocessor copy batches to its device with
+    ``non_blocking=True`` (``BaseDataPreprocessor.cast_data`` reads
+    ``_non_blocking``; mmpretrain's ``ClsDataPreprocessor`` takes no argument for it)."""
+    preprocessor._non_blocking = True
