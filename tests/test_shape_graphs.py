@@ -98,6 +98,23 @@ def test_cpu_training_runs_eagerly():
     assert [tuple(o.shape[-2:]) for o in outs] == model.output_sizes(40, 50)
 
 
+def test_kernel_warm_up_covers_the_inference_graphs_kernels(monkeypatch):
+    """``tools/compile_kernels.py`` runs each test size as inference runs it and, where
+    the runtime replays inference graphs, once more as a capture records it (inside
+    ``captured_step()``, whose kernels differ)."""
+    from mmbiformer.ops.policy import in_captured_step
+    from mmbiformer.utils import kernel_warmup
+    monkeypatch.setattr(torch.cuda, 'synchronize', lambda: None)
+    for options, want in ((False, [False]), (dict(inference_graphs=4), [False, True])):
+        model = tiny(cuda_graph=options)
+        seen, eager = [], model.forward_eager
+        monkeypatch.setattr(model, 'forward_eager',
+                            lambda x, eager=eager: seen.append(in_captured_step()) or eager(x))
+        kernel_warmup.warm_up(model, dict(test=[(64, 64)], train=[], dtype=torch.float16),
+                              log=lambda *args: None)
+        assert seen == want
+
+
 # -- CUDA -----------------------------------------------------------------------
 def _fwd_bwd(model, x, seed, crop=None):
     """Outputs and gradients of a fixed loss; ``crop``: output sizes to keep, so that a

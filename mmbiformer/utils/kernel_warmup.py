@@ -84,9 +84,15 @@ def warm_up(backbone: torch.nn.Module, sizes: dict, log=print) -> float:
     device = next(backbone.parameters()).device
     start = time.perf_counter()
     backbone.eval()
+    runtime = getattr(backbone, 'runtime', None)
+    graphs = bool(runtime and runtime.cuda_graph and runtime.cuda_graph['inference_graphs'])
     with torch.no_grad():
         for h, w in sizes['test']:
-            backbone(torch.randn(1, 3, h, w, device=device))
+            x = torch.randn(1, 3, h, w, device=device)
+            backbone(x)
+            if graphs:  # an inference graph records the kernels a captured step takes
+                with captured_step():
+                    backbone.forward_eager(x)
     backbone.train()
     for h, w in sizes['train']:
         x = torch.randn(2, 3, h, w, device=device)
