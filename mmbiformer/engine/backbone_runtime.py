@@ -156,6 +156,8 @@ class BackboneRuntime:
     def __call__(self, module: nn.Module, x: torch.Tensor) -> tuple:
         """``module.forward_eager(x)``, run as the options say (``module`` also gives
         ``output_sizes``, and its ``training`` flag and norms)."""
+        if self.cuda_graph is None and self.compile is None:  # eager: nothing to hold
+            return module.forward_eager(x)
         owner = self._owner() if self._owner is not None else None
         if owner is None:
             self._owner = weakref.ref(module)
