@@ -8,6 +8,9 @@ that the first iterations of training and testing there do not wait for compiles
 Each config's backbone runs over the input sizes its test and training pipelines make
 (``mmbiformer/utils/kernel_warmup.py``); Triton keeps what it compiles in its cache on
 this machine (``~/.triton/cache``, or ``TRITON_CACHE_DIR``), for every later process.
+``--cfg-options`` applies to every config, as the jobs will run them (e.g.
+``model.backbone.runtime.cuda_graph.inference_graphs=64`` also compiles the kernels
+inference graphs record).
 """
 import argparse
 import os.path as osp
@@ -17,6 +20,7 @@ import torch
 
 import mmbiformer.openmmlab  # noqa: F401  (stack fixes before any toolbox import)
 from mmbiformer.errors import ArgumentError
+from mmbiformer.utils.cfg_options import ConfigOptions
 from mmbiformer.utils.kernel_warmup import plan, warm_up
 from mmbiformer.utils.launch import UserError, build_model, load_config
 
@@ -25,12 +29,14 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('configs', nargs='+', help='config files')
+    parser.add_argument('--cfg-options', nargs='+', action=ConfigOptions,
+                        help='overrides for every config, key=value')
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         sys.exit('error: compile_kernels.py compiles GPU kernels: run it on a machine '
                  'with CUDA')
     for path in args.configs:
-        cfg = load_config(path)
+        cfg = load_config(path, args.cfg_options)
         cfg.model.get('backbone', {})['init_cfg'] = None  # weights do not matter here
         backbone = build_model(cfg).backbone.cuda()
         print(f'{osp.relpath(path)}: ', end='', flush=True)
