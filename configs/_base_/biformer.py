@@ -30,9 +30,10 @@ biformer_s_seg_backbone = dict(
     _delete_=True, type='BiFormer', arch='small', n_win=8, auto_pad=True,
     out_indices=(0, 1, 2, 3), norm_cfg=dict(type='SyncBN', requires_grad=True),
     runtime=dict(
-        # Training replays the backbone as CUDA graphs (one size: the crops); a
-        # multi-GPU run keeps the stem's SyncBN and so runs it eagerly (warned).
-        cuda_graph=True,
+        # Training replays the backbone as CUDA graphs, one per exact size (one
+        # size: the crops); a multi-GPU run keeps the stem's SyncBN and so runs it
+        # eagerly (warned).
+        cuda_graph=dict(size_divisor=None),
         # The MLPs' hidden activations are recomputed in the backward, not kept.
         mlp_recompute='mlp'),
     init_cfg=dict(type='Pretrained', checkpoint='biformer-s_in1k'))

@@ -63,7 +63,7 @@ def plan(cfg) -> dict:
     train_pipe = cfg.get('train_dataloader', {}).get('dataset', {}).get('pipeline')
     backbone = cfg.model.get('backbone', {})
     graph = (backbone.get('runtime') or {}).get('cuda_graph', backbone.get('cuda_graph'))
-    divisor = graph.get('size_divisor', 32) if isinstance(graph, dict) else 32
+    divisor = (graph.get('size_divisor') if isinstance(graph, dict) else None) or 32
     crop = _crop_size(train_pipe)
     scale = _resize_scale(test_pipe)
     test = keep_ratio_sizes(scale, 32) if scale else ([crop] if crop else [])
