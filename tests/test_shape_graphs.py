@@ -115,6 +115,38 @@ def test_kernel_warm_up_covers_the_inference_graphs_kernels(monkeypatch):
         assert seen == want
 
 
+def test_capture_ahead_hook_asks_for_the_planned_training_sizes(monkeypatch):
+    """``CaptureAheadHook`` hands the backbone's runtime the config's planned training
+    sizes (``kernel_warmup.plan``), the loader's batch (mmdet's comes from its batch
+    sampler) and the optimizer wrapper's autocast dtype; on a CPU nothing is captured."""
+    import types
+    from mmengine.config import Config
+    from mmbiformer.engine import CaptureAheadHook
+    from mmbiformer.utils.kernel_warmup import plan
+    cfg = Config.fromfile('configs/det/maskrcnn_biformer_s.py')
+    model = types.SimpleNamespace(backbone=tiny(cuda_graph=dict(size_divisor=128)).train())
+    asked = []
+    capture = model.backbone.runtime.capture_ahead
+    monkeypatch.setattr(model.backbone.runtime, 'capture_ahead',
+                        lambda *args: asked.append(args) or capture(*args))
+    loader = types.SimpleNamespace(batch_size=None,
+                                   batch_sampler=types.SimpleNamespace(batch_size=2))
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        from mmengine.optim import AmpOptimWrapper
+        monkeypatch.setattr('mmengine.optim.optimizer.amp_optimizer_wrapper.'
+                            'is_cuda_available', lambda: True)
+        wrapper = AmpOptimWrapper(optimizer=torch.optim.SGD(
+            model.backbone.parameters(), lr=0.1), dtype='bfloat16')
+    runner = types.SimpleNamespace(cfg=cfg, model=types.SimpleNamespace(module=model),
+                                   train_dataloader=loader, optim_wrapper=wrapper)
+    CaptureAheadHook().before_train(runner)
+    (backbone, batch, sizes, dtype), = asked
+    assert backbone is model.backbone and batch == 2 and dtype == torch.bfloat16
+    assert sizes == plan(cfg)['train'] and (896, 1024) in sizes
+    assert model.backbone.runtime.training_graphs is None  # CPU: nothing captured
+
+
 # -- CUDA -----------------------------------------------------------------------
 def _fwd_bwd(model, x, seed, crop=None):
     """Outputs and gradients of a fixed loss; ``crop``: output sizes to keep, so that a
@@ -177,6 +209,32 @@ def test_warm_ups_allocate_from_the_graphs_pool():
     side = graphed.runtime.training_graphs.side.cuda_stream
     assert not [s for s in torch.cuda.memory_snapshot()
                 if tuple(s['segment_pool_id']) == (0, 0) and s['stream'] == side]
+
+
+@requires_cuda
+def test_sizes_captured_ahead_are_replayed_as_captured_later():
+    """``capture_ahead`` captures the padded sizes before training (fp16 autocast, as
+    the detection configs train); training batches of those sizes then replay them,
+    with the outputs and gradients of a pass whose capture came with its batch."""
+    ahead = tiny(cuda_graph=dict(size_divisor=64)).cuda().train()
+    later = tiny(cuda_graph=dict(size_divisor=64)).cuda().train()
+    later.load_state_dict(ahead.state_dict())
+    assert ahead.runtime.capture_ahead(ahead, 2, [(64, 64), (70, 90), (60, 64)],
+                                       torch.float16) == 2  # padded: (64, 64) twice
+    graphs = ahead.runtime.training_graphs.graphs
+    keys = set(graphs)
+    for i, (h, w) in enumerate([(70, 90), (60, 64)]):
+        x = torch.randn(2, 3, h, w, device='cuda')
+        got, want = [], []
+        for m, out in ((ahead, got), (later, want)):
+            m.zero_grad(set_to_none=True)
+            with torch.autocast('cuda', dtype=torch.float16):
+                out.append(_fwd_bwd(m, x, i))
+        assert set(graphs) == keys  # replayed: no capture during training
+        for a, b in zip(got[0], want[0]):
+            torch.testing.assert_close(a, b, rtol=2e-2, atol=2e-2)
+        for a, b in zip(_grads(ahead), _grads(later)):
+            torch.testing.assert_close(a, b, rtol=2e-2, atol=2e-2)
 
 
 @requires_cuda

@@ -2,6 +2,7 @@ from .async_runtime_info import AsyncRuntimeInfoHook
 from .atomic_save_runner import AtomicSaveRunner, CheckpointSaveError
 from .dump_results import SafeDumpResults
 from .footprint_log import FootprintLogProcessor
+from .capture_ahead_hook import CaptureAheadHook
 from .captured_train_step import CapturedTrainStep, CapturedTrainStepHook
 from .foreach_ema import ForeachExponentialMovingAverage
 from .grouped_optim_constructor import GroupedOptimWrapperConstructor
@@ -11,7 +12,7 @@ from .runtime_policy_hook import RuntimePolicyHook
 from .stalled_rank import ProgressMarkHook
 from .test_progress_hook import TestProgressHook
 
-__all__ = ['AsyncRuntimeInfoHook', 'AtomicSaveRunner', 'CapturedTrainStep', 'CapturedTrainStepHook',
+__all__ = ['AsyncRuntimeInfoHook', 'AtomicSaveRunner', 'CaptureAheadHook', 'CapturedTrainStep', 'CapturedTrainStepHook',
            'CheckpointSaveError', 'FootprintLogProcessor',
            'ForeachExponentialMovingAverage',
            'GroupedOptimWrapperConstructor',

@@ -32,7 +32,7 @@ Options:
 import copy
 import logging
 import weakref
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence, Tuple
 
 import torch
 import torch.distributed as dist
@@ -208,15 +208,44 @@ class BackboneRuntime:
                     'captured graph cannot (use norm_eval=True or BN)')
         return ''
 
-    def _graphed(self, module: nn.Module, x: torch.Tensor) -> tuple:
+    def _graphs_of(self, module: nn.Module) -> ShapeGraphs:
         if self.training_graphs is None:
             self.training_graphs = ShapeGraphs(
                 module, module.forward_eager, max_graphs=self.cuda_graph['max_graphs'],
                 warmup=self.cuda_graph['warmup'], name=type(module).__name__)
+        return self.training_graphs
+
+    def _padded(self, h: int, w: int) -> Tuple[int, int]:
         divisor = self.cuda_graph['size_divisor']
+        return padded_size(h, w, divisor) if divisor else (h, w)
+
+    def _graphed(self, module: nn.Module, x: torch.Tensor) -> tuple:
+        graphs = self._graphs_of(module)
         h, w = x.shape[-2:]
-        ph, pw = padded_size(h, w, divisor) if divisor else (h, w)
+        ph, pw = self._padded(h, w)
         if (ph, pw) == (h, w):
-            return self.training_graphs(x)
-        outs = self.training_graphs(F.pad(x, (0, pw - w, 0, ph - h)))
+            return graphs(x)
+        outs = graphs(F.pad(x, (0, pw - w, 0, ph - h)))
         return crop_outputs(outs, module.output_sizes(h, w))
+
+    def capture_ahead(self, module: nn.Module, batch: int, sizes: Sequence[Tuple[int, int]],
+                      dtype: Optional[torch.dtype] = None) -> int:
+        """Capture ``module``'s training graphs for batches of ``batch`` images
+        (``module.in_channels`` channels) of each (height, width) in ``sizes`` (padded
+        as training pads them) under autocast to ``dtype`` (None: fp32), before
+        training meets them: the first epoch then replays instead of capturing, and
+        data-parallel ranks do not wait for one another's captures. Sizes beyond
+        ``max_graphs`` are left. Returns how many sizes were captured now."""
+        device = next(module.parameters()).device
+        if (self.cuda_graph is None or not module.training or device.type != 'cuda'
+                or self._blocker(module)):
+            return 0
+        graphs = self._graphs_of(module)
+        before = len(graphs.graphs)
+        amp = torch.autocast('cuda', dtype=dtype or torch.float16, enabled=dtype is not None)
+        with amp, torch.enable_grad():
+            for h, w in dict.fromkeys(self._padded(h, w) for h, w in sizes):
+                x = torch.zeros(batch, module.in_channels, h, w, device=device)
+                if graphs.prepare(x, quiet=True) is None:
+                    break
+        return len(graphs.graphs) - before

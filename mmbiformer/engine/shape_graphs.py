@@ -179,26 +179,38 @@ class ShapeGraphs:
                                f'previous call; such calls run eagerly (the graphs of all '
                                f'sizes share one memory pool)', level=logging.WARNING)
             return self.forward(x)
+        graph = self.prepare(x)
+        if graph is None:
+            return self.forward(x)
+        outs = _Replay.apply(graph, x, *self.params)
+        self.pending = weakref.ref(outs[0])
+        return outs
+
+    def prepare(self, x: torch.Tensor, quiet: bool = False) -> Optional[_Graph]:
+        """The graphs of ``x``'s size (shape, dtype, autocast), captured now if new;
+        None once ``max_graphs`` sizes are held (that size runs eagerly). Nothing is
+        replayed: :class:`~.backbone_runtime.BackboneRuntime` captures sizes ahead of
+        training with it. ``quiet``: no log line per capture."""
         key = self.key(x)
         graph = self.graphs.get(key)
-        if graph is None:
-            if len(self.graphs) >= self.max_graphs:
-                if not self.full_noted:
-                    self.full_noted = True
-                    log_every_rank(f'{self.name}: {self.max_graphs} input sizes captured '
-                                   f'(max_graphs); further sizes run eagerly',
-                                   level=logging.WARNING)
-                return self.forward(x)
-            start = time.perf_counter()
-            graph = self.graphs[key] = self._capture(x)
+        if graph is not None:
+            return graph
+        if len(self.graphs) >= self.max_graphs:
+            if not self.full_noted:
+                self.full_noted = True
+                log_every_rank(f'{self.name}: {self.max_graphs} input sizes captured '
+                               f'(max_graphs); further sizes run eagerly',
+                               level=logging.WARNING)
+            return None
+        start = time.perf_counter()
+        graph = self.graphs[key] = self._capture(x)
+        if not quiet:
             held = graph_pools()[0]
             log_every_rank(f'{self.name}: captured forward and backward for input '
                            f'{tuple(x.shape)} in {time.perf_counter() - start:.2f} s '
                            f'(size {len(self.graphs)} of at most {self.max_graphs}; the '
                            f'graphs\' memory pools hold {held / 2**30:.2f} GiB)')
-        outs = _Replay.apply(graph, x, *self.params)
-        self.pending = weakref.ref(outs[0])
-        return outs
+        return graph
 
     # -- capture -------------------------------------------------------------------
     def views_of(self, flat: torch.Tensor) -> List[torch.Tensor]:

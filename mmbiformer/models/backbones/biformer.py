@@ -271,6 +271,7 @@ class BiFormer(BaseModule):
         arch = _resolve_arch(arch)
         dims = list(arch['embed_dims'])
         self.embed_dims = dims
+        self.in_channels = in_channels
         depths = list(arch['depths'])
         qk_dims = _per_stage(arch.get('qk_dims', dims), 'qk_dims')
 
