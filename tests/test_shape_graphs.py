@@ -124,11 +124,12 @@ def test_capture_ahead_hook_asks_for_the_planned_training_sizes(monkeypatch):
     from mmbiformer.engine import CaptureAheadHook
     from mmbiformer.utils.kernel_warmup import plan
     cfg = Config.fromfile('configs/det/maskrcnn_biformer_s.py')
-    model = types.SimpleNamespace(backbone=tiny(cuda_graph=dict(size_divisor=128)).train())
+    model = types.SimpleNamespace(backbone=tiny(
+        cuda_graph=dict(size_divisor=128, inference_graphs=64)).train())
     asked = []
     capture = model.backbone.runtime.capture_ahead
     monkeypatch.setattr(model.backbone.runtime, 'capture_ahead',
-                        lambda *args: asked.append(args) or capture(*args))
+                        lambda *args, **kw: asked.append((*args, kw)) or capture(*args, **kw))
     loader = types.SimpleNamespace(batch_size=None,
                                    batch_sampler=types.SimpleNamespace(batch_size=2))
     with warnings.catch_warnings():
@@ -138,13 +139,23 @@ def test_capture_ahead_hook_asks_for_the_planned_training_sizes(monkeypatch):
                             'is_cuda_available', lambda: True)
         wrapper = AmpOptimWrapper(optimizer=torch.optim.SGD(
             model.backbone.parameters(), lr=0.1), dtype='bfloat16')
+    test_loop = types.SimpleNamespace(fp16=False, dataloader=types.SimpleNamespace(
+        batch_size=1, batch_sampler=None))
     runner = types.SimpleNamespace(cfg=cfg, model=types.SimpleNamespace(module=model),
-                                   train_dataloader=loader, optim_wrapper=wrapper)
-    CaptureAheadHook().before_train(runner)
-    (backbone, batch, sizes, dtype), = asked
+                                   train_dataloader=loader, optim_wrapper=wrapper,
+                                   val_loop=test_loop, test_loop=test_loop)
+    hook = CaptureAheadHook()
+    hook.before_train(runner)
+    hook.before_val(runner)
+    hook.before_test(runner)  # the inference graphs of the validation serve it
+    (backbone, batch, sizes, dtype, kw), (_, test_batch, test_sizes, test_dtype, test_kw) = asked
     assert backbone is model.backbone and batch == 2 and dtype == torch.bfloat16
-    assert sizes == plan(cfg)['train'] and (896, 1024) in sizes
+    assert sizes == plan(cfg)['train'] and (896, 1024) in sizes and not kw['inference']
+    # Every padded size COCO's test resize can make, not the kernel warm-up's sample.
+    assert test_kw['inference'] and test_batch == 1 and test_dtype is None
+    assert len(test_sizes) == 43 and set(plan(cfg)['test']) < set(test_sizes)
     assert model.backbone.runtime.training_graphs is None  # CPU: nothing captured
+    assert model.backbone.runtime.inference_graphs is None and model.backbone.training
 
 
 # -- CUDA -----------------------------------------------------------------------
@@ -235,6 +246,25 @@ def test_sizes_captured_ahead_are_replayed_as_captured_later():
             torch.testing.assert_close(a, b, rtol=2e-2, atol=2e-2)
         for a, b in zip(_grads(ahead), _grads(later)):
             torch.testing.assert_close(a, b, rtol=2e-2, atol=2e-2)
+
+
+@requires_cuda
+def test_inference_sizes_captured_ahead_replay_from_the_first_image():
+    """With ``inference=True`` the exact sizes are captured in eval mode (the training
+    mode restored); a size's first image then replays, with the eager outputs."""
+    model = tiny(out_indices=(0, 1, 2, 3), cuda_graph=dict(inference_graphs=4)).cuda().train()
+    assert model.runtime.capture_ahead(model, 1, [(64, 96), (96, 64)], inference=True) == 2
+    assert model.training
+    model.eval()
+    x = torch.randn(1, 3, 96, 64, device='cuda')
+    with torch.no_grad():
+        got = model(x)
+        with captured_step():
+            want = model.forward_eager(x)
+    graphs = model.runtime.inference_graphs
+    assert len(graphs.graphs) == 2 and sum(graphs.seen.values()) == 0  # replayed
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
 @requires_cuda

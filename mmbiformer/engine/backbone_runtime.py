@@ -167,11 +167,7 @@ class BackboneRuntime:
         if self.cuda_graph is not None and self._trains_graphed(module, x):
             return self._graphed(module, x)
         if self.cuda_graph is not None and self._infers_graphed(module, x):
-            if self.inference_graphs is None:
-                self.inference_graphs = InferenceGraphs(
-                    module.forward_eager, self.cuda_graph['inference_graphs'],
-                    name=type(module).__name__)
-            return self.inference_graphs(x)
+            return self._inference_graphs_of(module)(x)
         if self.compile is not None and x.is_cuda:
             if self._compiled is None:
                 self._compiled = torch.compile(module.forward_eager, **self.compile)
@@ -215,6 +211,13 @@ class BackboneRuntime:
                 warmup=self.cuda_graph['warmup'], name=type(module).__name__)
         return self.training_graphs
 
+    def _inference_graphs_of(self, module: nn.Module) -> InferenceGraphs:
+        if self.inference_graphs is None:
+            self.inference_graphs = InferenceGraphs(
+                module.forward_eager, self.cuda_graph['inference_graphs'],
+                name=type(module).__name__)
+        return self.inference_graphs
+
     def _padded(self, h: int, w: int) -> Tuple[int, int]:
         divisor = self.cuda_graph['size_divisor']
         return padded_size(h, w, divisor) if divisor else (h, w)
@@ -229,23 +232,38 @@ class BackboneRuntime:
         return crop_outputs(outs, module.output_sizes(h, w))
 
     def capture_ahead(self, module: nn.Module, batch: int, sizes: Sequence[Tuple[int, int]],
-                      dtype: Optional[torch.dtype] = None) -> int:
-        """Capture ``module``'s training graphs for batches of ``batch`` images
-        (``module.in_channels`` channels) of each (height, width) in ``sizes`` (padded
-        as training pads them) under autocast to ``dtype`` (None: fp32), before
-        training meets them: the first epoch then replays instead of capturing, and
-        data-parallel ranks do not wait for one another's captures. Sizes beyond
-        ``max_graphs`` are left. Returns how many sizes were captured now."""
+                      dtype: Optional[torch.dtype] = None, inference: bool = False) -> int:
+        """Capture ``module``'s graphs for batches of ``batch`` images
+        (``module.in_channels`` channels) of each (height, width) in ``sizes``, under
+        autocast to ``dtype`` (None: fp32), before the run meets them: training graphs
+        (sizes padded as training pads them), or with ``inference`` the inference
+        graphs (exact sizes; only where ``inference_graphs`` is on; captured in eval
+        mode, the module's mode restored). The first epoch or test pass then replays
+        instead of capturing, and data-parallel ranks do not wait for one another's
+        captures. Sizes beyond the graphs' maximum are left. Returns how many sizes
+        were captured now."""
         device = next(module.parameters()).device
-        if (self.cuda_graph is None or not module.training or device.type != 'cuda'
-                or self._blocker(module)):
+        if self.cuda_graph is None or device.type != 'cuda':
             return 0
-        graphs = self._graphs_of(module)
-        before = len(graphs.graphs)
+        if inference:
+            if not self.cuda_graph['inference_graphs']:
+                return 0
+            graphs, shapes = self._inference_graphs_of(module), list(sizes)
+            grad = torch.no_grad()
+        else:
+            if not module.training or self._blocker(module):
+                return 0
+            graphs, shapes = self._graphs_of(module), [self._padded(h, w) for h, w in sizes]
+            grad = torch.enable_grad()
+        before, mode = len(graphs.graphs), module.training
         amp = torch.autocast('cuda', dtype=dtype or torch.float16, enabled=dtype is not None)
-        with amp, torch.enable_grad():
-            for h, w in dict.fromkeys(self._padded(h, w) for h, w in sizes):
-                x = torch.zeros(batch, module.in_channels, h, w, device=device)
-                if graphs.prepare(x, quiet=True) is None:
-                    break
+        try:
+            module.train(not inference and mode)
+            with amp, grad:
+                for h, w in dict.fromkeys(shapes):
+                    x = torch.zeros(batch, module.in_channels, h, w, device=device)
+                    if graphs.prepare(x, quiet=True) is None:
+                        break
+        finally:
+            module.train(mode)
         return len(graphs.graphs) - before

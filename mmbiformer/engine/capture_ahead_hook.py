@@ -9,7 +9,10 @@ both images of a batch share an orientation) padded as the runtime pads, or its 
 (``mmbiformer/utils/kernel_warmup.py``, :func:`plan`, which ``tools/compile_kernels.py``
 uses too). :class:`CaptureAheadHook` captures them all before the first iteration, on
 every rank, and says what it took; sizes outside the plan are still captured when they
-come. Use it as ``custom_hooks = [dict(type='CaptureAheadHook')]``.
+come. Where the runtime replays inference graphs (``inference_graphs``), it does the
+same before the first validation or test: every padded size the test pipeline can make
+(43 for COCO at 1333x800), so that no image of the first pass waits for a capture.
+Use it as ``custom_hooks = [dict(type='CaptureAheadHook')]``.
 """
 import time
 
@@ -36,22 +39,46 @@ class CaptureAheadHook(Hook):
 
     priority = 'LOW'  # after the hooks that set the model up (frozen stages, EMA)
 
-    def before_train(self, runner) -> None:
-        from ..utils.kernel_warmup import plan
+    def __init__(self):
+        self.inference_done = False
+
+    @staticmethod
+    def _backbone(runner):
         model = getattr(runner.model, 'module', runner.model)
         backbone = getattr(model, 'backbone', None)
         runtime = getattr(backbone, 'runtime', None)
-        if runtime is None or not hasattr(runtime, 'capture_ahead'):
+        return (backbone, runtime) if hasattr(runtime, 'capture_ahead') else (None, None)
+
+    def _ahead(self, runner, loader, dtype, inference: bool) -> None:
+        from ..utils.kernel_warmup import EVERY_ASPECT, plan
+        backbone, runtime = self._backbone(runner)
+        if runtime is None:
             return
-        sizes = plan(runner.cfg)['train']
-        loader = runner.train_dataloader  # mmdet's batches come from a batch sampler
+        sizes = plan(runner.cfg, EVERY_ASPECT)['test' if inference else 'train']
+        # mmdet's training batches come from a batch sampler.
         batch = loader.batch_size or getattr(loader.batch_sampler, 'batch_size', None)
         if not sizes or not batch:
             return
         start = time.perf_counter()
-        captured = runtime.capture_ahead(backbone, batch, sizes,
-                                         training_autocast_dtype(runner.optim_wrapper))
+        captured = runtime.capture_ahead(backbone, batch, sizes, dtype, inference=inference)
         if captured:
-            log_every_rank(f'CaptureAheadHook: {type(backbone).__name__} graphs captured '
-                           f'for {captured} input sizes of {batch} images before training '
-                           f'in {time.perf_counter() - start:.1f} s')
+            what = 'inference graphs' if inference else 'graphs'
+            log_every_rank(f'CaptureAheadHook: {type(backbone).__name__} {what} captured '
+                           f'for {captured} input sizes of {batch} images in '
+                           f'{time.perf_counter() - start:.1f} s')
+
+    def before_train(self, runner) -> None:
+        self._ahead(runner, runner.train_dataloader,
+                    training_autocast_dtype(runner.optim_wrapper), inference=False)
+
+    def _before_inference(self, runner, loop) -> None:
+        if not self.inference_done:  # the graphs stay for every later pass
+            self.inference_done = True
+            dtype = torch.float16 if getattr(loop, 'fp16', False) else None
+            self._ahead(runner, loop.dataloader, dtype, inference=True)
+
+    def before_val(self, runner) -> None:
+        self._before_inference(runner, runner.val_loop)
+
+    def before_test(self, runner) -> None:
+        self._before_inference(runner, runner.test_loop)

@@ -300,8 +300,8 @@ class InferenceGraphs:
     chooses (least GPU time).
 
     A size is captured the second time it is met (its first call runs eagerly, so a
-    size met once costs no capture), at most ``max_graphs`` sizes (later ones run
-    eagerly). The graphs run one at a time, so they share one memory pool and one
+    size met once costs no capture), or ahead (:meth:`prepare`), at most
+    ``max_graphs`` sizes (later ones run eagerly). The graphs run one at a time, so they share one memory pool and one
     block for their static input and outputs (:class:`SharedStatics`); callers get
     copies of the outputs (the next replay overwrites the statics).
     """
@@ -317,24 +317,39 @@ class InferenceGraphs:
         self.statics = SharedStatics()
         self.capture_s = 0.0
 
+    @staticmethod
+    def key(x: torch.Tensor) -> tuple:
+        return (tuple(x.shape), x.dtype, x.device, autocast_dtype())
+
     def __call__(self, x: torch.Tensor) -> tuple:
-        key = (tuple(x.shape), x.dtype, x.device, autocast_dtype())
+        key = self.key(x)
         entry = self.graphs.get(key)
         if entry is None:
             self.seen[key] = self.seen.get(key, 0) + 1
-            if self.seen[key] < 2 or len(self.graphs) >= self.max_graphs:
+            entry = self.prepare(x) if self.seen[key] >= 2 else None
+            if entry is None:
                 return tuple(self.forward(x))
-            start = time.perf_counter()
-            entry = self.graphs[key] = self._capture(x)
-            self.capture_s += time.perf_counter() - start
-            if len(self.graphs) in (1, self.max_graphs):
-                log_every_rank(f'{self.name}: inference graph {len(self.graphs)} of at '
-                               f'most {self.max_graphs} captured (input {tuple(x.shape)}; '
-                               f'{self.capture_s:.2f} s in captures so far)')
         graph, static_x, outs = entry
         static_x.copy_(x)
         graph.replay()
         return tuple(o.clone() for o in outs)
+
+    def prepare(self, x: torch.Tensor, quiet: bool = False):
+        """The graph of ``x``'s size, captured now if new (None once ``max_graphs``
+        sizes are held); nothing is replayed. ``quiet``: no log line."""
+        key = self.key(x)
+        if key in self.graphs:
+            return self.graphs[key]
+        if len(self.graphs) >= self.max_graphs:
+            return None
+        start = time.perf_counter()
+        entry = self.graphs[key] = self._capture(x)
+        self.capture_s += time.perf_counter() - start
+        if not quiet and len(self.graphs) in (1, self.max_graphs):
+            log_every_rank(f'{self.name}: inference graph {len(self.graphs)} of at most '
+                           f'{self.max_graphs} captured (input {tuple(x.shape)}; '
+                           f'{self.capture_s:.2f} s in captures so far)')
+        return entry
 
     def _capture(self, x: torch.Tensor):
         dtype = autocast_dtype()

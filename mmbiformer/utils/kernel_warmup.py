@@ -15,6 +15,9 @@ import torch
 
 # Width / height ratios of the images swept (COCO's and ADE20K's range, both ways).
 ASPECTS = tuple(0.5 * 4 ** (i / 15) for i in range(16))
+# Fine enough that every padded size of that range comes out (graphs captured ahead
+# need them all; compiling kernels needs a sample).
+EVERY_ASPECT = tuple(0.5 * 4 ** (i / 2999) for i in range(3000))
 
 
 def _pad(n: int, divisor: int) -> int:
@@ -55,7 +58,7 @@ def _crop_size(pipeline) -> Optional[Tuple[int, int]]:
     return None
 
 
-def plan(cfg) -> dict:
+def plan(cfg, aspects: Iterable[float] = ASPECTS) -> dict:
     """The input sizes (H, W) to run for ``cfg``: ``test`` (forward, fp32, as
     ``tools/test.py``) and ``train`` (forward and backward with the kernels a captured
     step uses, in the training's autocast dtype), and that dtype."""
@@ -66,12 +69,12 @@ def plan(cfg) -> dict:
     divisor = (graph.get('size_divisor') if isinstance(graph, dict) else None) or 32
     crop = _crop_size(train_pipe)
     scale = _resize_scale(test_pipe)
-    test = keep_ratio_sizes(scale, 32) if scale else ([crop] if crop else [])
+    test = keep_ratio_sizes(scale, 32, aspects) if scale else ([crop] if crop else [])
     if crop and (_resize_scale(train_pipe) is None or 'Crop' in str(train_pipe)):
         train = [crop]
     else:
         train_scale = _resize_scale(train_pipe) or scale
-        train = keep_ratio_sizes(train_scale, divisor) if train_scale else []
+        train = keep_ratio_sizes(train_scale, divisor, aspects) if train_scale else []
     # AmpOptimWrapper's dtype; fp16 (tools/train.py --amp) for configs that name none.
     dtype = {'bfloat16': torch.bfloat16}.get(
         str(cfg.get('optim_wrapper', {}).get('dtype')), torch.float16)
