@@ -32,6 +32,10 @@ def test_cls_and_trunk(bench_tool, capsys):
     out = capsys.readouterr().out
     assert 'classifier, batch 2' in out and 'train' in out and 'infer' in out, out
     assert 'trunk fwd+bwd 1x3x128x160' in out, out
+    if not torch.cuda.is_available():  # a graph of the step needs a GPU: said, no traceback
+        with pytest.raises(SystemExit):
+            bench_tool.main(['cls', '--cuda-graph'] + arch)
+        assert '--cuda-graph captures CUDA graphs: it needs a GPU' in capsys.readouterr().err
 
 
 # The seg recipe shrunk to 64x64 crops of 64x96 images (as mmbiformer.utils.short_run).
