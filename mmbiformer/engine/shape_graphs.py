@@ -66,6 +66,24 @@ def capturing(graph: torch.cuda.CUDAGraph, pool: tuple, stream: torch.cuda.Strea
             graph.capture_end()
 
 
+def capture_autocast():
+    """The autocast in effect, without its weight-cast cache: a captured graph must cast
+    the weights again at every replay."""
+    dtype = autocast_dtype()
+    return torch.autocast('cuda', dtype=dtype or torch.float16, enabled=dtype is not None,
+                          cache_enabled=False)
+
+
+@contextlib.contextmanager
+def on_side_stream(stream: torch.cuda.Stream):
+    """Run the block on ``stream``, ordered after the current stream's work and before
+    its later work (the warm-up passes before a capture, as PyTorch asks)."""
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        yield
+    torch.cuda.current_stream().wait_stream(stream)
+
+
 class SharedStatics:
     """One block of device memory that every size's graph carves its static tensors
     from (input, output copies, output gradients). The graphs run one at a time, so
@@ -247,23 +265,17 @@ class ShapeGraphs:
         graph = _Graph(self)
         buffers = self._gradient_buffers()
         saved = [b.detach().clone() for b in self.module.buffers()]
-        dtype = autocast_dtype()
-        # A captured graph must cast the weights at every replay: no autocast cache.
-        amp = torch.autocast('cuda', dtype=dtype or torch.float16, enabled=dtype is not None,
-                             cache_enabled=False)
         if self.side is None:  # one stream and one pool serve every size
-            self.side = torch.cuda.Stream()
-            self.pool = torch.cuda.graph_pool_handle()
-        with captured_step(), amp, stand_ins(self.module, self.params) as params, \
+            self.side, self.pool = torch.cuda.Stream(), torch.cuda.graph_pool_handle()
+        with captured_step(), capture_autocast(), \
+                stand_ins(self.module, self.params) as params, \
                 holding_graph_pool(self.pool, x.device) as end_warm_up:
             # The warm-up allocates from the pool on the capture's stream (a freed
             # block serves its own stream only), so the capture reuses its memory.
-            self.side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(self.side):
+            with on_side_stream(self.side):
                 for _ in range(self.warmup):
                     outs, _ = self._pass(x, params)
             end_warm_up()
-            torch.cuda.current_stream().wait_stream(self.side)
             if not all(o.requires_grad for o in outs):
                 raise ValueError('ShapeGraphs: every output must depend on the parameters')
             # Outside the pool: the statics outlive every graph's activations.
@@ -301,9 +313,10 @@ class InferenceGraphs:
 
     A size is captured the second time it is met (its first call runs eagerly, so a
     size met once costs no capture), or ahead (:meth:`prepare`), at most
-    ``max_graphs`` sizes (later ones run eagerly). The graphs run one at a time, so they share one memory pool and one
-    block for their static input and outputs (:class:`SharedStatics`); callers get
-    copies of the outputs (the next replay overwrites the statics).
+    ``max_graphs`` sizes (later ones run eagerly). The graphs run one at a time, so they
+    share one memory pool and one block for their static input and outputs
+    (:class:`SharedStatics`); callers get copies of the outputs (the next replay
+    overwrites the statics).
     """
 
     def __init__(self, forward: Callable, max_graphs: int = 64, name: str = 'InferenceGraphs'):
@@ -352,21 +365,14 @@ class InferenceGraphs:
         return entry
 
     def _capture(self, x: torch.Tensor):
-        dtype = autocast_dtype()
-        # A captured graph must cast the weights at every replay: no autocast cache.
-        amp = torch.autocast('cuda', dtype=dtype or torch.float16, enabled=dtype is not None,
-                             cache_enabled=False)
         if self.side is None:  # one stream and one pool serve every size
-            self.side = torch.cuda.Stream()
-            self.pool = torch.cuda.graph_pool_handle()
-        with captured_step(), amp, torch.no_grad(), \
+            self.side, self.pool = torch.cuda.Stream(), torch.cuda.graph_pool_handle()
+        with captured_step(), capture_autocast(), torch.no_grad(), \
                 holding_graph_pool(self.pool, x.device) as end_warm_up:
-            # Kernels compiled, workspaces made; in the pool, as ShapeGraphs does.
-            self.side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(self.side):
+            # Kernels compiled and workspaces made, in the pool, as ShapeGraphs does.
+            with on_side_stream(self.side):
                 outs = tuple(self.forward(x))
             end_warm_up()
-            torch.cuda.current_stream().wait_stream(self.side)
             static_x, *static_outs = self.statics.carve([x] + list(outs))
             static_x.copy_(x)
             del outs
