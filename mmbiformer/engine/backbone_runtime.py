@@ -35,8 +35,8 @@ import weakref
 from typing import Callable, Optional, Sequence, Tuple
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
+from mmengine.dist import get_world_size
 from mmengine.logging import print_log
 from torch import nn
 
@@ -197,8 +197,7 @@ class BackboneRuntime:
     @staticmethod
     def _blocker(module: nn.Module) -> str:
         """Why this training forward cannot be captured ('' where it can)."""
-        several = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-        if several and any(isinstance(m, nn.SyncBatchNorm) and m.training
+        if get_world_size() > 1 and any(isinstance(m, nn.SyncBatchNorm) and m.training
                            for m in module.modules()):
             return ('SyncBN in training mode communicates across processes, which a '
                     'captured graph cannot (use norm_eval=True or BN)')

@@ -30,6 +30,7 @@ from typing import Optional
 
 import torch
 import torch.distributed as dist
+from mmengine.dist import get_world_size
 from mmengine.hooks import Hook
 from mmengine.optim import AmpOptimWrapper
 from mmengine.registry import HOOKS
@@ -116,27 +117,28 @@ class NonFiniteLossHook(Hook):
         guard = getattr(step, 'guard', None)
         if guard:
             flags = torch.stack([f.detach().float().reshape(()) for _, f in guard])
-            if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            if get_world_size() > 1:
                 dist.all_reduce(flags, op=dist.ReduceOp.MIN)  # all ranks agree
             state = dict(self._terms or {}, **{f'finite/{what}': flags[i]
                                                 for i, (what, _) in enumerate(guard)})
             if getattr(step, '_norm', None) is not None:
                 state['grad_norm'] = step._norm.detach()
-            ready = self.late.swap(state, tag=runner.iter)
+            self._check_late(runner, self.late.swap(state, tag=runner.iter))
         else:  # an eager step: the captured one before it is due now
-            ready = self.late.take()
-        if ready is not None:
-            self._check_late(runner, *ready)
+            self._check_late(runner, self.late.take())
 
     def after_train_epoch(self, runner) -> None:
         # Before the epoch's checkpoint, and so that a step's epoch is the one named.
-        ready = self.late.take()
-        if ready is not None:
-            self._check_late(runner, *ready)
+        self._check_late(runner, self.late.take())
 
     after_train = after_train_epoch
 
-    def _check_late(self, runner, state: dict, iteration: int) -> None:
+    def _check_late(self, runner, ready) -> None:
+        """Stop at or count the step of ``ready`` (``(state, iteration)`` of a
+        captured step, read late; None: nothing due)."""
+        if ready is None:
+            return
+        state, iteration = ready
         terms = {k: v for k, v in state.items()
                  if not k.startswith('finite/') and k != 'grad_norm'}
         for key, finite in state.items():
@@ -155,7 +157,7 @@ class NonFiniteLossHook(Hook):
     def _agree(flag: torch.Tensor) -> bool:
         """``flag`` (a boolean tensor) is True on every rank."""
         flag = flag.float().reshape(1)
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        if get_world_size() > 1:
             dist.all_reduce(flag, op=dist.ReduceOp.MIN)
         return bool(flag.item())
 
