@@ -257,12 +257,14 @@ class BackboneRuntime:
         before, mode = len(graphs.graphs), module.training
         amp = torch.autocast('cuda', dtype=dtype or torch.float16, enabled=dtype is not None)
         try:
-            module.train(not inference and mode)
+            if inference:
+                module.eval()
             with amp, grad:
                 for h, w in dict.fromkeys(shapes):
                     x = torch.zeros(batch, module.in_channels, h, w, device=device)
                     if graphs.prepare(x, quiet=True) is None:
                         break
         finally:
-            module.train(mode)
+            if inference:
+                module.train(mode)
         return len(graphs.graphs) - before

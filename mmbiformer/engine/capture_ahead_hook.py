@@ -18,17 +18,10 @@ import time
 
 import torch
 from mmengine.hooks import Hook
-from mmengine.optim import AmpOptimWrapper
 from mmengine.registry import HOOKS
 
+from .captured_train_step import training_autocast_dtype
 from .rank_log import log_every_rank
-
-
-def training_autocast_dtype(optim_wrapper):
-    """The dtype mmengine's ``optim_context`` casts training to (None: fp32)."""
-    if not isinstance(optim_wrapper, AmpOptimWrapper):
-        return None
-    return getattr(optim_wrapper, 'cast_dtype', None) or torch.float16
 
 
 @HOOKS.register_module()

@@ -65,6 +65,13 @@ NO_CUDA = 'no CUDA device'
 _FROZEN_SETTINGS = ('betas', 'eps', 'weight_decay', 'amsgrad', 'maximize')
 
 
+def training_autocast_dtype(optim_wrapper) -> Optional[torch.dtype]:
+    """The dtype mmengine's ``optim_context`` casts training to (None: fp32)."""
+    if not isinstance(optim_wrapper, AmpOptimWrapper):
+        return None
+    return optim_wrapper.cast_dtype or torch.float16
+
+
 def unwrap(model):
     """The module a data-parallel wrapper (DDP, mmengine's MMDistributedDataParallel)
     trains, or ``model`` itself."""
@@ -263,11 +270,11 @@ class CapturedTrainStep:
 
     # ---------------------------------------------------------------- the step itself
     def _autocast(self):
-        if self.scaler is None:
+        dtype = training_autocast_dtype(self.wrapper)
+        if dtype is None:
             return contextlib.nullcontext()
         # No weight-cast cache: a replayed graph must redo the casts of updated weights.
-        return torch.autocast('cuda', dtype=self.wrapper.cast_dtype or torch.float16,
-                              cache_enabled=False)
+        return torch.autocast('cuda', dtype=dtype, cache_enabled=False)
 
     def _params(self) -> List[torch.Tensor]:
         return [p for g in self.wrapper.optimizer.param_groups for p in g['params']]
