@@ -288,6 +288,9 @@ def clock_hooks(clock: IterationClock, iters_per_pass: Optional[int]):
     ``train_step``) and one that runs first after it."""
     from mmengine.hooks import Hook
 
+    def per_pass(runner) -> int:
+        return iters_per_pass or len(runner.train_dataloader)
+
     class _Start(Hook):
         priority = 'LOWEST'
 
@@ -303,8 +306,7 @@ def clock_hooks(clock: IterationClock, iters_per_pass: Optional[int]):
             clock._last_end = None
 
         def before_train_iter(self, runner, batch_idx, data_batch=None):
-            per_pass = iters_per_pass or len(runner.train_dataloader)
-            if runner.iter % per_pass == 0:
+            if runner.iter % per_pass(runner) == 0:
                 clock.begin_pass()
             clock.iter_start()
 
@@ -312,8 +314,7 @@ def clock_hooks(clock: IterationClock, iters_per_pass: Optional[int]):
         priority = 'HIGHEST'
 
         def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
-            per_pass = iters_per_pass or len(runner.train_dataloader)
-            clock.iter_end(last_of_pass=(runner.iter + 1) % per_pass == 0)
+            clock.iter_end(last_of_pass=(runner.iter + 1) % per_pass(runner) == 0)
 
     return [_Start(), _End()]
 
