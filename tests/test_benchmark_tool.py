@@ -66,6 +66,8 @@ def test_pipeline_two_models_one_run(bench_tool, tmp_path, capsys):
     for r in results:
         # The profiled iteration (the steady pass's second) is left out of the figures.
         assert [p['iters'] for p in r['passes']] == [2, 1]
+        assert r['passes'][0]['setup_s'] > 0  # one run: set-up before the first pass only
+        assert r['passes'][1]['setup_s'] != r['passes'][1]['setup_s']
         assert r['batch'] == 1 and r['world'] == 1 and r['size'] == [64, 96]
         for p in r['passes']:
             assert p['fb'] > 0 and p['step'] > 0 and p['img_s'] > 0
@@ -124,6 +126,19 @@ def test_pipeline_clock_synchronises_once_per_iteration(monkeypatch, phase_sync,
     clock.step_start()
     assert len(calls) == syncs
     assert clock.rows[0]['fb'] >= 0 and clock.rows[0]['step'] >= 0
+
+
+def test_pipeline_clock_times_the_set_up(monkeypatch):
+    """From the run's start to its first iteration, credited to the pass it opens."""
+    from mmbiformer.benchmarking import pipeline
+    ticks = iter([10.0, 13.5, 14.0, 15.0])
+    monkeypatch.setattr(pipeline.IterationClock, 'now', staticmethod(lambda sync=True: next(ticks)))
+    clock = pipeline.IterationClock()
+    clock.run_start()
+    clock.begin_pass()
+    clock.iter_start()
+    clock.iter_end()
+    assert clock.setup == {0: 3.5}
 
 
 def test_pipeline_errors(bench_tool, tmp_path, capsys):

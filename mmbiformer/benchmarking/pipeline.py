@@ -201,7 +201,10 @@ class IterationClock:
         self.peaks: List[float] = []  # peak GiB of each pass
         self.reserved: List[float] = []  # peak GiB the allocator held (reserved), each pass
         self.pass_of_iter: List[int] = []
-        self._last_end = None
+        # Seconds from a run's start (``before_run``) to its first iteration, by pass:
+        # model set-up, work done ahead (captures, compiles) and the loader's start.
+        self.setup: Dict[int, float] = {}
+        self._last_end = self._run_start = None
         self._start = self._step = None
 
     @staticmethod
@@ -224,9 +227,15 @@ class IterationClock:
             self.peaks[-1] = max(self.peaks[-1], peak / 2**30)
             self.reserved[-1] = max(self.reserved[-1], torch.cuda.max_memory_reserved() / 2**30)
 
+    def run_start(self) -> None:
+        self._run_start = self.now()
+
     def iter_start(self) -> None:
-        self._start = self.now(self.phase_sync)
+        self._start = self.now(self.phase_sync or self._run_start is not None)
         self._step = None
+        if self._run_start is not None:
+            self.setup[len(self.peaks) - 1] = self._start - self._run_start
+            self._run_start = None
 
     def step_start(self) -> None:
         if self._start is not None and self._step is None:
@@ -258,6 +267,20 @@ def prepare_test(cfg, work_dir: str, amp: bool, workers: Optional[int]) -> None:
         cfg.test_cfg = dict(cfg.get('test_cfg') or dict(type='TestLoop'), fp16=True)
 
 
+def run_start_hook(clock: IterationClock):
+    """A hook that starts the clock's set-up time as a run (``runner.train()`` or
+    ``runner.test()``) begins, before every other hook's ``before_run``."""
+    from mmengine.hooks import Hook
+
+    class _Run(Hook):
+        priority = 'HIGHEST'
+
+        def before_run(self, runner):
+            clock.run_start()
+
+    return _Run()
+
+
 def test_clock_hooks(clock: IterationClock) -> list:
     """The test loop's clock: each test epoch a pass, each iteration data (waiting for
     the loader) and "forward" (``test_step`` and the evaluator's ``process``; the
@@ -280,7 +303,7 @@ def test_clock_hooks(clock: IterationClock) -> list:
         def after_test_iter(self, runner, batch_idx, data_batch=None, outputs=None):
             clock.iter_end()
 
-    return [_Start(), _End()]
+    return [run_start_hook(clock), _Start(), _End()]
 
 
 def clock_hooks(clock: IterationClock, iters_per_pass: Optional[int]):
@@ -316,7 +339,7 @@ def clock_hooks(clock: IterationClock, iters_per_pass: Optional[int]):
         def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
             clock.iter_end(last_of_pass=(runner.iter + 1) % per_pass(runner) == 0)
 
-    return [_Start(), _End()]
+    return [run_start_hook(clock), _Start(), _End()]
 
 
 def profile_hook(clock: IterationClock, iters: int, start: int, path: str):
@@ -400,6 +423,7 @@ def summarise(clock: IterationClock, batch: int, world: int) -> dict:
         later = [_finite_sum(r[k] for k in ('data', 'fb', 'step'))
                  for r in rows[len(rows) // 2:]]
         passes.append(dict(iters=len(rows), total=total, img_s=batch * world / total,
+                           setup_s=clock.setup.get(p, float('nan')),
                            later_total=statistics.fmean(later), peak_gib=clock.peaks[p],
                            reserved_gib=clock.reserved[p], **mean))
     first = [r['fb'] for r, q in zip(clock.rows, clock.pass_of_iter) if q == 0]
@@ -521,14 +545,15 @@ def table(results: List[dict]) -> str:
     """The printed comparison: one block of rows per model."""
     test = results[0].get('mode') == 'test'
     work = 'forward' if test else 'fwd+bwd'
-    lines = [f'{"model":<58} {"pass":<7} {"iters":>5} {"data":>7} {work:>8} '
+    lines = [f'{"model":<58} {"pass":<7} {"set-up":>7} {"iters":>5} {"data":>7} {work:>8} '
              f'{"step":>7} {"s/iter":>7} {"later":>7} {"img/s":>7} {"peak GiB":>8} '
              f'{"reserved":>8}']
     for r in results:
         unit = 'GPUs' if r['device'] != 'CPU' else 'processes'
         name = row_name(r['config']) + (f' x{r["world"]} {unit}' if r['world'] > 1 else '')
         for label, p in zip(('first', 'steady'), r['passes']):
-            lines.append(f'{name:<58} {label:<7} {p["iters"]:>5} {p["data"]:7.3f} '
+            lines.append(f'{name:<58} {label:<7} {p.get("setup_s", float("nan")):7.2f} '
+                         f'{p["iters"]:>5} {p["data"]:7.3f} '
                          f'{p["fb"]:8.3f} {p["step"]:7.3f} {p["total"]:7.3f} '
                          f'{p.get("later_total", float("nan")):7.3f} {p["img_s"]:7.1f} '
                          f'{p["peak_gib"]:8.2f} {p.get("reserved_gib", float("nan")):8.2f}')
@@ -547,8 +572,10 @@ def table(results: List[dict]) -> str:
             lines.append(f'scaling {row_name(r["config"])}: {r["world"]} vs 1: {later:.2f}x '
                          f'first pass, later half')
     head = results[0]
-    lines.append('s/iter: the mean of the whole pass; later: of its later half; peak GiB: '
-                 'allocated (+ graph pools\' free memory); reserved: what the allocator held')
+    lines.append('set-up: seconds from the run\'s start to its first iteration (hooks\' work '
+                 'ahead, the loader\'s start); s/iter: the mean of the whole pass; later: of '
+                 'its later half; peak GiB: allocated (+ graph pools\' free memory); reserved: '
+                 'what the allocator held')
     if test:
         lines.append('test loop (tools/test.py\'s work), run twice over the same images: '
                      'forward = test_step + evaluator.process; the first pass meets each '
