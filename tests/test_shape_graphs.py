@@ -122,7 +122,7 @@ def test_capture_ahead_hook_asks_for_the_planned_training_sizes(monkeypatch):
     import types
     from mmengine.config import Config
     from mmbiformer.engine import CaptureAheadHook
-    from mmbiformer.utils.kernel_warmup import plan
+    from mmbiformer.utils.kernel_warmup import EVERY_ASPECT, plan
     cfg = Config.fromfile('configs/det/maskrcnn_biformer_s.py')
     model = types.SimpleNamespace(backbone=tiny(
         cuda_graph=dict(size_divisor=128, inference_graphs=64)).train())
@@ -156,6 +156,9 @@ def test_capture_ahead_hook_asks_for_the_planned_training_sizes(monkeypatch):
     assert len(test_sizes) == 43 and set(plan(cfg)['test']) < set(test_sizes)
     assert model.backbone.runtime.training_graphs is None  # CPU: nothing captured
     assert model.backbone.runtime.inference_graphs is None and model.backbone.training
+    # A test-only run (tools/test.py, the pipeline benchmark) has no training parts.
+    cfg.train_dataloader = cfg.optim_wrapper = None
+    assert len(plan(cfg, EVERY_ASPECT)['test']) == 43
 
 
 # -- CUDA -----------------------------------------------------------------------

@@ -58,12 +58,20 @@ def _crop_size(pipeline) -> Optional[Tuple[int, int]]:
     return None
 
 
+def _nested(cfg, *keys):
+    """``cfg[k1][k2]...``, or None where a level is missing or None (a test-only run sets
+    ``train_dataloader`` / ``optim_wrapper`` to None)."""
+    for key in keys:
+        cfg = cfg.get(key) if cfg else None
+    return cfg
+
+
 def plan(cfg, aspects: Iterable[float] = ASPECTS) -> dict:
     """The input sizes (H, W) to run for ``cfg``: ``test`` (forward, fp32, as
     ``tools/test.py``) and ``train`` (forward and backward with the kernels a captured
     step uses, in the training's autocast dtype), and that dtype."""
-    test_pipe = cfg.get('test_dataloader', {}).get('dataset', {}).get('pipeline')
-    train_pipe = cfg.get('train_dataloader', {}).get('dataset', {}).get('pipeline')
+    test_pipe = _nested(cfg, 'test_dataloader', 'dataset', 'pipeline')
+    train_pipe = _nested(cfg, 'train_dataloader', 'dataset', 'pipeline')
     backbone = cfg.model.get('backbone', {})
     graph = (backbone.get('runtime') or {}).get('cuda_graph', backbone.get('cuda_graph'))
     divisor = (graph.get('size_divisor') if isinstance(graph, dict) else None) or 32
@@ -77,7 +85,7 @@ def plan(cfg, aspects: Iterable[float] = ASPECTS) -> dict:
         train = keep_ratio_sizes(train_scale, divisor, aspects) if train_scale else []
     # AmpOptimWrapper's dtype; fp16 (tools/train.py --amp) for configs that name none.
     dtype = {'bfloat16': torch.bfloat16}.get(
-        str(cfg.get('optim_wrapper', {}).get('dtype')), torch.float16)
+        str(_nested(cfg, 'optim_wrapper', 'dtype')), torch.float16)
     return dict(test=test, train=train, dtype=dtype)
 
 
