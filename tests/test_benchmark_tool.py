@@ -141,6 +141,21 @@ def test_pipeline_clock_times_the_set_up(monkeypatch):
     assert clock.setup == {0: 3.5}
 
 
+def test_pipeline_peak_never_exceeds_what_the_allocator_held(monkeypatch):
+    """Peak = allocated + the graph pools' free bytes, but warm-ups allocate from the
+    pools, so bytes freed there since the peak must not be counted twice."""
+    from mmbiformer.benchmarking import pipeline
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(torch.cuda, 'reset_peak_memory_stats', lambda: None)
+    monkeypatch.setattr(torch.cuda, 'max_memory_allocated', lambda: 10 * 2**30)
+    monkeypatch.setattr(torch.cuda, 'max_memory_reserved', lambda: 12 * 2**30)
+    monkeypatch.setattr(pipeline, 'graph_pool_spare', lambda: 9 * 2**30)
+    clock = pipeline.IterationClock()
+    clock.begin_pass()
+    clock._note_peak()
+    assert clock.peaks == [12.0] and clock.reserved == [12.0]
+
+
 def test_pipeline_errors(bench_tool, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         bench_tool.main(['pipeline', 'configs/det/no_such.py', '--work-dir', str(tmp_path)])

@@ -223,9 +223,13 @@ class IterationClock:
         # Read after every iteration: mmengine's log processor resets the peak
         # statistics whenever it logs, so the peak of a pass must be collected as it goes.
         if torch.cuda.is_available():
-            peak = torch.cuda.max_memory_allocated() + graph_pool_spare()
+            reserved = torch.cuda.max_memory_reserved()
+            # The pools' free bytes now may be bytes that were allocated at the peak
+            # (warm-ups and captures allocate from the pools): never count above what
+            # the allocator held.
+            peak = min(torch.cuda.max_memory_allocated() + graph_pool_spare(), reserved)
             self.peaks[-1] = max(self.peaks[-1], peak / 2**30)
-            self.reserved[-1] = max(self.reserved[-1], torch.cuda.max_memory_reserved() / 2**30)
+            self.reserved[-1] = max(self.reserved[-1], reserved / 2**30)
 
     def run_start(self) -> None:
         self._run_start = self.now()
