@@ -155,7 +155,9 @@ def test_init_cfg_checkpoint_error_without_traceback(opts, tmp_path):
 
 @pytest.mark.parametrize('option,expected', [
     ('param_scheduler.5.end=3', 'cannot set param_scheduler.5.end: Index 5 exceeds'),
-    ('custom_hooks.0.momentum=1e-3', 'custom_hooks must be a list of hook dicts'),
+    ("custom_hooks=['EMAHook']", 'custom_hooks must be a list of hook dicts'),
+    ('custom_hooks.0.momentum=1e-3',
+     "CaptureAheadHook.__init__() got an unexpected keyword argument 'momentum'"),
     ('train_cfg.max_epochs=-1', 'train_cfg.max_epochs must be an integer >= 1, got -1'),
     ('train_dataloader.batch_size=0', 'train_dataloader.batch_size must be an integer >= 1'),
     ('model.backbone.arch=huge', "arch must be one of ['base', 'small', 'tiny']"),

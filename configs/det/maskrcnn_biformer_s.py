@@ -28,3 +28,9 @@ optim_wrapper = dict(
     optimizer=dict(_delete_=True, **_base_.biformer_adamw, lr=1e-4, weight_decay=0.05))
 # The base schedule gives: linear warm-up 500 iters, MultiStepLR [8, 11], 12 epochs,
 # auto_scale_lr base batch 16 (enable with --cfg-options auto_scale_lr.enable=True).
+
+# The backbone's graphs for every size the pipelines can make (11 training sizes, 43
+# test sizes at 1333x800) are captured before the first iteration and before the first
+# validation or test, so that no iteration stalls on a capture (and, in distributed
+# training, no rank waits for another's).
+custom_hooks = [dict(type='CaptureAheadHook')]
