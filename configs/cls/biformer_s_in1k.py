@@ -7,7 +7,8 @@ _base_ = [
     'mmpretrain::_base_/schedules/imagenet_bs1024_adamw_swin.py',
     'mmpretrain::_base_/default_runtime.py',
 ]
-custom_imports = dict(imports=['mmbiformer.openmmlab'], allow_failed_imports=False)
+custom_imports = dict(imports=['mmbiformer.openmmlab', 'mmbiformer.models.cls'],
+                      allow_failed_imports=False)
 
 model = dict(
     type='ImageClassifier',
@@ -26,9 +27,14 @@ model = dict(
         in_channels=512,
         loss=dict(type='LabelSmoothLoss', label_smooth_val=0.1, mode='original'),
         init_cfg=dict(type='TruncNormal', layer='Linear', std=.02, bias=0.)),
-    train_cfg=dict(augments=[dict(type='Mixup', alpha=0.8),
-                             dict(type='CutMix', alpha=1.0)]),
+    # mmpretrain's Mixup and CutMix, their permutations drawn on the GPU.
+    train_cfg=dict(augments=[dict(type='DeviceMixup', alpha=0.8),
+                             dict(type='DeviceCutMix', alpha=1.0)]),
 )
+# mmpretrain's preprocessing without waiting for the GPU (labels copied through pinned
+# memory, permutations on the GPU), so that the host prepares the next batch while the
+# captured step runs (mmbiformer/models/cls/sync_free_preprocessing.py).
+data_preprocessor = dict(type='SyncFreeClsDataPreprocessor')
 
 # One uint8 batch tensor per iteration (default_collate) instead of a list of 128: the
 # main process receives one shared-memory tensor, and the data preprocessor normalises
