@@ -29,8 +29,9 @@ def _run(preprocessor, data, training, seed=3):
 
 
 @pytest.mark.parametrize('mix', ['Mixup', 'CutMix'])
-@pytest.mark.parametrize('labels', [[3, 1, 4, 1, 5, 9], [[3, 1], [4], [1, 5], [9], [2], [6]]],
-                         ids=['one-label', 'multi-label'])
+@pytest.mark.parametrize('labels', [[3, 1, 4, 1, 5, 9], [[3, 1], [4], [1, 5], [9], [2], [6]],
+                                    [[3, 1], [4], [], [9], [2], [6]]],
+                         ids=['one-label', 'multi-label', 'as-many-labels-as-images'])
 def test_same_batches_as_mmpretrain(mix, labels):
     augments = lambda kind: dict(augments=[dict(type=kind, alpha=0.8)])  # noqa: E731
     ours = SyncFreeClsDataPreprocessor(**SETTINGS, batch_augments=augments(f'Device{mix}'))

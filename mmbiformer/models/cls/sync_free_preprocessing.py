@@ -82,7 +82,7 @@ class SyncFreeClsDataPreprocessor(ClsDataPreprocessor):
             assert num_classes is not None, \
                 'Cannot generate one-hot format labels because not set ' \
                 '`num_classes` in `data_preprocessor`.'
-            if len(labels) == len(samples):  # one label per image
+            if splits == list(range(1, len(samples))):  # one label per image
                 scores = F.one_hot(labels, num_classes)
             else:
                 scores = batch_label_to_onehot(labels, splits, num_classes)
