@@ -22,6 +22,8 @@ from mmpretrain.registry import BATCH_AUGMENTS, MODELS
 from mmpretrain.structures import DataSample, batch_label_to_onehot, cat_batch_labels
 from mmpretrain.structures.utils import tensor_split
 
+from ...engine.private_api import copy_batches_without_waiting
+
 
 def _permutation(batch: torch.Tensor) -> torch.Tensor:
     return torch.randperm(batch.size(0), device=batch.device)
@@ -63,7 +65,7 @@ class SyncFreeClsDataPreprocessor(ClsDataPreprocessor):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._non_blocking = True  # BaseDataPreprocessor.cast_data's copies
+        copy_batches_without_waiting(self)
 
     def forward(self, data: dict, training: bool = False) -> dict:
         samples = data.get('data_samples')
