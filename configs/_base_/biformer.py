@@ -14,7 +14,7 @@ biformer_s_det_backbone = dict(
         # batch is padded to multiples of 128 (outputs cropped back), so a few
         # graphs serve COCO's many sizes (mmbiformer/engine/shape_graphs.py).
         # Validation and testing replay one graph per image size (at most 64 kept):
-        # the host launches a graph instead of each of ~600 kernels.
+        # the host launches one graph instead of each of the backbone's kernels.
         cuda_graph=dict(size_divisor=128, inference_graphs=64),
         # The MLPs' hidden activations are recomputed in the backward, not kept:
         # much less memory for one more first-layer product per block
