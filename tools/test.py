@@ -60,17 +60,25 @@ def main(argv=None):
     check_data(cfg, ['test_dataloader'])
     setup_cpu_distributed(cfg, args.launcher)
     with distributed_run(dist_timeout(cfg)):
-        runner = build_runner(cfg)
-        check_model_checkpoint(runner.model, cfg.load_from, args.allow_partial)
-        metrics = runner.test()
-    from mmengine.dist import get_rank
-    if get_rank() == 0:  # every rank gets the same metrics back
+        metrics, failed, rank = run_test(cfg, args.allow_partial)
+    if rank == 0:  # every rank gets the same metrics back
         print('metrics: ' + json.dumps({k: _number(v) for k, v in (metrics or {}).items()}))
     # After the metrics: a failed dump of the predictions loses nothing else.
-    failed = [m.error for m in getattr(runner.test_loop.evaluator, 'metrics', [])
-              if getattr(m, 'error', None)]
     if failed:
         raise UserError(failed[0])
+
+
+def run_test(cfg, allow_partial: bool):
+    """Builds the runner and tests: the metrics, the evaluators' errors and this
+    process's rank. The runner lives in this frame only, so that the process group it
+    holds can be freed when the run ends."""
+    from mmengine.dist import get_rank
+    runner = build_runner(cfg)
+    check_model_checkpoint(runner.model, cfg.load_from, allow_partial)
+    metrics = runner.test()
+    failed = [m.error for m in getattr(runner.test_loop.evaluator, 'metrics', [])
+              if getattr(m, 'error', None)]
+    return metrics, failed, get_rank()
 
 
 def _number(value):

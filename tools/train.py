@@ -87,15 +87,21 @@ def train(args, cfg) -> None:
     where = f' --work-dir {args.work_dir}' if args.work_dir else ''
     resume = resume_command(args.config, world_size, where)
     with distributed_run(dist_timeout(cfg), resume):
-        runner = build_runner(cfg)
-        check_start_weights(runner, cfg, args.allow_partial)
-        runner.register_hook(NothingLeftToTrain(), priority='LOWEST')
-        # Until the first iteration, a refused value is the config's (a hook's setting
-        # checked when the run starts), not a fault of training.
-        first = FirstIteration()
-        runner.register_hook(first, priority='HIGHEST')
-        with config_errors('the run could not start', lambda: not first.started):
-            runner.train()
+        run_training(cfg, args.allow_partial)
+
+
+def run_training(cfg, allow_partial: bool) -> None:
+    """Builds the runner and trains; the runner lives in this frame only, so that the
+    process group it holds can be freed when the run ends."""
+    runner = build_runner(cfg)
+    check_start_weights(runner, cfg, allow_partial)
+    runner.register_hook(NothingLeftToTrain(), priority='LOWEST')
+    # Until the first iteration, a refused value is the config's (a hook's setting
+    # checked when the run starts), not a fault of training.
+    first = FirstIteration()
+    runner.register_hook(first, priority='HIGHEST')
+    with config_errors('the run could not start', lambda: not first.started):
+        runner.train()
 
 
 class FirstIteration(Hook):

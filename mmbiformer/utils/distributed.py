@@ -1,7 +1,10 @@
 """Starting and ending a tool's process group: launcher checks, ports, gloo on machines
 without a GPU, timeouts and a stalled peer named."""
 import contextlib
+import gc
 import os
+import sys
+import traceback
 from typing import Optional
 
 import torch
@@ -67,10 +70,11 @@ def setup_cpu_distributed(cfg: Config, launcher: str) -> None:
 def distributed_run(timeout_s: Optional[float] = None, resume: Optional[str] = None):
     """Around a tool's work: destroy the process group (if any) before the process
     exits, after a barrier when every process finished its work (not when one failed:
-    the others may never arrive). Left to the interpreter's exit, gloo's threads were
-    torn down unjoined in some 2-process CPU runs (3 of about 40 launches here):
-    'terminate called without an active exception', SIGABRT, a failed exit code after a
-    run that had saved everything.
+    the others may never arrive), and free it. Left to the interpreter's exit, gloo's
+    threads were torn down unjoined in some 2-process CPU runs: 'terminate called
+    without an active exception', SIGABRT, a failed exit code after a run that had
+    saved everything. Keep the runner out of the ``with`` block's own frame (build it
+    in a function the block calls): a frame still running cannot be freed here.
 
     A collective that timed out (``timeout_s``: the configured timeout) or lost a peer
     becomes a :class:`UserError` naming the ranks that did not answer and the
@@ -91,6 +95,21 @@ def distributed_run(timeout_s: Optional[float] = None, resume: Optional[str] = N
             if finished:
                 dist.barrier()
             dist.destroy_process_group()
+            _free_process_groups(sys.exc_info()[1])
+
+
+def _free_process_groups(error: Optional[BaseException]) -> None:
+    """``destroy_process_group`` unregisters the groups, but gloo's threads run on while
+    anything holds one: the runner's DDP wrapper does, in reference cycles that only the
+    collector frees, and freed during the interpreter's exit the threads abort the
+    process. Free them now: drop the locals of the finished frames an error carries,
+    then collect."""
+    seen = set()
+    while error is not None and id(error) not in seen:  # and the errors it was raised from
+        seen.add(id(error))
+        traceback.clear_frames(error.__traceback__)
+        error = error.__cause__ or error.__context__
+    gc.collect()
 
 
 def dist_timeout(cfg: Config) -> float:
