@@ -130,32 +130,26 @@ def _gloo_threads():
     return sum('gloo' in n for n in names)
 
 
-def _train_like_a_runner(fail):
+def _train_like_a_runner():
     """A DDP model held in a reference cycle, as mmengine's runner holds it."""
     from torch.nn.parallel import DistributedDataParallel
     runner = {'model': DistributedDataParallel(torch.nn.Linear(2, 2))}
     runner['self'] = runner
     runner['model'](torch.ones(1, 2)).sum().backward()
-    if fail:
-        raise ValueError('the run failed')
 
 
 @pytest.mark.skipif(not osp.isdir('/proc/self/task'), reason='threads listed by /proc')
-@pytest.mark.parametrize('fail', [False, True], ids=['finished', 'failed'])
-def test_the_process_group_is_freed_when_the_run_ends(tmp_path, fail):
-    """gloo's threads end with the run, finished or failed: left for the interpreter's
-    exit they aborted a 2-process run that had saved everything (SIGABRT, 'terminate
-    called without an active exception')."""
+def test_the_process_group_is_freed_when_the_run_ends(tmp_path):
+    """gloo's threads end with a finished run: left for the interpreter's exit, they
+    aborted 2-process runs that had saved everything (SIGABRT, 'terminate called
+    without an active exception')."""
     import torch.distributed as dist
     from mmbiformer.utils.distributed import distributed_run
     before = _gloo_threads()
     dist.init_process_group('gloo', init_method=f'file://{tmp_path}/store', rank=0,
                             world_size=1)
     assert _gloo_threads() > before
-    try:
-        with distributed_run(60):
-            _train_like_a_runner(fail)
-    except ValueError:
-        assert fail
+    with distributed_run(60):
+        _train_like_a_runner()
     assert not dist.is_initialized()
     assert _gloo_threads() == before

@@ -3,14 +3,16 @@ without a GPU, timeouts and a stalled peer named."""
 import contextlib
 import gc
 import os
-import sys
-import traceback
+import time
 from typing import Optional
 
 import torch
 from mmengine.config import Config, ConfigDict
 
 from ..errors import UserError
+
+GLOO_SETTLE_S = 0.25  # seconds for gloo's threads to finish their last collective
+
 
 def check_launcher(launcher: str) -> None:
     """``--launcher pytorch`` / ``slurm`` outside the launcher that sets their
@@ -68,13 +70,17 @@ def setup_cpu_distributed(cfg: Config, launcher: str) -> None:
 
 @contextlib.contextmanager
 def distributed_run(timeout_s: Optional[float] = None, resume: Optional[str] = None):
-    """Around a tool's work: destroy the process group (if any) before the process
-    exits, after a barrier when every process finished its work (not when one failed:
-    the others may never arrive), and free it. Left to the interpreter's exit, gloo's
-    threads were torn down unjoined in some 2-process CPU runs: 'terminate called
-    without an active exception', SIGABRT, a failed exit code after a run that had
-    saved everything. Keep the runner out of the ``with`` block's own frame (build it
-    in a function the block calls): a frame still running cannot be freed here.
+    """Around a tool's work: end the process group (if any) before the process exits.
+
+    When every process finished its work: a barrier, then the group is destroyed and
+    freed while the interpreter is alive and gloo's threads are idle. Left to the
+    interpreter's exit, a gloo thread that dropped the last reference to a finished
+    collective (whose tensors Python had seen) needed the GIL at the wrong moment:
+    SIGABRT ('terminate called without an active exception') after a 2-process run
+    that had saved everything. Keep the runner out of the ``with`` block's own frame
+    (build it in a function the block calls): it holds the group, and a frame still
+    running is not freed here. When a process failed, the group is only destroyed
+    (no barrier: the others may never arrive).
 
     A collective that timed out (``timeout_s``: the configured timeout) or lost a peer
     becomes a :class:`UserError` naming the ranks that did not answer and the
@@ -94,22 +100,13 @@ def distributed_run(timeout_s: Optional[float] = None, resume: Optional[str] = N
         if dist.is_available() and dist.is_initialized():
             if finished:
                 dist.barrier()
+                # A gloo thread frees a finished collective after waking the caller,
+                # under its queue's lock, and that may take the GIL. Freeing the group
+                # takes that lock while holding the GIL: let the threads finish first.
+                time.sleep(GLOO_SETTLE_S)
             dist.destroy_process_group()
-            _free_process_groups(sys.exc_info()[1])
-
-
-def _free_process_groups(error: Optional[BaseException]) -> None:
-    """``destroy_process_group`` unregisters the groups, but gloo's threads run on while
-    anything holds one: the runner's DDP wrapper does, in reference cycles that only the
-    collector frees, and freed during the interpreter's exit the threads abort the
-    process. Free them now: drop the locals of the finished frames an error carries,
-    then collect."""
-    seen = set()
-    while error is not None and id(error) not in seen:  # and the errors it was raised from
-        seen.add(id(error))
-        traceback.clear_frames(error.__traceback__)
-        error = error.__cause__ or error.__context__
-    gc.collect()
+            if finished:
+                gc.collect()  # the runner's DDP wrapper sits in reference cycles
 
 
 def dist_timeout(cfg: Config) -> float:
