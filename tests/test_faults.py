@@ -118,24 +118,31 @@ def test_a_failed_save_says_what_to_do_for_its_cause(tmp_path):
     assert 'fix the cause above and continue with --resume' in denied
 
 
-def _gloo_threads():
+# A finished run's end in a fresh process with the tools' imports: a DDP model held in a
+# reference cycle, as mmengine's runner holds it, then the gloo threads left running.
+# (Without torch._dynamo imported, which mmengine.model imports, some of torch's own
+# state keeps the group alive after destroy_process_group.)
+GLOO_RUN_END = '''
+import os, sys, torch, torch.distributed as dist
+import mmengine.runner  # noqa: F401
+from torch.nn.parallel import DistributedDataParallel
+from mmbiformer.utils.distributed import distributed_run
+
+def gloo_threads():
     tasks = f'/proc/{os.getpid()}/task'
-    names = []
-    for t in os.listdir(tasks):
-        try:
-            with open(osp.join(tasks, t, 'comm')) as f:
-                names.append(f.read().strip())
-        except OSError:  # a thread that ended meanwhile
-            pass
-    return sum('gloo' in n for n in names)
+    return sum('gloo' in open(f'{tasks}/{t}/comm').read() for t in os.listdir(tasks))
 
-
-def _train_like_a_runner():
-    """A DDP model held in a reference cycle, as mmengine's runner holds it."""
-    from torch.nn.parallel import DistributedDataParallel
+def train_like_a_runner():
     runner = {'model': DistributedDataParallel(torch.nn.Linear(2, 2))}
     runner['self'] = runner
     runner['model'](torch.ones(1, 2)).sum().backward()
+
+dist.init_process_group('gloo', init_method='file://' + sys.argv[1], rank=0, world_size=1)
+print('gloo threads while running', gloo_threads())
+with distributed_run(60):
+    train_like_a_runner()
+print('gloo threads after', gloo_threads(), dist.is_initialized())
+'''
 
 
 @pytest.mark.skipif(not osp.isdir('/proc/self/task'), reason='threads listed by /proc')
@@ -143,13 +150,9 @@ def test_the_process_group_is_freed_when_the_run_ends(tmp_path):
     """gloo's threads end with a finished run: left for the interpreter's exit, they
     aborted 2-process runs that had saved everything (SIGABRT, 'terminate called
     without an active exception')."""
-    import torch.distributed as dist
-    from mmbiformer.utils.distributed import distributed_run
-    before = _gloo_threads()
-    dist.init_process_group('gloo', init_method=f'file://{tmp_path}/store', rank=0,
-                            world_size=1)
-    assert _gloo_threads() > before
-    with distributed_run(60):
-        _train_like_a_runner()
-    assert not dist.is_initialized()
-    assert _gloo_threads() == before
+    proc = subprocess.run([sys.executable, '-c', GLOO_RUN_END, str(tmp_path / 'store')],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    assert int(lines[0].split()[-1]) > 0
+    assert lines[1] == 'gloo threads after 0 False'
