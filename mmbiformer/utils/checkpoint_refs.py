@@ -18,7 +18,7 @@ def readable_checkpoint(ref: str) -> str:
     from ..weights.checkpoint import CheckpointError, safe_load
     path = checkpoint_file(ref)
     try:
-        safe_load(path)
+        safe_load(path, mmap=True)
     except CheckpointError as e:
         raise UserError(str(e)) from e
     return path
@@ -28,7 +28,7 @@ def check_resume_checkpoint(path: str) -> None:
     """Refuse, before training starts, a file that ``--resume`` cannot continue from."""
     from ..weights.checkpoint import CheckpointError, safe_load
     try:
-        ckpt = safe_load(path)
+        ckpt = safe_load(path, mmap=True)
     except (CheckpointError, FileNotFoundError) as e:
         raise UserError(str(e)) from e
     meta = ckpt.get('meta') if isinstance(ckpt, dict) else None

@@ -16,11 +16,11 @@ import shutil
 import time
 from typing import Dict, List, Optional, Tuple
 
-import torch
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 
 from ..errors import UserError
+from ..weights.checkpoint import load_weights_only
 from .checkpoint_refs import check_resume_checkpoint, checkpoint_file
 
 # The names mmengine's CheckpointHook gives (filename_tmpl 'epoch_{}.pth' / 'iter_{}.pth').
@@ -35,7 +35,7 @@ def progress(path: str) -> Tuple[int, int]:
     """(iteration, epoch) recorded in a training checkpoint; raises on a damaged file
     or one without them. Tensors are memory-mapped, not read: only the record is."""
     try:
-        ckpt = _load_mapped(path)
+        ckpt = load_weights_only(path, mmap=True)
     except Exception as e:  # noqa: BLE001 - any failure to load means damaged
         raise ValueError(f'{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ""}'
                          ) from e
@@ -44,15 +44,6 @@ def progress(path: str) -> Tuple[int, int]:
     if not isinstance(meta, dict) or 'iter' not in meta or 'epoch' not in meta:
         raise ValueError('no meta.iter / meta.epoch (not a training checkpoint)')
     return int(meta['iter']), int(meta['epoch'])
-
-
-def _load_mapped(path: str):
-    try:
-        return torch.load(path, map_location='cpu', weights_only=True, mmap=True)
-    except RuntimeError as e:
-        if 'mmap' not in str(e):  # a file in torch's old (non-zip) format: read it all
-            raise
-        return torch.load(path, map_location='cpu', weights_only=True)
 
 
 def _pointer(work_dir: str) -> Optional[str]:

@@ -27,12 +27,26 @@ class CheckpointError(ValueError):
     """A checkpoint file that cannot be used, with the reason and the fix."""
 
 
-def safe_load(path: str, map_location='cpu') -> dict:
-    """``torch.load`` with ``weights_only=True`` and errors that name the file."""
+def load_weights_only(path: str, map_location='cpu', mmap: bool = False):
+    """``torch.load`` with ``weights_only=True``. ``mmap``: the tensors are mapped from
+    the file, not read: a check that looks at keys, shapes or records (not every value)
+    reads a few pages instead of the whole file and its optimizer state. Files in
+    torch's old (non-zip) format cannot be mapped and are read whole."""
+    if mmap:
+        try:
+            return torch.load(path, map_location=map_location, weights_only=True, mmap=True)
+        except RuntimeError as e:
+            if 'mmap' not in str(e):
+                raise
+    return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def safe_load(path: str, map_location='cpu', mmap: bool = False) -> dict:
+    """:func:`load_weights_only` with errors that name the file."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f'checkpoint not found: {path}')
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        return load_weights_only(path, map_location, mmap)
     except Exception as e:  # noqa: BLE001 - re-raised with the file named
         text = str(e)
         if 'Unsupported global' in text or 'GLOBAL' in text:  # a foreign class/function
@@ -170,7 +184,7 @@ def check_model_checkpoint(model: torch.nn.Module, path: str,
     ends the refusal: how to go on anyway.
     """
     model = getattr(model, 'module', model)  # DDP / TTA wrappers
-    state = extract_state_dict(safe_load(path), path)
+    state = extract_state_dict(safe_load(path, mmap=True), path)
     check_finite(state, path)
     own = model.state_dict()
     missing = [k for k in own if k not in state and not k.endswith(_OPTIONAL_SUFFIXES)]
