@@ -538,7 +538,9 @@ def pipeline_main(argv) -> None:
     args = parser.parse_args(argv)
     try:
         if args.single:  # one model in this process (started by compare, below)
-            result = pipeline.run_single(args)
+            from mmbiformer.utils.distributed import distributed_run
+            with distributed_run():  # several processes: their group ended cleanly
+                result = pipeline.run_single(args)
             if int(os.environ.get('RANK', 0)) == 0:
                 with open(args.single, 'w') as f:
                     json.dump(result, f)
