@@ -594,7 +594,8 @@ def table(results: List[dict]) -> str:
                      f'step are host times, s/iter the total')
     wrappers = '' if test else '; optim wrappers: ' + ', '.join(
         f'{r["optim_wrapper"]}' for r in results)
-    lines.append(f'{head["device"]}; {head["batch"]} images per GPU, {head["workers"]} loader '
+    per = 'process' if head['device'] == 'CPU' else 'GPU'
+    lines.append(f'{head["device"]}; {head["batch"]} images per {per}, {head["workers"]} loader '
                  f'workers, generated data of nominal size {head["size"][0]}x'
                  f'{head["size"][1]}{wrappers}')
     return '\n'.join(lines)
