@@ -15,6 +15,10 @@ from mmengine.registry import METRICS
 class SafeDumpResults(DumpResults):
     """``DumpResults`` whose write error is kept in :attr:`error`, not raised."""
 
+    # It computes no metric; a prefix keeps mmengine's "prefix is not set" warning
+    # out of every ``--out`` run's console.
+    default_prefix = 'dump'
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.error: Optional[str] = None
