@@ -70,6 +70,20 @@ def test_corrupt_file_is_a_checkpoint_error(small, tmp_path):
         check_model_checkpoint(small, str(path))
 
 
+def test_mapped_loads_read_old_files_and_refuse_cut_ones(small, tmp_path):
+    """The checks map a checkpoint's tensors: a file in torch's old (non-zip) format,
+    which cannot be mapped, is read whole; a file cut short is still refused."""
+    old = str(tmp_path / 'old.pth')
+    torch.save({'state_dict': small.state_dict()}, old, _use_new_zipfile_serialization=False)
+    check_model_checkpoint(small, old)
+    whole = _save(tmp_path, small.state_dict())
+    cut = tmp_path / 'cut.pth'
+    with open(whole, 'rb') as f:
+        cut.write_bytes(f.read()[:-1000])
+    with pytest.raises(CheckpointError, match='corrupt or not a PyTorch checkpoint'):
+        check_model_checkpoint(small, str(cut))
+
+
 @pytest.mark.parametrize('tool', ['test', 'demo'])
 def test_tools_refuse_a_foreign_checkpoint(tool, tmp_path):
     import glob
