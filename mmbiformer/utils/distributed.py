@@ -11,7 +11,7 @@ from mmengine.config import Config, ConfigDict
 
 from ..errors import UserError
 
-GLOO_SETTLE_S = 0.25  # seconds for gloo's threads to finish their last collective
+GLOO_SETTLE_S = 1.0  # seconds for gloo's threads to finish their last collective (ample)
 
 
 def check_launcher(launcher: str) -> None:
