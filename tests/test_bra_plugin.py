@@ -10,7 +10,7 @@ from mmbiformer.models.det import BRACSPNeXtPAFPN, CSPLayerBRA
 from mmbiformer.testing import MAKERS
 from mmbiformer.utils.launch import load_config
 from mmbiformer.utils.short_run import TASKS, as_cli, short_run_options
-from helpers import (PLUGIN_CONFIGS, build_model, run_tool, tool_metrics,
+from helpers import (PLUGIN_CONFIGS, build_model, run_in_process, tool_metrics,
                       train_step_loss)
 
 
@@ -90,17 +90,18 @@ def test_plugin_config_builds_and_trains_a_step(path):
 
 
 @pytest.mark.slow
-def test_rtmdet_bra_trains_and_tests_end_to_end(tmp_path):
+def test_rtmdet_bra_trains_and_tests_end_to_end(tmp_path, capsys):
+    """Through the tools, in this process (a new process costs ~10 s of start-up)."""
     config, kind = TASKS['rtmdet']
     data = MAKERS[kind](str(tmp_path / 'coco'), num_train=4, num_val=2, size=(96, 128),
                         small_objects=True)
     work = str(tmp_path / 'work')
     opts = as_cli(short_run_options('rtmdet', data, (96, 128), 1))
-    run_tool('tools/train.py', config, '--work-dir', work, '--cfg-options', *opts)
+    run_in_process('tools/train.py', config, '--work-dir', work, '--cfg-options', *opts)
     with open(osp.join(work, 'last_checkpoint')) as f:
         ckpt = f.read().strip()
-    _, out = run_tool('tools/test.py', config, ckpt, '--work-dir', work,
-                      '--cfg-options', *opts)
-    metrics = tool_metrics(out)
+    capsys.readouterr()
+    run_in_process('tools/test.py', config, ckpt, '--work-dir', work, '--cfg-options', *opts)
+    metrics = tool_metrics(capsys.readouterr().out)
     for key in ('coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/bbox_mAP_s'):
         assert key in metrics, metrics
