@@ -26,6 +26,12 @@ biformer_s_det_backbone = dict(
     with_cp=[0, 1],
     init_cfg=dict(type='Pretrained', checkpoint='biformer-s_in1k'))
 
+# COCO (mmdet): the backbone's graphs for every size the pipelines can make are
+# captured before the first iteration and before the first validation or test, so
+# that no iteration stalls on a capture (and, in distributed training, no rank waits
+# for another's). Used as ``custom_hooks = _base_.biformer_det_hooks``.
+biformer_det_hooks = [dict(type='CaptureAheadHook')]
+
 # ADE20K (mmseg): n_win 8 with auto-padding, SyncBN in the conv stem when distributed
 # (single-process runs turn it back into BN: mmengine's Runner).
 biformer_s_seg_backbone = dict(

@@ -29,8 +29,4 @@ optim_wrapper = dict(
 # The base schedule gives: linear warm-up 500 iters, MultiStepLR [8, 11], 12 epochs,
 # auto_scale_lr base batch 16 (enable with --cfg-options auto_scale_lr.enable=True).
 
-# The backbone's graphs for every size the pipelines can make (11 training sizes, 43
-# test sizes at 1333x800) are captured before the first iteration and before the first
-# validation or test, so that no iteration stalls on a capture (and, in distributed
-# training, no rank waits for another's).
-custom_hooks = [dict(type='CaptureAheadHook')]
+custom_hooks = _base_.biformer_det_hooks

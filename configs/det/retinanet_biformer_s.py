@@ -28,8 +28,4 @@ optim_wrapper = dict(
     **_base_.biformer_optim_wrapper,
     optimizer=dict(_delete_=True, **_base_.biformer_adamw, lr=1e-4, weight_decay=1e-4))
 
-# The backbone's graphs for every size the pipelines can make (11 training sizes, 43
-# test sizes at 1333x800) are captured before the first iteration and before the first
-# validation or test, so that no iteration stalls on a capture (and, in distributed
-# training, no rank waits for another's).
-custom_hooks = [dict(type='CaptureAheadHook')]
+custom_hooks = _base_.biformer_det_hooks
