@@ -3,7 +3,7 @@
 Importing this package needs Triton; ``mmbiformer.ops.bra`` imports it only when the
 Triton backend is chosen, and :func:`unavailable_reason` says why it cannot be.
 """
-import functools
+import importlib.util
 import os
 from typing import Optional
 
@@ -15,15 +15,13 @@ def interpreting() -> bool:
     return os.environ.get('TRITON_INTERPRET', '0') not in ('', '0')
 
 
-@functools.lru_cache(maxsize=None)
+# Asked on every BRA call by the chooser, also inside ``torch.compile`` (which would
+# trace through a cache wrapper): found once, at import, without importing Triton.
+_TRITON_INSTALLED = importlib.util.find_spec('triton') is not None
+
+
 def triton_installed() -> bool:
-    # Asked on every BRA call by the chooser: a failed import is not cached by Python
-    # (it searches sys.path again each time), so remember the answer.
-    try:
-        import triton  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return _TRITON_INSTALLED
 
 
 def unavailable_reason(device: torch.device) -> Optional[str]:
