@@ -51,6 +51,27 @@ def test_ops_follow_the_policy_on_cpu():
         assert policy.bra_backend('auto', gpu, 'identity', False, True, geometry) == 'sdpa'
 
 
+def test_compiled_code_takes_the_compile_choices(monkeypatch):
+    """Inside ``torch.compile`` the chooser keeps the Triton BRA kernels in captured
+    training, though torch 2.11 answers ``is_exporting()`` True there (a compiled
+    model ran the reference attention), and ``Linear``'s bias gradient is autograd's;
+    a real export (outside dynamo) still counts as tracing."""
+    monkeypatch.setattr(policy, '_exporting', lambda: True)  # torch 2.11's answer
+    seen = []
+
+    def choose(x):
+        seen.append((policy.tracing(), policy.linear_bias_grad_as_mv(True),
+                     policy.bra_backend('auto', torch.device('cuda'), 'identity', False,
+                                        True, (56, 56, 64, 1))))
+        return x + 1
+
+    with policy.captured_step():
+        torch.compile(choose, backend='eager', fullgraph=True)(torch.zeros(2))
+        assert seen == [(False, False, 'triton')]
+        assert policy.linear_bias_grad_as_mv(True)  # not compiling
+    assert policy.tracing()  # torch.export (outside dynamo)
+
+
 def test_hook_holds_the_switches_for_the_run():
     runner = SimpleNamespace(logger=SimpleNamespace(info=lambda msg: None))
     hook = RuntimePolicyHook(layer_norm_triton_min_elements=5)

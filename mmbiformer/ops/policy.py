@@ -35,8 +35,10 @@ BRA ``attn_impl='auto'``                  Triton where       Triton             
 
 ``impl='cudnn'`` / ``'triton'`` and ``attn_impl='reference'`` / ``'sdpa'`` /
 ``'triton'`` are taken as asked. Everything falls back to PyTorch ops on the CPU, while
-tracing or exporting and without Triton; under ``torch.compile`` the LayerNorm is
-PyTorch's (inductor fuses it) and the custom ops stay (each is one node). The figures behind the
+tracing or exporting and without Triton; under ``torch.compile`` the LayerNorm and
+``Linear``'s bias gradient are PyTorch's (inductor fuses them with their neighbours;
+the matrix-vector product, which inductor rewrites as a slow elementwise kernel, lost
+there) and the custom ops stay (each is one node). The figures behind the
 thresholds are in ``docs/benchmark.md`` (runs 5, 7, 8 and 12).
 
 Change the policy for a block of code with :func:`runtime_policy`, for a whole run with
@@ -128,7 +130,14 @@ def tracing() -> bool:
     """A graph is being recorded (``torch.jit.trace``, ``torch.export``, ONNX export):
     Python decisions on sizes would be taken once, for the example input."""
     return (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
-            or torch.compiler.is_exporting())
+            or (_exporting() and not torch.compiler.is_compiling()))
+
+
+def _exporting() -> bool:
+    # torch 2.11 answers True inside a plain torch.compile too, which sent a compiled
+    # model down the export paths (no Triton kernels): tracing() counts an export by
+    # torch.export alone outside dynamo (non-strict, its default).
+    return torch.compiler.is_exporting()
 
 
 def autocast_dtype(device_type: str = 'cuda') -> Optional[torch.dtype]:
@@ -159,7 +168,7 @@ def linear_bias_grad_as_mv(has_bias: bool) -> bool:
     """``Linear``: its bias gradient as a matrix-vector product (a custom autograd
     function), not autograd's reduction."""
     return (has_bias and _policy.captured and _policy.linear_bias_grad_mv
-            and torch.is_grad_enabled())
+            and torch.is_grad_enabled() and not torch.compiler.is_compiling())
 
 
 def layer_norm_runs_triton(x: torch.Tensor) -> bool:
