@@ -69,7 +69,17 @@ def test_compiled_code_takes_the_compile_choices(monkeypatch):
         torch.compile(choose, backend='eager', fullgraph=True)(torch.zeros(2))
         assert seen == [(False, False, 'triton')]
         assert policy.linear_bias_grad_as_mv(True)  # not compiling
-    assert policy.tracing()  # torch.export (outside dynamo)
+    assert policy.tracing()  # as torch.export answers outside dynamo
+    monkeypatch.undo()
+
+    class Recorded(torch.nn.Module):
+        def forward(self, x):
+            seen.append(policy.tracing())
+            return x + 1
+
+    seen.clear()
+    torch.export.export(Recorded(), (torch.zeros(2), ))  # non-strict, torch's default
+    assert seen == [True]
 
 
 def test_hook_holds_the_switches_for_the_run():

@@ -130,13 +130,13 @@ def tracing() -> bool:
     """A graph is being recorded (``torch.jit.trace``, ``torch.export``, ONNX export):
     Python decisions on sizes would be taken once, for the example input."""
     return (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
-            or (_exporting() and not torch.compiler.is_compiling()))
+            or (_exporting() and not torch.compiler.is_dynamo_compiling()))
 
 
 def _exporting() -> bool:
     # torch 2.11 answers True inside a plain torch.compile too, which sent a compiled
-    # model down the export paths (no Triton kernels): tracing() counts an export by
-    # torch.export alone outside dynamo (non-strict, its default).
+    # model down the export paths (no Triton kernels): tracing() counts the exports
+    # that run the model's Python outside dynamo (torch.export's default, non-strict).
     return torch.compiler.is_exporting()
 
 
