@@ -129,14 +129,17 @@ def in_captured_step() -> bool:
 def tracing() -> bool:
     """A graph is being recorded (``torch.jit.trace``, ``torch.export``, ONNX export):
     Python decisions on sizes would be taken once, for the example input."""
+    # torch 2.11 answers is_exporting() True inside a plain torch.compile too, which
+    # sent a compiled model down the export paths (no Triton kernels): count the
+    # exports that run the model's Python outside dynamo (torch.export's default,
+    # non-strict).
     return (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
             or (_exporting() and not torch.compiler.is_dynamo_compiling()))
 
 
 def _exporting() -> bool:
-    # torch 2.11 answers True inside a plain torch.compile too, which sent a compiled
-    # model down the export paths (no Triton kernels): tracing() counts the exports
-    # that run the model's Python outside dynamo (torch.export's default, non-strict).
+    # A seam for the tests: dynamo answers torch.compiler.is_exporting itself, so a
+    # test cannot replace it to play torch 2.11 inside a compiled function.
     return torch.compiler.is_exporting()
 
 

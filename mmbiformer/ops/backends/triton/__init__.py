@@ -3,7 +3,6 @@
 Importing this package needs Triton; ``mmbiformer.ops.bra`` imports it only when the
 Triton backend is chosen, and :func:`unavailable_reason` says why it cannot be.
 """
-import importlib.util
 import os
 from typing import Optional
 
@@ -16,8 +15,14 @@ def interpreting() -> bool:
 
 
 # Asked on every BRA call by the chooser, also inside ``torch.compile`` (which would
-# trace through a cache wrapper): found once, at import, without importing Triton.
-_TRITON_INSTALLED = importlib.util.find_spec('triton') is not None
+# trace through a cache wrapper): answered once, when the chooser first imports this
+# package. An import, not a search for the package: a Triton that fails to import
+# counts as absent, and the ops fall back to PyTorch's kernels.
+try:
+    import triton  # noqa: F401
+    _TRITON_INSTALLED = True
+except ImportError:
+    _TRITON_INSTALLED = False
 
 
 def triton_installed() -> bool:
