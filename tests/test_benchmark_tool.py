@@ -38,6 +38,29 @@ def test_cls_and_trunk(bench_tool, capsys):
         assert '--cuda-graph captures CUDA graphs: it needs a GPU' in capsys.readouterr().err
 
 
+def test_kernels_roofline_table(bench_tool):
+    """Every row of the roofline table computed on a tiny stage (the interpreter runs the
+    kernels on a CPU), its bytes counted once per tensor; the tool itself needs a GPU."""
+    from mmbiformer.benchmarking import kernels
+    stage = kernels.Stage('cls', 1, 1, 6, 6, 16, 4, 2, 1)
+    result = kernels.roofline(iters=1, parts=['dwconv', 'layer_norm'], device='cpu',
+                              stage_list=[stage])
+    rows = result['rows']
+    assert [r['kernel'] for r in rows] == [
+        'dwconv 5x5 fwd (lce)', 'dwconv 5x5 dx (lce)', 'dwconv 5x5 dw (lce)',
+        'dwconv 3x3 fwd (pos embed)', 'dwconv 3x3 dx (pos embed)',
+        'dwconv 3x3 dw (pos embed)', 'add + LayerNorm fwd', 'add + LayerNorm bwd']
+    one = 6 * 6 * 16 * 2  # one bf16 map
+    assert [r['bytes'] // one for r in rows] == [3, 3, 2, 2, 2, 2, 4, 4]
+    assert all(r['us'] > 0 and r['library_us'] > 0 for r in rows)
+    table = kernels.format_table(result)
+    assert '| dwconv 5x5 dw (lce) | cls s1 1x6x6x16 | 4 |' in table, table
+    assert '| cls: add + LayerNorm bwd |' in table, table
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit, match='kernels times CUDA kernels: it needs a GPU'):
+            bench_tool.main(['kernels'])
+
+
 # The seg recipe shrunk to 64x64 crops of 64x96 images (as mmbiformer.utils.short_run).
 SMALL_SEG = ['--size', '64', '96', '--batch', '1', '--workers', '0', '--cfg-options',
              'model.data_preprocessor.size=(64,64)',

@@ -6,6 +6,7 @@
     python tools/benchmark.py bra                                          # op sizes
     python tools/benchmark.py step --ddp     # the cls config's step, eager / captured, DDP
     python tools/benchmark.py loader configs/cls/biformer_s_in1k.py --workers 1 8   # input
+    python tools/benchmark.py kernels --json k.json  # our kernels against their floors
     python tools/benchmark.py pipeline configs/det/maskrcnn_biformer_s.py --amp \
         --vs mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py          # whole configs
     python tools/benchmark.py pipeline --test configs/det/maskrcnn_biformer_s.py \
@@ -574,6 +575,27 @@ def loader_main(argv) -> None:
             json.dump(result, f, indent=1)
 
 
+def kernels_main(argv) -> None:
+    import json
+
+    from mmbiformer.benchmarking import kernels
+    parser = argparse.ArgumentParser(prog='benchmark.py kernels', description=kernels.__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--workload', nargs='+', choices=sorted(kernels.WORKLOADS),
+                        default=['cls', 'det'])
+    parser.add_argument('--parts', nargs='+', choices=kernels.PARTS, default=kernels.PARTS)
+    parser.add_argument('--iters', type=int, default=20)
+    parser.add_argument('--json', metavar='PATH', help='also write the rows as JSON')
+    args = parser.parse_args(argv)
+    if not torch.cuda.is_available():
+        sys.exit('error: benchmark.py kernels times CUDA kernels: it needs a GPU')
+    result = kernels.roofline(args.workload, args.iters, args.parts)
+    print(kernels.format_table(result))
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(result, f, indent=1)
+
+
 def set_policy(parser, items) -> None:
     """``--policy SWITCH=VALUE ...``: ints, or true / false."""
     from mmbiformer.ops.policy import set_runtime_policy
@@ -597,9 +619,12 @@ def main(argv=None):
         return pipeline_main(argv[1:])
     if argv[:1] == ['loader']:
         return loader_main(argv[1:])
+    if argv[:1] == ['kernels']:
+        return kernels_main(argv[1:])
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('what', choices=['cls', 'trunk', 'bra', 'step', 'pipeline', 'loader'])
+    parser.add_argument('what', choices=['cls', 'trunk', 'bra', 'step', 'pipeline', 'loader',
+                                         'kernels'])
     parser.add_argument('--config', default='configs/cls/biformer_s_in1k.py',
                         help='step: the classification config whose training step is timed')
     parser.add_argument('--ddp', action='store_true',

@@ -18,14 +18,11 @@ from .accumulate import acc_dtype, acc_tl, partial_sum_programs
 
 # Launch settings: a tile of TH x TW pixels (its K*K shifted reads overlap within the
 # tile, so they come from the caches), BLOCK_C channels (64 of bf16 are one 128-byte
-# line per pixel), warps per program, and for the weight gradient programs per
-# multiprocessor. ``.dev_scripts/dwconv_sweep.py`` times alternatives.
-CONFIG = dict(TH=8, TW=8, BLOCK_C=64, num_warps=4, progs_per_sm=4)
-# The weight gradient's own settings (it reduces over pixels for each of the K*K taps):
-# the fastest of a sweep at BiFormer-S's LCE shapes (``.dev_scripts/dwconv_grad_sweep.py``;
-# docs/benchmark.md, run 7).
-DW_CONFIG = dict(TH=8, TW=8, BLOCK_C=64, num_warps=2, progs_per_sm=8)
-
+# line per pixel), warps per program. ``tools/benchmark.py kernels`` times them.
+CONFIG = dict(TH=8, TW=8, BLOCK_C=64, num_warps=4, UNROLL=1)
+# The weight gradient's: chunks of PB pixels of a row, BLOCK_C channels, warps per
+# program, programs per multiprocessor (each writes a row of partial sums).
+DW_CONFIG = dict(PB=4, BLOCK_C=64, num_warps=4, progs_per_sm=4)
 
 def _block_c(C: int, cfg: dict) -> int:
     return min(cfg['BLOCK_C'], triton.next_power_of_2(C))
@@ -52,15 +49,17 @@ def conv_nhwc_into(out: torch.Tensor, x: torch.Tensor, weight: torch.Tensor,
     cfg = cfg or CONFIG
     k = _check(x, weight)
     N, H, W, C = x.shape
-    weight = weight.contiguous()
+    # (K*K, C): each tap's weights contiguous (the kernel loads a tap's as one vector).
+    taps = weight.reshape(x.shape[-1], k * k).t().contiguous()
     res = residual if residual is not None else out
     TH, TW, block_c = cfg['TH'], cfg['TW'], _block_c(C, cfg)
     grid = (triton.cdiv(H, TH) * triton.cdiv(W, TW), N, triton.cdiv(C, block_c))
     kernels._dwconv_nhwc[grid](
-        x, weight, bias if bias is not None else weight, res, out,
+        x, taps, bias if bias is not None else taps, res, out,
         *x.stride()[:3], *res.stride()[:3], *out.stride()[:3], H, W, C,
         K=k, FLIP=flip, HAS_BIAS=bias is not None, HAS_RES=residual is not None,
-        ADD_X=add_input, TH=TH, TW=TW, BLOCK_C=block_c, ACC=acc_tl(x.dtype),
+        ADD_X=add_input, TH=TH, TW=TW, BLOCK_C=block_c, UNROLL=cfg.get('UNROLL', 1),
+        ACC=acc_tl(x.dtype),
         num_warps=cfg['num_warps'])
     return out
 
@@ -70,19 +69,19 @@ def weight_grad(x: torch.Tensor, grad: torch.Tensor, k: int,
     """(dW (C, 1, k, k), dB (C,)) of ``conv(x)`` for the output gradient ``grad``, both
     in float32 (float64 for float64 inputs)."""
     cfg = cfg or DW_CONFIG
-    TH, TW = cfg['TH'], cfg['TW']
+    PB = cfg['PB']
     N, H, W, C = x.shape
     block_c = _block_c(C, cfg)
     c_blocks = triton.cdiv(C, block_c)
-    n_tiles = N * triton.cdiv(H, TH) * triton.cdiv(W, TW)
-    progs = partial_sum_programs(n_tiles, x.device, cfg['progs_per_sm'], c_blocks)
-    per_prog = triton.cdiv(n_tiles, progs)
-    progs = triton.cdiv(n_tiles, per_prog)
+    n_chunks = N * H * triton.cdiv(W, PB)
+    progs = partial_sum_programs(n_chunks, x.device, cfg['progs_per_sm'], c_blocks)
+    per_prog = triton.cdiv(n_chunks, progs)
+    progs = triton.cdiv(n_chunks, per_prog)
     kk_pad = triton.next_power_of_2(k * k + 1)
     ws = torch.empty(progs, kk_pad, C, device=x.device, dtype=acc_dtype(x.dtype))
     kernels._dwconv_nhwc_dw[(progs, c_blocks)](
-        x, grad, ws, *x.stride()[:3], *grad.stride()[:3], H, W, C, n_tiles, per_prog,
-        K=k, KK_PAD=kk_pad, TH=TH, TW=TW, BLOCK_C=block_c, ACC=acc_tl(x.dtype),
+        x, grad, ws, *x.stride()[:3], *grad.stride()[:3], H, W, C, n_chunks, per_prog,
+        K=k, KK_PAD=kk_pad, PB=PB, BLOCK_C=block_c, ACC=acc_tl(x.dtype),
         num_warps=cfg['num_warps'])
     total = ws.sum(0)  # a fixed order of programs: deterministic
     # Two tensors of their own (custom ops may not return views of one another).

@@ -29,6 +29,24 @@ def _tile(pid_t, H, W, TH: tl.constexpr, TW: tl.constexpr):
     return h, w, (h < H) & (w < W)
 
 
+@triton.jit
+def _add_tap(acc, x_img, WT, h, w, mask_p, offs_c, mask_c, ky, kx, H, W, C, sx_h, sx_w,
+             K: tl.constexpr, FLIP: tl.constexpr, ACC: tl.constexpr):
+    """``acc`` plus tap (ky, kx) of the convolution (mirrored with ``FLIP``)."""
+    PAD: tl.constexpr = K // 2
+    if FLIP:
+        hh = h + (PAD - ky)
+        ww = w + (PAD - kx)
+    else:
+        hh = h + (ky - PAD)
+        ww = w + (kx - PAD)
+    ok = mask_p & (hh >= 0) & (hh < H) & (ww >= 0) & (ww < W)
+    x = tl.load(x_img + (hh * sx_h + ww * sx_w)[:, None], mask=ok[:, None] & mask_c[None, :],
+                other=0.)
+    wt = tl.load(WT + (ky * K + kx) * C + offs_c, mask=mask_c, other=0.)
+    return acc + x.to(ACC) * wt.to(ACC)[None, :]
+
+
 # Strides stay specialized: Triton then knows they are multiples of 16 elements, so the
 # pixel offsets are too and each pixel's channels load as 16-byte vectors (unspecialized,
 # the loads were 2-byte scalars, several times slower: docs/benchmark.md run 7). H and W
@@ -40,28 +58,31 @@ def _dwconv_nhwc(X, WT, B, RES, Y,
                  K: tl.constexpr, FLIP: tl.constexpr, HAS_BIAS: tl.constexpr,
                  HAS_RES: tl.constexpr, ADD_X: tl.constexpr,
                  TH: tl.constexpr, TW: tl.constexpr, BLOCK_C: tl.constexpr,
-                 ACC: tl.constexpr):
-    """Grid: (tiles of the map, images, channel blocks). WT: the (C, 1, K, K) weight."""
+                 UNROLL: tl.constexpr, ACC: tl.constexpr):
+    """Grid: (tiles of the map, images, channel blocks). WT: the weight as (K*K, C),
+    each tap's weights contiguous: one vector load per tap (read from the (C, 1, K, K)
+    parameter directly, a tap's weights lie K*K elements apart, and each thread's
+    channels came as scalar loads, more load instructions than the input's)."""
     h, w, mask_p = _tile(tl.program_id(0), H, W, TH, TW)
     n = tl.program_id(1).to(tl.int64)
     offs_c = tl.program_id(2) * BLOCK_C + tl.arange(0, BLOCK_C)
     mask_c = offs_c < C
     x_img = X + n * sx_n + offs_c[None, :]
     acc = tl.zeros([TH * TW, BLOCK_C], ACC)
-    PAD: tl.constexpr = K // 2
-    for ky in tl.static_range(K):
-        for kx in tl.static_range(K):
-            if FLIP:
-                hh = h + (PAD - ky)
-                ww = w + (PAD - kx)
-            else:
-                hh = h + (ky - PAD)
-                ww = w + (kx - PAD)
-            ok = mask_p & (hh >= 0) & (hh < H) & (ww >= 0) & (ww < W)
-            x = tl.load(x_img + (hh * sx_h + ww * sx_w)[:, None],
-                        mask=ok[:, None] & mask_c[None, :], other=0.)
-            wt = tl.load(WT + offs_c * (K * K) + ky * K + kx, mask=mask_c, other=0.)
-            acc += x.to(ACC) * wt.to(ACC)[None, :]
+    if UNROLL == 2:  # every tap unrolled
+        for ky in tl.static_range(K):
+            for kx in tl.static_range(K):
+                acc = _add_tap(acc, x_img, WT, h, w, mask_p, offs_c, mask_c, ky, kx,
+                               H, W, C, sx_h, sx_w, K, FLIP, ACC)
+    elif UNROLL == 1:  # one row of taps unrolled, rows looped at run time
+        for ky in range(K):
+            for kx in tl.static_range(K):
+                acc = _add_tap(acc, x_img, WT, h, w, mask_p, offs_c, mask_c, ky, kx,
+                               H, W, C, sx_h, sx_w, K, FLIP, ACC)
+    else:
+        for t in range(K * K):
+            acc = _add_tap(acc, x_img, WT, h, w, mask_p, offs_c, mask_c, t // K, t % K,
+                           H, W, C, sx_h, sx_w, K, FLIP, ACC)
     mask = mask_p[:, None] & mask_c[None, :]
     if ADD_X:
         acc += tl.load(x_img + (h * sx_h + w * sx_w)[:, None], mask=mask, other=0.).to(ACC)
@@ -74,42 +95,56 @@ def _dwconv_nhwc(X, WT, B, RES, Y,
              acc.to(Y.dtype.element_ty), mask=mask)
 
 
-@triton.jit(do_not_specialize=['H', 'W', 'n_tiles', 'tiles_per_prog'])
+@triton.jit(do_not_specialize=['H', 'W', 'n_chunks', 'chunks_per_prog'])
 def _dwconv_nhwc_dw(X, DY, WS,
                     sx_n, sx_h, sx_w, sd_n, sd_h, sd_w,
-                    H, W, C, n_tiles, tiles_per_prog,
-                    K: tl.constexpr, KK_PAD: tl.constexpr,
-                    TH: tl.constexpr, TW: tl.constexpr, BLOCK_C: tl.constexpr,
-                    ACC: tl.constexpr):
-    """Grid: (programs, channel blocks). Program ``i`` covers tiles ``i * tiles_per_prog``
-    onward of the ``n_tiles`` tiles of all images (image-major) and writes ``WS[i]``, a
-    (KK_PAD, C) row: ``[tap] = sum dY * X shifted by the tap`` for the K*K taps, and
-    ``[K*K] = sum dY`` (the bias gradient)."""
+                    H, W, C, n_chunks, chunks_per_prog,
+                    K: tl.constexpr, KK_PAD: tl.constexpr, PB: tl.constexpr,
+                    BLOCK_C: tl.constexpr, ACC: tl.constexpr):
+    """Grid: (programs, channel blocks). The ``n_chunks`` chunks are runs of PB pixels
+    of one row (image-major, then row-major); program ``i`` covers chunks
+    ``i * chunks_per_prog`` onward and writes ``WS[i]``, a (KK_PAD, C) row:
+    ``[tap] = sum dY * X shifted by the tap`` for the K*K taps, and ``[K*K] = sum dY``
+    (the bias gradient).
+
+    The taps are a dimension of the tile: each chunk loads the K*K shifted copies of
+    its pixels as one (KK_PAD, PB, BLOCK_C) gather and adds its products to an
+    accumulator of that shape, which is summed over the pixels once, at the end. No
+    reduction across threads and no select per tap inside the loop (reducing each tap
+    across the tile's pixels, then selecting its row of the result, took most of the
+    time of the kernel this one replaced)."""
     pid = tl.program_id(0)
     offs_c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     mask_c = offs_c < C
-    rows = tl.arange(0, KK_PAD)
-    tiles_img = tl.cdiv(H, TH) * tl.cdiv(W, TW)
     PAD: tl.constexpr = K // 2
-    acc = tl.zeros([KK_PAD, BLOCK_C], ACC)
-    first = pid * tiles_per_prog
-    last = tl.minimum(first + tiles_per_prog, n_tiles)
+    taps = tl.arange(0, KK_PAD)
+    dy_tap = taps // K - PAD  # row and column shift of each tap
+    dx_tap = taps % K - PAD
+    is_tap = taps < K * K
+    is_bias = taps == K * K  # its "input" is 1: the row sums dY
+    p = tl.arange(0, PB)
+    chunks_w = tl.cdiv(W, PB)
+    chunks_img = H * chunks_w
+    acc = tl.zeros([KK_PAD, PB, BLOCK_C], ACC)
+    first = pid * chunks_per_prog
+    last = tl.minimum(first + chunks_per_prog, n_chunks)
     for t in range(first, last):
-        n = (t // tiles_img).to(tl.int64)
-        h, w, mask_p = _tile(t % tiles_img, H, W, TH, TW)
-        mask = mask_p[:, None] & mask_c[None, :]
-        dy = tl.load(DY + n * sd_n + (h * sd_h + w * sd_w)[:, None] + offs_c[None, :],
-                     mask=mask, other=0.).to(ACC)
-        x_img = X + n * sx_n + offs_c[None, :]
-        acc += tl.where(rows[:, None] == K * K, tl.sum(dy, 0)[None, :], 0.)
-        for ky in tl.static_range(K):
-            for kx in tl.static_range(K):
-                hh = h + (ky - PAD)
-                ww = w + (kx - PAD)
-                ok = mask_p & (hh >= 0) & (hh < H) & (ww >= 0) & (ww < W)
-                x = tl.load(x_img + (hh * sx_h + ww * sx_w)[:, None],
-                            mask=ok[:, None] & mask_c[None, :], other=0.).to(ACC)
-                part = tl.sum(dy * x, 0)
-                acc += tl.where(rows[:, None] == ky * K + kx, part[None, :], 0.)
-    tl.store(WS + pid * KK_PAD * C + rows[:, None] * C + offs_c[None, :], acc,
+        n = (t // chunks_img).to(tl.int64)
+        r = t % chunks_img
+        h = r // chunks_w
+        w = (r % chunks_w) * PB + p  # (PB,)
+        ok_p = w < W
+        dy = tl.load(DY + n * sd_n + h * sd_h + (w * sd_w)[:, None] + offs_c[None, :],
+                     mask=ok_p[:, None] & mask_c[None, :], other=0.).to(ACC)
+        hh = h + dy_tap  # (KK_PAD,)
+        ww = w[None, :] + dx_tap[:, None]  # (KK_PAD, PB)
+        ok = ((is_tap & (hh >= 0) & (hh < H))[:, None] & (ww >= 0) & (ww < W)
+              & ok_p[None, :])
+        offs = hh[:, None] * sx_h + ww * sx_w
+        x = tl.load(X + n * sx_n + offs[:, :, None] + offs_c[None, None, :],
+                    mask=ok[:, :, None] & mask_c[None, None, :], other=0.).to(ACC)
+        x = tl.where(is_bias[:, None, None], 1., x)
+        acc += x * dy[None, :, :]
+    total = tl.sum(acc, 1)
+    tl.store(WS + pid * KK_PAD * C + taps[:, None] * C + offs_c[None, :], total,
              mask=mask_c[None, :])

@@ -1,0 +1,272 @@
+"""A roofline table of BiFormer's own kernels at the shapes BiFormer-S runs.
+
+For each kernel and shape: its GPU time, the bytes it must read and write, the rate
+that makes, and its floor: the same bytes at the copy bandwidth measured in the same
+run (a ``torch`` copy of a large buffer). Beside it, where one exists, the library
+kernel that does the same work: cuDNN's depthwise conv on the channels-last view,
+``F.layer_norm``, SDPA (flash) attention on the same tokens, heads and head size.
+
+    python3 tools/benchmark.py kernels [--workload cls det] [--json PATH]
+
+Workloads: ``cls``, the classification step at 224, batch 128 (``n_win`` 7); ``det``,
+the detection trunk at 800x1216, batch 2 (``n_win`` 16, maps padded to multiples of
+it). ``per step`` multiplies a row by the blocks that run it. Bytes count each tensor
+once (what a kernel with perfect caching must move); a kernel at its floor moves
+nothing twice.
+"""
+import dataclasses
+from typing import Callable, Dict, List, Optional
+
+import torch
+import torch.nn.functional as F
+
+from .timing import mean_ms
+
+# BiFormer-S (the preset's facts): channels, blocks and heads per stage; top-k of
+# the routed stages 1-3 (stage 4 attends globally, by other kernels).
+DIMS = (64, 128, 256)
+DEPTHS = (4, 4, 18)
+HEAD_DIM = 32
+TOPKS = (1, 4, 16)
+LCE_K, POS_K = 5, 3
+WORKLOADS = {'cls': dict(batch=128, size=(224, 224), n_win=7),
+             'det': dict(batch=2, size=(800, 1216), n_win=16)}
+
+
+@dataclasses.dataclass
+class Stage:
+    workload: str
+    index: int  # 1-3
+    N: int
+    H: int  # the padded map BRA runs on
+    W: int
+    C: int
+    blocks: int
+    n_win: int
+    topk: int
+
+    @property
+    def name(self) -> str:
+        return f'{self.workload} s{self.index} {self.N}x{self.H}x{self.W}x{self.C}'
+
+
+def stages(workload: str) -> List[Stage]:
+    w = WORKLOADS[workload]
+    out = []
+    for i, (C, depth, topk) in enumerate(zip(DIMS, DEPTHS, TOPKS)):
+        stride = 4 * 2**i
+        H, W = (-(-s // stride) for s in w['size'])
+        S = w['n_win']
+        H, W = -(-H // S) * S, -(-W // S) * S
+        out.append(Stage(workload, i + 1, w['batch'], H, W, C, depth, S, topk))
+    return out
+
+
+@dataclasses.dataclass
+class Row:
+    kernel: str
+    shape: str
+    per_step: int  # launches of this row in one step
+    us: float
+    bytes: int
+    floor_us: float
+    library: str = ''
+    library_us: Optional[float] = None
+
+    @property
+    def gbps(self) -> float:
+        return self.bytes / self.us / 1e3
+
+    @property
+    def of_floor(self) -> float:
+        return self.floor_us / self.us
+
+
+def copy_bandwidth(device, nbytes: int = 1 << 28) -> float:
+    """Bytes per microsecond of a device-to-device copy (read + write counted)."""
+    src = torch.empty(nbytes, dtype=torch.uint8, device=device)
+    dst = torch.empty_like(src)
+    ms = mean_ms(lambda: dst.copy_(src), 20, device=device)
+    return 2 * nbytes / (ms * 1e3)
+
+
+def _us(fn: Callable, iters: int, device) -> float:
+    return mean_ms(fn, iters, device=device) * 1e3
+
+
+def dwconv_rows(stage: Stage, k: int, as_lce: bool, bw: float, iters: int, dev='cuda',
+                dtype=torch.bfloat16, config: Optional[dict] = None,
+                dw_config: Optional[dict] = None) -> List[Row]:
+    """Forward, input gradient and weight gradient of the K x K depthwise conv. LCE
+    (``as_lce``): V read in place from the qkv projection, the attention output added,
+    the input gradient added into dV in place; position embedding: a plain NHWC map."""
+    from ..ops.backends.triton.dwconv import conv_nhwc_into, weight_grad
+    N, H, W, C = stage.N, stage.H, stage.W, stage.C
+    one = N * H * W * C * _size(dtype)  # bytes of one map
+    if as_lce:
+        qkv = torch.randn(N, H, W, 3 * C, device=dev, dtype=dtype)
+        x, dx = qkv[..., 2 * C:], torch.randn_like(qkv)[..., 2 * C:]
+    else:
+        x, dx = (torch.randn(N, H, W, C, device=dev, dtype=dtype) for _ in range(2))
+    w = torch.randn(C, 1, k, k, device=dev, dtype=dtype)
+    b = torch.randn(C, device=dev, dtype=dtype)
+    res = torch.randn(N, H, W, C, device=dev, dtype=dtype) if as_lce else None
+    g = torch.randn(N, H, W, C, device=dev, dtype=dtype)
+    out = torch.empty(N, H, W, C, device=dev, dtype=dtype)
+    name = 'lce' if as_lce else 'pos embed'
+    fwd_bytes = one * (3 if as_lce else 2)
+    dx_bytes = one * (3 if as_lce else 2)  # LCE: dV read, added to, written
+    rows = [
+        Row(f'dwconv {k}x{k} fwd ({name})', stage.name, stage.blocks,
+            _us(lambda: conv_nhwc_into(out, x, w, b, residual=res, cfg=config), iters, dev),
+            fwd_bytes, fwd_bytes / bw),
+        Row(f'dwconv {k}x{k} dx ({name})', stage.name, stage.blocks,
+            _us(lambda: conv_nhwc_into(dx, g, w, residual=dx if as_lce else None,
+                                       flip=True, cfg=config), iters, dev),
+            dx_bytes, dx_bytes / bw),
+        Row(f'dwconv {k}x{k} dw ({name})', stage.name, stage.blocks,
+            _us(lambda: weight_grad(x, g, k, cfg=dw_config), iters, dev),
+            2 * one, 2 * one / bw),
+    ]
+    # cuDNN on the channels-last view (what dwconv_impl='cudnn' runs).
+    xc = x.contiguous().permute(0, 3, 1, 2)
+    gc = g.permute(0, 3, 1, 2)
+    rows[0].library, rows[0].library_us = 'cuDNN fwd', _us(
+        lambda: F.conv2d(xc, w, b, 1, k // 2, 1, C), iters, dev)
+    for row, mask in ((rows[1], [True, False, False]), (rows[2], [False, True, True])):
+        row.library = 'cuDNN bwd ' + ('data' if mask[0] else 'weight+bias')
+        row.library_us = _us(lambda: torch.ops.aten.convolution_backward(
+            gc, xc, w, [C], [1, 1], [k // 2] * 2, [1, 1], False, [0, 0], C, mask),
+            iters, dev)
+    return rows
+
+
+def _size(dtype) -> int:
+    return torch.empty(0, dtype=dtype).element_size()
+
+
+def layer_norm_rows(stage: Stage, bw: float, iters: int, dev='cuda',
+                    dtype=torch.bfloat16) -> List[Row]:
+    """The blocks' fused residual add + LayerNorm, forward and backward (two per
+    block), against ``F.layer_norm`` of the sum (the add not counted for it)."""
+    from ..ops.backends.triton.layer_norm import add_layer_norm
+    N, H, W, C = stage.N, stage.H, stage.W, stage.C
+    one = N * H * W * C * _size(dtype)
+    x = torch.randn(N, H, W, C, device=dev, dtype=dtype, requires_grad=True)
+    r = torch.randn(N, H, W, C, device=dev, dtype=dtype, requires_grad=True)
+    wt = torch.ones(C, device=dev, requires_grad=True)
+    bs = torch.zeros(C, device=dev, requires_grad=True)
+    g_xo, g_y = torch.randn_like(x), torch.randn_like(x)
+    xo, y = add_layer_norm(x, r, wt, bs, 1e-6)
+
+    def bwd():
+        torch.autograd.grad((xo, y), (x, r, wt, bs), (g_xo, g_y), retain_graph=True)
+
+    def ref_bwd():
+        torch.autograd.grad(yr, (s, wt, bs), g_y, retain_graph=True)
+
+    with torch.no_grad():
+        fwd_us = _us(lambda: add_layer_norm(x, r, wt, bs, 1e-6), iters, dev)
+    s = (x + r).detach().requires_grad_()
+    yr = F.layer_norm(s, (C,), wt, bs, 1e-6)
+    rows = [Row('add + LayerNorm fwd', stage.name, 2 * stage.blocks, fwd_us, 4 * one,
+                4 * one / bw, 'F.layer_norm fwd', _us(
+                    lambda: F.layer_norm(s.detach(), (C,), wt.detach(), bs.detach(), 1e-6),
+                    iters, dev)),
+            # reads dxo, dy, xo; writes dx (dr is the same tensor without a scale)
+            Row('add + LayerNorm bwd', stage.name, 2 * stage.blocks, _us(bwd, iters, dev),
+                4 * one, 4 * one / bw, 'F.layer_norm bwd', _us(ref_bwd, iters, dev))]
+    return rows
+
+
+def attention_rows(stage: Stage, bw: float, iters: int, dev='cuda',
+                   dtype=torch.bfloat16) -> List[Row]:
+    """BRA's token attention (routed, or dense where the dense kernels apply) forward
+    and backward, against SDPA's flash attention on the same useful work: each
+    region's queries over its top-k regions' tokens, as a batch of regions."""
+    from ..ops.backends.triton import use_dense
+    from ..ops.backends.triton.routed_attention import routed_attention
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    N, H, W, C, S, topk = stage.N, stage.H, stage.W, stage.C, stage.n_win, stage.topk
+    heads = C // HEAD_DIM
+    R, L = S * S, (H // S) * (W // S)
+    qkv = torch.randn(N, H, W, 3 * C, device=dev, dtype=dtype, requires_grad=True)
+    index = torch.stack([torch.randperm(R, device=dev)[:topk] for _ in range(N * R)]
+                        ).view(N, R, topk)
+    scale = HEAD_DIM ** -0.5
+    out = routed_attention(qkv, index, S, heads, C, scale)
+    g = torch.randn_like(out)
+    kind = 'dense' if use_dense(H, W, L, topk) else 'routed'
+    one = _size(dtype)
+    # Bytes: qkv read, output written (forward); qkv, output, its gradient read and
+    # dqkv written (backward).
+    fwd_bytes = N * H * W * 4 * C * one
+    bwd_bytes = N * H * W * 8 * C * one
+    with torch.no_grad():
+        fwd = _us(lambda: routed_attention(qkv, index, S, heads, C, scale), iters, dev)
+    bwd = _us(lambda: torch.autograd.grad(out, qkv, g, retain_graph=True), iters, dev)
+    q = torch.randn(N * R, heads, L, HEAD_DIM, device=dev, dtype=dtype, requires_grad=True)
+    kv = torch.randn(N * R, heads, topk * L, HEAD_DIM, device=dev, dtype=dtype,
+                     requires_grad=True)
+    rows = [Row(f'{kind} attention fwd', stage.name, stage.blocks, fwd, fwd_bytes,
+                fwd_bytes / bw),
+            Row(f'{kind} attention bwd', stage.name, stage.blocks, bwd, bwd_bytes,
+                bwd_bytes / bw)]
+    try:
+        with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
+            with torch.no_grad():
+                rows[0].library_us = _us(
+                    lambda: F.scaled_dot_product_attention(q, kv, kv), iters, dev)
+            o = F.scaled_dot_product_attention(q, kv, kv)
+            go = torch.randn_like(o)
+            rows[1].library_us = _us(
+                lambda: torch.autograd.grad(o, (q, kv), go, retain_graph=True), iters, dev)
+        rows[0].library = rows[1].library = 'SDPA flash, same tokens'
+    except RuntimeError as e:  # flash not available for this dtype/device
+        rows[0].library = f'SDPA flash: {str(e)[:40]}'
+    return rows
+
+
+PARTS = ['dwconv', 'layer_norm', 'attention']
+
+
+def roofline(workloads=('cls', 'det'), iters: int = 20, parts=PARTS, device='cuda',
+             stage_list: Optional[List[Stage]] = None) -> Dict:
+    """All rows of the table, with the measured copy bandwidth (``stage_list``: other
+    shapes than the workloads')."""
+    device = torch.device(device)
+    bw = copy_bandwidth(device)
+    rows: List[Row] = []
+    for stage in stage_list or [s for w in workloads for s in stages(w)]:
+        if 'dwconv' in parts:
+            rows += dwconv_rows(stage, LCE_K, True, bw, iters, device)
+            rows += dwconv_rows(stage, POS_K, False, bw, iters, device)
+        if 'layer_norm' in parts:
+            rows += layer_norm_rows(stage, bw, iters, device)
+        if 'attention' in parts:
+            rows += attention_rows(stage, bw, iters, device)
+    name = torch.cuda.get_device_name(device) if device.type == 'cuda' else device.type
+    return dict(device=name, copy_gbps=bw / 1e3,
+                rows=[dict(dataclasses.asdict(r), gbps=r.gbps, of_floor=r.of_floor)
+                      for r in rows])
+
+
+def format_table(result: Dict) -> str:
+    lines = [f"{result['device']}: copy bandwidth {result['copy_gbps']:.0f} GB/s",
+             '| kernel | shape | per step | us | GB/s | floor us | of floor | library | '
+             'library us |', '|---|---|---|---|---|---|---|---|---|']
+    for r in result['rows']:
+        lib_us = '' if r['library_us'] is None else f"{r['library_us']:.1f}"
+        lines.append(f"| {r['kernel']} | {r['shape']} | {r['per_step']} | {r['us']:.1f} | "
+                     f"{r['gbps']:.0f} | {r['floor_us']:.1f} | {r['of_floor']:.0%} | "
+                     f"{r['library']} | {lib_us} |")
+    totals: Dict[str, List[float]] = {}
+    for r in result['rows']:
+        key = f"{r['shape'].split()[0]}: {r['kernel']}"
+        t = totals.setdefault(key, [0., 0., 0.])
+        t[0] += r['us'] * r['per_step'] / 1e3
+        t[1] += r['floor_us'] * r['per_step'] / 1e3
+        t[2] += (r['library_us'] or 0.) * r['per_step'] / 1e3
+    lines += ['', '| per step, all stages | ms | floor ms | library ms |', '|---|---|---|---|']
+    lines += [f'| {k} | {t[0]:.2f} | {t[1]:.2f} | {t[2]:.2f} |' for k, t in totals.items()]
+    return '\n'.join(lines)
