@@ -26,6 +26,7 @@ from .accumulate import acc_dtype, acc_tl, partial_sum_programs
 TILE = 4096
 NUM_WARPS = 4
 BWD_PROGRAMS_PER_SM = 4
+BWD_DEFER = True
 
 
 def _blocks(C: int) -> Tuple[int, int]:
@@ -101,7 +102,7 @@ class _AddLayerNorm(torch.autograd.Function):
             scale if scale is not None else weight, dx, dr, dwp, dbp,
             M, C, ctx.rows_per_sample, n_blocks,
             HAS_DXO=dxo is not None, HAS_SCALE=scale is not None, BLOCK_M=block_m,
-            BLOCK_C=block_c, ACC=acc_tl(xo.dtype), num_warps=NUM_WARPS)
+            BLOCK_C=block_c, DEFER=BWD_DEFER, ACC=acc_tl(xo.dtype), num_warps=NUM_WARPS)
         # Partial sums added in program order: deterministic.
         dw = dwp.sum(0).to(weight.dtype)
         db = dbp.sum(0).to(weight.dtype)

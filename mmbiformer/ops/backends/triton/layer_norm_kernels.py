@@ -65,14 +65,18 @@ def _add_ln_fwd(X, R, SCALE, W, B, XO, Y, MEAN, RSTD,
 def _add_ln_bwd(XO, DY, DXO, MEAN, RSTD, W, SCALE, DX, DR, DWP, DBP,
                 M, C, HW, n_blocks,
                 HAS_DXO: tl.constexpr, HAS_SCALE: tl.constexpr,
-                BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr, ACC: tl.constexpr):
+                BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr, DEFER: tl.constexpr,
+                ACC: tl.constexpr):
     """Row blocks pid, pid + programs, ...; dW and dB partial sums of those blocks
-    go to row ``pid`` of DWP / DBP."""
+    go to row ``pid`` of DWP / DBP. With ``DEFER`` they are summed over the rows once,
+    at the end (a tile-shaped accumulator), not per block across the threads."""
     pid = tl.program_id(0)
     cols = tl.arange(0, BLOCK_C)
     w = tl.load(W + cols, mask=cols < C, other=0.).to(ACC)
     dw = tl.zeros([BLOCK_C], ACC)
     db = tl.zeros([BLOCK_C], ACC)
+    dw2 = tl.zeros([BLOCK_M, BLOCK_C], ACC)
+    db2 = tl.zeros([BLOCK_M, BLOCK_C], ACC)
     for blk in range(pid, n_blocks, tl.num_programs(0)):
         rows, cols, rmask, mask, off = _rows(blk, M, C, BLOCK_M, BLOCK_C)
         xo = tl.load(XO + off, mask=mask, other=0.).to(ACC)
@@ -90,7 +94,14 @@ def _add_ln_bwd(XO, DY, DXO, MEAN, RSTD, W, SCALE, DX, DR, DWP, DBP,
         if HAS_SCALE:
             s = tl.load(SCALE + rows // HW, mask=rmask, other=0.).to(ACC)
             tl.store(DR + off, (dx * s[:, None]).to(DR.dtype.element_ty), mask=mask)
-        dw += tl.sum(dy * xhat, 0)
-        db += tl.sum(dy, 0)
+        if DEFER:
+            dw2 += dy * xhat
+            db2 += dy
+        else:
+            dw += tl.sum(dy * xhat, 0)
+            db += tl.sum(dy, 0)
+    if DEFER:
+        dw = tl.sum(dw2, 0)
+        db = tl.sum(db2, 0)
     tl.store(DWP + pid * C + cols, dw, mask=cols < C)
     tl.store(DBP + pid * C + cols, db, mask=cols < C)
