@@ -77,7 +77,7 @@ def weight_grad(x: torch.Tensor, grad: torch.Tensor, k: int,
     progs = partial_sum_programs(n_chunks, x.device, cfg['progs_per_sm'], c_blocks)
     per_prog = triton.cdiv(n_chunks, progs)
     progs = triton.cdiv(n_chunks, per_prog)
-    kk_pad = triton.next_power_of_2(k * k + 1)
+    kk_pad = triton.next_power_of_2(k * k)  # > k * k (odd): row k * k holds dB
     ws = torch.empty(progs, kk_pad, C, device=x.device, dtype=acc_dtype(x.dtype))
     kernels._dwconv_nhwc_dw[(progs, c_blocks)](
         x, grad, ws, *x.stride()[:3], *grad.stride()[:3], H, W, C, n_chunks, per_prog,

@@ -105,7 +105,7 @@ def _dwconv_nhwc_dw(X, DY, WS,
     of one row (image-major, then row-major); program ``i`` covers chunks
     ``i * chunks_per_prog`` onward and writes ``WS[i]``, a (KK_PAD, C) row:
     ``[tap] = sum dY * X shifted by the tap`` for the K*K taps, and ``[K*K] = sum dY``
-    (the bias gradient).
+    (the bias gradient; K*K is odd, so KK_PAD, a power of two, has room for it).
 
     The taps are a dimension of the tile: each chunk loads the K*K shifted copies of
     its pixels as one (KK_PAD, PB, BLOCK_C) gather and adds its products to an
@@ -121,11 +121,11 @@ def _dwconv_nhwc_dw(X, DY, WS,
     dy_tap = taps // K - PAD  # row and column shift of each tap
     dx_tap = taps % K - PAD
     is_tap = taps < K * K
-    is_bias = taps == K * K  # its "input" is 1: the row sums dY
     p = tl.arange(0, PB)
     chunks_w = tl.cdiv(W, PB)
     chunks_img = H * chunks_w
     acc = tl.zeros([KK_PAD, PB, BLOCK_C], ACC)
+    acc_b = tl.zeros([PB, BLOCK_C], ACC)
     first = pid * chunks_per_prog
     last = tl.minimum(first + chunks_per_prog, n_chunks)
     for t in range(first, last):
@@ -143,8 +143,9 @@ def _dwconv_nhwc_dw(X, DY, WS,
         offs = hh[:, None] * sx_h + ww * sx_w
         x = tl.load(X + n * sx_n + offs[:, :, None] + offs_c[None, None, :],
                     mask=ok[:, :, None] & mask_c[None, None, :], other=0.).to(ACC)
-        x = tl.where(is_bias[:, None, None], 1., x)
         acc += x * dy[None, :, :]
-    total = tl.sum(acc, 1)
-    tl.store(WS + pid * KK_PAD * C + taps[:, None] * C + offs_c[None, :], total,
-             mask=mask_c[None, :])
+        acc_b += dy
+    ws = WS + pid * KK_PAD * C
+    tl.store(ws + taps[:, None] * C + offs_c[None, :], tl.sum(acc, 1),
+             mask=is_tap[:, None] & mask_c[None, :])
+    tl.store(ws + K * K * C + offs_c, tl.sum(acc_b, 0), mask=mask_c)
