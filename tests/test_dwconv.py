@@ -154,6 +154,16 @@ def test_triton_nhwc_matches_conv2d_cpu(case):
                          torch.float64, 1e-12)
 
 
+@needs_triton
+@pytest.mark.parametrize('dtype, tol', [(torch.float16, 2e-3), (torch.bfloat16, 1e-2)])
+def test_triton_nhwc_half_precision_cpu(dtype, tol):
+    """16-bit inputs (detection trains in fp16, classification in bf16), float32 sums:
+    within the inputs' rounding of the float64 reference, forward and every gradient."""
+    torch.manual_seed(0)
+    _triton_vs_reference(torch.randn(2, 9, 11, 20 + 5), 20, 5, True, True, False, CPU,
+                         dtype, tol)
+
+
 @cuda
 @pytest.mark.parametrize('case', TRITON_CASES + [(4, 56, 56, 64, 5, True, True, False),
                                                  (2, 100, 152, 128, 3, True, False, True)])
