@@ -182,8 +182,10 @@ def layer_norm_rows(stage: Stage, bw: float, iters: int, dev='cuda',
 def attention_rows(stage: Stage, bw: float, iters: int, dev='cuda',
                    dtype=torch.bfloat16) -> List[Row]:
     """BRA's token attention (routed, or dense where the dense kernels apply) forward
-    and backward, against SDPA's flash attention on the same useful work: each
-    region's queries over its top-k regions' tokens, as a batch of regions."""
+    and backward, against SDPA's flash attention: for the routed kernels on the same
+    useful work (each region's queries over its top-k regions' tokens, a batch of
+    regions), for the dense ones on all tokens against all tokens (their work, the
+    routing mask aside)."""
     from ..ops.backends.triton import use_dense
     from ..ops.backends.triton.routed_attention import routed_attention
     from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -205,9 +207,17 @@ def attention_rows(stage: Stage, bw: float, iters: int, dev='cuda',
     with torch.no_grad():
         fwd = _us(lambda: routed_attention(qkv, index, S, heads, C, scale), iters, dev)
     bwd = _us(lambda: torch.autograd.grad(out, qkv, g, retain_graph=True), iters, dev)
-    q = torch.randn(N * R, heads, L, HEAD_DIM, device=dev, dtype=dtype, requires_grad=True)
-    kv = torch.randn(N * R, heads, topk * L, HEAD_DIM, device=dev, dtype=dtype,
-                     requires_grad=True)
+    if kind == 'dense':  # the dense kernels' own work: every token against every token
+        q = torch.randn(N, heads, H * W, HEAD_DIM, device=dev, dtype=dtype,
+                        requires_grad=True)
+        kv = torch.randn_like(q).requires_grad_()
+        library = 'SDPA flash, all tokens'
+    else:  # each region's queries against its routed regions' tokens
+        q = torch.randn(N * R, heads, L, HEAD_DIM, device=dev, dtype=dtype,
+                        requires_grad=True)
+        kv = torch.randn(N * R, heads, topk * L, HEAD_DIM, device=dev, dtype=dtype,
+                         requires_grad=True)
+        library = 'SDPA flash, same tokens'
     rows = [Row(f'{kind} attention fwd', stage.name, stage.blocks, fwd, fwd_bytes,
                 fwd_bytes / bw),
             Row(f'{kind} attention bwd', stage.name, stage.blocks, bwd, bwd_bytes,
@@ -221,7 +231,7 @@ def attention_rows(stage: Stage, bw: float, iters: int, dev='cuda',
             go = torch.randn_like(o)
             rows[1].library_us = _us(
                 lambda: torch.autograd.grad(o, (q, kv), go, retain_graph=True), iters, dev)
-        rows[0].library = rows[1].library = 'SDPA flash, same tokens'
+        rows[0].library = rows[1].library = library
     except RuntimeError as e:  # flash not available for this dtype/device
         rows[0].library = f'SDPA flash: {str(e)[:40]}'
     return rows
