@@ -586,11 +586,18 @@ def kernels_main(argv) -> None:
     parser.add_argument('--parts', nargs='+', choices=kernels.PARTS, default=kernels.PARTS)
     parser.add_argument('--iters', type=int, default=20)
     parser.add_argument('--json', metavar='PATH', help='also write the rows as JSON')
+    parser.add_argument('--sweep', action='store_true',
+                        help="time the depthwise convs' candidate launch settings instead "
+                        "(ms per step summed over the stages, fastest first)")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         sys.exit('error: benchmark.py kernels times CUDA kernels: it needs a GPU')
-    result = kernels.roofline(args.workload, args.iters, args.parts)
-    print(kernels.format_table(result))
+    if args.sweep:
+        result = kernels.sweep_dwconv(args.workload, args.iters)
+        print(kernels.format_sweep(result))
+    else:
+        result = kernels.roofline(args.workload, args.iters, args.parts)
+        print(kernels.format_table(result))
     if args.json:
         with open(args.json, 'w') as f:
             json.dump(result, f, indent=1)

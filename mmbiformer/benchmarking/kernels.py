@@ -96,10 +96,13 @@ def _us(fn: Callable, iters: int, device) -> float:
 
 def dwconv_rows(stage: Stage, k: int, as_lce: bool, bw: float, iters: int, dev='cuda',
                 dtype=torch.bfloat16, config: Optional[dict] = None,
-                dw_config: Optional[dict] = None) -> List[Row]:
-    """Forward, input gradient and weight gradient of the K x K depthwise conv. LCE
-    (``as_lce``): V read in place from the qkv projection, the attention output added,
-    the input gradient added into dV in place; position embedding: a plain NHWC map."""
+                dw_config: Optional[dict] = None, which=('fwd', 'dx', 'dw'),
+                library: bool = True) -> List[Row]:
+    """Forward, input gradient and weight gradient (``which``) of the K x K depthwise
+    conv, with launch settings ``config`` / ``dw_config`` (None: the kernels'
+    defaults). LCE (``as_lce``): V read in place from the qkv projection, the attention
+    output added, the input gradient added into dV in place; position embedding: a plain
+    NHWC map. ``library``: cuDNN's time beside each row."""
     from ..ops.backends.triton.dwconv import conv_nhwc_into, weight_grad
     N, H, W, C = stage.N, stage.H, stage.W, stage.C
     one = N * H * W * C * _size(dtype)  # bytes of one map
@@ -116,29 +119,72 @@ def dwconv_rows(stage: Stage, k: int, as_lce: bool, bw: float, iters: int, dev='
     name = 'lce' if as_lce else 'pos embed'
     fwd_bytes = one * (3 if as_lce else 2)
     dx_bytes = one * (3 if as_lce else 2)  # LCE: dV read, added to, written
-    rows = [
-        Row(f'dwconv {k}x{k} fwd ({name})', stage.name, stage.blocks,
-            _us(lambda: conv_nhwc_into(out, x, w, b, residual=res, cfg=config), iters, dev),
-            fwd_bytes, fwd_bytes / bw),
-        Row(f'dwconv {k}x{k} dx ({name})', stage.name, stage.blocks,
-            _us(lambda: conv_nhwc_into(dx, g, w, residual=dx if as_lce else None,
-                                       flip=True, cfg=config), iters, dev),
-            dx_bytes, dx_bytes / bw),
-        Row(f'dwconv {k}x{k} dw ({name})', stage.name, stage.blocks,
-            _us(lambda: weight_grad(x, g, k, cfg=dw_config), iters, dev),
-            2 * one, 2 * one / bw),
-    ]
+    runs = {'fwd': (fwd_bytes, lambda: conv_nhwc_into(out, x, w, b, residual=res,
+                                                      cfg=config)),
+            'dx': (dx_bytes, lambda: conv_nhwc_into(dx, g, w, residual=dx if as_lce else None,
+                                                    flip=True, cfg=config)),
+            'dw': (2 * one, lambda: weight_grad(x, g, k, cfg=dw_config))}
+    rows = [Row(f'dwconv {k}x{k} {part} ({name})', stage.name, stage.blocks,
+                _us(runs[part][1], iters, dev), runs[part][0], runs[part][0] / bw)
+            for part in which]
+    if not library:
+        return rows
     # cuDNN on the channels-last view (what dwconv_impl='cudnn' runs).
     xc = x.contiguous().permute(0, 3, 1, 2)
     gc = g.permute(0, 3, 1, 2)
-    rows[0].library, rows[0].library_us = 'cuDNN fwd', _us(
-        lambda: F.conv2d(xc, w, b, 1, k // 2, 1, C), iters, dev)
-    for row, mask in ((rows[1], [True, False, False]), (rows[2], [False, True, True])):
-        row.library = 'cuDNN bwd ' + ('data' if mask[0] else 'weight+bias')
+    for row, part in zip(rows, which):
+        if part == 'fwd':
+            row.library, row.library_us = 'cuDNN fwd', _us(
+                lambda: F.conv2d(xc, w, b, 1, k // 2, 1, C), iters, dev)
+            continue
+        mask = [True, False, False] if part == 'dx' else [False, True, True]
+        row.library = 'cuDNN bwd ' + ('data' if part == 'dx' else 'weight+bias')
         row.library_us = _us(lambda: torch.ops.aten.convolution_backward(
             gc, xc, w, [C], [1, 1], [k // 2] * 2, [1, 1], False, [0, 0], C, mask),
             iters, dev)
     return rows
+
+
+# Launch settings ``sweep_dwconv`` tries (the defaults are in backends/triton/dwconv.py).
+FWD_CANDIDATES = ([dict(TH=8, TW=8, BLOCK_C=64, num_warps=nw, UNROLL=u)
+                   for nw in (2, 4, 8) for u in (0, 1, 2)]
+                  + [dict(TH=4, TW=8, BLOCK_C=64, num_warps=2, UNROLL=0)]
+                  + [dict(TH=8, TW=16, BLOCK_C=64, num_warps=8, UNROLL=u) for u in (0, 1)])
+DW_CANDIDATES = [dict(PB=pb, BLOCK_C=bc, num_warps=nw, progs_per_sm=ps)
+                 for pb in (2, 4, 8) for bc in (32, 64) for nw in (2, 4, 8) for ps in (4, 8)
+                 if pb * bc // nw <= 128]  # accumulator registers per thread
+
+
+def sweep_dwconv(workloads=('cls', 'det'), iters: int = 20, dev='cuda',
+                 stage_list: Optional[List[Stage]] = None) -> Dict:
+    """Time the depthwise-conv kernels under every candidate launch setting at every
+    shape: ``{'fwd+dx' | 'dw': {setting: {workload: ms per step}}}``."""
+    bw = copy_bandwidth(torch.device(dev))
+    totals: Dict[str, Dict[str, Dict[str, float]]] = {'fwd+dx': {}, 'dw': {}}
+    for stage in stage_list or [s for w in workloads for s in stages(w)]:
+        for k, lce in ((LCE_K, True), (POS_K, False)):
+            for part, candidates in (('fwd+dx', FWD_CANDIDATES), ('dw', DW_CANDIDATES)):
+                for cfg in candidates:
+                    name = ' '.join(f'{key}={value}' for key, value in cfg.items())
+                    rows = dwconv_rows(stage, k, lce, bw, iters, dev, library=False,
+                                       config=cfg, dw_config=cfg,
+                                       which=('fwd', 'dx') if part == 'fwd+dx' else ('dw',))
+                    per = totals[part].setdefault(name, {})
+                    key = f'{stage.workload} {k}x{k}'
+                    per[key] = per.get(key, 0.) + sum(r.us * r.per_step for r in rows) / 1e3
+    return totals
+
+
+def format_sweep(totals: Dict) -> str:
+    lines = []
+    for part, by_cfg in totals.items():
+        keys = sorted({k for per in by_cfg.values() for k in per})
+        lines += [f'| {part} setting | ' + ' | '.join(f'{k} ms/step' for k in keys) + ' |',
+                  '|---|' + '---|' * len(keys)]
+        for name, per in sorted(by_cfg.items(), key=lambda kv: sum(kv[1].values())):
+            lines.append(f'| {name} | ' + ' | '.join(f'{per[k]:.2f}' for k in keys) + ' |')
+        lines.append('')
+    return '\n'.join(lines)
 
 
 def _size(dtype) -> int:
