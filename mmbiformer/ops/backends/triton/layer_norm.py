@@ -26,7 +26,10 @@ from .accumulate import acc_dtype, acc_tl, partial_sum_programs
 TILE = 4096
 NUM_WARPS = 4
 BWD_PROGRAMS_PER_SM = 4
-BWD_DEFER = True
+# Sum the weight and bias gradients over rows once, at the end (a tile-shaped
+# accumulator: more registers), rather than per row block across threads. Off until
+# timed on a GPU (`tools/benchmark.py kernels`).
+BWD_DEFER = False
 
 
 def _blocks(C: int) -> Tuple[int, int]:
