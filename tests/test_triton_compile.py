@@ -1,7 +1,8 @@
 """Every Triton kernel compiles for the GPU, checked on machines without one
 (``tests/triton_sm90.py``): Triton's interpreter, which runs the kernels' numerics
 here, does not type a kernel, so a kernel the compiler rejects would pass every CPU
-test and fail on every GPU."""
+test and fail on every GPU. And each fits the shared memory of the architectures our
+users train on (``tests/triton_arch_limits.py``)."""
 import json
 import os
 import re
@@ -38,3 +39,25 @@ def test_every_kernel_compiles_for_sm90():
     expected = launched_kernels()
     assert len(expected) >= 10, expected  # the pattern still finds the launches
     assert expected <= set(report['compiled']), expected - set(report['compiled'])
+
+
+def test_every_kernel_fits_each_architectures_shared_memory():
+    """Each kernel, compiled for sm_75 (T4, RTX 20), sm_86 (RTX 30; sm_80 and sm_89 as
+    it) and sm_90 (H100) at the shipped configs' training shapes and dtypes, asks for no
+    more shared memory per block than that architecture has (``triton_arch_limits.py``):
+    a tile that fits an H100 but not a T4 would fail at launch, mid-run."""
+    env = dict(os.environ)
+    env.pop('TRITON_INTERPRET', None)
+    env['CUDA_VISIBLE_DEVICES'] = ''
+    run = subprocess.run([sys.executable, os.path.join(ROOT, 'tests', 'triton_arch_limits.py')],
+                         capture_output=True, text=True, env=env, cwd=ROOT, timeout=900)
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads(run.stdout.strip().splitlines()[-1])
+    assert report['errors'] == {}, '\n\n'.join(f'{k}:\n{v}' for k, v in report['errors'].items())
+    limits = report['limits']
+    table = '\n'.join(f'{name}: ' + ', '.join(f'sm_{a} {b} of {limits[a]} B' for a, b in per.items())
+                      for name, per in sorted(report['shared'].items()))
+    assert launched_kernels() <= set(report['shared']), table
+    too_big = [f'{name} sm_{a}: {b} > {limits[a]}' for name, per in report['shared'].items()
+               for a, b in per.items() if b > limits[a]]
+    assert not too_big, f'{too_big}\n{table}'
