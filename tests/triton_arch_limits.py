@@ -1,16 +1,15 @@
 """Compile every Triton kernel for the GPU architectures BiFormer's users train on, at
-the shapes and dtypes the shipped configs train at, on a machine without a GPU, and print the largest
-shared memory each kernel asks for per architecture, against that architecture's
-per-block limit, as one JSON line.
+the shapes and dtypes the shipped configs train at, on a machine without a GPU, and
+print the largest shared memory each kernel asks for per architecture, against that
+architecture's per-block limit, as one JSON line.
 
 A kernel whose tiles fit an H100 can fail to launch on an RTX 3090 or a T4, mid-run:
 the per-block shared-memory limits differ by more than 3x. Here each launch of
-BiFormer-S's training pass (inside ``captured_step()``, the Triton path everywhere) at
-classification 224 (bf16), detection 800x1216 and segmentation 512 (fp16; one block a
-stage), is
-compiled by Triton's real compiler for each target down to LLVM IR, where its shared
-memory is allocated (no launch; a stand-in driver, as ``triton_sm90.py``). sm_80 and
-sm_89 take sm_86's code generation and have at least its limit, so sm_86 stands for
+BiFormer-S's training pass (inside ``captured_step()``, the Triton path everywhere; one
+block a stage) at classification 224 (bf16), detection 800x1216 and segmentation 512
+(fp16) is compiled by Triton's real compiler for each target down to LLVM IR, where its
+shared memory is allocated (no launch; a stand-in driver, as ``triton_sm90.py``). sm_80
+and sm_89 take sm_86's code generation and have at least its limit, so sm_86 stands for
 them.
 
     python3 tests/triton_arch_limits.py
