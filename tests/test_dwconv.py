@@ -1,5 +1,7 @@
 """DepthwiseConv2d: nn.Conv2d's results with PyTorch's own kernels on CUDA, and the
 NHWC Triton kernels (on a CPU in Triton's interpreter, fp64) against F.conv2d."""
+import contextlib
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -155,13 +157,19 @@ def test_triton_nhwc_matches_conv2d_cpu(case):
 
 
 @needs_triton
-@pytest.mark.parametrize('dtype, tol', [(torch.float16, 2e-3), (torch.bfloat16, 1e-2)])
-def test_triton_nhwc_half_precision_cpu(dtype, tol):
+@pytest.mark.parametrize('dtype, tol, captured', [(torch.float16, 2e-3, False),
+                                                  (torch.bfloat16, 1e-2, False),
+                                                  (torch.float16, 2e-3, True)])
+def test_triton_nhwc_half_precision_cpu(dtype, tol, captured):
     """16-bit inputs (detection trains in fp16, classification in bf16), float32 sums:
-    within the inputs' rounding of the float64 reference, forward and every gradient."""
+    within the inputs' rounding of the float64 reference, forward and every gradient;
+    also inside a captured step, where the kernel reads a (K*K, C) copy of the weight
+    instead of the parameter in place."""
+    from mmbiformer.ops.policy import captured_step
     torch.manual_seed(0)
-    _triton_vs_reference(torch.randn(2, 9, 11, 20 + 5), 20, 5, True, True, False, CPU,
-                         dtype, tol)
+    with captured_step() if captured else contextlib.nullcontext():
+        _triton_vs_reference(torch.randn(2, 9, 11, 20 + 5), 20, 5, True, True, False, CPU,
+                             dtype, tol)
 
 
 @cuda

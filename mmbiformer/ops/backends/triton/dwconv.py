@@ -12,7 +12,7 @@ from typing import Optional, Tuple
 import torch
 import triton
 
-from ...policy import forward_only
+from ...policy import forward_only, in_captured_step
 from . import dwconv_kernels as kernels
 from .accumulate import acc_dtype, acc_tl, partial_sum_programs
 
@@ -49,14 +49,19 @@ def conv_nhwc_into(out: torch.Tensor, x: torch.Tensor, weight: torch.Tensor,
     cfg = cfg or CONFIG
     k = _check(x, weight)
     N, H, W, C = x.shape
-    # (K*K, C): each tap's weights contiguous (the kernel loads a tap's as one vector).
-    taps = weight.reshape(x.shape[-1], k * k).t().contiguous()
+    # (K*K, C). Inside a captured step a contiguous copy (each tap's weights one vector
+    # load; the copy's launch costs nothing at replay); elsewhere the parameter's own
+    # layout, read in place: no extra launch on the host's critical path (eager
+    # inference is bound by host time).
+    taps = weight.reshape(x.shape[-1], k * k).t()
+    if in_captured_step():
+        taps = taps.contiguous()
     res = residual if residual is not None else out
     TH, TW, block_c = cfg['TH'], cfg['TW'], _block_c(C, cfg)
     grid = (triton.cdiv(H, TH) * triton.cdiv(W, TW), N, triton.cdiv(C, block_c))
     kernels._dwconv_nhwc[grid](
         x, taps, bias if bias is not None else taps, res, out,
-        *x.stride()[:3], *res.stride()[:3], *out.stride()[:3], H, W, C,
+        *x.stride()[:3], *res.stride()[:3], *out.stride()[:3], *taps.stride(), H, W, C,
         K=k, FLIP=flip, HAS_BIAS=bias is not None, HAS_RES=residual is not None,
         ADD_X=add_input, TH=TH, TW=TW, BLOCK_C=block_c, UNROLL=cfg.get('UNROLL', 1),
         ACC=acc_tl(x.dtype),

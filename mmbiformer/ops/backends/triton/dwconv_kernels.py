@@ -30,8 +30,8 @@ def _tile(pid_t, H, W, TH: tl.constexpr, TW: tl.constexpr):
 
 
 @triton.jit
-def _add_tap(acc, x_img, WT, h, w, mask_p, offs_c, mask_c, ky, kx, H, W, C, sx_h, sx_w,
-             K: tl.constexpr, FLIP: tl.constexpr, ACC: tl.constexpr):
+def _add_tap(acc, x_img, WT, h, w, mask_p, offs_c, mask_c, ky, kx, H, W, sw_t, sw_c,
+             sx_h, sx_w, K: tl.constexpr, FLIP: tl.constexpr, ACC: tl.constexpr):
     """``acc`` plus tap (ky, kx) of the convolution (mirrored with ``FLIP``)."""
     PAD: tl.constexpr = K // 2
     if FLIP:
@@ -43,7 +43,7 @@ def _add_tap(acc, x_img, WT, h, w, mask_p, offs_c, mask_c, ky, kx, H, W, C, sx_h
     ok = mask_p & (hh >= 0) & (hh < H) & (ww >= 0) & (ww < W)
     x = tl.load(x_img + (hh * sx_h + ww * sx_w)[:, None], mask=ok[:, None] & mask_c[None, :],
                 other=0.)
-    wt = tl.load(WT + (ky * K + kx) * C + offs_c, mask=mask_c, other=0.)
+    wt = tl.load(WT + (ky * K + kx) * sw_t + offs_c * sw_c, mask=mask_c, other=0.)
     return acc + x.to(ACC) * wt.to(ACC)[None, :]
 
 
@@ -53,16 +53,16 @@ def _add_tap(acc, x_img, WT, h, w, mask_p, offs_c, mask_c, ky, kx, H, W, C, sx_h
 # are not, so that dense training's many input sizes share one compiled kernel.
 @triton.jit(do_not_specialize=['H', 'W'])
 def _dwconv_nhwc(X, WT, B, RES, Y,
-                 sx_n, sx_h, sx_w, sr_n, sr_h, sr_w, sy_n, sy_h, sy_w,
+                 sx_n, sx_h, sx_w, sr_n, sr_h, sr_w, sy_n, sy_h, sy_w, sw_t, sw_c,
                  H, W, C,
                  K: tl.constexpr, FLIP: tl.constexpr, HAS_BIAS: tl.constexpr,
                  HAS_RES: tl.constexpr, ADD_X: tl.constexpr,
                  TH: tl.constexpr, TW: tl.constexpr, BLOCK_C: tl.constexpr,
                  UNROLL: tl.constexpr, ACC: tl.constexpr):
-    """Grid: (tiles of the map, images, channel blocks). WT: the weight as (K*K, C),
-    each tap's weights contiguous: one vector load per tap (read from the (C, 1, K, K)
-    parameter directly, a tap's weights lie K*K elements apart, and each thread's
-    channels came as scalar loads, more load instructions than the input's).
+    """Grid: (tiles of the map, images, channel blocks). WT: the weight as (K*K, C) with
+    strides (sw_t, sw_c). With each tap's weights contiguous (sw_c == 1) a tap's are one
+    vector load; as the (C, 1, K, K) parameter holds them (sw_c == K*K) each thread's
+    channels are scalar loads, more load instructions than the input's.
     ``UNROLL``: 2 unrolls every tap (the compiler then hoists all K*K loads: for sm_90,
     255 registers and spills at 8x8 pixels x 64 channels, 4 warps), 1 one row of taps
     (kernel rows loop at run time: 154 registers), 0 none."""
@@ -76,16 +76,16 @@ def _dwconv_nhwc(X, WT, B, RES, Y,
         for ky in tl.static_range(K):
             for kx in tl.static_range(K):
                 acc = _add_tap(acc, x_img, WT, h, w, mask_p, offs_c, mask_c, ky, kx,
-                               H, W, C, sx_h, sx_w, K, FLIP, ACC)
+                               H, W, sw_t, sw_c, sx_h, sx_w, K, FLIP, ACC)
     elif UNROLL == 1:  # one row of taps unrolled, rows looped at run time
         for ky in range(K):
             for kx in tl.static_range(K):
                 acc = _add_tap(acc, x_img, WT, h, w, mask_p, offs_c, mask_c, ky, kx,
-                               H, W, C, sx_h, sx_w, K, FLIP, ACC)
+                               H, W, sw_t, sw_c, sx_h, sx_w, K, FLIP, ACC)
     else:
         for t in range(K * K):
             acc = _add_tap(acc, x_img, WT, h, w, mask_p, offs_c, mask_c, t // K, t % K,
-                           H, W, C, sx_h, sx_w, K, FLIP, ACC)
+                           H, W, sw_t, sw_c, sx_h, sx_w, K, FLIP, ACC)
     mask = mask_p[:, None] & mask_c[None, :]
     if ADD_X:
         acc += tl.load(x_img + (h * sx_h + w * sx_w)[:, None], mask=mask, other=0.).to(ACC)
