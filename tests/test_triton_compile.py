@@ -55,8 +55,9 @@ def test_every_kernel_fits_each_architectures_shared_memory():
     report = json.loads(run.stdout.strip().splitlines()[-1])
     assert report['errors'] == {}, '\n\n'.join(f'{k}:\n{v}' for k, v in report['errors'].items())
     limits = report['limits']
-    table = '\n'.join(f'{name}: ' + ', '.join(f'sm_{a} {b} of {limits[a]} B' for a, b in per.items())
-                      for name, per in sorted(report['shared'].items()))
+    table = '\n'.join(
+        f'{name}: ' + ', '.join(f'sm_{a} {b} of {limits[a]} B' for a, b in per.items())
+        for name, per in sorted(report['shared'].items()))
     assert launched_kernels() <= set(report['shared']), table
     too_big = [f'{name} sm_{a}: {b} > {limits[a]}' for name, per in report['shared'].items()
                for a, b in per.items() if b > limits[a]]

@@ -105,7 +105,7 @@ def dwconv_rows(stage: Stage, k: int, as_lce: bool, bw: float, iters: int, dev='
     NHWC map. ``library``: cuDNN's time beside each row."""
     from ..ops.backends.triton.dwconv import conv_nhwc_into, weight_grad
     N, H, W, C = stage.N, stage.H, stage.W, stage.C
-    one = N * H * W * C * _size(dtype)  # bytes of one map
+    one = N * H * W * C * dtype.itemsize  # bytes of one map
     if as_lce:
         qkv = torch.randn(N, H, W, 3 * C, device=dev, dtype=dtype)
         x, dx = qkv[..., 2 * C:], torch.randn_like(qkv)[..., 2 * C:]
@@ -117,12 +117,13 @@ def dwconv_rows(stage: Stage, k: int, as_lce: bool, bw: float, iters: int, dev='
     g = torch.randn(N, H, W, C, device=dev, dtype=dtype)
     out = torch.empty(N, H, W, C, device=dev, dtype=dtype)
     name = 'lce' if as_lce else 'pos embed'
-    fwd_bytes = one * (3 if as_lce else 2)
-    dx_bytes = one * (3 if as_lce else 2)  # LCE: dV read, added to, written
-    runs = {'fwd': (fwd_bytes, lambda: conv_nhwc_into(out, x, w, b, residual=res,
-                                                      cfg=config)),
-            'dx': (dx_bytes, lambda: conv_nhwc_into(dx, g, w, residual=dx if as_lce else None,
-                                                    flip=True, cfg=config)),
+    # Forward: x (and the residual) read, out written; input gradient likewise (LCE: dV
+    # read, added to, written).
+    conv_bytes = one * (3 if as_lce else 2)
+    runs = {'fwd': (conv_bytes, lambda: conv_nhwc_into(out, x, w, b, residual=res,
+                                                       cfg=config)),
+            'dx': (conv_bytes, lambda: conv_nhwc_into(
+                dx, g, w, residual=dx if as_lce else None, flip=True, cfg=config)),
             'dw': (2 * one, lambda: weight_grad(x, g, k, cfg=dw_config))}
     rows = [Row(f'dwconv {k}x{k} {part} ({name})', stage.name, stage.blocks,
                 _us(runs[part][1], iters, dev), runs[part][0], runs[part][0] / bw)
@@ -187,17 +188,13 @@ def format_sweep(totals: Dict) -> str:
     return '\n'.join(lines)
 
 
-def _size(dtype) -> int:
-    return torch.empty(0, dtype=dtype).element_size()
-
-
 def layer_norm_rows(stage: Stage, bw: float, iters: int, dev='cuda',
                     dtype=torch.bfloat16) -> List[Row]:
     """The blocks' fused residual add + LayerNorm, forward and backward (two per
     block), against ``F.layer_norm`` of the sum (the add not counted for it)."""
     from ..ops.backends.triton.layer_norm import add_layer_norm
     N, H, W, C = stage.N, stage.H, stage.W, stage.C
-    one = N * H * W * C * _size(dtype)
+    one = N * H * W * C * dtype.itemsize
     x = torch.randn(N, H, W, C, device=dev, dtype=dtype, requires_grad=True)
     r = torch.randn(N, H, W, C, device=dev, dtype=dtype, requires_grad=True)
     wt = torch.ones(C, device=dev, requires_grad=True)
@@ -245,7 +242,7 @@ def attention_rows(stage: Stage, bw: float, iters: int, dev='cuda',
     out = routed_attention(qkv, index, S, heads, C, scale)
     g = torch.randn_like(out)
     kind = 'dense' if use_dense(H, W, L, topk) else 'routed'
-    one = _size(dtype)
+    one = dtype.itemsize
     # Bytes: qkv read, output written (forward); qkv, output, its gradient read and
     # dqkv written (backward).
     fwd_bytes = N * H * W * 4 * C * one

@@ -24,6 +24,7 @@ CONFIG = dict(TH=8, TW=8, BLOCK_C=64, num_warps=4, UNROLL=1)
 # program, programs per multiprocessor (each writes a row of partial sums).
 DW_CONFIG = dict(PB=4, BLOCK_C=64, num_warps=4, progs_per_sm=4)
 
+
 def _block_c(C: int, cfg: dict) -> int:
     return min(cfg['BLOCK_C'], triton.next_power_of_2(C))
 
@@ -63,9 +64,8 @@ def conv_nhwc_into(out: torch.Tensor, x: torch.Tensor, weight: torch.Tensor,
         x, taps, bias if bias is not None else taps, res, out,
         *x.stride()[:3], *res.stride()[:3], *out.stride()[:3], *taps.stride(), H, W, C,
         K=k, FLIP=flip, HAS_BIAS=bias is not None, HAS_RES=residual is not None,
-        ADD_X=add_input, TH=TH, TW=TW, BLOCK_C=block_c, UNROLL=cfg.get('UNROLL', 1),
-        ACC=acc_tl(x.dtype),
-        num_warps=cfg['num_warps'])
+        ADD_X=add_input, TH=TH, TW=TW, BLOCK_C=block_c, UNROLL=cfg['UNROLL'],
+        ACC=acc_tl(x.dtype), num_warps=cfg['num_warps'])
     return out
 
 

@@ -65,7 +65,7 @@ def _dwconv_nhwc(X, WT, B, RES, Y,
     channels are scalar loads, more load instructions than the input's.
     ``UNROLL``: 2 unrolls every tap (the compiler then hoists all K*K loads: for sm_90,
     255 registers and spills at 8x8 pixels x 64 channels, 4 warps), 1 one row of taps
-    (kernel rows loop at run time: 154 registers), 0 none."""
+    (kernel rows loop at run time: 153 registers), 0 none."""
     h, w, mask_p = _tile(tl.program_id(0), H, W, TH, TW)
     n = tl.program_id(1).to(tl.int64)
     offs_c = tl.program_id(2) * BLOCK_C + tl.arange(0, BLOCK_C)
