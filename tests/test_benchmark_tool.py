@@ -56,14 +56,15 @@ def test_kernels_roofline_table(bench_tool, monkeypatch):
     table = kernels.format_table(result)
     assert '| dwconv 5x5 dw (lce) | cls s1 1x6x6x16 | 4 |' in table, table
     assert '| cls: add + LayerNorm bwd |' in table, table
-    # The launch-setting sweep: per setting, ms per step for each workload and kernel size.
+    # The launch-setting sweep: per setting, ms per step for each stage and kernel size.
     monkeypatch.setattr(kernels, 'FWD_CANDIDATES', kernels.FWD_CANDIDATES[:1])
     monkeypatch.setattr(kernels, 'DW_CANDIDATES', kernels.DW_CANDIDATES[:1])
     totals = kernels.sweep_dwconv(iters=1, dev='cpu', stage_list=[stage])
     assert [list(by_cfg) for by_cfg in totals.values()] == [
-        ['TH=8 TW=8 BLOCK_C=64 num_warps=2 UNROLL=0'],
-        ['PB=2 BLOCK_C=32 num_warps=2 progs_per_sm=4']]
-    assert '| fwd+dx setting | cls 3x3 ms/step | cls 5x5 ms/step |' in kernels.format_sweep(totals)
+        ['TH=8 TW=8 BLOCK_C=64 num_warps=2 UNROLL=0 STAGES=1'],
+        ['PB=4 BLOCK_C=64 num_warps=4 progs_per_sm=2 STAGES=1']]
+    assert ('| fwd+dx setting | cls s1 3x3 | cls s1 5x5 | total |'
+            in kernels.format_sweep(totals))
     if not torch.cuda.is_available():
         with pytest.raises(SystemExit, match='kernels times CUDA kernels: it needs a GPU'):
             bench_tool.main(['kernels'])

@@ -20,6 +20,7 @@ from typing import Callable, Dict, List, Optional
 import torch
 import torch.nn.functional as F
 
+from ..ops.policy import captured_step
 from .timing import mean_ms
 
 # BiFormer-S (the preset's facts): channels, blocks and heads per stage; top-k of
@@ -125,9 +126,11 @@ def dwconv_rows(stage: Stage, k: int, as_lce: bool, bw: float, iters: int, dev='
             'dx': (conv_bytes, lambda: conv_nhwc_into(
                 dx, g, w, residual=dx if as_lce else None, flip=True, cfg=config)),
             'dw': (2 * one, lambda: weight_grad(x, g, k, cfg=dw_config))}
-    rows = [Row(f'dwconv {k}x{k} {part} ({name})', stage.name, stage.blocks,
-                _us(runs[part][1], iters, dev), runs[part][0], runs[part][0] / bw)
-            for part in which]
+    # As the captured training step runs them (each call copies the weight to (K*K, C)).
+    with captured_step():
+        rows = [Row(f'dwconv {k}x{k} {part} ({name})', stage.name, stage.blocks,
+                    _us(runs[part][1], iters, dev), runs[part][0], runs[part][0] / bw)
+                for part in which]
     if not library:
         return rows
     # cuDNN on the channels-last view (what dwconv_impl='cudnn' runs).
@@ -147,19 +150,27 @@ def dwconv_rows(stage: Stage, k: int, as_lce: bool, bw: float, iters: int, dev='
 
 
 # Launch settings ``sweep_dwconv`` tries (the defaults are in backends/triton/dwconv.py).
-FWD_CANDIDATES = ([dict(TH=8, TW=8, BLOCK_C=64, num_warps=nw, UNROLL=u)
-                   for nw in (2, 4, 8) for u in (0, 1, 2)]
-                  + [dict(TH=4, TW=8, BLOCK_C=64, num_warps=2, UNROLL=0)]
-                  + [dict(TH=8, TW=16, BLOCK_C=64, num_warps=8, UNROLL=u) for u in (0, 1)])
-DW_CANDIDATES = [dict(PB=pb, BLOCK_C=bc, num_warps=nw, progs_per_sm=ps)
-                 for pb in (2, 4, 8) for bc in (32, 64) for nw in (2, 4, 8) for ps in (4, 8)
-                 if pb * bc // nw <= 128]  # accumulator registers per thread
+# STAGES > 1 pipelines the kernels' run-time loops (loads through shared memory).
+FWD_CANDIDATES = ([dict(TH=8, TW=8, BLOCK_C=64, num_warps=nw, UNROLL=0, STAGES=st)
+                   for nw in (2, 4) for st in (1, 2, 3, 4)]
+                  + [dict(TH=8, TW=8, BLOCK_C=64, num_warps=4, UNROLL=1, STAGES=st)
+                     for st in (1, 2)]
+                  + [dict(TH=4, TW=8, BLOCK_C=64, num_warps=2, UNROLL=0, STAGES=st)
+                     for st in (1, 3)]
+                  + [dict(TH=8, TW=16, BLOCK_C=64, num_warps=8, UNROLL=0, STAGES=3)])
+DW_CANDIDATES = ([dict(PB=4, BLOCK_C=64, num_warps=4, progs_per_sm=ps, STAGES=st)
+                  for ps in (2, 4) for st in (1, 2, 3, 4)]
+                 + [dict(PB=8, BLOCK_C=32, num_warps=4, progs_per_sm=4, STAGES=st)
+                    for st in (2, 3, 4)]
+                 + [dict(PB=16, BLOCK_C=32, num_warps=4, progs_per_sm=ps, STAGES=st)
+                    for ps in (2, 4) for st in (2, 3)]
+                 + [dict(PB=4, BLOCK_C=64, num_warps=2, progs_per_sm=4, STAGES=1)])
 
 
 def sweep_dwconv(workloads=('cls', 'det'), iters: int = 20, dev='cuda',
                  stage_list: Optional[List[Stage]] = None) -> Dict:
     """Time the depthwise-conv kernels under every candidate launch setting at every
-    shape: ``{'fwd+dx' | 'dw': {setting: {workload: ms per step}}}``."""
+    shape: ``{"fwd+dx" | "dw": {setting: {"<workload> s<stage> <k>x<k>": ms per step}}}``."""
     bw = copy_bandwidth(torch.device(dev))
     totals: Dict[str, Dict[str, Dict[str, float]]] = {'fwd+dx': {}, 'dw': {}}
     for stage in stage_list or [s for w in workloads for s in stages(w)]:
@@ -171,7 +182,7 @@ def sweep_dwconv(workloads=('cls', 'det'), iters: int = 20, dev='cuda',
                                        config=cfg, dw_config=cfg,
                                        which=('fwd', 'dx') if part == 'fwd+dx' else ('dw',))
                     per = totals[part].setdefault(name, {})
-                    key = f'{stage.workload} {k}x{k}'
+                    key = f'{stage.workload} s{stage.index} {k}x{k}'
                     per[key] = per.get(key, 0.) + sum(r.us * r.per_step for r in rows) / 1e3
     return totals
 
@@ -180,10 +191,11 @@ def format_sweep(totals: Dict) -> str:
     lines = []
     for part, by_cfg in totals.items():
         keys = sorted({k for per in by_cfg.values() for k in per})
-        lines += [f'| {part} setting | ' + ' | '.join(f'{k} ms/step' for k in keys) + ' |',
-                  '|---|' + '---|' * len(keys)]
+        lines += [f'| {part} setting | ' + ' | '.join(keys) + ' | total |',
+                  '|---|' + '---|' * (len(keys) + 1)]
         for name, per in sorted(by_cfg.items(), key=lambda kv: sum(kv[1].values())):
-            lines.append(f'| {name} | ' + ' | '.join(f'{per[k]:.2f}' for k in keys) + ' |')
+            lines.append(f'| {name} | ' + ' | '.join(f'{per[k]:.2f}' for k in keys)
+                         + f' | {sum(per.values()):.2f} |')
         lines.append('')
     return '\n'.join(lines)
 
@@ -206,15 +218,17 @@ def layer_norm_rows(stage: Stage, bw: float, iters: int, dev='cuda',
         torch.autograd.grad((xo, y), (x, r, wt, bs), (g_xo, g_y), retain_graph=True)
 
     def ref_bwd():
-        torch.autograd.grad(yr, (s, wt, bs), g_y, retain_graph=True)
+        torch.autograd.grad(yr, (s, wt_l, bs_l), g_y, retain_graph=True)
 
     with torch.no_grad():
         fwd_us = _us(lambda: add_layer_norm(x, r, wt, bs, 1e-6), iters, dev)
     s = (x + r).detach().requires_grad_()
-    yr = F.layer_norm(s, (C,), wt, bs, 1e-6)
+    # CUDA's layer_norm wants the weight in the input's dtype (as under autocast).
+    wt_l, bs_l = (t.detach().to(dtype).requires_grad_() for t in (wt, bs))
+    yr = F.layer_norm(s, (C,), wt_l, bs_l, 1e-6)
     rows = [Row('add + LayerNorm fwd', stage.name, 2 * stage.blocks, fwd_us, 4 * one,
                 4 * one / bw, 'F.layer_norm fwd', _us(
-                    lambda: F.layer_norm(s.detach(), (C,), wt.detach(), bs.detach(), 1e-6),
+                    lambda: F.layer_norm(s.detach(), (C,), wt_l.detach(), bs_l.detach(), 1e-6),
                     iters, dev)),
             # reads dxo, dy, xo; writes dx (dr is the same tensor without a scale)
             Row('add + LayerNorm bwd', stage.name, 2 * stage.blocks, _us(bwd, iters, dev),

@@ -19,10 +19,10 @@ from .accumulate import acc_dtype, acc_tl, partial_sum_programs
 # Launch settings: a tile of TH x TW pixels (its K*K shifted reads overlap within the
 # tile, so they come from the caches), BLOCK_C channels (64 of bf16 are one 128-byte
 # line per pixel), warps per program. ``tools/benchmark.py kernels`` times them.
-CONFIG = dict(TH=8, TW=8, BLOCK_C=64, num_warps=4, UNROLL=1)
+CONFIG = dict(TH=8, TW=8, BLOCK_C=64, num_warps=4, UNROLL=1, STAGES=1)
 # The weight gradient's: chunks of PB pixels of a row, BLOCK_C channels, warps per
 # program, programs per multiprocessor (each writes a row of partial sums).
-DW_CONFIG = dict(PB=4, BLOCK_C=64, num_warps=4, progs_per_sm=4)
+DW_CONFIG = dict(PB=4, BLOCK_C=64, num_warps=4, progs_per_sm=4, STAGES=1)
 
 
 def _block_c(C: int, cfg: dict) -> int:
@@ -65,6 +65,7 @@ def conv_nhwc_into(out: torch.Tensor, x: torch.Tensor, weight: torch.Tensor,
         *x.stride()[:3], *res.stride()[:3], *out.stride()[:3], *taps.stride(), H, W, C,
         K=k, FLIP=flip, HAS_BIAS=bias is not None, HAS_RES=residual is not None,
         ADD_X=add_input, TH=TH, TW=TW, BLOCK_C=block_c, UNROLL=cfg['UNROLL'],
+        STAGES=cfg['STAGES'],
         ACC=acc_tl(x.dtype), num_warps=cfg['num_warps'])
     return out
 
@@ -86,7 +87,8 @@ def weight_grad(x: torch.Tensor, grad: torch.Tensor, k: int,
     ws = torch.empty(progs, kk_pad, C, device=x.device, dtype=acc_dtype(x.dtype))
     kernels._dwconv_nhwc_dw[(progs, c_blocks)](
         x, grad, ws, *x.stride()[:3], *grad.stride()[:3], H, W, C, n_chunks, per_prog,
-        K=k, KK_PAD=kk_pad, PB=PB, BLOCK_C=block_c, ACC=acc_tl(x.dtype),
+        K=k, KK_PAD=kk_pad, PB=PB, BLOCK_C=block_c, STAGES=cfg['STAGES'],
+        ACC=acc_tl(x.dtype),
         num_warps=cfg['num_warps'])
     total = ws.sum(0)  # a fixed order of programs: deterministic
     # Two tensors of their own (custom ops may not return views of one another).

@@ -58,14 +58,16 @@ def _dwconv_nhwc(X, WT, B, RES, Y,
                  K: tl.constexpr, FLIP: tl.constexpr, HAS_BIAS: tl.constexpr,
                  HAS_RES: tl.constexpr, ADD_X: tl.constexpr,
                  TH: tl.constexpr, TW: tl.constexpr, BLOCK_C: tl.constexpr,
-                 UNROLL: tl.constexpr, ACC: tl.constexpr):
+                 UNROLL: tl.constexpr, STAGES: tl.constexpr, ACC: tl.constexpr):
     """Grid: (tiles of the map, images, channel blocks). WT: the weight as (K*K, C) with
     strides (sw_t, sw_c). With each tap's weights contiguous (sw_c == 1) a tap's are one
     vector load; as the (C, 1, K, K) parameter holds them (sw_c == K*K) each thread's
     channels are scalar loads, more load instructions than the input's.
     ``UNROLL``: 2 unrolls every tap (the compiler then hoists all K*K loads: for sm_90,
     255 registers and spills at 8x8 pixels x 64 channels, 4 warps), 1 one row of taps
-    (kernel rows loop at run time: 153 registers), 0 none."""
+    (kernel rows loop at run time: 153 registers), 0 none. ``STAGES`` > 1 software-
+    pipelines the run-time loop (its loads go through shared memory, issued STAGES - 1
+    iterations ahead)."""
     h, w, mask_p = _tile(tl.program_id(0), H, W, TH, TW)
     n = tl.program_id(1).to(tl.int64)
     offs_c = tl.program_id(2) * BLOCK_C + tl.arange(0, BLOCK_C)
@@ -78,12 +80,12 @@ def _dwconv_nhwc(X, WT, B, RES, Y,
                 acc = _add_tap(acc, x_img, WT, h, w, mask_p, offs_c, mask_c, ky, kx,
                                H, W, sw_t, sw_c, sx_h, sx_w, K, FLIP, ACC)
     elif UNROLL == 1:  # one row of taps unrolled, rows looped at run time
-        for ky in range(K):
+        for ky in tl.range(K, num_stages=STAGES):
             for kx in tl.static_range(K):
                 acc = _add_tap(acc, x_img, WT, h, w, mask_p, offs_c, mask_c, ky, kx,
                                H, W, sw_t, sw_c, sx_h, sx_w, K, FLIP, ACC)
     else:
-        for t in range(K * K):
+        for t in tl.range(K * K, num_stages=STAGES):
             acc = _add_tap(acc, x_img, WT, h, w, mask_p, offs_c, mask_c, t // K, t % K,
                            H, W, sw_t, sw_c, sx_h, sx_w, K, FLIP, ACC)
     mask = mask_p[:, None] & mask_c[None, :]
@@ -103,7 +105,7 @@ def _dwconv_nhwc_dw(X, DY, WS,
                     sx_n, sx_h, sx_w, sd_n, sd_h, sd_w,
                     H, W, C, n_chunks, chunks_per_prog,
                     K: tl.constexpr, KK_PAD: tl.constexpr, PB: tl.constexpr,
-                    BLOCK_C: tl.constexpr, ACC: tl.constexpr):
+                    BLOCK_C: tl.constexpr, STAGES: tl.constexpr, ACC: tl.constexpr):
     """Grid: (programs, channel blocks). The ``n_chunks`` chunks are runs of PB pixels
     of one row (image-major, then row-major); program ``i`` covers chunks
     ``i * chunks_per_prog`` onward and writes ``WS[i]``, a (KK_PAD, C) row:
@@ -115,7 +117,13 @@ def _dwconv_nhwc_dw(X, DY, WS,
     accumulator of that shape, which is summed over the pixels once, at the end. No
     reduction across threads and no select per tap inside the loop (reducing each tap
     across the tile's pixels, then selecting its row of the result, took most of the
-    time of the kernel this one replaced)."""
+    time of the kernel this one replaced).
+
+    Each program walks its chunks one after another, and a chunk's loads are small (PB
+    pixels): without ``STAGES`` > 1 every iteration waits for its own loads, and the
+    kernel is bound by memory latency, not bandwidth. ``STAGES`` pipelines the loop:
+    the loads of the next STAGES - 1 chunks are in flight (through shared memory) while
+    one is summed."""
     pid = tl.program_id(0)
     offs_c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     mask_c = offs_c < C
@@ -131,7 +139,7 @@ def _dwconv_nhwc_dw(X, DY, WS,
     acc_b = tl.zeros([PB, BLOCK_C], ACC)
     first = pid * chunks_per_prog
     last = tl.minimum(first + chunks_per_prog, n_chunks)
-    for t in range(first, last):
+    for t in tl.range(first, last, num_stages=STAGES):
         n = (t // chunks_img).to(tl.int64)
         r = t % chunks_img
         h = r // chunks_w
