@@ -224,8 +224,12 @@ def bench_cls(args, device):
     if args.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 1000, (args.batch, ), device=device)
-    # A captured step needs an optimizer whose step stays on the GPU.
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, capturable=args.cuda_graph)
+    # A captured step as the training loop captures it (engine/captured_train_step.py):
+    # the fused AdamW with its state on the GPU, and gradients the graph allocates
+    # (set to None before each step: written by the backward, not added into zeros,
+    # which is a launch per parameter).
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, capturable=args.cuda_graph,
+                            fused=True if args.cuda_graph else None)
     dtype = DTYPES[args.amp]
 
     def logits():
@@ -235,7 +239,7 @@ def bench_cls(args, device):
             return model(x)
 
     def train_step():
-        opt.zero_grad(set_to_none=not args.cuda_graph)
+        opt.zero_grad(set_to_none=True)
         F.cross_entropy(logits().float(), y).backward()
         opt.step()
 
