@@ -124,15 +124,51 @@ def test_triton_op_matches_reference(skewed, queries_per_item, dense, monkeypatc
     out = routed_attention(qkv, index, S, m, qd, qd**-0.5)
     with torch.no_grad():  # forward-only: the kernels without the custom op
         assert torch.equal(routed_attention(qkv, index, S, m, qd, qd**-0.5), out)
-    regions = qkv.view(N, S, h, S, w, -1).permute(0, 1, 3, 2, 4, 5).reshape(N, S * S, h * w, -1)
-    q, kv = regions[..., :qd], regions[..., qd:]
-    ref = reference_attention(q, kv, None, index, m, qd**-0.5, False)
-    ref = ref.view(N, S, S, h, w, dv).permute(0, 1, 3, 2, 4, 5).reshape(N, S * h, S * w, dv)
+    ref = _routed_reference(qkv, index, S, m, qd, dv)
     grad = torch.randn_like(ref)
     got_grad, = torch.autograd.grad(out, qkv, grad)
     ref_grad, = torch.autograd.grad(ref, qkv, grad)
     torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-10)
     torch.testing.assert_close(got_grad, ref_grad, rtol=1e-10, atol=1e-10)
+
+
+
+def _routed_reference(qkv, index, S, m, qd, dv):
+    """Routed attention of the NHWC ``qkv`` by the reference backend, back in NHWC."""
+    N, H, W = qkv.shape[:3]
+    h, w = H // S, W // S
+    regions = qkv.view(N, S, h, S, w, -1).permute(0, 1, 3, 2, 4, 5).reshape(N, S * S, h * w, -1)
+    q, kv = regions[..., :qd], regions[..., qd:]
+    ref = reference_attention(q, kv, None, index, m, qd**-0.5, False)
+    return ref.view(N, S, S, h, w, dv).permute(0, 1, 3, 2, 4, 5).reshape(N, H, W, dv)
+
+
+@needs_triton
+@pytest.mark.parametrize('dense', [False, True])
+def test_triton_op_fp16(dense, monkeypatch):
+    """fp16 (detection's and segmentation's ``--amp``): the routed and the dense
+    kernels' output and input gradient within fp16's rounding (norm-relative error) of
+    the fp64 reference on the same rounded inputs. (bf16 is checked on CUDA,
+    ``test_bf16_within_reference_error``: Triton 3.6's interpreter multiplies bf16
+    ``tl.dot`` operands as if they were integers, errors of 1e10 on a 16x16 product.)"""
+    dtype, tol = torch.float16, 2e-3
+    from mmbiformer.ops.backends.triton import routed_attention as ra
+    monkeypatch.setattr(ra, 'use_dense', lambda *sizes: dense)
+    torch.manual_seed(0)
+    N, S, h, w, m, qd, dv, topk = 2, 3, 2, 3, 2, 16, 32, 4
+    qkv = torch.randn(N, S * h, S * w, 2 * qd + dv).to(dtype).requires_grad_()
+    index = torch.stack([torch.randperm(S * S)[:topk] for _ in range(N * S * S)])
+    index = index.view(N, S * S, topk)
+    out = ra.routed_attention(qkv, index, S, m, qd, qd**-0.5)
+    assert out.dtype == dtype
+    qkv64 = qkv.detach().double().requires_grad_()
+    ref = _routed_reference(qkv64, index, S, m, qd, dv)
+    grad = torch.randn_like(ref)
+    got_grad, = torch.autograd.grad(out, qkv, grad.to(dtype))
+    ref_grad, = torch.autograd.grad(ref, qkv64, grad)
+    for name, a, b in (('output', out, ref), ('input grad', got_grad, ref_grad)):
+        err = ((a.double() - b).norm() / b.norm()).item()
+        assert err < tol, f'{name}: relative error {err:.1e}'
 
 
 @pytest.mark.parametrize('backend', ['sdpa', 'triton'])

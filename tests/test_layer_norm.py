@@ -79,6 +79,19 @@ def test_kernels_match_unfused_fp64(shape, with_r, with_scale, strided_r):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
 
 
+
+@needs_triton
+@pytest.mark.parametrize('dtype, tol', [(torch.float16, 1e-3), (torch.bfloat16, 8e-3)])
+def test_kernels_half_precision_cpu(dtype, tol):
+    """fp16 (detection's and segmentation's ``--amp``) and bf16 activations, fp32
+    parameters: every output and gradient within the format's rounding (norm-relative
+    error) of the fp64 result on the same inputs."""
+    fused, ref = run_both((2, 3, 5, 40), True, True, True, CPU, dtype)
+    assert fused[1].dtype == dtype
+    for a, b in zip(fused, ref):
+        err = (a.double() - b).norm() / b.norm()
+        assert err < tol, err
+
 @cuda
 @pytest.mark.parametrize('autocast', [False, True])
 @pytest.mark.parametrize('shape', [(4, 56, 56, 64), (4, 13, 19, 256), (4, 7, 7, 768)])

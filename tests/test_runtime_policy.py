@@ -1,4 +1,5 @@
 """The ops' runtime policy: set in a block, for a run, from a config; checked."""
+import re
 from types import SimpleNamespace
 
 import pytest
@@ -94,3 +95,41 @@ def test_hook_holds_the_switches_for_the_run():
         RuntimePolicyHook(min_elements=5)
     with pytest.raises(ValueError, match='set by the engine'):
         RuntimePolicyHook(captured=True)
+
+
+@pytest.mark.parametrize('capability, version, reason', [
+    ((6, 1), '3.6.0', 'compute capability 6.1 is below 7.5'),
+    ((9, 0), '3.2.0', r'Triton 3.2.0 is outside the releases the kernels are checked with '
+                      r'\(3.6 to 3.6.x\)'),
+    ((6, 1), '3.6.0+git1234', None)])  # with MMBIFORMER_TRITON_UNCHECKED=1
+def test_unchecked_gpu_or_triton_takes_pytorch_kernels_and_says_so_once(
+        monkeypatch, capability, version, reason):
+    """On a GPU (a stand-in capability) or a Triton the kernels are not checked with,
+    the chooser takes PyTorch's kernels and one log line names the GPU and the reason;
+    ``attn_impl='triton'`` is refused with it; the environment switch overrides."""
+    import mmengine.logging
+
+    import mmbiformer.ops.backends.triton as backend
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(torch.cuda, 'current_device', lambda: 0)
+    monkeypatch.setattr(torch.cuda, 'get_device_capability', lambda i=None: capability)
+    monkeypatch.setattr(torch.cuda, 'get_device_name', lambda i=None: 'Tesla P100')
+    monkeypatch.setattr(backend.triton, '__version__', version)
+    monkeypatch.setattr(backend, '_cuda_reasons', {})
+    if reason is None:
+        monkeypatch.setenv('MMBIFORMER_TRITON_UNCHECKED', '1')
+    logged = []
+    monkeypatch.setattr(mmengine.logging, 'print_log', lambda msg, **kw: logged.append(msg))
+    gpu = torch.device('cuda')
+    for _ in range(3):
+        got = policy.bra_backend('auto', gpu, 'identity', False, False)
+        assert got == ('triton' if reason is None else 'sdpa')
+    if reason is None:
+        assert not logged and backend.unavailable_reason(gpu) is None
+        return
+    assert len(logged) == 1, logged
+    assert 'Triton kernels off on cuda:0 (Tesla P100)' in logged[0]
+    assert 'MMBIFORMER_TRITON_UNCHECKED=1' in logged[0]
+    assert re.search(reason, logged[0]), logged[0]
+    with pytest.raises(ValueError, match=reason):
+        policy.bra_backend('triton', gpu, 'identity', False, False)

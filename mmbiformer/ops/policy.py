@@ -162,8 +162,8 @@ def forward_only(*tensors: Optional[torch.Tensor]) -> bool:
 
 
 def _triton_can_take(x: torch.Tensor) -> bool:
-    from .backends.triton import triton_installed
-    return x.is_cuda and not tracing() and triton_installed()
+    from .backends.triton import unavailable_reason
+    return x.is_cuda and not tracing() and unavailable_reason(x.device) is None
 
 
 # -- the choices of the table -------------------------------------------------------------

@@ -3,8 +3,9 @@
 Importing this package needs Triton; ``mmbiformer.ops.bra`` imports it only when the
 Triton backend is chosen, and :func:`unavailable_reason` says why it cannot be.
 """
+import logging
 import os
-from typing import Optional
+from typing import Dict, Optional, Tuple
 
 import torch
 
@@ -19,7 +20,7 @@ def interpreting() -> bool:
 # package. An import, not a search for the package: a Triton that fails to import
 # counts as absent, and the ops fall back to PyTorch's kernels.
 try:
-    import triton  # noqa: F401
+    import triton
     _TRITON_INSTALLED = True
 except ImportError:
     _TRITON_INSTALLED = False
@@ -29,14 +30,67 @@ def triton_installed() -> bool:
     return _TRITON_INSTALLED
 
 
+# What the kernels are checked with: the Triton releases (major, minor) of the tests and
+# the GPU runs, and the oldest compute capability CI compiles them for
+# (tests/triton_arch_limits.py). Elsewhere the ops take PyTorch's kernels, saying so once,
+# unless MMBIFORMER_TRITON_UNCHECKED=1 (the user's own risk: nothing has checked them).
+TRITON_VERSIONS = ((3, 6), (3, 6))
+MIN_CAPABILITY = (7, 5)
+UNCHECKED_ENV = 'MMBIFORMER_TRITON_UNCHECKED'
+# Asked on every op call: one answer per device index, said once when it is a reason.
+_cuda_reasons: Dict[int, Optional[str]] = {}
+
+
 def unavailable_reason(device: torch.device) -> Optional[str]:
     """Why the Triton kernels cannot run on ``device``, or None if they can."""
     if not triton_installed():
         return 'Triton is not installed (pip install triton)'
-    if device.type == 'cuda' or (device.type == 'cpu' and interpreting()):
+    if device.type == 'cpu' and interpreting():
         return None
-    return (f'the Triton kernels run on CUDA devices (or on the CPU under '
-            f'TRITON_INTERPRET=1), not on {device.type}')
+    if device.type != 'cuda':
+        return (f'the Triton kernels run on CUDA devices (or on the CPU under '
+                f'TRITON_INTERPRET=1), not on {device.type}')
+    if not torch.cuda.is_available():  # no CUDA tensor to launch on (tests' stand-ins)
+        return None
+    return cuda_reason(torch.cuda.current_device() if device.index is None else device.index)
+
+
+# Answered at trace time inside ``torch.compile`` (the device does not change).
+@torch.compiler.assume_constant_result
+def cuda_reason(index: int) -> Optional[str]:
+    """Why the Triton kernels cannot run on CUDA device ``index`` (None: they can)."""
+    if index not in _cuda_reasons:
+        _cuda_reasons[index] = _cuda_reason(index)
+    return _cuda_reasons[index]
+
+
+def _version(text: str) -> Tuple[int, int]:
+    major, minor = text.split('+')[0].split('.')[:2]
+    return int(major), int(minor)
+
+
+def _cuda_reason(index: int) -> Optional[str]:
+    if os.environ.get(UNCHECKED_ENV, '0') not in ('', '0'):
+        return None
+    reason = None
+    version = _version(triton.__version__)
+    capability = torch.cuda.get_device_capability(index)
+    low, high = TRITON_VERSIONS
+    if not low <= version <= high:
+        reason = (f'Triton {triton.__version__} is outside the releases the kernels are '
+                  f'checked with ({low[0]}.{low[1]} to {high[0]}.{high[1]}.x)')
+    elif capability < MIN_CAPABILITY:
+        reason = (f'compute capability {capability[0]}.{capability[1]} is below '
+                  f'{MIN_CAPABILITY[0]}.{MIN_CAPABILITY[1]}, the oldest the kernels are '
+                  f'compiled and checked for')
+    if reason:
+        from mmengine.logging import print_log
+        print_log(f'mmbiformer: Triton kernels off on cuda:{index} '
+                  f'({torch.cuda.get_device_name(index)}): {reason}. BRA, LayerNorm and '
+                  f'the depthwise convs run PyTorch\'s kernels instead (slower, same '
+                  f'results); {UNCHECKED_ENV}=1 runs the Triton kernels anyway.',
+                  logger='current', level=logging.WARNING)
+    return reason
 
 
 # Every dimension of a ``tl.dot`` tile is at least this: the routed kernels' query
