@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from ..ops.policy import captured_step
-from .timing import mean_ms
+from .timing import cuda_profile, mean_ms
 
 # BiFormer-S (the preset's facts): channels, blocks and heads per stage; top-k of
 # the routed stages 1-3 (stage 4 attends globally, by other kernels).
@@ -92,7 +92,15 @@ def copy_bandwidth(device, nbytes: int = 1 << 28) -> float:
 
 
 def _us(fn: Callable, iters: int, device) -> float:
-    return mean_ms(fn, iters, device=device) * 1e3
+    """Microseconds of GPU time of one call of ``fn``: the summed durations of the
+    kernels it launches, as the profiler records them. Not the time between events
+    around the calls: launching these kernels from Python takes longer than they run
+    (the whole step runs them from a CUDA graph), so events would time the host: 80-140
+    us for kernels of 10-30 us, 1.8 ms for an attention backward (run 18)."""
+    if torch.device(device).type != 'cuda':
+        return mean_ms(fn, iters, device=device) * 1e3
+    prof = cuda_profile(fn, iters)
+    return sum(e.self_device_time_total for e in prof.key_averages()) / iters
 
 
 def dwconv_rows(stage: Stage, k: int, as_lce: bool, bw: float, iters: int, dev='cuda',
