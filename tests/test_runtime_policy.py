@@ -98,7 +98,7 @@ def test_hook_holds_the_switches_for_the_run():
 
 
 @pytest.mark.parametrize('capability, version, reason', [
-    ((6, 1), '3.6.0', 'compute capability 6.1 is below 7.5'),
+    ((6, 1), '3.6.0', 'compute capability 6.1 is below 7.0'),
     ((9, 0), '3.2.0', r'Triton 3.2.0 is outside the releases the kernels are checked with '
                       r'\(3.6 to 3.6.x\)'),
     ((6, 1), '3.6.0+git1234', None)])  # with MMBIFORMER_TRITON_UNCHECKED=1

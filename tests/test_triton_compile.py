@@ -42,8 +42,10 @@ def test_every_kernel_compiles_for_sm90():
 
 
 def test_every_kernel_fits_each_architectures_shared_memory():
-    """Each kernel, compiled for sm_75 (T4, RTX 20), sm_86 (RTX 30; sm_80 and sm_89 as
-    it) and sm_90 (H100) at the shipped configs' training shapes and dtypes, asks for no
+    """Each kernel, compiled for sm_70 (V100), sm_75 (T4, RTX 20), sm_86 (RTX 30; sm_80
+    and sm_89 as it) and sm_90 (H100) at the shipped configs' training shapes and dtypes
+    (the oldest of them is ``MIN_CAPABILITY``, below which the ops take PyTorch's
+    kernels), asks for no
     more shared memory per block than that architecture has (``triton_arch_limits.py``):
     a tile that fits an H100 but not a T4 would fail at launch, mid-run."""
     env = dict(os.environ)
@@ -59,6 +61,8 @@ def test_every_kernel_fits_each_architectures_shared_memory():
         f'{name}: ' + ', '.join(f'sm_{a} {b} of {limits[a]} B' for a, b in per.items())
         for name, per in sorted(report['shared'].items()))
     assert launched_kernels() <= set(report['shared']), table
+    from mmbiformer.ops.backends.triton import MIN_CAPABILITY
+    assert min(limits) == f'{MIN_CAPABILITY[0]}{MIN_CAPABILITY[1]}', limits
     too_big = [f'{name} sm_{a}: {b} > {limits[a]}' for name, per in report['shared'].items()
                for a, b in per.items() if b > limits[a]]
     assert not too_big, f'{too_big}\n{table}'

@@ -35,7 +35,7 @@ def triton_installed() -> bool:
 # (tests/triton_arch_limits.py). Elsewhere the ops take PyTorch's kernels, saying so once,
 # unless MMBIFORMER_TRITON_UNCHECKED=1 (the user's own risk: nothing has checked them).
 TRITON_VERSIONS = ((3, 6), (3, 6))
-MIN_CAPABILITY = (7, 5)
+MIN_CAPABILITY = (7, 0)
 UNCHECKED_ENV = 'MMBIFORMER_TRITON_UNCHECKED'
 # Asked on every op call: one answer per device index, said once when it is a reason.
 _cuda_reasons: Dict[int, Optional[str]] = {}

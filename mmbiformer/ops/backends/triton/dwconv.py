@@ -18,11 +18,15 @@ from .accumulate import acc_dtype, acc_tl, partial_sum_programs
 
 # Launch settings: a tile of TH x TW pixels (its K*K shifted reads overlap within the
 # tile, so they come from the caches), BLOCK_C channels (64 of bf16 are one 128-byte
-# line per pixel), warps per program. ``tools/benchmark.py kernels`` times them.
-CONFIG = dict(TH=8, TW=8, BLOCK_C=64, num_warps=4, UNROLL=1, STAGES=1)
+# line per pixel), warps per program, taps unrolled (UNROLL) and pipelined (STAGES).
+# ``tools/benchmark.py kernels --sweep`` times the candidates; these were fastest in
+# BiFormer-S's captured cls step on an H100 (docs/benchmark.md, run 18).
+CONFIG = dict(TH=8, TW=8, BLOCK_C=64, num_warps=2, UNROLL=0, STAGES=1)
 # The weight gradient's: chunks of PB pixels of a row, BLOCK_C channels, warps per
-# program, programs per multiprocessor (each writes a row of partial sums).
-DW_CONFIG = dict(PB=4, BLOCK_C=64, num_warps=4, progs_per_sm=4, STAGES=1)
+# program, programs per multiprocessor (each writes a row of partial sums), chunks in
+# flight (STAGES 4: 50 KB of shared memory a program, within every architecture's
+# per-block limit; tests/triton_arch_limits.py checks it).
+DW_CONFIG = dict(PB=4, BLOCK_C=64, num_warps=4, progs_per_sm=4, STAGES=4)
 
 
 def _block_c(C: int, cfg: dict) -> int:
