@@ -152,6 +152,12 @@ def inverse_routing(index: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     return routed_by, routed_ptr
 
 
+# dK/dV's query tiles: 128 rows of the routing regions' tokens, 2 stages in flight. Each
+# program walks its tiles one after another; at 64 rows and Triton's default 3 stages the
+# routed backward took 30-41% longer at BiFormer-S's det stages 1-3 and cls stage 1
+# (14% at cls stage 2; docs/benchmark.md, run 18).
+DKV_QUERY_TILES = dict(BLOCK_M=128, num_stages=2)
+
 # Query tokens one dK/dV work item covers at most (whole routing regions, at least one):
 # bounds the longest program when routing sends many regions to one.
 QUERIES_PER_ITEM = 512
@@ -218,7 +224,7 @@ def _routed_backward(grad_out, qkv, index, out, lse, delta, dqkv, n_win, RH, RW,
         scale * LOG2E, scale, n_win, RH, RW, R, topk, num_heads, qk_dim, **common)
     routed_by, routed_ptr = inverse_routing(index)
     # Key tiles hold one region's tokens; query tiles run over the routing regions'.
-    kv_blocks = dict(common, BLOCK_N=blocks['BLOCK_M'], BLOCK_M=blocks['BLOCK_N'])
+    kv_blocks = dict(common, BLOCK_N=blocks['BLOCK_M'], **DKV_QUERY_TILES)
     chunk = max(1, triton.cdiv(QUERIES_PER_ITEM, L))
     items, slot_first, n_items, n_slots = dkv_work_items(routed_ptr, topk, chunk)
     ws = torch.empty(max(n_slots, 1), L, qk_dim + dv, device=qkv.device,
