@@ -77,3 +77,42 @@ def test_train_tool_refuses_a_busy_work_dir(tmp_path):
                          '--work-dir', str(work))
     assert f'work dir {work} is in use by another training run' in message
     assert sorted(os.listdir(work)) == [LOCK_NAME]  # nothing read, nothing written
+
+
+def _contend(work_dir, start, done, results):
+    """One of several runs started together: try the lock, report, and hold it until
+    every contender has tried."""
+    start.wait()
+    try:
+        with work_dir_lock(work_dir):
+            results.put('held')
+            done.wait()
+    except UserError:
+        results.put('refused')
+        done.wait()
+
+
+@pytest.mark.parametrize('before', ['none', 'dead', 'unreadable'])
+def test_runs_started_together_exactly_one_holds_it(tmp_path, before):
+    """A cluster's requeue: four runs started at once (a barrier), against no lock, a dead
+    process's lock or an unreadable one. Exactly one holds it, every time."""
+    import multiprocessing
+    ctx = multiprocessing.get_context('fork')
+    dead = _dead_pid()
+    for trial in range(5):
+        work = tmp_path / f'trial{trial}'
+        if before == 'dead':
+            _lock(work, dead)
+        elif before == 'unreadable':
+            work.mkdir()
+            (work / LOCK_NAME).write_text('')
+        start, done, results = ctx.Barrier(4), ctx.Barrier(4), ctx.Queue()
+        procs = [ctx.Process(target=_contend, args=(str(work), start, done, results))
+                 for _ in range(4)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(60)
+        got = sorted(results.get(timeout=5) for _ in procs)
+        assert got == ['held', 'refused', 'refused', 'refused'], (trial, got)
+        assert not (work / LOCK_NAME).exists()  # released by the one that held it
