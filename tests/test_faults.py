@@ -18,7 +18,9 @@ SIZE = (96, 128)
 @pytest.mark.slow
 def test_disk_full_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     """tools/train.py (in this process) with a disk that fills up during the second
-    checkpoint: half of it is written, then the write fails as a full disk does."""
+    checkpoint: half of it is written, then the write fails as a full disk does. Only one
+    checkpoint is kept (``max_keep_ckpts=1``, as the message advises): the first is
+    removed only once the second is complete, so it is still there."""
     import errno
 
     from mmengine.fileio.backends import LocalBackend
@@ -39,7 +41,7 @@ def test_disk_full_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypa
     work = str(tmp_path / 'w')
     opts = as_cli(short_run_options('retinanet', coco, SIZE, 2))
     out = tool_error('tools/train.py', CONFIG, '--work-dir', work, '--cfg-options', *opts,
-                     'train_cfg.val_interval=10')
+                     'train_cfg.val_interval=10', 'default_hooks.checkpoint.max_keep_ckpts=1')
     assert f'could not write the checkpoint {osp.join(work, "epoch_2.pth")}' in out, out
     assert 'No space left on device' in out and 'MiB free' in out
     assert f'{osp.join(work, "epoch_1.pth")} is intact' in out

@@ -9,6 +9,7 @@ from .grouped_optim_constructor import GroupedOptimWrapperConstructor
 from .nonfinite_loss_hook import NonFiniteLossError, NonFiniteLossHook
 from .rng_state_hook import RNGStateHook
 from .runtime_policy_hook import RuntimePolicyHook
+from .safe_checkpoint_hook import SafeCheckpointHook
 from .stalled_rank import ProgressMarkHook
 from .test_progress_hook import TestProgressHook
 
@@ -18,4 +19,4 @@ __all__ = ['AsyncRuntimeInfoHook', 'AtomicSaveRunner', 'CaptureAheadHook', 'Capt
            'GroupedOptimWrapperConstructor',
            'NonFiniteLossError', 'NonFiniteLossHook', 'ProgressMarkHook', 'RNGStateHook',
            'RuntimePolicyHook',
-           'SafeDumpResults', 'TestProgressHook']
+           'SafeCheckpointHook', 'SafeDumpResults', 'TestProgressHook']

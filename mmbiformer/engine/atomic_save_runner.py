@@ -7,7 +7,9 @@ the same. Here each checkpoint is written to ``<name>.part`` in the same folder 
 renamed to its name only when complete (``os.replace``: atomic on one file system). On
 a failed write the partial file is removed and :class:`CheckpointSaveError` names the
 file, the reason, the free space and the size of the previous checkpoint, which stays
-intact. ``tools/train.py`` builds every run with this runner; ``.part`` files left by a
+intact; with its checkpoint hook (:class:`SafeCheckpointHook`) the checkpoints that
+rotation drops are removed only after that. ``tools/train.py`` builds every run with
+this runner; ``.part`` files left by a
 killed run are removed when the next run of the work dir starts
 (:func:`mmbiformer.utils.resume.resolve_resume`).
 """
@@ -53,6 +55,11 @@ class AtomicSaveRunner(Runner):
                     isinstance(f, _FileOnly) for f in handler.filters):
                 handler.addFilter(_FileOnly())
         return logger
+
+    def register_default_hooks(self, hooks=None) -> None:
+        # Old checkpoints are removed only once the new one is in place.
+        from .safe_checkpoint_hook import safe_default_hooks
+        super().register_default_hooks(safe_default_hooks(hooks))
 
     @master_only
     def save_checkpoint(self, out_dir: str, filename: str, *args, **kwargs):
