@@ -175,6 +175,23 @@ def test_partial_save_of_a_killed_run_is_removed(tmp_path, warnings):
     assert any('epoch_2.pth.part' in w and 'interrupted' in w for w in warnings)
 
 
+
+def test_complete_partial_save_newer_than_every_checkpoint_is_finished(tmp_path, warnings):
+    """A SIGINT between writing a checkpoint and renaming it leaves a complete
+    ``.part``: renamed into place and resumed from (not thrown away with an epoch's
+    work). A complete one that is not the newest is removed."""
+    _run(str(tmp_path), epochs=(1, ))
+    _ckpt(str(tmp_path), 'epoch_2.pth.part', 2)
+    cfg = _resolve(tmp_path, 'auto')
+    assert cfg.load_from == str(tmp_path / 'epoch_2.pth')
+    assert not (tmp_path / 'epoch_2.pth.part').exists()
+    assert torch.load(cfg.load_from, weights_only=True)['meta']['epoch'] == 2
+    assert any('finished' in w and 'epoch_2.pth.part' in w for w in warnings)
+    _ckpt(str(tmp_path), 'epoch_1b.pth.part', 1)  # complete, but behind epoch_2
+    assert _resolve(tmp_path, 'auto').load_from == str(tmp_path / 'epoch_2.pth')
+    assert not (tmp_path / 'epoch_1b.pth.part').exists()
+
+
 def test_a_resumed_run_at_its_end_says_nothing_was_left():
     """Resuming a finished run trains nothing; it says so, with the key to raise (and
     says nothing when iterations ran, or for a run from scratch)."""

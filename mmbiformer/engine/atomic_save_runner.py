@@ -9,8 +9,9 @@ a failed write the partial file is removed and :class:`CheckpointSaveError` name
 file, the reason, the free space and the size of the previous checkpoint, which stays
 intact; with its checkpoint hook (:class:`SafeCheckpointHook`) the checkpoints that
 rotation drops are removed only after that. ``tools/train.py`` builds every run with
-this runner; ``.part`` files left by a
-killed run are removed when the next run of the work dir starts
+this runner. When the next run of the work dir starts, a ``.part`` left by a killed
+run is renamed into place if it is complete and the newest checkpoint (stopped between
+the write and the rename), and removed otherwise
 (:func:`mmbiformer.utils.resume.resolve_resume`).
 """
 import errno

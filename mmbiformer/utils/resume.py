@@ -122,17 +122,44 @@ def move_aside(work_dir: str) -> Optional[str]:
     return dest
 
 
-def _remove_partial_saves(work_dir: str) -> None:
-    """Checkpoints still being written when a run was killed (``<name>.part``, see
-    :mod:`mmbiformer.engine.atomic_save_runner`): never complete, removed."""
+def _finish_partial_saves(work_dir: str) -> None:
+    """Checkpoints whose save was interrupted (``<name>.part``, see
+    :mod:`mmbiformer.engine.atomic_save_runner`). One that loads completely, whose name is
+    free and which records more progress than every checkpoint of the work dir was only
+    not renamed yet (SIGINT between the write and the rename): renamed into place, so
+    that the run resumes from it. Any other (cut, or superseded) is removed."""
     if not (osp.isdir(work_dir) and _is_first_process()):
         return
     from ..engine.atomic_save_runner import PART
-    for name in os.listdir(work_dir):
-        if name.endswith('.pth' + PART):
-            os.remove(osp.join(work_dir, name))
-            _warn(f'removed {osp.join(work_dir, name)}: a checkpoint whose writing was '
-                  f'interrupted (the run was stopped while saving)')
+    for name in sorted(os.listdir(work_dir)):
+        if not name.endswith('.pth' + PART):
+            continue
+        part = osp.join(work_dir, name)
+        final = part[:-len(PART)]
+        if _newest_complete(part, final, work_dir):
+            os.replace(part, final)
+            _warn(f'finished {final}: the run was stopped after writing it completely, '
+                  f'before renaming it from {name}')
+            continue
+        os.remove(part)
+        _warn(f'removed {part}: a checkpoint whose writing was interrupted (the run was '
+              f'stopped while saving)')
+
+
+def _newest_complete(part: str, final: str, work_dir: str) -> bool:
+    if osp.exists(final):
+        return False
+    try:
+        reached = progress(part)[0]
+    except ValueError:  # cut or damaged
+        return False
+    for other in work_dir_checkpoints(work_dir):
+        try:
+            if progress(other)[0] >= reached:
+                return False
+        except ValueError:
+            continue
+    return True
 
 
 def _is_first_process() -> bool:
@@ -154,7 +181,7 @@ def resolve_resume(cfg, resume: Optional[str], if_possible: bool = False,
       ``previous-<time>/`` (never overwritten).
     """
     work_dir = cfg.work_dir
-    _remove_partial_saves(work_dir)
+    _finish_partial_saves(work_dir)
     if start_over:
         if resume is not None or if_possible:
             raise UserError('--start-over starts a new run: it cannot be combined with '
