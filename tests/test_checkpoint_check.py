@@ -46,6 +46,17 @@ def test_tiny_weights_for_small_config_are_refused(small, tmp_path):
         check_model_checkpoint(small, path)
 
 
+
+def test_small_weights_for_tiny_config_are_refused(small, tmp_path):
+    """The other direction: every tensor of T is in an S checkpoint, so nothing is
+    missing, but S's extra blocks would be dropped (it was a warning and exit 0)."""
+    path = _save(tmp_path, small.state_dict())
+    with pytest.raises(CheckpointError, match=r'bigger model than this config builds: it '
+                       r'holds \[4, 4, 18, 4\] blocks per stage, this model \[2, 2, 8, 2\]'
+                       r'.*--allow-partial'):
+        check_model_checkpoint(Detectorish('tiny'), path)
+    check_model_checkpoint(Detectorish('tiny'), path, allow_partial=True)
+
 def test_tiny_weights_for_base_config_are_refused(tmp_path):
     path = _save(tmp_path, Detectorish('tiny').state_dict())
     with pytest.raises(CheckpointError, match=r'have another shape.*another arch'):

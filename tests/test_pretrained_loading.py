@@ -94,6 +94,22 @@ def test_fewer_blocks_are_refused_unless_allowed(tmp_path, monkeypatch):
     assert any('allow_partial=True: loading what fits' in m for m in logged)
 
 
+
+def test_more_blocks_are_refused_unless_allowed(tmp_path, monkeypatch):
+    """BiFormer-S backbone weights for a T backbone: T's tensors all load, S's extra
+    blocks would be dropped without a word."""
+    import mmbiformer.weights.pretrained as pretrained
+    small = _save(tmp_path, {'state_dict': BiFormer('small').state_dict()})
+    with pytest.raises(CheckpointError, match=r'backbone of a bigger model: it holds '
+                       r'\[4, 4, 18, 4\] blocks per stage, this model \[2, 2, 8, 2\]'
+                       r'.*allow_partial=True'):
+        BiFormer('tiny', init_cfg=dict(type='Pretrained', checkpoint=small)).init_weights()
+    logged = []
+    monkeypatch.setattr(pretrained, 'print_log', lambda m, **kw: logged.append(m))
+    BiFormer('tiny', init_cfg=dict(type='Pretrained', checkpoint=small,
+                                   allow_partial=True)).init_weights()
+    assert any('allow_partial=True: loading what fits' in m for m in logged)
+
 class _Evil:
     pass
 

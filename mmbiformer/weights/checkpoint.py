@@ -149,6 +149,29 @@ def backbone_state_dict(state: Dict[str, torch.Tensor],
     return {k: v for k, v in state.items() if not k.startswith(_NON_BACKBONE_PREFIXES)}
 
 
+def stage_depths(keys, prefix: str = '') -> list:
+    """Blocks per stage of a BiFormer state dict (``<prefix>stages.I.J.*`` keys)."""
+    depths = [0, 0, 0, 0]
+    for k in keys:
+        if not k.startswith(prefix):
+            continue
+        parts = k[len(prefix):].split('.')
+        if len(parts) > 2 and parts[0] == 'stages' and parts[1].isdigit() \
+                and parts[2].isdigit() and int(parts[1]) < 4:
+            depths[int(parts[1])] = max(depths[int(parts[1])], int(parts[2]) + 1)
+    return depths
+
+
+def more_blocks(own, state, prefix: str = '') -> str:
+    """Where the weights ``state`` hold more BiFormer blocks in some stage than the model
+    whose weights are ``own`` (a bigger arch's checkpoint: its extra blocks would be
+    dropped without a word), said as both models' blocks per stage; '' if nowhere."""
+    mine, theirs = stage_depths(own, prefix), stage_depths(state, prefix)
+    if not any(mine) or all(t <= m for t, m in zip(theirs, mine)):
+        return ''
+    return f'it holds {theirs} blocks per stage, this model {mine}'
+
+
 def check_finite(state: Dict[str, torch.Tensor], path: str) -> None:
     """Refuse weights holding NaN or inf: a diverged run's checkpoint evaluates to
     empty metrics and draws nothing, with exit 0, if it is loaded at all."""
@@ -194,6 +217,17 @@ def check_model_checkpoint(model: torch.nn.Module, path: str,
     if heads_may_differ and _heads_of(state) == _heads_of(own):
         missing = [k for k in missing if not _is_head(k)]
         misshaped = [m for m in misshaped if not _is_head(m)]
+    extra = more_blocks(own, state, 'backbone.')
+    if extra and not misshaped:  # a bigger arch of the same width: its blocks dropped
+        message = (f'{path} is the checkpoint of a bigger model than this config builds: '
+                   f'{extra} (e.g. BiFormer-S weights for a T config); its '
+                   f'{len(unexpected)} weights the model does not have would be dropped. '
+                   f'Use the config it was trained with.')
+        if not allow_partial:
+            raise CheckpointError(f'{message} {hint}')
+        print_log(message + ' Loading it anyway (--allow-partial).', logger='current',
+                  level=30)
+        return
     if not missing and not misshaped:
         if unexpected:
             print_log(f'{path}: {len(unexpected)} weights the model does not have were '

@@ -7,19 +7,8 @@ import torch
 from mmengine.logging import print_log
 
 from .checkpoint import (CheckpointError, backbone_state_dict, extract_state_dict,
-                         safe_load)
+                         more_blocks, safe_load, stage_depths)
 from .model_zoo import resolve_checkpoint
-
-
-def stage_depths(keys) -> list:
-    """Blocks per stage of a BiFormer state dict (``stages.I.J.*`` keys)."""
-    depths = [0, 0, 0, 0]
-    for k in keys:
-        parts = k.split('.')
-        if len(parts) > 2 and parts[0] == 'stages' and parts[1].isdigit() \
-                and parts[2].isdigit() and int(parts[1]) < 4:
-            depths[int(parts[1])] = max(depths[int(parts[1])], int(parts[2]) + 1)
-    return depths
 
 
 def load_pretrained_backbone(module: torch.nn.Module, checkpoint: str,
@@ -51,6 +40,15 @@ def load_pretrained_backbone(module: torch.nn.Module, checkpoint: str,
             f'{path}: {len(mismatched)} weights do not fit this arch (e.g. '
             f'{"; ".join(mismatched[:3])}). Pick the arch the checkpoint was '
             f'trained with (tiny/small/base).')
+    extra = more_blocks(own, state)
+    if extra:
+        message = (f'{path} is the backbone of a bigger model: {extra}. Pick the arch the '
+                   f"checkpoint was trained with (arch='tiny', 'small' or 'base')")
+        if not allow_partial:
+            raise CheckpointError(message + "; to load it partly on purpose, add "
+                                  "allow_partial=True to the backbone's init_cfg.")
+        print_log(message + ' (allow_partial=True: loading what fits).', logger='current',
+                  level=30)
     unloaded = [k for k in own if k not in state
                 and k.startswith(('stages.', 'downsample_layers.'))
                 and not k.endswith('num_batches_tracked')]
