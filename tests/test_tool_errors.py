@@ -11,7 +11,7 @@ from torch import nn
 from mmbiformer.weights.checkpoint import CheckpointError, safe_load
 from mmbiformer.testing import MAKERS
 from mmbiformer.utils.short_run import as_cli, short_run_options
-from helpers import run_in_process, run_tool, tool_error
+from helpers import ROOT, run_in_process, run_tool, tool_error
 
 CONFIG = 'configs/det/retinanet_biformer_t.py'
 SIZE = (64, 96)
@@ -378,3 +378,22 @@ def test_loader_workers_fit_the_cores(monkeypatch):
     assert said == ['train_dataloader.num_workers=16 is more than this process can keep '
                     'busy (128 cores shared by 8 processes, two left for the main '
                     'process): 14 workers']
+
+
+@pytest.mark.parametrize('metrics, evaluators, expected', [
+    ({}, dict(type='CocoMetric'), 'produced no metric'),
+    ({'coco/bbox_mAP': float('nan'), 'coco/bbox_mAP_50': 0.1}, [dict(type='CocoMetric')],
+     r'not numbers \(coco/bbox_mAP\)'),
+    ({}, dict(type='CocoMetric', format_only=True), ''),  # a submission: none on purpose
+    ({'accuracy/top1': 71.5}, dict(type='Accuracy'), '')])
+def test_an_evaluation_without_metrics_fails(metrics, evaluators, expected):
+    """tools/test.py ends non-zero, saying why, when the evaluation produced no metric
+    or non-finite ones (a diverged checkpoint's NaN outputs gave ``metrics: {}`` and
+    exit 0)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('test_tool', osp.join(ROOT, 'tools',
+                                                                        'test.py'))
+    test_tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(test_tool)
+    problem = test_tool.metrics_problem(metrics, evaluators)
+    assert (re.search(expected, problem) if expected else problem == ''), problem

@@ -6,6 +6,7 @@
 """
 import argparse
 import json
+import math
 import sys
 
 import mmbiformer.openmmlab  # noqa: F401  (stack fixes before any toolbox import)
@@ -66,6 +67,9 @@ def main(argv=None):
     # After the metrics: a failed dump of the predictions loses nothing else.
     if failed:
         raise UserError(failed[0])
+    problem = metrics_problem(metrics, cfg.test_evaluator)
+    if problem and rank == 0:
+        raise UserError(problem)
 
 
 def run_test(cfg, allow_partial: bool):
@@ -79,6 +83,28 @@ def run_test(cfg, allow_partial: bool):
     failed = [m.error for m in getattr(runner.test_loop.evaluator, 'metrics', [])
               if getattr(m, 'error', None)]
     return metrics, failed, get_rank()
+
+
+def metrics_problem(metrics, evaluators) -> str:
+    """Why an evaluation that ended must not pass as one ('' if it may): no metric at
+    all (every prediction dropped: the model's outputs were not finite, as a diverged
+    run's are), or metrics that are not finite. Evaluators that only format results
+    (``format_only=True``, a test-server submission) give none on purpose."""
+    evaluators = evaluators if isinstance(evaluators, (list, tuple)) else [evaluators]
+    if any(isinstance(e, dict) and e.get('format_only') for e in evaluators):
+        return ''
+    if not metrics:
+        return ('the evaluation produced no metric (metrics: {}): the evaluators got no '
+                'prediction to score. The model predicted nothing: its outputs were not '
+                'finite (a checkpoint of a run that diverged: test an earlier one) or it '
+                'is barely trained (every score below the test threshold).')
+    bad = sorted(k for k, v in metrics.items()
+                 if isinstance(_number(v), float) and not math.isfinite(_number(v)))
+    if bad:
+        return (f'the evaluation produced metrics that are not numbers ({", ".join(bad)}): '
+                f'the model\'s outputs were likely not finite (a run that diverged). Test '
+                f'an earlier checkpoint of that run.')
+    return ''
 
 
 def _number(value):
