@@ -78,36 +78,25 @@ def test_checkpoint_errors(tmp_path):
                                        checkpoint=str(tmp_path / 'missing.pth'))).init_weights()
 
 
-def test_fewer_blocks_are_refused_unless_allowed(tmp_path, monkeypatch):
+@pytest.mark.parametrize('file_arch, model_arch, expected', [
+    ('tiny', 'small', r'holds \[2, 2, 8, 2\] blocks per stage, this arch has \[4, 4, 18, 4\]'),
+    ('small', 'tiny', r'backbone of a bigger model: it holds \[4, 4, 18, 4\] blocks per '
+                      r'stage, this model \[2, 2, 8, 2\]')])
+def test_other_block_counts_are_refused_unless_allowed(tmp_path, monkeypatch, file_arch,
+                                                       model_arch, expected):
     """BiFormer-T weights (2, 2, 8, 2 blocks) for an S backbone (4, 4, 18, 4): every
-    tensor of T fits, but S's extra blocks would stay random, after an INFO line."""
+    tensor of T fits, but S's extra blocks would stay random, after an INFO line. S
+    weights for a T backbone: T's tensors all load, S's extra blocks would be dropped
+    without a word."""
     import mmbiformer.weights.pretrained as pretrained
-    tiny = _save(tmp_path, {'state_dict': {'backbone.' + k: v for k, v in
-                                           BiFormer('tiny').state_dict().items()}})
-    with pytest.raises(CheckpointError, match=r'holds \[2, 2, 8, 2\] blocks per stage, '
-                       r'this arch has \[4, 4, 18, 4\].*allow_partial=True'):
-        BiFormer('small', init_cfg=dict(type='Pretrained', checkpoint=tiny)).init_weights()
+    path = _save(tmp_path, {'state_dict': {'backbone.' + k: v for k, v in
+                                           BiFormer(file_arch).state_dict().items()}})
+    with pytest.raises(CheckpointError, match=expected + r'.*allow_partial=True'):
+        BiFormer(model_arch, init_cfg=dict(type='Pretrained', checkpoint=path)).init_weights()
     logged = []
     monkeypatch.setattr(pretrained, 'print_log', lambda m, **kw: logged.append(m))
-    BiFormer('small', init_cfg=dict(type='Pretrained', checkpoint=tiny,
-                                    allow_partial=True)).init_weights()
-    assert any('allow_partial=True: loading what fits' in m for m in logged)
-
-
-
-def test_more_blocks_are_refused_unless_allowed(tmp_path, monkeypatch):
-    """BiFormer-S backbone weights for a T backbone: T's tensors all load, S's extra
-    blocks would be dropped without a word."""
-    import mmbiformer.weights.pretrained as pretrained
-    small = _save(tmp_path, {'state_dict': BiFormer('small').state_dict()})
-    with pytest.raises(CheckpointError, match=r'backbone of a bigger model: it holds '
-                       r'\[4, 4, 18, 4\] blocks per stage, this model \[2, 2, 8, 2\]'
-                       r'.*allow_partial=True'):
-        BiFormer('tiny', init_cfg=dict(type='Pretrained', checkpoint=small)).init_weights()
-    logged = []
-    monkeypatch.setattr(pretrained, 'print_log', lambda m, **kw: logged.append(m))
-    BiFormer('tiny', init_cfg=dict(type='Pretrained', checkpoint=small,
-                                   allow_partial=True)).init_weights()
+    BiFormer(model_arch, init_cfg=dict(type='Pretrained', checkpoint=path,
+                                       allow_partial=True)).init_weights()
     assert any('allow_partial=True: loading what fits' in m for m in logged)
 
 class _Evil:

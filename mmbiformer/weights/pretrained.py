@@ -40,29 +40,20 @@ def load_pretrained_backbone(module: torch.nn.Module, checkpoint: str,
             f'{path}: {len(mismatched)} weights do not fit this arch (e.g. '
             f'{"; ".join(mismatched[:3])}). Pick the arch the checkpoint was '
             f'trained with (tiny/small/base).')
+    # Another number of blocks: the tensors that exist fit, so only the counts tell.
     extra = more_blocks(own, state)
     if extra:
-        message = (f'{path} is the backbone of a bigger model: {extra}. Pick the arch the '
-                   f"checkpoint was trained with (arch='tiny', 'small' or 'base')")
-        if not allow_partial:
-            raise CheckpointError(message + "; to load it partly on purpose, add "
-                                  "allow_partial=True to the backbone's init_cfg.")
-        print_log(message + ' (allow_partial=True: loading what fits).', logger='current',
-                  level=30)
+        _refuse_unless_allowed(f'{path} is the backbone of a bigger model: {extra}',
+                               allow_partial)
     unloaded = [k for k in own if k not in state
                 and k.startswith(('stages.', 'downsample_layers.'))
                 and not k.endswith('num_batches_tracked')]
     if unloaded:
         mine, theirs = stage_depths(own), stage_depths(state)
-        message = (f'{path}: {len(unloaded)} weights of the backbone\'s stages are not in '
-                   f'it (e.g. {unloaded[:3]}): it holds {theirs} blocks per stage, this '
-                   f'arch has {mine}. Pick the arch the checkpoint was trained with '
-                   f"(arch='tiny', 'small' or 'base')")
-        if not allow_partial:
-            raise CheckpointError(message + "; to load it partly on purpose, add "
-                                  "allow_partial=True to the backbone's init_cfg.")
-        print_log(message + ' (allow_partial=True: loading what fits).', logger='current',
-                  level=30)
+        _refuse_unless_allowed(
+            f'{path}: {len(unloaded)} weights of the backbone\'s stages are not in it (e.g. '
+            f'{unloaded[:3]}): it holds {theirs} blocks per stage, this arch has {mine}',
+            allow_partial)
     result = module.load_state_dict({k: state[k] for k in matched}, strict=False)
     unexpected = sorted(set(state) - set(own))
     print_log(f'Loaded {len(matched)}/{len(own)} backbone weights from {path}',
@@ -73,3 +64,12 @@ def load_pretrained_backbone(module: torch.nn.Module, checkpoint: str,
     if unexpected:
         print_log(f'unexpected keys in checkpoint (ignored): {unexpected}',
                   logger='current')
+
+
+def _refuse_unless_allowed(message: str, allow_partial: bool) -> None:
+    message += ". Pick the arch the checkpoint was trained with (arch='tiny', 'small' or 'base')"
+    if not allow_partial:
+        raise CheckpointError(message + "; to load it partly on purpose, add "
+                              "allow_partial=True to the backbone's init_cfg.")
+    print_log(message + ' (allow_partial=True: loading what fits).', logger='current',
+              level=30)
