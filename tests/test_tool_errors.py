@@ -397,3 +397,35 @@ def test_an_evaluation_without_metrics_fails(metrics, evaluators, expected):
     spec.loader.exec_module(test_tool)
     problem = test_tool.metrics_problem(metrics, evaluators)
     assert (re.search(expected, problem) if expected else problem == ''), problem
+
+
+def test_short_run_options_usage(capsys):
+    """``-h`` prints the usage and no arguments is a usage error (both crashed inside
+    argparse); with arguments it prints the options."""
+    with pytest.raises(SystemExit) as e:
+        run_in_process('tools/short_run_options.py', '-h')
+    assert e.value.code == 0
+    assert 'images per GPU' in capsys.readouterr().out
+    with pytest.raises(SystemExit) as e:
+        run_in_process('tools/short_run_options.py')
+    assert e.value.code == 2
+    assert 'the following arguments are required: task' in capsys.readouterr().err
+    run_in_process('tools/short_run_options.py', 'det', 'data/x', '64', '96', '1', '2')
+    assert 'train_dataloader.dataset.data_root=data/x/' in capsys.readouterr().out
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='the hint is for machines without GPU')
+def test_dist_launchers_hint_works_as_written(capsys):
+    """dist_train.sh's pre-flight on a machine without GPU: asking for 8 processes is
+    refused with a command to run instead, and that command passes the pre-flight."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('check_gpus', osp.join(ROOT, 'tools',
+                                                                         'check_gpus.py'))
+    check_gpus = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(check_gpus)
+    config = osp.join(ROOT, 'configs/det/retinanet_biformer_t.py')
+    assert check_gpus.main(config, '8') == 2
+    hint = re.search(r'\(e\.g\. (tools/dist_train\.sh \S+ \d+)\)', capsys.readouterr().err)
+    assert hint, 'no command in the message'
+    _, config_given, count = hint.group(1).split()
+    assert check_gpus.main(config_given, count) == 0

@@ -15,13 +15,16 @@ def main(config: str, gpus: str) -> int:
         return 2
     import torch
     wanted, present = int(gpus), torch.cuda.device_count()
+    # The count is the launcher's second argument (dist_train.sh CONFIG GPUS ...).
     if present == 0 and wanted > 1:
-        print(f'error: asked for {wanted} GPUs but this machine has none; use GPUS=1 '
-              f'to run one process on the CPU.', file=sys.stderr)
+        print(f'error: asked for {wanted} GPUs but this machine has none; pass 1 as the '
+              f'GPU count (e.g. tools/dist_train.sh {config} 1) to run one process on the '
+              f'CPU.', file=sys.stderr)
         return 2
     if present and wanted > present:
-        print(f'error: asked for {wanted} GPUs but this node has {present}; use '
-              f'GPUS<={present} (or NNODES/NODE_RANK for several nodes).', file=sys.stderr)
+        print(f'error: asked for {wanted} GPUs but this node has {present}; pass at most '
+              f'{present} as the GPU count (or NNODES/NODE_RANK for several nodes).',
+              file=sys.stderr)
         return 2
     return 0
 

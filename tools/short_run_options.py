@@ -14,11 +14,15 @@ def main(argv=None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('task', choices=sorted(TASKS))
     parser.add_argument('data_root')
-    parser.add_argument('size', type=int, nargs=2, metavar=('H', 'W'))
-    parser.add_argument('length', type=int)
-    parser.add_argument('batch', type=int)
+    # Two positionals, not one of nargs=2: argparse cannot print a tuple metavar of a
+    # positional (-h and a usage error crashed).
+    parser.add_argument('H', type=int, help='image height of the generated data')
+    parser.add_argument('W', type=int, help='image width')
+    parser.add_argument('length', type=int,
+                        help='epochs (cls, det); 4 x length iterations (seg)')
+    parser.add_argument('batch', type=int, help='images per GPU')
     args = parser.parse_args(argv)
-    opts = short_run_options(args.task, args.data_root, tuple(args.size), args.length,
+    opts = short_run_options(args.task, args.data_root, (args.H, args.W), args.length,
                              args.batch)
     print(' '.join(as_cli(opts)))
 
