@@ -71,10 +71,13 @@ def test_train_resume_test(task, keys, resume, demo, data, tmp_path, capsys):
         assert tool_metrics(out) == metrics
         assert 'prefix is not set' not in out  # mmengine's warning for the dump
         assert preds.stat().st_size > 0  # --out's predictions, beside the metrics
-    if demo:  # the inference demo on a val image of another size, with that checkpoint
+    if demo:  # the inference demo on a val image of another size, with that checkpoint,
+        # on the config the run dumped (its loaders wrapped in CheckedLoad, which the
+        # inferencers' pipeline edits did not see through)
         image = _first_image(data[kind])
         picture = str(tmp_path / 'demo.jpg')
-        args = ('tools/demo.py', config, ckpt, image, '--out', picture, '--score-thr', '0',
+        dumped = osp.join(work, osp.basename(config))
+        args = ('tools/demo.py', dumped, ckpt, image, '--out', picture, '--score-thr', '0',
                 '--device', 'cpu', '--cfg-options', *opts(2))
         if task == 'cls':  # mmpretrain's inferencer reads the process-wide default
             _, out = run_tool(*args)  # scope, which earlier tools here have set

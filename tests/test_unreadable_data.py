@@ -147,3 +147,20 @@ def test_label_maps_that_do_not_fit_their_images_or_classes(tmp_path):
                      message), message
     assert f'{maps[1]} (label values [200] outside the 150 classes' in message
     assert 'skip the unreadable' not in message  # skipping is for unreadable files
+
+
+def test_a_dumped_config_loads_as_its_source(tmp_path):
+    """A run's dumped config (loaders wrapped in CheckedLoad, test.py --out's
+    SafeDumpResults added) reads back as the source config: the inferencers of
+    tools/demo.py look for the loading transforms by type."""
+    source = load_config(osp.join(ROOT, 'configs/cls/biformer_t_in1k.py'))
+    run = load_config(osp.join(ROOT, 'configs/cls/biformer_t_in1k.py'))
+    guard_loading(run)
+    run.test_evaluator = [run.test_evaluator, dict(type='SafeDumpResults', out_file_path='x.pkl')]
+    assert run.test_dataloader.dataset.pipeline[0]['type'] == 'CheckedLoad'
+    dumped = str(tmp_path / 'dumped.py')
+    run.dump(dumped)
+    again = load_config(dumped)
+    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        assert again[key].dataset.pipeline == source[key].dataset.pipeline, key
+    assert again.test_evaluator == source.test_evaluator

@@ -117,6 +117,20 @@ def guard_loading(cfg) -> None:
             else t for i, t in enumerate(pipeline)]
 
 
+
+def unguard_loading(cfg) -> None:
+    """Undo :func:`guard_loading` (in place): the loading transforms of a config that a
+    tool dumped (``work_dir/<config>.py``) back as the toolbox knows them. The
+    inferencers (``tools/demo.py``) replace ``LoadImageFromFile`` in the test pipeline
+    by type, and do not look inside :class:`CheckedLoad`; training and testing wrap the
+    transforms again."""
+    for _, ds in datasets(cfg, ('train_dataloader', 'val_dataloader', 'test_dataloader')):
+        pipeline = ds.get('pipeline')
+        if isinstance(pipeline, (list, tuple)):
+            ds['pipeline'] = [t['transform'] if isinstance(t, dict)
+                              and str(t.get('type', '')).split('.')[-1] == 'CheckedLoad'
+                              else t for t in pipeline]
+
 def _decode(path: str, label: bool):
     """(the decoded array or None, why ``path`` cannot be decoded or None)."""
     import mmcv

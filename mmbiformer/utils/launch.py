@@ -11,7 +11,7 @@ from typing import Optional
 import torch
 from mmengine.config import Config, ConfigDict
 
-from ..data import guard_loading
+from ..data import guard_loading, unguard_loading
 from ..errors import UserError, error_summary  # noqa: F401 (the tools' imports)
 from .cfg_options import ConfigOptions
 from .checkpoint_refs import (check_resume_checkpoint, checkpoint_file,  # noqa: F401
@@ -48,6 +48,7 @@ def load_config(path: str, cfg_options: Optional[dict] = None,
             near = f' Configs in {folder}/: {", ".join(names)}' if names else ''
         raise UserError(f'config file not found: {path}.{near}')
     cfg = Config.fromfile(path)
+    _undo_tool_edits(cfg)  # a config our tools dumped loads as its source did
     if cfg_options:
         for key, value in cfg_options.items():  # one at a time: the bad one is named
             try:
@@ -59,6 +60,20 @@ def load_config(path: str, cfg_options: Optional[dict] = None,
     elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(path))[0])
     return cfg
+
+
+def _undo_tool_edits(cfg: Config) -> None:
+    """What the tools add to a run's config, which the config the run dumps
+    (``work_dir/<config>.py``) keeps: the loaders' ``CheckedLoad`` wrappers and
+    ``tools/test.py --out``'s ``SafeDumpResults``. Taken out, so that every tool reads a
+    dumped config as it read its source (the tools add them again where they apply)."""
+    unguard_loading(cfg)
+    evaluators = cfg.get('test_evaluator')
+    if isinstance(evaluators, (list, tuple)):
+        kept = [e for e in evaluators if not (
+            isinstance(e, dict) and str(e.get('type', '')).split('.')[-1] == 'SafeDumpResults')]
+        if len(kept) != len(evaluators):
+            cfg.test_evaluator = kept[0] if len(kept) == 1 else kept
 
 
 def tool_config(args) -> Config:
