@@ -347,8 +347,8 @@ def test_data_parallel_replay_matches_ddp(tmp_path, amp):
 
 def test_logged_memory_is_what_the_process_holds(monkeypatch):
     """The log's 'memory' is the allocator's reserved peak (CUDA graphs' pools
-    included), reset at each log as mmengine's is; train.py and test.py use it unless
-    the config names its own log processor."""
+    included), reset at each log as mmengine's is, and the log says so once; train.py and
+    test.py use it unless the config names its own log processor."""
     from types import SimpleNamespace
 
     from mmengine.config import Config
@@ -358,8 +358,13 @@ def test_logged_memory_is_what_the_process_holds(monkeypatch):
     monkeypatch.setattr(torch.cuda, 'max_memory_reserved', lambda device=None: 3 * 2**30)
     resets = []
     monkeypatch.setattr(torch.cuda, 'reset_peak_memory_stats', resets.append)
-    runner = SimpleNamespace(model=SimpleNamespace(output_device=None))
+    said = []
+    runner = SimpleNamespace(model=SimpleNamespace(output_device=None),
+                             logger=SimpleNamespace(info=said.append))
+    monkeypatch.setattr(FootprintLogProcessor, '_said', False)
     assert FootprintLogProcessor()._get_max_memory(runner) == 3072 and resets == [None]
+    FootprintLogProcessor()._get_max_memory(runner)
+    assert len(said) == 1 and 'reserved by PyTorch' in said[0]  # once, before the first
     cfg = Config(dict(log_processor=dict(type='LogProcessor', window_size=50)))
     log_memory_footprint(cfg)
     assert cfg.log_processor == dict(type='FootprintLogProcessor', window_size=50)

@@ -16,7 +16,15 @@ from mmengine.runner import LogProcessor
 class FootprintLogProcessor(LogProcessor):
     """mmengine's ``LogProcessor`` whose ``memory`` (MiB) is the peak reserved."""
 
+    _said = False
+
     def _get_max_memory(self, runner) -> int:
+        if not FootprintLogProcessor._said:  # once per process: what the figure is
+            FootprintLogProcessor._said = True
+            runner.logger.info(
+                "'memory' below: peak GPU memory (MiB) reserved by PyTorch since the "
+                "previous line, CUDA graphs' pools and the allocator's cache included "
+                '(what the process holds on the GPU; not max_memory_allocated)')
         device = getattr(runner.model, 'output_device', None)
         reserved = torch.cuda.max_memory_reserved(device=device)
         torch.cuda.reset_peak_memory_stats(device)
