@@ -152,7 +152,8 @@ def test_dist_train_refuses_more_gpus_than_present():
 
 def test_test_progress_bar_counts_batches():
     """Batches done and the ETA; the bar's line ends before each line mmengine's logger
-    prints (every ``interval`` batches); no bar when every batch is logged anyway."""
+    prints (every ``interval`` batches) and after the last batch, before the evaluators
+    log ('Evaluating bbox...' ran into it); no bar when every batch is logged anyway."""
     import io
     from types import SimpleNamespace
 
@@ -169,7 +170,9 @@ def test_test_progress_bar_counts_batches():
         hook.before_test_epoch(runner)
         for i in range(3):
             hook.after_test_iter(runner, i)
+        # The evaluators log before after_test_epoch: the bar's line has ended by then.
+        assert out.getvalue().endswith('\n') == bool(lines), out.getvalue()
         hook.after_test_epoch(runner)
         text = out.getvalue()
-        assert text.count('\n') == lines, text  # after batch 2 and at the end
+        assert text.count('\n') == lines, text  # after batch 2 and after the last
         assert ('3/3' in text and 'ETA' in text) == bool(lines), text

@@ -30,13 +30,20 @@ class TestProgressHook(Hook):
             self.bar = ProgressBar(len(runner.test_dataloader), file=self.file or sys.stdout)
 
     def after_test_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
-        if self.bar is not None:
-            self.bar.update()
-            if self.log_interval and (batch_idx + 1) % self.log_interval == 0:
-                self.bar.file.write('\n')  # the logger's line comes next
+        if self.bar is None:
+            return
+        self.bar.update()
+        last = self.bar.completed >= self.bar.task_num
+        if last or self.log_interval and (batch_idx + 1) % self.log_interval == 0:
+            # The logger's line comes next; after the last batch, the evaluators' lines
+            # ('Evaluating bbox...'), which come before after_test_epoch.
+            self.bar.file.write('\n')
+            self.bar.file.flush()
+        if last:
+            self.bar = None
 
     def after_test_epoch(self, runner, metrics=None) -> None:
-        if self.bar is not None:
+        if self.bar is not None:  # a loader that gave fewer batches than its length
             self.bar.file.write('\n')
             self.bar.file.flush()
             self.bar = None
