@@ -65,6 +65,12 @@ def test_kernels_roofline_table(bench_tool, monkeypatch):
         ['PB=4 BLOCK_C=64 num_warps=4 progs_per_sm=2 STAGES=1']]
     assert ('| fwd+dx setting | cls s1 3x3 | cls s1 5x5 | total |'
             in kernels.format_sweep(totals))
+    from mmbiformer.ops.backends.triton import layer_norm
+    shipped = layer_norm.TILE
+    monkeypatch.setattr(kernels, 'LN_CANDIDATES', kernels.LN_CANDIDATES[-1:])
+    totals = kernels.sweep_layer_norm(iters=1, dev='cpu', stage_list=[stage])
+    assert list(totals['bwd']) == ['TILE=8192 NUM_WARPS=8 BWD_DEFER=True BWD_PROGRAMS_PER_SM=8']
+    assert layer_norm.TILE == shipped  # the shipped settings are back
     if not torch.cuda.is_available():
         with pytest.raises(SystemExit, match='kernels times CUDA kernels: it needs a GPU'):
             bench_tool.main(['kernels'])

@@ -591,13 +591,18 @@ def kernels_main(argv) -> None:
     parser.add_argument('--iters', type=int, default=20)
     parser.add_argument('--json', metavar='PATH', help='also write the rows as JSON')
     parser.add_argument('--sweep', action='store_true',
-                        help="time the depthwise convs' candidate launch settings instead "
-                        "(ms per step summed over the stages, fastest first)")
+                        help="time the candidate launch settings of the depthwise convs "
+                        "and add + LayerNorm (of --parts) instead (ms per step per stage, "
+                        "fastest first)")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         sys.exit('error: benchmark.py kernels times CUDA kernels: it needs a GPU')
     if args.sweep:
-        result = kernels.sweep_dwconv(args.workload, args.iters)
+        result = {}
+        if 'dwconv' in args.parts:
+            result.update(kernels.sweep_dwconv(args.workload, args.iters))
+        if 'layer_norm' in args.parts:
+            result.update(kernels.sweep_layer_norm(args.workload, args.iters))
         print(kernels.format_sweep(result))
     else:
         result = kernels.roofline(args.workload, args.iters, args.parts)

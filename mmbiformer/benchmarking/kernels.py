@@ -195,6 +195,37 @@ def sweep_dwconv(workloads=('cls', 'det'), iters: int = 20, dev='cuda',
     return totals
 
 
+# add + LayerNorm launch settings (module constants of backends/triton/layer_norm.py):
+# elements per program, warps, and the backward's deferred dW/dB sums and programs per SM.
+LN_CANDIDATES = [dict(TILE=t, NUM_WARPS=w, BWD_DEFER=d, BWD_PROGRAMS_PER_SM=p)
+                 for t in (2048, 4096, 8192) for w in (4, 8) for d in (False, True)
+                 for p in (4, 8)]
+
+
+def sweep_layer_norm(workloads=('cls', 'det'), iters: int = 20, dev='cuda',
+                     stage_list: Optional[List[Stage]] = None) -> Dict:
+    """The add + LayerNorm kernels under every candidate setting at every shape, as
+    :func:`sweep_dwconv`'s: ``{'fwd' | 'bwd': {setting: {shape: ms per step}}}``."""
+    from ..ops.backends.triton import layer_norm
+    bw = copy_bandwidth(torch.device(dev))
+    totals: Dict[str, Dict[str, Dict[str, float]]] = {'fwd': {}, 'bwd': {}}
+    shipped = {key: getattr(layer_norm, key) for key in LN_CANDIDATES[0]}
+    try:
+        for stage in stage_list or [s for w in workloads for s in stages(w)]:
+            for cfg in LN_CANDIDATES:
+                for key, value in cfg.items():
+                    setattr(layer_norm, key, value)
+                name = ' '.join(f'{key}={value}' for key, value in cfg.items())
+                fwd, bwd = layer_norm_rows(stage, bw, iters, dev, library=False)
+                for part, row in (('fwd', fwd), ('bwd', bwd)):
+                    totals[part].setdefault(name, {})[f'{stage.workload} s{stage.index}'] = (
+                        row.us * row.per_step / 1e3)
+    finally:
+        for key, value in shipped.items():
+            setattr(layer_norm, key, value)
+    return totals
+
+
 def format_sweep(totals: Dict) -> str:
     lines = []
     for part, by_cfg in totals.items():
@@ -209,7 +240,7 @@ def format_sweep(totals: Dict) -> str:
 
 
 def layer_norm_rows(stage: Stage, bw: float, iters: int, dev='cuda',
-                    dtype=torch.bfloat16) -> List[Row]:
+                    dtype=torch.bfloat16, library: bool = True) -> List[Row]:
     """The blocks' fused residual add + LayerNorm, forward and backward (two per
     block), against ``F.layer_norm`` of the sum (the add not counted for it)."""
     from ..ops.backends.triton.layer_norm import add_layer_norm
@@ -230,17 +261,20 @@ def layer_norm_rows(stage: Stage, bw: float, iters: int, dev='cuda',
 
     with torch.no_grad():
         fwd_us = _us(lambda: add_layer_norm(x, r, wt, bs, 1e-6), iters, dev)
+    rows = [Row('add + LayerNorm fwd', stage.name, 2 * stage.blocks, fwd_us, 4 * one,
+                4 * one / bw),
+            # reads dxo, dy, xo; writes dx (dr is the same tensor without a scale)
+            Row('add + LayerNorm bwd', stage.name, 2 * stage.blocks, _us(bwd, iters, dev),
+                4 * one, 4 * one / bw)]
+    if not library:
+        return rows
     s = (x + r).detach().requires_grad_()
     # CUDA's layer_norm wants the weight in the input's dtype (as under autocast).
     wt_l, bs_l = (t.detach().to(dtype).requires_grad_() for t in (wt, bs))
     yr = F.layer_norm(s, (C,), wt_l, bs_l, 1e-6)
-    rows = [Row('add + LayerNorm fwd', stage.name, 2 * stage.blocks, fwd_us, 4 * one,
-                4 * one / bw, 'F.layer_norm fwd', _us(
-                    lambda: F.layer_norm(s.detach(), (C,), wt_l.detach(), bs_l.detach(), 1e-6),
-                    iters, dev)),
-            # reads dxo, dy, xo; writes dx (dr is the same tensor without a scale)
-            Row('add + LayerNorm bwd', stage.name, 2 * stage.blocks, _us(bwd, iters, dev),
-                4 * one, 4 * one / bw, 'F.layer_norm bwd', _us(ref_bwd, iters, dev))]
+    rows[0].library, rows[0].library_us = 'F.layer_norm fwd', _us(
+        lambda: F.layer_norm(s.detach(), (C,), wt_l.detach(), bs_l.detach(), 1e-6), iters, dev)
+    rows[1].library, rows[1].library_us = 'F.layer_norm bwd', _us(ref_bwd, iters, dev)
     return rows
 
 
