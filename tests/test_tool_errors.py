@@ -234,6 +234,13 @@ def _broken(coco, split, change):
     (lambda d: d['annotations'][0].update(category_id=999),
      'category_id is not among the categories', False),
     (lambda d: d['annotations'][0].update(image_id=-7), 'image_id names no image', False),
+    (lambda d: d['annotations'][0]['bbox'].__setitem__(0, 1e4),
+     '1 annotations whose box lies outside its image (ids 1)', False),
+    # Every box dropped: training on background only (loss_bbox 0, exit 0) is refused.
+    (lambda d: [a['bbox'].__setitem__(2, -1.0) for a in d['annotations']],
+     'no usable box: each of its boxes is skipped or outside its image', True),
+    (lambda d: [a['bbox'].__setitem__(1, -1e4) for a in d['annotations']],
+     'no usable box', True),
 ])
 def test_coco_records_are_checked(change, message, fatal, tmp_path, monkeypatch):
     """Each broken record kind: a fatal one stops with its count and ids, one the

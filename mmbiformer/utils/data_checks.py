@@ -120,7 +120,8 @@ def check_coco_annotations(path: str, key: str = 'ann_file',
         raise UserError(f'{path} (read through {key}): holds zero images')
     if not data['categories']:
         raise UserError(f'{path} (read through {key}): holds zero categories')
-    fatal, skipped = coco_record_problems(data, image_dir)
+    fatal, skipped = coco_record_problems(data, image_dir,
+                                          need_boxes=key.startswith('train_dataloader'))
     if skipped:
         from mmengine.logging import print_log
         print_log(f'{path} (read through {key}): the loader skips these records: '
@@ -130,17 +131,31 @@ def check_coco_annotations(path: str, key: str = 'ann_file',
                         + '. Fix or remove these records.')
 
 
-def coco_record_problems(data: dict, image_dir: Optional[str] = None):
+def _outside(box, image) -> bool:
+    """A box [x, y, w, h] that does not overlap its image (its width and height known)."""
+    if not isinstance(image, dict):
+        return False
+    width, height = image.get('width'), image.get('height')
+    if not all(isinstance(v, (int, float)) for v in (width, height)):
+        return False
+    x, y, w, h = box
+    return x >= width or y >= height or x + w <= 0 or y + h <= 0
+
+
+def coco_record_problems(data: dict, image_dir: Optional[str] = None,
+                         need_boxes: bool = False):
     """(fatal, skipped): what is wrong with a COCO file's annotation and image
     records, one line per kind of problem with its count and the first record ids.
     Fatal: what stops mmdet's loader (a missing or malformed ``bbox``, a record that
     is not an object, an image file missing from ``image_dir``); skipped: what it
     passes over without a word (boxes of no area, unknown categories, annotations of
-    no image)."""
+    no image, boxes outside their image). ``need_boxes`` (a training set): no usable box
+    at all is fatal."""
     from collections import defaultdict
     images = {im.get('id'): im for im in data['images'] if isinstance(im, dict)}
     categories = {c.get('id') for c in data['categories'] if isinstance(c, dict)}
     found = defaultdict(list)  # (fatal, what) -> record ids
+    usable = 0
     for ann in data.get('annotations') or []:
         if not isinstance(ann, dict):
             found[True, 'annotation records that are not JSON objects'].append('?')
@@ -154,11 +169,16 @@ def coco_record_problems(data: dict, image_dir: Optional[str] = None):
             found[True, "annotations whose 'bbox' is not 4 numbers [x, y, w, h]"].append(rid)
         elif box[2] <= 0 or box[3] <= 0:
             found[False, 'annotations whose box has no positive width and height'].append(rid)
+        elif _outside(box, images.get(ann.get('image_id'))):
+            found[False, 'annotations whose box lies outside its image'].append(rid)
+        else:
+            usable += ann.get('category_id') in categories and ann.get('image_id') in images
         if ann.get('category_id') not in categories:
             found[False, 'annotations whose category_id is not among the '
                   'categories'].append(rid)
         if ann.get('image_id') not in images:
             found[False, 'annotations whose image_id names no image'].append(rid)
+
     if image_dir and osp.isdir(image_dir):
         for rid, im in images.items():
             if not osp.isfile(osp.join(image_dir, str(im.get('file_name', '')))):
@@ -167,4 +187,7 @@ def coco_record_problems(data: dict, image_dir: Optional[str] = None):
     for (fatal, what), ids in found.items():
         shown = ', '.join(str(i) for i in ids[:5]) + (', ...' if len(ids) > 5 else '')
         lines[fatal].append(f'{len(ids)} {what} (ids {shown})')
+    if need_boxes and not usable:
+        lines[True].append('no usable box: each of its boxes is skipped or outside its image '
+                           '(or it has none), so training would see background only')
     return lines[True], lines[False]
