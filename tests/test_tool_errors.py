@@ -165,6 +165,8 @@ def test_init_cfg_checkpoint_error_without_traceback(opts, tmp_path):
     ("custom_hooks=[dict(type='EMAHook',momentum='abc')]",
      "the run could not start: '<' not supported"),
     ('model.neck.type=FPNX', 'the config could not be built: FPNX is not in the'),
+    ('optim_wrapper.optimizer.lr=1e-3)',
+     r"--cfg-options optim_wrapper.optimizer.lr=1e-3): not a number (the config has 0.0001"),
 ])
 def test_bad_option_values_are_one_line(option, expected, opts, tmp_path):
     """A bad value given with --cfg-options ends in one line naming it, before any

@@ -51,6 +51,7 @@ def load_config(path: str, cfg_options: Optional[dict] = None,
     _undo_tool_edits(cfg)  # a config our tools dumped loads as its source did
     if cfg_options:
         for key, value in cfg_options.items():  # one at a time: the bad one is named
+            _check_option_type(cfg, key, value)
             try:
                 cfg.merge_from_dict({key: value})
             except (KeyError, TypeError, IndexError) as e:  # mmengine's words for it
@@ -60,6 +61,23 @@ def load_config(path: str, cfg_options: Optional[dict] = None,
     elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(path))[0])
     return cfg
+
+
+def _check_option_type(cfg: Config, key: str, value) -> None:
+    """``--cfg-options`` text where the config holds a number (``lr=1e-3)``: a typo that
+    mmengine passes on as a string, which fails much later without the key's name)."""
+    current = cfg._cfg_dict  # a ConfigDict (a dict)
+    for part in key.split('.'):
+        if isinstance(current, dict) and part in current:
+            current = current[part]
+        elif isinstance(current, (list, tuple)) and part.isdigit() and int(part) < len(current):
+            current = current[int(part)]
+        else:
+            return  # a new key: nothing to compare with
+    number = isinstance(current, (int, float)) and not isinstance(current, bool)
+    if number and isinstance(value, str):
+        raise UserError(f'--cfg-options {key}={value}: not a number (the config has '
+                        f'{current!r} there)')
 
 
 def _undo_tool_edits(cfg: Config) -> None:
