@@ -39,6 +39,7 @@ def test_every_corrupt_file_is_a_checkpoint_error(tmp_path):
         assert 'weights_only' not in str(e.value) and 'download' not in str(e.value)
         assert f'The newest intact checkpoint beside it is {tmp_path / "good.pth"}' in str(
             e.value)
+        assert '--resume' not in str(e.value)  # read by test and demo too
     assert zipfile.is_zipfile(tmp_path / 'good.pth')
 
 

@@ -102,8 +102,8 @@ def _corrupt_fix(path: str) -> str:
               if os.path.abspath(p) != full and _intact(p)]
     if others:
         newest = max(others, key=os.path.getmtime)
-        return (f'The newest intact checkpoint beside it is {newest}: use that one '
-                f'(e.g. --resume {newest}).')
+        # Said for every tool (test, demo, --resume, load_from): no tool's option named.
+        return f'The newest intact checkpoint beside it is {newest}: use that one instead.'
     return ('Replace it with an intact copy (a save or a copy that was cut short leaves '
             'an incomplete file).')
 
