@@ -96,7 +96,8 @@ def test_test_tool_checks_out_before_the_test_epoch(opts, tmp_path):
     torch.save({'state_dict': {}}, ckpt)
     (tmp_path / 'a_file').write_text('')
     for out, expected in ((tmp_path, 'is a folder'),
-                          (tmp_path / 'a_file' / 'p.pkl', 'cannot create its folder'),
+                          (tmp_path / 'a_file' / 'p.pkl',
+                           f'{tmp_path / "a_file"} is a file, not a folder'),
                           (tmp_path / 'p.json', 'ending in .pkl')):
         _fails_cleanly(['tools/test.py', CONFIG, str(ckpt), '--out', str(out), *opts],
                        f'--out {out}', expected)

@@ -173,6 +173,12 @@ def prepare_output(path: str, flag: str = '--out') -> str:
     if osp.isdir(path):
         raise UserError(f'{flag} {path} is a folder; give a file path in it')
     folder = osp.dirname(osp.abspath(path))
+    blocking = folder
+    while blocking and not osp.exists(blocking):
+        blocking = osp.dirname(blocking)
+    if blocking and not osp.isdir(blocking):  # makedirs says only "File exists"
+        raise UserError(f'{flag} {path}: cannot create its folder {folder}: {blocking} is '
+                        f'a file, not a folder. Give a path elsewhere, or move that file.')
     try:
         os.makedirs(folder, exist_ok=True)
     except OSError as e:
