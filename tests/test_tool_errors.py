@@ -440,3 +440,30 @@ def test_dist_launchers_hint_works_as_written(capsys):
     assert hint, 'no command in the message'
     _, config_given, count = hint.group(1).split()
     assert check_gpus.main(config_given, count) == 0
+
+
+def test_ctrl_c_is_one_line_with_the_resume_command(opts, tmp_path, monkeypatch, capsys):
+    """SIGINT during training (KeyboardInterrupt out of the loop): one line naming the
+    newest checkpoint and the command that continues, exit 130 (was an 87-line
+    traceback); before any checkpoint, that nothing was saved."""
+    from mmbiformer.engine import AtomicSaveRunner
+
+    for saved, expected in ((False, 'interrupted before the first checkpoint of'),
+                            (True, 'interrupted: {work}/epoch_1.pth is the newest checkpoint; '
+                                   'continue with: python tools/train.py {config} --resume '
+                                   '--work-dir {work}')):
+        work = tmp_path / f'saved_{saved}'
+
+        def interrupted(self, saved=saved, work=work):
+            if saved:  # as the checkpoint hook leaves epoch 1
+                torch.save({'meta': {'epoch': 1, 'iter': 1}, 'state_dict': {}},
+                           work / 'epoch_1.pth')
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(AtomicSaveRunner, 'train', interrupted)
+        with pytest.raises(SystemExit) as e:
+            run_in_process('tools/train.py', CONFIG, '--work-dir', str(work), *opts)
+        assert e.value.code == 130
+        err = capsys.readouterr().err.strip().splitlines()
+        assert 'Traceback' not in '\n'.join(err), err
+        assert err[-1].startswith(expected.format(work=work, config=CONFIG)), err[-1]

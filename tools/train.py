@@ -26,7 +26,7 @@ from mmbiformer.utils.launch import (UserError, add_hook, build_runner, config_e
                                      parse_tool_args,
                                      tool_config, readable_checkpoint,
                                      setup_cpu_distributed, use_amp)
-from mmbiformer.utils.resume import NothingLeftToTrain, resolve_resume
+from mmbiformer.utils.resume import NothingLeftToTrain, newest_checkpoint, resolve_resume
 from mmbiformer.utils.work_dir_lock import work_dir_lock
 
 
@@ -86,8 +86,23 @@ def train(args, cfg) -> None:
     setup_cpu_distributed(cfg, args.launcher)
     where = f' --work-dir {args.work_dir}' if args.work_dir else ''
     resume = resume_command(args.config, world_size, where)
-    with distributed_run(dist_timeout(cfg), resume):
-        run_training(cfg, args.allow_partial)
+    try:
+        with distributed_run(dist_timeout(cfg), resume):
+            run_training(cfg, args.allow_partial)
+    except KeyboardInterrupt:  # one line, not mmengine's and torch's traceback
+        raise Interrupted(interrupted_message(cfg.work_dir, resume)) from None
+
+
+class Interrupted(Exception):
+    """Ctrl-C (SIGINT) during a run: what is saved and how to go on."""
+
+
+def interrupted_message(work_dir: str, resume: str) -> str:
+    newest, _ = newest_checkpoint(work_dir)
+    if newest is None:
+        return (f'interrupted before the first checkpoint of {work_dir}: nothing was '
+                f'saved; start again with the same command.')
+    return f'interrupted: {newest} is the newest checkpoint; continue with: {resume}'
 
 
 def run_training(cfg, allow_partial: bool) -> None:
@@ -150,3 +165,6 @@ if __name__ == '__main__':
             ModelZooError,  # init_cfg checkpoints too
             NonFiniteLossError, CheckpointSaveError) as e:
         sys.exit(f'error: {e}')
+    except Interrupted as e:
+        print(e, file=sys.stderr)
+        sys.exit(130)  # as a shell reports a run stopped by SIGINT
