@@ -125,7 +125,7 @@ def test_demo_and_load_from_checkpoint_errors(opts, tmp_path):
 
 def test_start_weights_that_do_not_fit_are_refused(opts, tmp_path):
     """load_from (a fine-tune's start) and --resume with a checkpoint of one block
-    fewer: refused before training, naming the fix."""
+    fewer, and --resume with one block more: refused before training, naming the fix."""
     from mmbiformer.utils.launch import load_config
     from helpers import build_model
     cfg = load_config(CONFIG)
@@ -143,6 +143,16 @@ def test_start_weights_that_do_not_fit_are_refused(opts, tmp_path):
     torch.save({'state_dict': state, 'meta': {'epoch': 1, 'iter': 2}}, path)
     _fails_cleanly(['tools/train.py', CONFIG, *work, '--resume', path, *opts],
                    f'{path} does not fit this model', 'fewer blocks',
+                   'Resume with the config this run was trained with')
+    # One block more (a bigger arch's run): the model's sizes, not the optimizer's
+    # "a parameter group that doesn't match the size of optimizer's group".
+    full = build_model(cfg).state_dict()
+    more = dict(full, **{k.replace('stages.2.7.', 'stages.2.8.'): v for k, v in full.items()
+                         if k.startswith('backbone.stages.2.7.')})
+    torch.save({'state_dict': more, 'meta': {'epoch': 1, 'iter': 2}}, path)
+    _fails_cleanly(['tools/train.py', CONFIG, *work, '--resume', path, *opts],
+                   'bigger model than this config builds: it holds [2, 2, 9, 2] blocks per '
+                   'stage, this model [2, 2, 8, 2]',
                    'Resume with the config this run was trained with')
     assert not osp.exists(tmp_path / 'w' / 'epoch_1.pth')
 
