@@ -12,7 +12,12 @@ shared memory is allocated (no launch; a stand-in driver, as ``triton_sm90.py``)
 and sm_89 take sm_86's code generation and have at least its limit, so sm_86 stands for
 them.
 
-    python3 tests/triton_arch_limits.py
+    python3 tests/triton_arch_limits.py   # the table on stderr, JSON on stdout
+
+Registers need no check: a thread uses at most 255 (the compiler spills beyond), and the
+kernels launch at most 8 warps, 256 x 255 < 65536 registers a block on every
+architecture here, so a launch cannot fail on them. One set of launch settings serves
+every architecture (no table per compute capability) while this check passes with it.
 """
 import json
 import os
@@ -100,8 +105,22 @@ def main() -> None:
         with captured_step():
             outs = model(torch.randn(N, 3, H, W, dtype=dtype))
             sum(o.float().sum() for o in outs).backward()
+    # The table for a reader (stderr), then the JSON line the test reads (stdout).
+    print(table(shared), file=sys.stderr)
     print(json.dumps(dict(limits={str(a): v for a, v in SHARED_LIMITS.items()},
                           shared=shared, errors=errors)))
+
+
+def table(shared: dict) -> str:
+    """kernel x architecture: shared memory asked for, of the block limit, fits or not."""
+    archs = sorted(SHARED_LIMITS)
+    lines = ['| kernel | ' + ' | '.join(f'sm_{a} (limit {SHARED_LIMITS[a]} B)' for a in archs)
+             + ' |', '|---|' + '---|' * len(archs)]
+    for name, per in sorted(shared.items()):
+        cells = [f"{per[str(a)]} B, {'fits' if per[str(a)] <= SHARED_LIMITS[a] else 'TOO BIG'}"
+                 if str(a) in per else '-' for a in archs]
+        lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines)
 
 
 if __name__ == '__main__':
