@@ -477,3 +477,19 @@ def test_ctrl_c_is_one_line_with_the_resume_command(opts, tmp_path, monkeypatch,
         err = capsys.readouterr().err.strip().splitlines()
         assert 'Traceback' not in '\n'.join(err), err
         assert err[-1].startswith(expected.format(work=work, config=CONFIG)), err[-1]
+
+
+def test_metrics_print_without_float32_noise():
+    """mmseg's float32 metrics print as the digits they hold (issue 60: 'aAcc':
+    38.31999969482422)."""
+    import importlib.util
+
+    import numpy as np
+    spec = importlib.util.spec_from_file_location('test_tool', osp.join(ROOT, 'tools',
+                                                                        'test.py'))
+    test_tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(test_tool)
+    assert test_tool._number(np.float32(38.32)) == 38.32
+    assert test_tool._number(torch.tensor(0.3451, dtype=torch.float32)) == 0.3451
+    assert test_tool._number(0.1234567891) == 0.1234567891  # float64: as it is
+    assert test_tool._number('n/a') == 'n/a'

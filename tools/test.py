@@ -109,9 +109,14 @@ def metrics_problem(metrics, evaluators) -> str:
 
 def _number(value):
     try:
-        return float(value)  # python, numpy and 0-d tensor scalars alike
+        number = float(value)  # python, numpy and 0-d tensor scalars alike
     except (TypeError, ValueError):
         return str(value)
+    if getattr(getattr(value, 'dtype', None), 'itemsize', 0) == 4:
+        # A float32 metric (mmseg's): the digits it holds, not float64's noise
+        # (38.32, not 38.31999969482422).
+        number = float(f'{number:.7g}')
+    return number
 
 
 if __name__ == '__main__':
