@@ -1,16 +1,18 @@
 #!/usr/bin/env python
 """Speed and peak memory of BiFormer: classifier, dense trunk, and the BRA op alone.
 
-    python tools/benchmark.py cls --arch small --batch 128 --amp bf16        # img/s
+    python tools/benchmark.py cls --arch small --batch 128 --amp bf16  # img/s
     python tools/benchmark.py trunk --arch small --shape 2 800 1216 --n-win 16
-    python tools/benchmark.py bra                                          # op sizes
-    python tools/benchmark.py step --ddp     # the cls config's step, eager / captured, DDP
-    python tools/benchmark.py loader configs/cls/biformer_s_in1k.py --workers 1 8   # input
+    python tools/benchmark.py bra  # the BRA op, per size
+    python tools/benchmark.py step --ddp  # the cls config's step, eager / captured, DDP
+    python tools/benchmark.py loader configs/cls/biformer_s_in1k.py --workers 1 8  # input
     python tools/benchmark.py kernels --json k.json  # our kernels against their floors
+    python tools/benchmark.py kernels --sweep  # their launch settings
+    # whole configs' training loops, then their evaluation:
     python tools/benchmark.py pipeline configs/det/maskrcnn_biformer_s.py --amp \
-        --vs mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py          # whole configs
+        --vs mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py
     python tools/benchmark.py pipeline --test configs/det/maskrcnn_biformer_s.py \
-        --vs mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py          # evaluation
+        --vs mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py
 
 ``pipeline`` runs whole configs' training loops on generated data and splits each
 iteration into data, forward+backward and optimizer step, for the first pass (new input
