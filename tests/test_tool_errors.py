@@ -493,3 +493,18 @@ def test_metrics_print_without_float32_noise():
     assert test_tool._number(torch.tensor(0.3451, dtype=torch.float32)) == 0.3451
     assert test_tool._number(0.1234567891) == 0.1234567891  # float64: as it is
     assert test_tool._number('n/a') == 'n/a'
+
+
+def test_demo_names_the_models_own_score_threshold():
+    """demo.py --score-thr below the detector's own test_cfg threshold: the line says
+    the model dropped the rest already, and which key lowers it (issue 60: '0
+    instances with score >= 0.005 drawn', no hint)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('demo_tool', osp.join(ROOT, 'tools',
+                                                                        'demo.py'))
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    assert demo._test_score_thr(dict(score_thr=0.05, nms=dict(iou_threshold=0.5))) == 0.05
+    assert demo._test_score_thr(dict(rpn=dict(), rcnn=dict(score_thr=0.05))) == 0.05
+    assert demo._test_score_thr(dict(rcnn=None)) is None
+    assert demo._test_score_thr(None) is None

@@ -38,7 +38,25 @@ def demo_det(cfg, checkpoint, image, args):
     below = len(scores) - kept
     more = (f'; {below} more below it (highest {float(scores.max()):.3f}: lower '
             f'--score-thr to draw them)' if below else '')
+    # The model's own threshold drops detections before the demo sees them.
+    own = _test_score_thr(model.cfg.model.get('test_cfg'))
+    if own is not None and args.score_thr < own:
+        more += (f'; the model already dropped those below its test_cfg score_thr {own}: '
+                 f'lower it too for more (--cfg-options model.test_cfg.'
+                 f'{"rcnn." if "rcnn" in model.cfg.model.test_cfg else ""}score_thr='
+                 f'{args.score_thr})')
     print(f'{kept} instances with score >= {args.score_thr} drawn to {args.out}{more}')
+
+
+def _test_score_thr(test_cfg):
+    """The detector's own score threshold (``test_cfg.score_thr``, or the second stage's
+    ``test_cfg.rcnn.score_thr``), None where it has none."""
+    if not test_cfg:
+        return None
+    if 'rcnn' in test_cfg:
+        test_cfg = test_cfg['rcnn'] or {}
+    thr = test_cfg.get('score_thr')
+    return float(thr) if isinstance(thr, (int, float)) else None
 
 
 def demo_seg(cfg, checkpoint, image, args):
