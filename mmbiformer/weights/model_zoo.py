@@ -197,9 +197,16 @@ def candidate_urls(model: dict, urls: Optional[List[str]] = None) -> List[str]:
     return found
 
 
+# What else a run can do when a backbone's ImageNet weights (init_cfg) cannot be had;
+# said only there: for a checkpoint to test or resume, training without it is no fix.
+INIT_CFG_HINT = ('you can also train without them: --cfg-options '
+                 'model.backbone.init_cfg=None.')
+
+
 def fetch(name: str, urls: Optional[List[str]] = None, progress: bool = True,
-          timeout: float = 60) -> str:
-    """Local path of model ``name`` in mmbiformer's layout, downloading if needed."""
+          timeout: float = 60, init_cfg: bool = False) -> str:
+    """Local path of model ``name`` in mmbiformer's layout, downloading if needed
+    (``init_cfg``: the weights a backbone starts from)."""
     model = find_model(name)
     final = osp.join(cache_dir(), f'{name}.pth')
     if osp.isfile(final):
@@ -229,10 +236,8 @@ def fetch(name: str, urls: Optional[List[str]] = None, progress: bool = True,
     else:
         raise ModelZooError(f'{name}: every source failed:\n' + '\n'.join(errors) +
                             f'\nSet MMBIFORMER_MIRROR to a reachable folder or URL '
-                            f'prefix holding {name}.pth, or pass the file path instead. '
-                            f'Where {name} is the ImageNet initialisation of a '
-                            f'backbone (init_cfg), you can also train without it: '
-                            f'--cfg-options model.backbone.init_cfg=None.')
+                            f'prefix holding {name}.pth, or pass the file path instead'
+                            + (f'; {INIT_CFG_HINT}' if init_cfg else '.'))
     if official:
         try:  # a corrupt file raises a CheckpointError here
             if not _official_layout(raw):
@@ -247,8 +252,9 @@ def fetch(name: str, urls: Optional[List[str]] = None, progress: bool = True,
     return final
 
 
-def resolve_checkpoint(name_or_path: str, **kwargs) -> str:
-    """A local file for a path, a URL, or a model-zoo name."""
+def resolve_checkpoint(name_or_path: str, init_cfg: bool = False, **kwargs) -> str:
+    """A local file for a path, a URL, or a model-zoo name (``init_cfg``: the weights
+    a backbone starts from)."""
     ref = str(name_or_path)
     path = osp.expanduser(ref)
     if osp.isfile(path):
@@ -266,4 +272,4 @@ def resolve_checkpoint(name_or_path: str, **kwargs) -> str:
         return dst
     if os.sep in ref or ref.endswith(('.pth', '.pt', '.ckpt')):
         raise FileNotFoundError(f'checkpoint not found: {ref}')
-    return fetch(ref, **kwargs)
+    return fetch(ref, init_cfg=init_cfg, **kwargs)

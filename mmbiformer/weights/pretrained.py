@@ -21,7 +21,7 @@ def load_pretrained_backbone(module: torch.nn.Module, checkpoint: str,
     BiFormer-T weights for an S model) raises :class:`CheckpointError`; with
     ``allow_partial`` the last is only logged (a partial load on purpose).
     """
-    path = resolve_checkpoint(checkpoint)
+    path = resolve_checkpoint(checkpoint, init_cfg=True)
     state = backbone_state_dict(extract_state_dict(safe_load(path), path), prefix)
     own = module.state_dict()
     if not getattr(module, 'out_norm', None) == 'batchnorm':
