@@ -504,7 +504,9 @@ def test_demo_names_the_models_own_score_threshold():
                                                                         'demo.py'))
     demo = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(demo)
-    assert demo._test_score_thr(dict(score_thr=0.05, nms=dict(iou_threshold=0.5))) == 0.05
-    assert demo._test_score_thr(dict(rpn=dict(), rcnn=dict(score_thr=0.05))) == 0.05
-    assert demo._test_score_thr(dict(rcnn=None)) is None
-    assert demo._test_score_thr(None) is None
+    assert demo._test_score_thr(dict(score_thr=0.05, nms=dict(iou_threshold=0.5))) == (
+        'test_cfg.score_thr', 0.05)
+    assert demo._test_score_thr(dict(rpn=dict(), rcnn=dict(score_thr=0.05))) == (
+        'test_cfg.rcnn.score_thr', 0.05)
+    assert demo._test_score_thr(dict(rcnn=None))[1] is None
+    assert demo._test_score_thr(None)[1] is None

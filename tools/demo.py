@@ -39,24 +39,22 @@ def demo_det(cfg, checkpoint, image, args):
     more = (f'; {below} more below it (highest {float(scores.max()):.3f}: lower '
             f'--score-thr to draw them)' if below else '')
     # The model's own threshold drops detections before the demo sees them.
-    own = _test_score_thr(model.cfg.model.get('test_cfg'))
+    key, own = _test_score_thr(model.cfg.model.get('test_cfg'))
     if own is not None and args.score_thr < own:
-        more += (f'; the model already dropped those below its test_cfg score_thr {own}: '
-                 f'lower it too for more (--cfg-options model.test_cfg.'
-                 f'{"rcnn." if "rcnn" in model.cfg.model.test_cfg else ""}score_thr='
-                 f'{args.score_thr})')
+        more += (f'; the model already dropped those below its {key} {own}: lower it too '
+                 f'for more (--cfg-options model.{key}={args.score_thr})')
     print(f'{kept} instances with score >= {args.score_thr} drawn to {args.out}{more}')
 
 
 def _test_score_thr(test_cfg):
-    """The detector's own score threshold (``test_cfg.score_thr``, or the second stage's
-    ``test_cfg.rcnn.score_thr``), None where it has none."""
-    if not test_cfg:
-        return None
-    if 'rcnn' in test_cfg:
-        test_cfg = test_cfg['rcnn'] or {}
-    thr = test_cfg.get('score_thr')
-    return float(thr) if isinstance(thr, (int, float)) else None
+    """(its key under ``model``, value) of the detector's own score threshold:
+    ``test_cfg.score_thr``, or the second stage's ``test_cfg.rcnn.score_thr``; the value
+    is None where it has none."""
+    key = 'test_cfg.score_thr'
+    if test_cfg and 'rcnn' in test_cfg:
+        key, test_cfg = 'test_cfg.rcnn.score_thr', test_cfg['rcnn']
+    thr = (test_cfg or {}).get('score_thr')
+    return key, float(thr) if isinstance(thr, (int, float)) else None
 
 
 def demo_seg(cfg, checkpoint, image, args):

@@ -98,8 +98,8 @@ def metrics_problem(metrics, evaluators) -> str:
                 'prediction to score. The model predicted nothing: its outputs were not '
                 'finite (a checkpoint of a run that diverged: test an earlier one) or it '
                 'is barely trained (every score below the test threshold).')
-    bad = sorted(k for k, v in metrics.items()
-                 if isinstance(_number(v), float) and not math.isfinite(_number(v)))
+    numbers = {k: _number(v) for k, v in metrics.items()}
+    bad = sorted(k for k, v in numbers.items() if isinstance(v, float) and not math.isfinite(v))
     if bad:
         return (f'the evaluation produced metrics that are not numbers ({", ".join(bad)}): '
                 f'the model\'s outputs were likely not finite (a run that diverged). Test '

@@ -63,6 +63,10 @@ def stages(workload: str) -> List[Stage]:
     return out
 
 
+def all_stages(workloads) -> List[Stage]:
+    return [s for w in workloads for s in stages(w)]
+
+
 @dataclasses.dataclass
 class Row:
     kernel: str
@@ -95,8 +99,8 @@ def _us(fn: Callable, iters: int, device) -> float:
     """Microseconds of GPU time of one call of ``fn``: the summed durations of the
     kernels it launches, as the profiler records them. Not the time between events
     around the calls: launching these kernels from Python takes longer than they run
-    (the whole step runs them from a CUDA graph), so events would time the host: 80-140
-    us for kernels of 10-30 us, 1.8 ms for an attention backward (run 18)."""
+    (the whole step runs them from a CUDA graph), so events would time the host
+    (docs/benchmark.md, run 18)."""
     if torch.device(device).type != 'cuda':
         return mean_ms(fn, iters, device=device) * 1e3
     prof = cuda_profile(fn, iters)
@@ -157,6 +161,11 @@ def dwconv_rows(stage: Stage, k: int, as_lce: bool, bw: float, iters: int, dev='
     return rows
 
 
+def setting_name(cfg: dict) -> str:
+    """A launch setting as the sweeps' tables name it: ``KEY=value ...``."""
+    return ' '.join(f'{key}={value}' for key, value in cfg.items())
+
+
 # Launch settings ``sweep_dwconv`` tries (the defaults are in backends/triton/dwconv.py).
 # STAGES > 1 pipelines the kernels' run-time loops (loads through shared memory).
 FWD_CANDIDATES = ([dict(TH=8, TW=8, BLOCK_C=64, num_warps=nw, UNROLL=0, STAGES=st)
@@ -181,11 +190,11 @@ def sweep_dwconv(workloads=('cls', 'det'), iters: int = 20, dev='cuda',
     shape: ``{"fwd+dx" | "dw": {setting: {"<workload> s<stage> <k>x<k>": ms per step}}}``."""
     bw = copy_bandwidth(torch.device(dev))
     totals: Dict[str, Dict[str, Dict[str, float]]] = {'fwd+dx': {}, 'dw': {}}
-    for stage in stage_list or [s for w in workloads for s in stages(w)]:
+    for stage in stage_list or all_stages(workloads):
         for k, lce in ((LCE_K, True), (POS_K, False)):
             for part, candidates in (('fwd+dx', FWD_CANDIDATES), ('dw', DW_CANDIDATES)):
                 for cfg in candidates:
-                    name = ' '.join(f'{key}={value}' for key, value in cfg.items())
+                    name = setting_name(cfg)
                     rows = dwconv_rows(stage, k, lce, bw, iters, dev, library=False,
                                        config=cfg, dw_config=cfg,
                                        which=('fwd', 'dx') if part == 'fwd+dx' else ('dw',))
@@ -211,11 +220,11 @@ def sweep_layer_norm(workloads=('cls', 'det'), iters: int = 20, dev='cuda',
     totals: Dict[str, Dict[str, Dict[str, float]]] = {'fwd': {}, 'bwd': {}}
     shipped = {key: getattr(layer_norm, key) for key in LN_CANDIDATES[0]}
     try:
-        for stage in stage_list or [s for w in workloads for s in stages(w)]:
+        for stage in stage_list or all_stages(workloads):
             for cfg in LN_CANDIDATES:
                 for key, value in cfg.items():
                     setattr(layer_norm, key, value)
-                name = ' '.join(f'{key}={value}' for key, value in cfg.items())
+                name = setting_name(cfg)
                 fwd, bwd = layer_norm_rows(stage, bw, iters, dev, library=False)
                 for part, row in (('fwd', fwd), ('bwd', bwd)):
                     totals[part].setdefault(name, {})[f'{stage.workload} s{stage.index}'] = (
@@ -346,7 +355,7 @@ def roofline(workloads=('cls', 'det'), iters: int = 20, parts=PARTS, device='cud
     device = torch.device(device)
     bw = copy_bandwidth(device)
     rows: List[Row] = []
-    for stage in stage_list or [s for w in workloads for s in stages(w)]:
+    for stage in stage_list or all_stages(workloads):
         if 'dwconv' in parts:
             rows += dwconv_rows(stage, LCE_K, True, bw, iters, device)
             rows += dwconv_rows(stage, POS_K, False, bw, iters, device)

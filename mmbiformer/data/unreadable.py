@@ -22,7 +22,7 @@ from mmengine.logging import print_log
 from mmengine.registry import TRANSFORMS
 
 from ..errors import UserError, error_summary
-from ..utils.config_walk import datasets
+from ..utils.config_walk import LOADER_KEYS, datasets, type_name
 
 # Loading transforms that read a file per sample (the toolboxes' names, any scope).
 LOADERS = ('LoadImageFromFile', 'LoadAnnotations')
@@ -103,8 +103,7 @@ def guard_loading(cfg) -> None:
     """Wrap each loading transform of the loaders' pipelines in :class:`CheckedLoad`
     (in place; pipelines are replaced, not edited, so shared lists stay intact)."""
     skip = bool(cfg.get(SKIP_KEY, False))
-    loaders = ('train_dataloader', 'val_dataloader', 'test_dataloader')
-    for key, ds in datasets(cfg, loaders):
+    for key, ds in datasets(cfg, LOADER_KEYS):
         pipeline = ds.get('pipeline')
         if not isinstance(pipeline, (list, tuple)):
             continue
@@ -113,9 +112,7 @@ def guard_loading(cfg) -> None:
         ds['pipeline'] = [
             dict(type='CheckedLoad', transform=t, config_key=f'{key}.pipeline.{i}',
                  dataset=_dataset_name(ds), skip=skip and train)
-            if isinstance(t, dict) and str(t.get('type', '')).split('.')[-1] in LOADERS
-            else t for i, t in enumerate(pipeline)]
-
+            if type_name(t) in LOADERS else t for i, t in enumerate(pipeline)]
 
 
 def unguard_loading(cfg) -> None:
@@ -124,12 +121,12 @@ def unguard_loading(cfg) -> None:
     inferencers (``tools/demo.py``) replace ``LoadImageFromFile`` in the test pipeline
     by type, and do not look inside :class:`CheckedLoad`; training and testing wrap the
     transforms again."""
-    for _, ds in datasets(cfg, ('train_dataloader', 'val_dataloader', 'test_dataloader')):
+    for _, ds in datasets(cfg, LOADER_KEYS):
         pipeline = ds.get('pipeline')
         if isinstance(pipeline, (list, tuple)):
-            ds['pipeline'] = [t['transform'] if isinstance(t, dict)
-                              and str(t.get('type', '')).split('.')[-1] == 'CheckedLoad'
-                              else t for t in pipeline]
+            ds['pipeline'] = [t['transform'] if type_name(t) == 'CheckedLoad' else t
+                              for t in pipeline]
+
 
 def _decode(path: str, label: bool):
     """(the decoded array or None, why ``path`` cannot be decoded or None)."""

@@ -18,6 +18,16 @@ DATA_LAYOUTS = {
 }
 
 
+# The loaders of a run, in the order the tools check them.
+LOADER_KEYS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+
+
+def type_name(item) -> str:
+    """The type a config dict builds, without its scope (``'mmdet.CocoMetric'`` ->
+    ``'CocoMetric'``); '' for anything else."""
+    return str(item.get('type', '')).split('.')[-1] if isinstance(item, dict) else ''
+
+
 def datasets(cfg: Config, loaders: List[str]) -> Iterator[Tuple[str, dict]]:
     """(config key, dataset dict) of every dataset the loaders read, wrappers opened."""
     def walk(ds, key):

@@ -178,7 +178,6 @@ def coco_record_problems(data: dict, image_dir: Optional[str] = None,
                   'categories'].append(rid)
         if ann.get('image_id') not in images:
             found[False, 'annotations whose image_id names no image'].append(rid)
-
     if image_dir and osp.isdir(image_dir):
         for rid, im in images.items():
             if not osp.isfile(osp.join(image_dir, str(im.get('file_name', '')))):

@@ -16,7 +16,7 @@ from ..errors import UserError, error_summary  # noqa: F401 (the tools' imports)
 from .cfg_options import ConfigOptions
 from .checkpoint_refs import (check_resume_checkpoint, checkpoint_file,  # noqa: F401
                               readable_checkpoint)
-from .config_walk import DATA_LAYOUTS, datasets, evaluators  # noqa: F401
+from .config_walk import DATA_LAYOUTS, datasets, evaluators, type_name  # noqa: F401
 from .data_checks import (check_class_lists, check_coco_annotations,  # noqa: F401
                           check_data, coco_record_problems)
 from .distributed import (check_launcher, dist_timeout, distributed_run,  # noqa: F401
@@ -88,8 +88,7 @@ def _undo_tool_edits(cfg: Config) -> None:
     unguard_loading(cfg)
     evaluators = cfg.get('test_evaluator')
     if isinstance(evaluators, (list, tuple)):
-        kept = [e for e in evaluators if not (
-            isinstance(e, dict) and str(e.get('type', '')).split('.')[-1] == 'SafeDumpResults')]
+        kept = [e for e in evaluators if type_name(e) != 'SafeDumpResults']
         if len(kept) != len(evaluators):
             cfg.test_evaluator = kept[0] if len(kept) == 1 else kept
 

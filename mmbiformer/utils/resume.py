@@ -153,13 +153,8 @@ def _newest_complete(part: str, final: str, work_dir: str) -> bool:
         reached = progress(part)[0]
     except ValueError:  # cut or damaged
         return False
-    for other in work_dir_checkpoints(work_dir):
-        try:
-            if progress(other)[0] >= reached:
-                return False
-        except ValueError:
-            continue
-    return True
+    complete, _ = _scan(work_dir)
+    return all(done[0] < reached for done in complete.values())
 
 
 def _is_first_process() -> bool:

@@ -98,6 +98,13 @@ def _mtime(path: str) -> float:
         return 0.
 
 
+def _held_elsewhere(holder: Optional[dict], me: dict) -> bool:
+    """The lock file names a run that may still be going: on another host (its process
+    cannot be checked from here) or a live process here."""
+    return holder is not None and (holder.get('host') != me['host']
+                                   or _alive(int(holder['pid'])))
+
+
 def _busy(work_dir: str, path: str, holder: dict, me: dict):
     from ..errors import UserError
     where = ('this host' if holder.get('host', me['host']) == me['host']
@@ -145,8 +152,7 @@ def work_dir_lock(work_dir: str, command: str = ''):
         if holder is None and time.time() - _mtime(path) < 5:
             time.sleep(0.2)  # being written by a run that started a moment ago
             continue
-        if holder is not None and (holder.get('host') != me['host']
-                                   or _alive(int(holder['pid']))):
+        if _held_elsewhere(holder, me):
             raise _busy(work_dir, path, holder, me)
         _log_takeover(work_dir, path, holder)
         with contextlib.suppress(FileNotFoundError):
@@ -156,8 +162,7 @@ def work_dir_lock(work_dir: str, command: str = ''):
         # The file is ours; what it says is what an earlier run left. A holder on another
         # host, or a live process here, may be a run on a file system whose flock does not
         # reach this host, or an older version that did not flock: refuse, as without it.
-        if holder is not None and (holder.get('host') != me['host']
-                                   or _alive(int(holder['pid']))):
+        if _held_elsewhere(holder, me):
             os.close(fd)
             raise _busy(work_dir, path, holder, me)
         if os.fstat(fd).st_size:

@@ -63,9 +63,9 @@ def _dwconv_nhwc(X, WT, B, RES, Y,
     strides (sw_t, sw_c). With each tap's weights contiguous (sw_c == 1) a tap's are one
     vector load; as the (C, 1, K, K) parameter holds them (sw_c == K*K) each thread's
     channels are scalar loads, more load instructions than the input's.
-    ``UNROLL``: 2 unrolls every tap (the compiler then hoists all K*K loads: for sm_90,
-    255 registers and spills at 8x8 pixels x 64 channels, 4 warps), 1 one row of taps
-    (kernel rows loop at run time: 153 registers), 0 none. ``STAGES`` > 1 software-
+    ``UNROLL``: 2 unrolls every tap (the compiler then hoists all K*K loads, and at 8x8
+    pixels x 64 channels spills registers), 1 one row of taps (kernel rows loop at run
+    time), 0 none (docs/benchmark.md, run 17, has the registers of each). ``STAGES`` > 1 software-
     pipelines the run-time loop (its loads go through shared memory, issued STAGES - 1
     iterations ahead)."""
     h, w, mask_p = _tile(tl.program_id(0), H, W, TH, TW)

@@ -153,9 +153,9 @@ def inverse_routing(index: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
 
 
 # dK/dV's query tiles: 128 rows of the routing regions' tokens, 2 stages in flight. Each
-# program walks its tiles one after another; at 64 rows and Triton's default 3 stages the
-# routed backward took 30-41% longer at BiFormer-S's det stages 1-3 and cls stage 1
-# (14% at cls stage 2; docs/benchmark.md, run 18).
+# program walks its tiles one after another, so fewer, larger tiles keep more loads in
+# flight; 64 rows at Triton's default 3 stages were slower at every routed stage of
+# BiFormer-S (docs/benchmark.md, run 18; .dev_scripts/dkv_sweep.py).
 DKV_QUERY_TILES = dict(BLOCK_M=128, num_stages=2)
 
 # Query tokens one dK/dV work item covers at most (whole routing regions, at least one):
