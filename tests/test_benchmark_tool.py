@@ -69,7 +69,9 @@ def test_kernels_roofline_table(bench_tool, monkeypatch):
     shipped = layer_norm.TILE
     monkeypatch.setattr(kernels, 'LN_CANDIDATES', kernels.LN_CANDIDATES[-1:])
     totals = kernels.sweep_layer_norm(iters=1, dev='cpu', stage_list=[stage])
-    assert list(totals['bwd']) == ['TILE=8192 NUM_WARPS=8 BWD_DEFER=True BWD_PROGRAMS_PER_SM=8']
+    assert list(totals['bwd']) == [
+        'TILE=4096 BWD_TILE=4096 NUM_WARPS=4 BWD_PROGRAMS_PER_SM=4 BWD_STAGES=2 '
+        'BWD_DEFER=True']
     assert layer_norm.TILE == shipped  # the shipped settings are back
     if not torch.cuda.is_available():
         with pytest.raises(SystemExit, match='kernels times CUDA kernels: it needs a GPU'):

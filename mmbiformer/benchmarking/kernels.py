@@ -205,10 +205,16 @@ def sweep_dwconv(workloads=('cls', 'det'), iters: int = 20, dev='cuda',
 
 
 # add + LayerNorm launch settings (module constants of backends/triton/layer_norm.py):
-# elements per program, warps, and the backward's deferred dW/dB sums and programs per SM.
-LN_CANDIDATES = [dict(TILE=t, NUM_WARPS=w, BWD_DEFER=d, BWD_PROGRAMS_PER_SM=p)
-                 for t in (2048, 4096, 8192) for w in (4, 8) for d in (False, True)
-                 for p in (4, 8)]
+# elements per program (forward and backward alike here), warps, and the backward's
+# programs per SM, pipeline stages and deferred dW/dB sums (the last only beside the
+# shipped setting).
+LN_CANDIDATES = [dict(TILE=t, BWD_TILE=t, NUM_WARPS=w, BWD_PROGRAMS_PER_SM=p,
+                      BWD_STAGES=st, BWD_DEFER=False)
+                 for t in (2048, 4096, 8192) for w in (4, 8) for p in (4, 8)
+                 for st in (1, 2, 3)] + [
+    dict(TILE=4096, BWD_TILE=4096, NUM_WARPS=4, BWD_PROGRAMS_PER_SM=4, BWD_STAGES=st,
+         BWD_DEFER=True)
+    for st in (1, 2)]
 
 
 def sweep_layer_norm(workloads=('cls', 'det'), iters: int = 20, dev='cuda',

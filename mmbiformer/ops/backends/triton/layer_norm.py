@@ -21,20 +21,26 @@ from ...policy import autocast_dtype
 from . import layer_norm_kernels as kernels
 from .accumulate import acc_dtype, acc_tl, partial_sum_programs
 
-# Elements of one program's tile (BLOCK_M rows x BLOCK_C channels) and its warps; the
-# backward runs a few programs per multiprocessor, each over several row blocks.
+# Elements of one program's tile (BLOCK_M rows x BLOCK_C channels), forward and
+# backward, and the warps of each; the backward runs a few programs per multiprocessor,
+# each over several row blocks. The backward's larger tile: 14% less time over
+# BiFormer-S's cls and det stages (docs/benchmark.md, run 19; `tools/benchmark.py
+# kernels --sweep --parts layer_norm`).
 TILE = 4096
+BWD_TILE = 8192
 NUM_WARPS = 4
 BWD_PROGRAMS_PER_SM = 4
 # Sum the weight and bias gradients over rows once, at the end (a tile-shaped
 # accumulator: more registers), rather than per row block across threads. Off until
 # timed on a GPU (`tools/benchmark.py kernels`).
 BWD_DEFER = False
+# Row blocks of the backward's walk in flight at once (1: none ahead).
+BWD_STAGES = 1
 
 
-def _blocks(C: int) -> Tuple[int, int]:
+def _blocks(C: int, tile: int) -> Tuple[int, int]:
     block_c = triton.next_power_of_2(C)
-    return max(1, TILE // block_c), block_c
+    return max(1, tile // block_c), block_c
 
 
 def _as_nhwc(t: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
@@ -52,7 +58,7 @@ class _AddLayerNorm(torch.autograd.Function):
         x, r = _as_nhwc(x).contiguous(), _as_nhwc(r)
         N, H, W, C = x.shape
         M = x.numel() // C
-        block_m, block_c = _blocks(C)
+        block_m, block_c = _blocks(C, TILE)
         acc = acc_dtype(x.dtype)
         mean = torch.empty(M, device=x.device, dtype=acc)
         rstd = torch.empty(M, device=x.device, dtype=acc)
@@ -91,7 +97,7 @@ class _AddLayerNorm(torch.autograd.Function):
             dy = torch.zeros(xo.shape, device=xo.device, dtype=xo.dtype)
         dy = dy.reshape(xo.shape).contiguous()
         dxo = None if dxo is None else dxo.reshape(xo.shape).contiguous()
-        block_m, block_c = _blocks(C)
+        block_m, block_c = _blocks(C, BWD_TILE)
         n_blocks = triton.cdiv(M, block_m)
         progs = partial_sum_programs(n_blocks, xo.device, BWD_PROGRAMS_PER_SM)
         acc = acc_dtype(xo.dtype)
@@ -105,7 +111,7 @@ class _AddLayerNorm(torch.autograd.Function):
             scale if scale is not None else weight, dx, dr, dwp, dbp,
             M, C, ctx.rows_per_sample, n_blocks,
             HAS_DXO=dxo is not None, HAS_SCALE=scale is not None, BLOCK_M=block_m,
-            BLOCK_C=block_c, DEFER=BWD_DEFER, ACC=acc_tl(xo.dtype), num_warps=NUM_WARPS)
+            BLOCK_C=block_c, DEFER=BWD_DEFER, STAGES=BWD_STAGES, ACC=acc_tl(xo.dtype), num_warps=NUM_WARPS)
         # Partial sums added in program order: deterministic.
         dw = dwp.sum(0).to(weight.dtype)
         db = dbp.sum(0).to(weight.dtype)

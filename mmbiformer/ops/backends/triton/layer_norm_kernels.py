@@ -66,10 +66,13 @@ def _add_ln_bwd(XO, DY, DXO, MEAN, RSTD, W, SCALE, DX, DR, DWP, DBP,
                 M, C, HW, n_blocks,
                 HAS_DXO: tl.constexpr, HAS_SCALE: tl.constexpr,
                 BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr, DEFER: tl.constexpr,
-                ACC: tl.constexpr):
+                STAGES: tl.constexpr, ACC: tl.constexpr):
     """Row blocks pid, pid + programs, ...; dW and dB partial sums of those blocks
     go to row ``pid`` of DWP / DBP. With ``DEFER`` they are summed over the rows once,
-    at the end (a tile-shaped accumulator), not per block across the threads."""
+    at the end (a tile-shaped accumulator), not per block across the threads.
+    ``STAGES`` > 1 pipelines the walk over row blocks: the loads of the next
+    STAGES - 1 blocks are in flight while one is computed (without, each block waits
+    for its own loads: bound by memory latency, as the depthwise weight gradient was)."""
     pid = tl.program_id(0)
     cols = tl.arange(0, BLOCK_C)
     w = tl.load(W + cols, mask=cols < C, other=0.).to(ACC)
@@ -77,7 +80,7 @@ def _add_ln_bwd(XO, DY, DXO, MEAN, RSTD, W, SCALE, DX, DR, DWP, DBP,
     db = tl.zeros([BLOCK_C], ACC)
     dw2 = tl.zeros([BLOCK_M, BLOCK_C], ACC)
     db2 = tl.zeros([BLOCK_M, BLOCK_C], ACC)
-    for blk in range(pid, n_blocks, tl.num_programs(0)):
+    for blk in tl.range(pid, n_blocks, tl.num_programs(0), num_stages=STAGES):
         rows, cols, rmask, mask, off = _rows(blk, M, C, BLOCK_M, BLOCK_C)
         xo = tl.load(XO + off, mask=mask, other=0.).to(ACC)
         dy = tl.load(DY + off, mask=mask, other=0.).to(ACC)

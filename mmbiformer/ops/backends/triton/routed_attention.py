@@ -54,9 +54,14 @@ def _kernel_dtypes(dtype: torch.dtype) -> dict:
     return dict(PREC=_precision(dtype), ACC=acc_tl(dtype))
 
 
-# Tiles of the dense kernels (``dense_kernels.py``): the fastest setting of a sweep at stage 3
-# of a 224 input (docs/benchmark.md, run 7; `.dev_scripts/dense_sweep.py`).
-DENSE_BLOCKS = dict(BLOCK_M=32, BLOCK_N=32, num_warps=2, num_stages=2)
+# Launch settings of each dense kernel (``dense_kernels.py``): query tile BLOCK_M, key
+# tile BLOCK_N, warps, pipeline stages. The forward and dQ programs own a query tile and
+# walk the key tiles; dK/dV's own a key tile and walk the query tiles. The fastest of 72
+# settings each at stage 3 of a 224 input, where they run (docs/benchmark.md, run 19;
+# `.dev_scripts/attention_sweep.py dense_fwd dense_dq dense_dkv`).
+DENSE_TILES = dict(fwd=dict(BLOCK_M=128, BLOCK_N=32, num_warps=2, num_stages=2),
+                   dq=dict(BLOCK_M=128, BLOCK_N=32, num_warps=4, num_stages=1),
+                   dkv=dict(BLOCK_M=64, BLOCK_N=64, num_warps=2, num_stages=3))
 
 
 def _routing_bits(index: torch.Tensor) -> torch.Tensor:
@@ -68,9 +73,10 @@ def _routing_bits(index: torch.Tensor) -> torch.Tensor:
 
 
 def _dense_args(qkv: torch.Tensor, n_win: int, RH: int, RW: int, R: int, num_heads: int,
-                qk_dim: int, cq: int, cv: int) -> tuple:
-    """Size arguments and meta-parameters shared by the dense kernels."""
-    blocks = dict(DENSE_BLOCKS, **_head_blocks(cq, cv))
+                qk_dim: int, cq: int, cv: int, kernel: str) -> tuple:
+    """Size arguments and meta-parameters of the dense ``kernel`` (a key of
+    ``DENSE_TILES``)."""
+    blocks = dict(DENSE_TILES[kernel], **_head_blocks(cq, cv))
     H, W = qkv.shape[1:3]
     return (n_win, RH, RW, R, W, H * W, num_heads, qk_dim), dict(
         CQ=cq, CV=cv, **_kernel_dtypes(qkv.dtype), **blocks)
@@ -95,7 +101,7 @@ def _attention(qkv: torch.Tensor, index: torch.Tensor, n_win: int, num_heads: in
     attn = qkv.new_empty(N, H, W, dv)
     lse = torch.empty(N, R, num_heads, L, device=qkv.device, dtype=acc_dtype(qkv.dtype))
     if use_dense(H, W, L, topk):
-        sizes, meta = _dense_args(qkv, n_win, RH, RW, R, num_heads, qk_dim, cq, cv)
+        sizes, meta = _dense_args(qkv, n_win, RH, RW, R, num_heads, qk_dim, cq, cv, 'fwd')
         grid = (triton.cdiv(H * W, meta['BLOCK_M']), num_heads, N)
         dense_kernels._dense_fwd[grid](
             qkv, _routing_bits(index), attn, lse, *qkv.stride()[:3], *attn.stride()[:3],
@@ -155,8 +161,11 @@ def inverse_routing(index: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
 # dK/dV's query tiles: 128 rows of the routing regions' tokens, 2 stages in flight. Each
 # program walks its tiles one after another, so fewer, larger tiles keep more loads in
 # flight; 64 rows at Triton's default 3 stages were slower at every routed stage of
-# BiFormer-S (docs/benchmark.md, run 18; .dev_scripts/dkv_sweep.py).
+# BiFormer-S (docs/benchmark.md, run 18; .dev_scripts/attention_sweep.py dkv).
 DKV_QUERY_TILES = dict(BLOCK_M=128, num_stages=2)
+# dQ walks its key tiles with 2 warps, 2 stages in flight: 6% less backward time than 4
+# warps at 3 stages over BiFormer-S's routed stages, 14% at det stage 3 (run 19).
+DQ_KEY_TILES = dict(num_warps=2, num_stages=2)
 
 # Query tokens one dK/dV work item covers at most (whole routing regions, at least one):
 # bounds the longest program when routing sends many regions to one.
@@ -199,12 +208,13 @@ def dkv_work_items(routed_ptr: torch.Tensor, topk: int, chunk: int):
 def _dense_backward(grad_out, qkv, index, out, lse, delta, dqkv, n_win, RH, RW, R,
                     num_heads, qk_dim, cq, cv, scale):
     N, H, W = qkv.shape[:3]
-    sizes, meta = _dense_args(qkv, n_win, RH, RW, R, num_heads, qk_dim, cq, cv)
     keep = _routing_bits(index)
     strides = (*qkv.stride()[:3], *out.stride()[:3])
+    sizes, meta = _dense_args(qkv, n_win, RH, RW, R, num_heads, qk_dim, cq, cv, 'dq')
     grid = (triton.cdiv(H * W, meta['BLOCK_M']), num_heads, N)
     dense_kernels._dense_bwd_dq[grid](qkv, keep, out, grad_out, lse, delta, dqkv, *strides,
                                       scale * LOG2E, scale, *sizes, **meta)
+    sizes, meta = _dense_args(qkv, n_win, RH, RW, R, num_heads, qk_dim, cq, cv, 'dkv')
     grid = (triton.cdiv(H * W, meta['BLOCK_N']), num_heads, N)
     dense_kernels._dense_bwd_dkv[grid](qkv, keep, grad_out, lse, delta, dqkv, *strides,
                                        scale * LOG2E, scale, *sizes, **meta)
@@ -221,7 +231,8 @@ def _routed_backward(grad_out, qkv, index, out, lse, delta, dqkv, n_win, RH, RW,
     grid = (triton.cdiv(L, blocks['BLOCK_M']), R * num_heads, N)
     kernels._bra_bwd_dq[grid](
         qkv, index, out, grad_out, lse, delta, dqkv, *strides,
-        scale * LOG2E, scale, n_win, RH, RW, R, topk, num_heads, qk_dim, **common)
+        scale * LOG2E, scale, n_win, RH, RW, R, topk, num_heads, qk_dim,
+        **dict(common, **DQ_KEY_TILES))
     routed_by, routed_ptr = inverse_routing(index)
     # Key tiles hold one region's tokens; query tiles run over the routing regions'.
     kv_blocks = dict(common, BLOCK_N=blocks['BLOCK_M'], **DKV_QUERY_TILES)
