@@ -25,3 +25,18 @@ def partial_sum_programs(n_blocks: int, device: torch.device, per_sm: int,
     else:
         target = 4
     return max(1, min(n_blocks, target // c_blocks))
+
+
+# How :func:`sum_partials` adds the rows: 'sum' (``ws.sum(0)``) or 'mv' (a product with a
+# vector of ones: cuBLAS's matrix-vector kernel, not PyTorch's column reduction, which
+# took ~11 us for a (528, 256) float32 buffer on an H100; docs/benchmark.md, run 19).
+PARTIALS_BY = 'sum'
+
+
+def sum_partials(ws: torch.Tensor) -> torch.Tensor:
+    """The rows of ``ws`` (programs, ...) added up, in a fixed order (deterministic)."""
+    if PARTIALS_BY == 'mv' and ws.is_cuda:
+        flat = ws.reshape(ws.shape[0], -1)
+        ones = torch.ones(ws.shape[0], device=ws.device, dtype=ws.dtype)
+        return torch.mv(flat.t(), ones).view(ws.shape[1:])
+    return ws.sum(0)

@@ -14,7 +14,7 @@ import triton
 
 from ...policy import forward_only, in_captured_step
 from . import dwconv_kernels as kernels
-from .accumulate import acc_dtype, acc_tl, partial_sum_programs
+from .accumulate import acc_dtype, acc_tl, partial_sum_programs, sum_partials
 
 # Launch settings: a tile of TH x TW pixels (its K*K shifted reads overlap within the
 # tile, so they come from the caches), BLOCK_C channels (64 of bf16 are one 128-byte
@@ -94,7 +94,7 @@ def weight_grad(x: torch.Tensor, grad: torch.Tensor, k: int,
         K=k, KK_PAD=kk_pad, PB=PB, BLOCK_C=block_c, STAGES=cfg['STAGES'],
         ACC=acc_tl(x.dtype),
         num_warps=cfg['num_warps'])
-    total = ws.sum(0)  # a fixed order of programs: deterministic
+    total = sum_partials(ws)
     # Two tensors of their own (custom ops may not return views of one another).
     return total[:k * k].t().contiguous().view(C, 1, k, k), total[k * k].clone()
 

@@ -19,7 +19,7 @@ import triton
 
 from ...policy import autocast_dtype
 from . import layer_norm_kernels as kernels
-from .accumulate import acc_dtype, acc_tl, partial_sum_programs
+from .accumulate import acc_dtype, acc_tl, partial_sum_programs, sum_partials
 
 # Elements of one program's tile (BLOCK_M rows x BLOCK_C channels), forward and
 # backward, and the warps of each; the backward runs a few programs per multiprocessor,
@@ -101,20 +101,18 @@ class _AddLayerNorm(torch.autograd.Function):
         n_blocks = triton.cdiv(M, block_m)
         progs = partial_sum_programs(n_blocks, xo.device, BWD_PROGRAMS_PER_SM)
         acc = acc_dtype(xo.dtype)
-        dwp = torch.empty(progs, C, device=xo.device, dtype=acc)
-        dbp = torch.empty(progs, C, device=xo.device, dtype=acc)
+        # Both partial sums in one buffer (row p: dW, then dB), added up by one launch.
+        ws = torch.empty(progs, 2, C, device=xo.device, dtype=acc)
         dx = torch.empty_like(xo)
         dr = (torch.empty(xo.shape, device=xo.device, dtype=ctx.r_dtype)
               if scale is not None else dx)
         kernels._add_ln_bwd[(progs, )](
             xo, dy, dxo if dxo is not None else dy, mean, rstd, weight,
-            scale if scale is not None else weight, dx, dr, dwp, dbp,
+            scale if scale is not None else weight, dx, dr, ws, ws[:, 1], 2 * C,
             M, C, ctx.rows_per_sample, n_blocks,
             HAS_DXO=dxo is not None, HAS_SCALE=scale is not None, BLOCK_M=block_m,
             BLOCK_C=block_c, DEFER=BWD_DEFER, STAGES=BWD_STAGES, ACC=acc_tl(xo.dtype), num_warps=NUM_WARPS)
-        # Partial sums added in program order: deterministic.
-        dw = dwp.sum(0).to(weight.dtype)
-        db = dbp.sum(0).to(weight.dtype)
+        dw, db = sum_partials(ws).to(weight.dtype).unbind(0)
         dx = dx.view(ctx.shape)
         if not ctx.has_r:
             return dx, None, None, dw, db, None, None

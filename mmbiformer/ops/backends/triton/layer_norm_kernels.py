@@ -62,13 +62,13 @@ def _add_ln_fwd(X, R, SCALE, W, B, XO, Y, MEAN, RSTD,
 
 
 @triton.jit
-def _add_ln_bwd(XO, DY, DXO, MEAN, RSTD, W, SCALE, DX, DR, DWP, DBP,
+def _add_ln_bwd(XO, DY, DXO, MEAN, RSTD, W, SCALE, DX, DR, DWP, DBP, s_p,
                 M, C, HW, n_blocks,
                 HAS_DXO: tl.constexpr, HAS_SCALE: tl.constexpr,
                 BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr, DEFER: tl.constexpr,
                 STAGES: tl.constexpr, ACC: tl.constexpr):
     """Row blocks pid, pid + programs, ...; dW and dB partial sums of those blocks
-    go to row ``pid`` of DWP / DBP. With ``DEFER`` they are summed over the rows once,
+    go to row ``pid`` of DWP / DBP (rows ``s_p`` apart). With ``DEFER`` they are summed over the rows once,
     at the end (a tile-shaped accumulator), not per block across the threads.
     ``STAGES`` > 1 pipelines the walk over row blocks: the loads of the next
     STAGES - 1 blocks are in flight while one is computed (without, each block waits
@@ -106,5 +106,5 @@ def _add_ln_bwd(XO, DY, DXO, MEAN, RSTD, W, SCALE, DX, DR, DWP, DBP,
     if DEFER:
         dw = tl.sum(dw2, 0)
         db = tl.sum(db2, 0)
-    tl.store(DWP + pid * C + cols, dw, mask=cols < C)
-    tl.store(DBP + pid * C + cols, db, mask=cols < C)
+    tl.store(DWP + pid * s_p + cols, dw, mask=cols < C)
+    tl.store(DBP + pid * s_p + cols, db, mask=cols < C)
