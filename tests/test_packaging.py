@@ -68,12 +68,17 @@ def test_config_file_names_close_configs():
 
 
 def test_register_all_modules_whatever_was_imported_first():
-    """``import mmbiformer`` before mmengine registers nothing (the op layer needs only
-    PyTorch); ``register_all_modules()`` then registers the backbone for mmdet's
-    registry, as the README shows."""
-    code = ('import mmbiformer\n'
-            'from mmdet.registry import MODELS\n'
+    """``import mmbiformer`` before mmengine and the toolboxes: the backbone builds from
+    mmdet's and mmpretrain's registries all the same (registered once a toolbox's
+    registry has loaded; mmpretrain through the torchvision stand-in where torchvision
+    is missing), and ``register_all_modules()`` afterwards changes nothing."""
+    code = ('import sys, mmbiformer\n'
+            "assert 'mmengine' not in sys.modules\n"
+            'from mmdet.registry import MODELS as DET\n'
+            'from mmpretrain.registry import MODELS as CLS\n'
+            "for r in (DET, CLS):\n"
+            "    print(type(r.build(dict(type='BiFormer', arch='tiny'))).__name__)\n"
             'mmbiformer.register_all_modules()\n'
-            "print(type(MODELS.build(dict(type='BiFormer', arch='tiny'))).__name__)\n")
+            "print(type(DET.build(dict(type='BiFormer', arch='tiny'))).__name__)\n")
     out = run_python('-c', code)
-    assert out.returncode == 0 and out.stdout.strip() == 'BiFormer', out.stderr[-2000:]
+    assert out.returncode == 0 and out.stdout.split() == ['BiFormer'] * 3, out.stderr[-2000:]
