@@ -18,3 +18,27 @@ from . import compat  # noqa: E402
 compat.apply()
 
 from . import data, engine, models  # noqa: E402,F401  (their modules register)
+
+
+def _check_checkout() -> None:
+    """A tool of one clone run while this environment's editable install points at
+    another (``tools/setup.sh`` run in a second clone) imports the other clone's code:
+    say so, once, rather than run it silently."""
+    import os
+    import sys
+    script = os.path.realpath(sys.argv[0]) if sys.argv and sys.argv[0] else ''
+    root = os.path.dirname(os.path.dirname(script))
+    ours = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
+    if (os.path.basename(os.path.dirname(script)) == 'tools'
+            and os.path.isfile(os.path.join(root, 'mmbiformer', '__init__.py'))
+            and root != ours):
+        import logging
+
+        from mmengine.logging import print_log
+        print_log(f'{script} runs the mmbiformer package of {ours} (this environment\'s '
+                  f'install), not the one beside it in {root}: run tools/setup.sh in '
+                  f'{root}, or set PYTHONPATH={root}', logger='current',
+                  level=logging.WARNING)
+
+
+_check_checkout()

@@ -82,3 +82,22 @@ def test_register_all_modules_whatever_was_imported_first():
             "print(type(DET.build(dict(type='BiFormer', arch='tiny'))).__name__)\n")
     out = run_python('-c', code)
     assert out.returncode == 0 and out.stdout.split() == ['BiFormer'] * 3, out.stderr[-2000:]
+
+
+def test_a_tool_of_another_clone_says_which_package_it_runs(tmp_path, monkeypatch):
+    """A second clone's tools/setup.sh re-points the editable install: a tool of the
+    first clone then imports the second's package, and says so."""
+    import mmengine.logging
+
+    from mmbiformer import openmmlab
+    (tmp_path / 'mmbiformer').mkdir()
+    (tmp_path / 'mmbiformer' / '__init__.py').write_text('')
+    (tmp_path / 'tools').mkdir()
+    said = []
+    monkeypatch.setattr(mmengine.logging, 'print_log', lambda msg, **kw: said.append(msg))
+    monkeypatch.setattr(sys, 'argv', [str(tmp_path / 'tools' / 'train.py')])
+    openmmlab._check_checkout()
+    assert len(said) == 1 and f'not the one beside it in {tmp_path}' in said[0]
+    monkeypatch.setattr(sys, 'argv', [osp.join(ROOT, 'tools', 'train.py')])  # its own
+    openmmlab._check_checkout()
+    assert len(said) == 1

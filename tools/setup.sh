@@ -44,5 +44,13 @@ else
 fi
 
 $PIP -r requirements/runtime.txt -r requirements/tests.txt -r requirements/deploy.txt
+# One editable install per Python environment: say so when it moves from another clone
+# (whose tools would then import this clone's package).
+OLD=$(cd / && $PY -c "import os, mmbiformer; print(os.path.dirname(os.path.dirname(os.path.realpath(mmbiformer.__file__))))" 2>/dev/null || true)
 $PIP --no-build-isolation --no-deps -e .
+if [ -n "$OLD" ] && [ "$OLD" != "$(pwd -P)" ]; then
+    echo "note: mmbiformer was installed from $OLD; this environment now imports it from" \
+         "$(pwd -P), also when you run $OLD/tools/*.py. Run tools/setup.sh there to switch" \
+         "back, or give each clone its own virtualenv."
+fi
 $PY -c "import mmbiformer.openmmlab, mmcv.ops, mmdet, mmseg, mmpretrain; print('mmbiformer set-up OK')"
