@@ -19,7 +19,7 @@ def test_smaller_batch_is_reported_with_the_fix():
     cfg = _cfg('seg/upernet_biformer_s.py')
     message, = batch_policy(cfg, 4, scale=False)
     assert 'total batch 8 (4 GPU(s) x 2)' in message and "recipe's 16" in message
-    assert '45.3' in message and '--auto-scale-lr' in message
+    assert 'issues #6, #32, #34' in message and '--auto-scale-lr' in message
     assert cfg.train_cfg.max_iters == 160000 and not cfg.auto_scale_lr.enable
 
 

@@ -32,8 +32,8 @@ def batch_policy(cfg, world_size: int, scale: bool) -> List[str]:
             f"recipe's {recipe}")
     if not scale:
         return [f'{what}: the learning rate and schedule are still the recipe\'s, which '
-                f'can cost accuracy (upstream, UperNet S at batch 8: mIoU 45.3 against '
-                f'49.8). Pass --auto-scale-lr to scale the learning rate by '
+                f'can cost accuracy (BiFormer issues #6, #32, #34 report lower results '
+                f'at smaller batches). Pass --auto-scale-lr to scale the learning rate by '
                 f'{total}/{recipe}' + (' and the iterations by '
                                        f'{recipe}/{total} (as many images seen)'
                                        if iter_based else '') + '.']
