@@ -9,13 +9,20 @@ import pytest
 import torch
 
 from mmbiformer.ops.functional import reference_attention
-from mmbiformer.ops.policy import bra_backend as choose_backend
-from mmbiformer.ops.policy import captured_step
+from mmbiformer.ops.policy import captured_step, current_policy
 from mmbiformer.ops.backends import sdpa as sdpa_backend
+from mmbiformer.ops.backends.choose import choose_backend as _choose
 from mmbiformer.ops.backends.triton import unavailable_reason
 from mmbiformer.ops.bra import BiLevelRoutingAttention, set_attn_impl
 
 from helpers import requires_cuda as cuda
+
+
+def choose_backend(impl, device, kv_downsample_mode, soft_routing, grad=False,
+                   geometry=None):
+    """The chooser with the policy in effect, as the op asks it."""
+    return _choose(impl, device, kv_downsample_mode, soft_routing, grad, geometry,
+                   current_policy())
 CPU = torch.device('cpu')
 needs_triton = pytest.mark.skipif(unavailable_reason(CPU) is not None,
                                   reason=f'Triton on CPU: {unavailable_reason(CPU)}')

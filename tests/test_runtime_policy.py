@@ -7,7 +7,14 @@ import torch
 
 from mmbiformer.engine import RuntimePolicyHook
 from mmbiformer.ops import policy
+from mmbiformer.ops.backends import choose
 from mmbiformer.ops.layer_norm import LayerNorm
+
+
+def bra_backend(impl, device, kv_downsample_mode, soft_routing, grad=False, geometry=None):
+    """The chooser with the policy in effect, as the op asks it."""
+    return choose.choose_backend(impl, device, kv_downsample_mode, soft_routing, grad,
+                                 geometry, policy.current_policy())
 
 
 def test_block_sets_and_restores():
@@ -40,16 +47,17 @@ def test_ops_follow_the_policy_on_cpu():
     chooser reads the captured switch for training on CUDA."""
     x = torch.randn(2, 8, 8, 16)
     with policy.runtime_policy(captured=True, layer_norm_triton_min_elements=0):
-        assert not policy.layer_norm_runs_triton(x)
-        assert not policy.dwconv_runs_triton('triton', x, torch.randn(16, 1, 3, 3))
+        assert not choose.layer_norm_runs_triton(x, policy.current_policy())
+        assert not choose.dwconv_runs_triton('triton', x, torch.randn(16, 1, 3, 3),
+                                          policy.current_policy())
         norm = LayerNorm(16)
         torch.testing.assert_close(norm(x), torch.nn.functional.layer_norm(
             x, (16, ), norm.weight, norm.bias, norm.eps))
     gpu = torch.device('cuda')
     geometry = (56, 56, 64, 4)  # 64-token regions: Triton trains there when captured
-    assert policy.bra_backend('auto', gpu, 'identity', False, True, geometry) == 'sdpa'
+    assert bra_backend('auto', gpu, 'identity', False, True, geometry) == 'sdpa'
     with policy.runtime_policy(bra_triton_train_min_tokens=128), policy.captured_step():
-        assert policy.bra_backend('auto', gpu, 'identity', False, True, geometry) == 'sdpa'
+        assert bra_backend('auto', gpu, 'identity', False, True, geometry) == 'sdpa'
 
 
 def test_compiled_code_takes_the_compile_choices(monkeypatch):
@@ -62,8 +70,8 @@ def test_compiled_code_takes_the_compile_choices(monkeypatch):
 
     def choose(x):
         seen.append((policy.tracing(), policy.linear_bias_grad_as_mv(True),
-                     policy.bra_backend('auto', torch.device('cuda'), 'identity', False,
-                                        True, (56, 56, 64, 1))))
+                     bra_backend('auto', torch.device('cuda'), 'identity', False, True,
+                                 (56, 56, 64, 1))))
         return x + 1
 
     with policy.captured_step():
@@ -122,7 +130,7 @@ def test_unchecked_gpu_or_triton_takes_pytorch_kernels_and_says_so_once(
     monkeypatch.setattr(mmengine.logging, 'print_log', lambda msg, **kw: logged.append(msg))
     gpu = torch.device('cuda')
     for _ in range(3):
-        got = policy.bra_backend('auto', gpu, 'identity', False, False)
+        got = bra_backend('auto', gpu, 'identity', False)
         assert got == ('triton' if reason is None else 'sdpa')
     if reason is None:
         assert not logged and backend.unavailable_reason(gpu) is None
@@ -132,4 +140,17 @@ def test_unchecked_gpu_or_triton_takes_pytorch_kernels_and_says_so_once(
     assert 'MMBIFORMER_TRITON_UNCHECKED=1' in logged[0]
     assert re.search(reason, logged[0]), logged[0]
     with pytest.raises(ValueError, match=reason):
-        policy.bra_backend('triton', gpu, 'identity', False, False)
+        bra_backend('triton', gpu, 'identity', False)
+
+
+def test_the_policy_imports_no_backend():
+    """The choices live beside the backends (``ops/backends/choose.py``) and read the
+    policy; the policy module imports no backend (no loop between the two)."""
+    import ast
+    import inspect
+    tree = ast.parse(inspect.getsource(policy))
+    imported = [node.module or '' for node in ast.walk(tree)
+                if isinstance(node, ast.ImportFrom)]
+    imported += [a.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+                 for a in node.names]
+    assert not [m for m in imported if 'backends' in m], imported

@@ -22,11 +22,12 @@ import torch.nn as nn
 from ..errors import ArgumentError
 from . import functional
 from .backends import normalize_impl
+from .backends.choose import choose_backend
 from .backends.sdpa import SDPAPolicy
 from .dwconv import DepthwiseConv2d
 from .functional import Routing
 from .linear import Linear
-from .policy import bra_backend, tracing
+from .policy import current_policy, tracing
 from .regions import pad_to_multiple, to_regions
 
 KV_DOWNSAMPLE_MODES = ('identity', 'ada_avgpool', 'ada_maxpool', 'avgpool', 'maxpool')
@@ -96,7 +97,7 @@ class BiLevelRoutingAttention(nn.Module):
             (routed K/V gathered, PyTorch's fused attention; its old name ``fast`` is
             refused), ``triton`` (fused kernels reading q/k/v straight from the
             projection, identity KV mode and hard routing only) or ``auto``: the
-            runtime policy's choice (:func:`~mmbiformer.ops.policy.bra_backend`): on
+            runtime policy's choice (:func:`~mmbiformer.ops.backends.choose.choose_backend`): on
             CUDA ``triton`` for inference where the options allow it and ``sdpa`` for
             eager training, ``reference`` on other devices.
         sdpa_dense_max_tokens, sdpa_dense_min_keep, sdpa_recompute_kv: policy of
@@ -202,8 +203,9 @@ class BiLevelRoutingAttention(nn.Module):
             S = self.n_win
             h, w = -(-x.shape[1] // S), -(-x.shape[2] // S)
             geometry = (h * S, w * S, h * w, self.topk)
-        return bra_backend(self.attn_impl, x.device, self.kv_downsample_mode,
-                           self.soft_routing, torch.is_grad_enabled(), geometry)
+        return choose_backend(self.attn_impl, x.device, self.kv_downsample_mode,
+                              self.soft_routing, torch.is_grad_enabled(), geometry,
+                              current_policy())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (N, H, W, dim) NHWC -> (N, H, W, dim)."""

@@ -31,7 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .policy import autocast_dtype, dwconv_runs_triton
+from .backends.choose import dwconv_runs_triton
+from .policy import autocast_dtype, current_policy
 
 IMPLS = ('native', 'cudnn', 'triton')
 
@@ -140,7 +141,7 @@ class DepthwiseConv2d(_PlanFreeConv2d):
     def runs_triton(self, x: torch.Tensor) -> bool:
         """Whether :meth:`forward_nhwc` runs the Triton kernel on ``x`` (which adds the
         residual and ``x`` itself inside the convolution's own pass, not as other ops)."""
-        return dwconv_runs_triton(self.impl, x, self.weight)
+        return dwconv_runs_triton(self.impl, x, self.weight, current_policy())
 
     def native_forward(self, x: torch.Tensor) -> torch.Tensor:
         dtype = autocast_dtype('cuda') or x.dtype

@@ -7,7 +7,7 @@ router, LCE conv) and the padding, and calls these:
 * :func:`region_means`, :func:`route`: the region-level routing, written once;
 * :func:`bi_level_routing_attention`: each region's queries attend to the tokens of its
   routed regions, plus the LCE, by the backend asked for (``reference``, ``sdpa``,
-  ``triton``; :func:`~mmbiformer.ops.policy.bra_backend` chooses for ``auto``).
+  ``triton``; :func:`~mmbiformer.ops.backends.choose.choose_backend` chooses for ``auto``).
 """
 from typing import Callable, NamedTuple, Optional
 

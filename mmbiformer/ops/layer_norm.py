@@ -20,7 +20,8 @@ from typing import Optional, Tuple
 import torch
 from torch import nn
 
-from .policy import layer_norm_runs_triton
+from .backends.choose import layer_norm_runs_triton
+from .policy import current_policy
 
 
 def drop_path_scale(drop_path: nn.Module, x: torch.Tensor) -> Optional[torch.Tensor]:
@@ -39,7 +40,8 @@ class LayerNorm(nn.LayerNorm):
 
     def _triton(self, x: torch.Tensor) -> bool:
         return (self.elementwise_affine and self.bias is not None
-                and len(self.normalized_shape) == 1 and layer_norm_runs_triton(x))
+                and len(self.normalized_shape) == 1
+                and layer_norm_runs_triton(x, current_policy()))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self._triton(x):

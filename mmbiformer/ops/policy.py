@@ -41,8 +41,10 @@ the matrix-vector product, which inductor rewrites as a slow elementwise kernel,
 there) and the custom ops stay (each is one node). The figures behind the
 thresholds are in ``docs/benchmark.md`` (runs 5, 7, 8 and 12).
 
-Change the policy for a block of code with :func:`runtime_policy`, for a whole run with
-:func:`set_runtime_policy` or, in a config, with the ``RuntimePolicyHook``
+The choices themselves are pure functions of the policy, beside the backends
+(:mod:`mmbiformer.ops.backends.choose`). The policy in effect is held here, in one
+place (:func:`current_policy`). Change it for a block of code with
+:func:`runtime_policy`, for a whole run with :func:`set_runtime_policy` or, in a config, with the ``RuntimePolicyHook``
 (``mmbiformer/engine/runtime_policy_hook.py``).
 """
 import contextlib
@@ -161,62 +163,9 @@ def forward_only(*tensors: Optional[torch.Tensor]) -> bool:
         t is not None and t.requires_grad for t in tensors)
 
 
-def _triton_can_take(x: torch.Tensor) -> bool:
-    from .backends.triton import unavailable_reason
-    return x.is_cuda and not tracing() and unavailable_reason(x.device) is None
-
-
 # -- the choices of the table -------------------------------------------------------------
 def linear_bias_grad_as_mv(has_bias: bool) -> bool:
     """``Linear``: its bias gradient as a matrix-vector product (a custom autograd
     function), not autograd's reduction."""
     return (has_bias and _policy.captured and _policy.linear_bias_grad_mv
             and torch.is_grad_enabled() and not torch.compiler.is_compiling())
-
-
-def layer_norm_runs_triton(x: torch.Tensor) -> bool:
-    """``LayerNorm`` of ``x`` (affine, over the last dimension) by the Triton kernels,
-    not PyTorch's (which ``torch.compile`` fuses: it keeps them)."""
-    return (_triton_can_take(x) and not torch.compiler.is_compiling()
-            and (_policy.captured or x.numel() >= _policy.layer_norm_triton_min_elements))
-
-
-def dwconv_runs_triton(impl: str, x: torch.Tensor, weight: torch.Tensor) -> bool:
-    """``DepthwiseConv2d(impl)`` on the NHWC map ``x`` by the Triton kernel (one NHWC
-    pass, residual adds in it; a custom op, which ``torch.compile`` keeps as one node),
-    not by the module's NCHW forward (``impl``'s kernels)."""
-    wanted = impl == 'triton' or impl == 'native' and (
-        _policy.captured or forward_only(x, weight))
-    return wanted and _triton_can_take(x)
-
-
-def bra_backend(impl: str, device: torch.device, kv_downsample_mode: str,
-                soft_routing: bool, grad: bool = False,
-                geometry: Optional[Tuple[int, int, int, int]] = None) -> str:
-    """The backend that runs BRA's token attention with ``attn_impl=impl`` on
-    ``device`` with these options; ``grad``: gradients are being recorded (training);
-    ``geometry``: the padded map's height and width, tokens per region and top-k, if
-    known."""
-    from .backends import triton_unsupported
-    if impl in ('reference', 'sdpa'):
-        return impl
-    reason = triton_unsupported(device, kv_downsample_mode, soft_routing)
-    if impl == 'triton':
-        if reason:
-            raise ValueError(f"attn_impl='triton' cannot run with {reason}; use "
-                             f"attn_impl='auto' to fall back to another backend")
-        return 'triton'
-    if device.type != 'cuda' or tracing():
-        return 'reference'
-    if reason:
-        return 'sdpa'
-    if grad and not (_policy.captured and geometry is not None
-                     and _triton_trains(*geometry)):
-        return 'sdpa'
-    return 'triton'
-
-
-def _triton_trains(H: int, W: int, region_tokens: int, topk: int) -> bool:
-    from .backends.triton import use_dense
-    return (region_tokens >= _policy.bra_triton_train_min_tokens
-            or use_dense(H, W, region_tokens, topk))

@@ -5,7 +5,8 @@
 * ``triton``: fused kernels reading q/k/v from the NHWC projection (``triton/``).
 
 Which one ``attn_impl='auto'`` runs is decided with the other ops' kernels in
-:mod:`mmbiformer.ops.policy` (:func:`~mmbiformer.ops.policy.bra_backend`): on CUDA
+:mod:`mmbiformer.ops.backends.choose` (:func:`~.choose.choose_backend`, from the policy
+of :mod:`mmbiformer.ops.policy`): on CUDA
 ``triton`` for forward-only passes, ``sdpa`` for eager training (host-bound: the Triton
 path's custom-op dispatch, launches and inverse routing lists per backward cost more
 host time than they save), ``triton`` in captured training steps where regions are
@@ -13,12 +14,7 @@ large enough; ``reference`` on other devices and while tracing or exporting (a t
 graph must not contain Triton launches). ``triton`` takes the least memory in training
 too: ask for ``attn_impl='triton'`` when memory is short.
 """
-from typing import Optional
-
-import torch
-
-BACKENDS = ('reference', 'sdpa', 'triton')
-ATTN_IMPLS = ('auto', ) + BACKENDS
+from .choose import ATTN_IMPLS, BACKENDS  # noqa: F401  (the package's names)
 
 
 def normalize_impl(impl: str) -> str:
@@ -26,14 +22,3 @@ def normalize_impl(impl: str) -> str:
         raise ValueError(f'attn_impl must be one of {ATTN_IMPLS}, got {impl!r}')
     return impl
 
-
-def triton_unsupported(device: torch.device, kv_downsample_mode: str,
-                       soft_routing: bool) -> Optional[str]:
-    """Why the Triton backend cannot run these options on ``device`` (None: it can)."""
-    if kv_downsample_mode != 'identity':
-        return (f"kv_downsample_mode={kv_downsample_mode!r} (the kernels read K/V at "
-                f"full resolution; use 'identity')")
-    if soft_routing:
-        return 'soft_routing=True (the kernels do not scale K/V per routed region)'
-    from .triton import unavailable_reason
-    return unavailable_reason(device)
