@@ -399,6 +399,10 @@ def test_loader_workers_fit_the_cores(monkeypatch):
     assert said == ['train_dataloader.num_workers=16 is more than this process can keep '
                     'busy (128 cores shared by 8 processes, two left for the main '
                     'process): 14 workers']
+    said.clear()  # tools/test.py fits (and mentions) only the loader it runs
+    cfg = Config(dict(train_dataloader=dict(num_workers=16), test_dataloader=dict(num_workers=1)))
+    fit_workers(cfg, ('test_dataloader', ))
+    assert cfg.train_dataloader.num_workers == 16 and not said
 
 
 @pytest.mark.parametrize('metrics, evaluators, expected', [

@@ -36,7 +36,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    cfg = tool_config(args)
+    cfg = tool_config(args, loaders=('test_dataloader', ))
     cfg.load_from = checkpoint_file(args.checkpoint)
     if args.tta or cfg.get('tta', False):
         if 'tta_model' not in cfg or 'tta_pipeline' not in cfg:

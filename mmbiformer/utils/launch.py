@@ -93,12 +93,16 @@ def _undo_tool_edits(cfg: Config) -> None:
             cfg.test_evaluator = kept[0] if len(kept) == 1 else kept
 
 
-def tool_config(args) -> Config:
+LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+
+
+def tool_config(args, loaders=LOADERS) -> Config:
     """The config of a tool run (``train.py``, ``test.py``): loaded with
-    ``--cfg-options`` and ``--work-dir``, its launcher set and checked."""
+    ``--cfg-options`` and ``--work-dir``, its launcher set and checked; ``loaders``:
+    the data loaders the tool runs (their workers are fitted to the machine)."""
     cfg = load_config(args.config, args.cfg_options, args.work_dir)
     check_run_values(cfg)
-    fit_workers(cfg)
+    fit_workers(cfg, loaders)
     cfg.launcher = args.launcher
     check_launcher(args.launcher)
     dist_timeout(cfg)  # the default where the config sets none
@@ -119,7 +123,7 @@ def check_run_values(cfg: Config) -> None:
     if isinstance(loop, dict):
         for key in ('max_epochs', 'max_iters', 'val_interval', 'val_begin'):
             need(f'train_cfg.{key}', loop.get(key), 0 if key == 'val_begin' else 1)
-    for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+    for name in LOADERS:
         loader = cfg.get(name)
         if isinstance(loader, dict):
             need(f'{name}.batch_size', loader.get('batch_size'), 1)
@@ -147,13 +151,13 @@ def worker_budget() -> tuple:
     return (share - 2 if share >= 4 else share), cores, processes
 
 
-def fit_workers(cfg: Config) -> None:
+def fit_workers(cfg: Config, loaders=LOADERS) -> None:
     """Loader workers beyond what this process can keep busy load no faster (and PyTorch
     warns about more than the cores at every loader start): the budget of
-    :func:`worker_budget`, said once."""
+    :func:`worker_budget`, said once for each of ``loaders`` (those a tool runs)."""
     from mmengine.logging import print_log
     budget, cores, processes = worker_budget()
-    for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+    for name in loaders:
         loader = cfg.get(name)
         workers = loader.get('num_workers') if isinstance(loader, dict) else None
         if isinstance(workers, int) and workers > budget:
@@ -279,7 +283,7 @@ def fit_to_device(cfg: Config) -> None:
     if torch.cuda.is_available():
         return
     # Pinned memory only helps a copy to a GPU (PyTorch warns when there is none).
-    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+    for key in LOADERS:
         if isinstance(cfg.get(key), dict) and cfg[key].get('pin_memory'):
             cfg[key].pin_memory = False
     wrapper = cfg.get('optim_wrapper')
