@@ -103,7 +103,7 @@ def test_kernel_warm_up_covers_the_inference_graphs_kernels(monkeypatch):
     the runtime replays inference graphs, once more as a capture records it (inside
     ``captured_step()``, whose kernels differ)."""
     from mmbiformer.ops.policy import in_captured_step
-    from mmbiformer.utils import kernel_warmup
+    from mmbiformer.engine import kernel_warmup
     monkeypatch.setattr(torch.cuda, 'synchronize', lambda: None)
     for options, want in ((False, [False]), (dict(inference_graphs=4), [False, True])):
         model = tiny(cuda_graph=options)
@@ -122,7 +122,7 @@ def test_capture_ahead_hook_asks_for_the_planned_training_sizes(monkeypatch):
     import types
     from mmengine.config import Config
     from mmbiformer.engine import CaptureAheadHook
-    from mmbiformer.utils.kernel_warmup import EVERY_ASPECT, plan
+    from mmbiformer.engine.kernel_warmup import EVERY_ASPECT, plan
     cfg = Config.fromfile('configs/det/maskrcnn_biformer_s.py')
     model = types.SimpleNamespace(backbone=tiny(
         cuda_graph=dict(size_divisor=128, inference_graphs=64)).train())

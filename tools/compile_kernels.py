@@ -6,7 +6,7 @@ that the first iterations of training and testing there do not wait for compiles
         configs/seg/upernet_biformer_s.py
 
 Each config's backbone runs over the input sizes its test and training pipelines make
-(``mmbiformer/utils/kernel_warmup.py``); Triton keeps what it compiles in its cache on
+(``mmbiformer/engine/kernel_warmup.py``); Triton keeps what it compiles in its cache on
 this machine (``~/.triton/cache``, or ``TRITON_CACHE_DIR``), for every later process.
 ``--cfg-options`` applies to every config, as the jobs will run them (e.g.
 ``model.backbone.runtime.cuda_graph.inference_graphs=64`` also compiles the kernels
@@ -21,7 +21,7 @@ import torch
 import mmbiformer.openmmlab  # noqa: F401  (stack fixes before any toolbox import)
 from mmbiformer.errors import ArgumentError
 from mmbiformer.utils.cfg_options import ConfigOptions
-from mmbiformer.utils.kernel_warmup import plan, warm_up
+from mmbiformer.engine.kernel_warmup import plan, warm_up
 from mmbiformer.utils.launch import UserError, build_model, load_config
 
 

@@ -6,7 +6,7 @@ graph's instantiation stall that iteration, and in data-parallel training every 
 waits at the next collective for the one that captures. The sizes are known from the
 config: its training pipeline's keep-ratio resize (with mmdet's aspect-ratio batches,
 both images of a batch share an orientation) padded as the runtime pads, or its crop
-(``mmbiformer/utils/kernel_warmup.py``, :func:`plan`, which ``tools/compile_kernels.py``
+(``mmbiformer/engine/kernel_warmup.py``, :func:`plan`, which ``tools/compile_kernels.py``
 uses too). :class:`CaptureAheadHook` captures them all before the first iteration, on
 every rank, and says what it took; sizes outside the plan are still captured when they
 come. Where the runtime replays inference graphs (``inference_graphs``), it does the
@@ -43,7 +43,7 @@ class CaptureAheadHook(Hook):
         return (backbone, runtime) if hasattr(runtime, 'capture_ahead') else (None, None)
 
     def _ahead(self, runner, loader, dtype, inference: bool) -> None:
-        from ..utils.kernel_warmup import EVERY_ASPECT, plan
+        from .kernel_warmup import EVERY_ASPECT, plan
         backbone, runtime = self._backbone(runner)
         if runtime is None:
             return
