@@ -20,7 +20,7 @@ from mmbiformer.engine import (CapturedTrainStep, CapturedTrainStepHook, NonFini
 from mmbiformer.engine.host_copies import LaggedValues
 from mmbiformer.engine.captured_train_step import StaticBatch, batch_layout
 from mmbiformer.ops.policy import captured_step
-from mmbiformer.utils.launch import free_port
+from mmbiformer.utils.distributed import free_port
 from helpers import ROOT, TINY_ARCH
 
 

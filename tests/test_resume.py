@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mmbiformer.testing import MAKERS
-from mmbiformer.utils.launch import free_port
+from mmbiformer.utils.distributed import free_port
 from mmbiformer.utils.short_run import as_cli, short_run_options
 from helpers import run_in_process
 

@@ -10,7 +10,7 @@ import torch
 from mmengine.config import Config
 
 from mmbiformer.utils import resume as resume_mod
-from mmbiformer.utils.launch import UserError
+from mmbiformer.errors import UserError
 from mmbiformer.utils.resume import resolve_resume
 from helpers import ROOT
 

@@ -218,7 +218,8 @@ def test_every_path_is_checked_before_training(tmp_path):
     ('{"images": [], "annotations": [], "categories": [{"id": 1}]}', 'zero images'),
 ])
 def test_bad_coco_annotation_files(content, message, tmp_path):
-    from mmbiformer.utils.launch import UserError, check_coco_annotations
+    from mmbiformer.errors import UserError
+    from mmbiformer.utils.data_checks import check_coco_annotations
     path = tmp_path / 'instances.json'
     path.write_text(content)
     with pytest.raises(UserError, match=message) as e:
@@ -261,7 +262,9 @@ def test_coco_records_are_checked(change, message, fatal, tmp_path, monkeypatch)
     loader would skip silently is warned of, before anything runs."""
     import mmengine.logging
 
-    from mmbiformer.utils.launch import UserError, check_data, load_config
+    from mmbiformer.errors import UserError
+    from mmbiformer.utils.data_checks import check_data
+    from mmbiformer.utils.launch import load_config
     coco = MAKERS['coco'](str(tmp_path / 'coco'), num_train=2, num_val=1, size=SIZE)
     path = _broken(coco, 'train2017', change)
     cfg = load_config(CONFIG, dict(short_run_options('retinanet', coco, SIZE, 1)))
@@ -335,7 +338,8 @@ def test_dist_timeout_default_and_check():
     from mmengine.config import Config
 
     from mmbiformer.engine.stalled_rank import DEFAULT_TIMEOUT_S
-    from mmbiformer.utils.launch import UserError, dist_timeout
+    from mmbiformer.errors import UserError
+    from mmbiformer.utils.distributed import dist_timeout
     cfg = Config(dict(env_cfg=dict(dist_cfg=dict(backend='nccl'))))
     assert dist_timeout(cfg) == DEFAULT_TIMEOUT_S == cfg.env_cfg.dist_cfg.timeout
     assert dist_timeout(Config(dict(env_cfg=dict(dist_cfg=dict(timeout=30))))) == 30
@@ -347,7 +351,9 @@ def test_class_labels_beyond_the_head_are_named(tmp_path):
     """model.head.num_classes=2 on 4-class ImageNet-style data: the list, its count and
     first lines, before anything runs (not the loss's "Class values must be smaller
     than num_classes" mid-training); the data's own 4 classes pass."""
-    from mmbiformer.utils.launch import UserError, check_data, load_config
+    from mmbiformer.errors import UserError
+    from mmbiformer.utils.data_checks import check_data
+    from mmbiformer.utils.launch import load_config
     root = MAKERS['imagenet'](str(tmp_path / 'in'), num_train=1, num_val=1, size=(32, 32))
     options = dict(short_run_options('cls', root, (32, 32), 1))
     check_data(load_config('configs/cls/biformer_t_in1k.py', options), ['train_dataloader'])

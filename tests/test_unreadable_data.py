@@ -107,7 +107,7 @@ def test_check_data_lists_every_unreadable_file(damaged):
 
 
 def test_demo_names_a_corrupt_image_before_any_work(damaged, tmp_path):
-    from mmbiformer.utils.launch import UserError
+    from mmbiformer.errors import UserError
     sys.path.insert(0, osp.join(ROOT, 'tools'))
     try:
         import demo

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from mmbiformer.utils.launch import UserError
+from mmbiformer.errors import UserError
 from mmbiformer.utils.work_dir_lock import LOCK_NAME, work_dir_lock
 from helpers import tool_error
 

@@ -301,7 +301,7 @@ def bench_step(args, device):
         sys.exit('benchmark.py step: needs a GPU')
     if args.ddp:
         if 'RANK' not in os.environ:
-            from mmbiformer.utils.launch import free_port
+            from mmbiformer.utils.distributed import free_port
             os.environ.update(RANK='0', WORLD_SIZE='1', LOCAL_RANK='0',
                               MASTER_ADDR='127.0.0.1', MASTER_PORT=str(free_port()))
         device = torch.device('cuda', int(os.environ['LOCAL_RANK']))
@@ -538,7 +538,7 @@ def pipeline_main(argv) -> None:
     import json
     import os
     from mmbiformer.benchmarking import pipeline
-    from mmbiformer.utils.launch import UserError
+    from mmbiformer.errors import UserError
     parser = argparse.ArgumentParser(prog='benchmark.py pipeline', description=pipeline.__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     pipeline_arguments(parser)
@@ -565,7 +565,7 @@ def loader_main(argv) -> None:
     import json
 
     from mmbiformer.benchmarking import loader
-    from mmbiformer.utils.launch import UserError
+    from mmbiformer.errors import UserError
     parser = argparse.ArgumentParser(prog='benchmark.py loader', description=loader.__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     loader.arguments(parser)

@@ -15,7 +15,9 @@ import sys
 import mmbiformer.openmmlab  # noqa: F401  (stack fixes, registrations)
 from mmbiformer.data import check_images
 from mmbiformer.utils.cfg_options import ConfigOptions
-from mmbiformer.utils.launch import UserError, check_data, load_config
+from mmbiformer.errors import UserError
+from mmbiformer.utils.data_checks import check_data
+from mmbiformer.utils.launch import load_config
 
 LOADERS = ['train_dataloader', 'val_dataloader', 'test_dataloader']
 

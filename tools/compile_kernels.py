@@ -22,7 +22,8 @@ import mmbiformer.openmmlab  # noqa: F401  (stack fixes before any toolbox impor
 from mmbiformer.errors import ArgumentError
 from mmbiformer.utils.cfg_options import ConfigOptions
 from mmbiformer.engine.kernel_warmup import plan, warm_up
-from mmbiformer.utils.launch import UserError, build_model, load_config
+from mmbiformer.errors import UserError
+from mmbiformer.utils.launch import build_model, load_config
 
 
 def main(argv=None):

@@ -23,7 +23,8 @@ import torch
 import mmbiformer.openmmlab  # noqa: F401  (stack fixes, registrations)
 from mmbiformer.errors import ArgumentError
 from mmbiformer.analysis.flops import KINDS, count_macs, count_params
-from mmbiformer.utils.launch import UserError, build_model, load_config
+from mmbiformer.errors import UserError
+from mmbiformer.utils.launch import build_model, load_config
 
 
 def build_from_config(path: str):

@@ -12,13 +12,14 @@ import sys
 import mmbiformer.openmmlab  # noqa: F401  (stack fixes before any toolbox import)
 from mmbiformer.errors import ArgumentError
 from mmbiformer.weights.checkpoint import CheckpointError, check_model_checkpoint
-from mmbiformer.utils.launch import (UserError, add_hook, build_runner,
-                                     check_data, checkpoint_file, dist_timeout,
-                                     distributed_run,
-                                     log_memory_footprint, parse_tool_args,
-                                     prepare_output,
-                                     setup_cpu_distributed,
-                                     tool_config)
+from mmbiformer.errors import UserError
+from mmbiformer.utils.checkpoint_refs import checkpoint_file
+from mmbiformer.utils.data_checks import check_data
+from mmbiformer.utils.distributed import (
+    dist_timeout, distributed_run, setup_cpu_distributed)
+from mmbiformer.utils.launch import (
+    add_hook, build_runner, log_memory_footprint, parse_tool_args, prepare_output,
+    tool_config)
 
 
 def parse_args(argv=None):

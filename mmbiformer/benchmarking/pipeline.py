@@ -446,7 +446,8 @@ def run_single(args) -> dict:
     """Build and run one model (this process): training, or under ``args.test`` the
     test loop twice; the summary as a dict."""
     import mmbiformer.openmmlab  # noqa: F401  (stack fixes, registries)
-    from ..utils.launch import build_runner, fit_to_device, setup_cpu_distributed
+    from ..utils.distributed import setup_cpu_distributed
+    from ..utils.launch import build_runner, fit_to_device
     test = bool(getattr(args, 'test', False))
     loader = loader_key(args)
     cfg = load_any_config(args.config, args.cfg_options)

@@ -1,6 +1,6 @@
 """What the tools share: their arguments, loading and fitting a config, building its
-model and runner. The rest of a tool's set-up lives by concern and is importable from
-here too: data checks (``data_checks``, ``config_walk``), checkpoints
+model and runner. The rest of a tool's set-up lives by concern, each imported from its
+own module: data checks (``data_checks``, ``config_walk``), checkpoints
 (``checkpoint_refs``), process groups (``distributed``), images (``images``) and the
 errors (``mmbiformer.errors``)."""
 import contextlib
@@ -12,16 +12,10 @@ import torch
 from mmengine.config import Config, ConfigDict
 
 from ..data import guard_loading, unguard_loading
-from ..errors import UserError, error_summary  # noqa: F401 (the tools' imports)
+from ..errors import UserError
 from .cfg_options import ConfigOptions
-from .checkpoint_refs import (check_resume_checkpoint, checkpoint_file,  # noqa: F401
-                              readable_checkpoint)
-from .config_walk import DATA_LAYOUTS, datasets, evaluators, type_name  # noqa: F401
-from .data_checks import (check_class_lists, check_coco_annotations,  # noqa: F401
-                          check_data, coco_record_problems)
-from .distributed import (check_launcher, dist_timeout, distributed_run,  # noqa: F401
-                          free_port, setup_cpu_distributed)
-from .images import read_image, shrink_to_side  # noqa: F401
+from .config_walk import evaluators, type_name
+from .distributed import check_launcher, dist_timeout
 
 
 def parse_tool_args(parser, argv=None):

@@ -19,9 +19,10 @@ import sys
 import mmbiformer.openmmlab  # noqa: F401  (stack fixes, registrations)
 from mmbiformer.errors import ArgumentError
 from mmbiformer.weights.checkpoint import CheckpointError, check_model_checkpoint
-from mmbiformer.utils.launch import (UserError, build_model, load_config,
-                                     prepare_output, read_image, readable_checkpoint,
-                                     shrink_to_side)
+from mmbiformer.errors import UserError
+from mmbiformer.utils.checkpoint_refs import readable_checkpoint
+from mmbiformer.utils.images import read_image, shrink_to_side
+from mmbiformer.utils.launch import build_model, load_config, prepare_output
 from mmbiformer.analysis.routing import RoutingError
 from mmbiformer.utils.cfg_options import ConfigOptions
 

@@ -26,8 +26,10 @@ import mmbiformer.openmmlab  # noqa: F401  (stack fixes, registrations)
 from mmbiformer.errors import ArgumentError
 from mmbiformer.weights.checkpoint import CheckpointError, check_model_checkpoint
 from mmbiformer.deploy import OPSETS, ExportError, check_opset
-from mmbiformer.utils.launch import (UserError, build_model, load_config,
-                                     prepare_output, read_image, readable_checkpoint)
+from mmbiformer.errors import UserError
+from mmbiformer.utils.checkpoint_refs import readable_checkpoint
+from mmbiformer.utils.images import read_image
+from mmbiformer.utils.launch import build_model, load_config, prepare_output
 from mmbiformer.utils.cfg_options import ConfigOptions
 
 DEFAULT_SHAPE = {'mmpretrain': (224, 224), 'mmseg': (512, 512), 'mmdet': (800, 1216)}
