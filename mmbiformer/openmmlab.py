@@ -2,10 +2,14 @@
 registration (backbone, plug-ins, hooks, runner, data guards, optimizer constructor).
 
 Configs name it in ``custom_imports``; the tools import it before any toolbox. The op
-layer (:mod:`mmbiformer.ops`) needs none of it. Detection-only components are in
-``mmbiformer.models.det``, which the detection configs import as well.
+layer (:mod:`mmbiformer.ops`) needs none of it. The components of one toolbox
+(``mmbiformer.models.cls``: mmpretrain's; ``mmbiformer.models.det``: mmdet's) register
+at the first look-up in that toolbox's registries, where mmengine imports the
+toolbox's own models: this one import registers everything the configs name.
 """
+import sys
 import warnings
+from importlib import import_module
 
 # setuptools (>= 80, within torch's range) warns on every ``import pkg_resources``, and
 # mmengine 0.10.7 imports it in several modules: 4-5 copies of the same warning before
@@ -18,6 +22,29 @@ from . import compat  # noqa: E402
 compat.apply()
 
 from . import data, engine, models  # noqa: E402,F401  (their modules register)
+from . import after_toolbox  # noqa: E402
+
+
+def _register_at_first_use(registry_module: str, registries: tuple, ours: str) -> None:
+    """Have mmengine import ``ours`` (our components of one toolbox) where it imports
+    the toolbox's own models: at the first look-up in any of its ``registries``, when the
+    toolbox is whole. Importing it when the registry module loads could be in the middle
+    of the toolbox's own imports (a circular import)."""
+    def add_location():
+        module = sys.modules[registry_module]
+        for name in registries:
+            registry = getattr(module, name)
+            locations = getattr(registry, '_locations', None)  # mmengine 0.10's lazy imports
+            if locations is None or getattr(registry, '_imported', False):
+                import_module(ours)  # looked up already: the toolbox is whole
+            elif ours not in locations:
+                locations.append(ours)
+    after_toolbox(registry_module, add_location)
+
+
+_register_at_first_use('mmpretrain.registry', ('MODELS', 'BATCH_AUGMENTS'),
+                       'mmbiformer.models.cls')
+_register_at_first_use('mmdet.registry', ('MODELS', ), 'mmbiformer.models.det')
 
 
 def _check_checkout() -> None:

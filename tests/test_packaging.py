@@ -101,3 +101,18 @@ def test_a_tool_of_another_clone_says_which_package_it_runs(tmp_path, monkeypatc
     monkeypatch.setattr(sys, 'argv', [osp.join(ROOT, 'tools', 'train.py')])  # its own
     openmmlab._check_checkout()
     assert len(said) == 1
+
+
+def test_one_import_registers_what_the_configs_name():
+    """``mmbiformer.openmmlab`` alone (a config that derives from ours and sets its own
+    ``custom_imports``): the toolbox components of ``mmbiformer.models.cls`` / ``.det``
+    build from mmpretrain's and mmdet's registries (imported at their first look-up)."""
+    code = ('import mmbiformer.openmmlab\n'
+            'from mmpretrain.registry import BATCH_AUGMENTS, MODELS\n'
+            'from mmdet.registry import MODELS as DET\n'
+            "print(MODELS.get('SyncFreeClsDataPreprocessor').__name__, "
+            "BATCH_AUGMENTS.get('DeviceCutMix').__name__, DET.get('FP32FocalLoss').__name__)\n")
+    out = run_python('-c', code)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ['SyncFreeClsDataPreprocessor', 'DeviceCutMix',
+                                  'FP32FocalLoss'], out.stdout
