@@ -35,6 +35,10 @@ def parse_args(argv=None):
     return parse_tool_args(parser, argv)
 
 
+# Test batches between log lines at least (mmengine's default; the bar runs between).
+TEST_LOG_INTERVAL = 50
+
+
 def main(argv=None):
     args = parse_args(argv)
     cfg = tool_config(args, loaders=('test_dataloader', ))
@@ -57,6 +61,11 @@ def main(argv=None):
         cfg.test_evaluator = list(evaluators) + [dict(type='SafeDumpResults',
                                                       out_file_path=args.out)]
     add_hook(cfg, dict(type='TestProgressHook'))  # batches done, rate, ETA
+    # A training config may log every batch (the quickstart's does, for its few
+    # iterations); over a test set that is a line a batch where the bar says it all.
+    logger = (cfg.get('default_hooks') or {}).get('logger')
+    if isinstance(logger, dict) and 0 < logger.get('interval', 0) < TEST_LOG_INTERVAL:
+        logger['interval'] = TEST_LOG_INTERVAL
     cfg.setdefault('runner_type', 'AtomicSaveRunner')  # start-up dumps to the log only
     log_memory_footprint(cfg)  # 'memory' in the log: what the process holds
     check_data(cfg, ['test_dataloader'])
