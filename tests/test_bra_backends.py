@@ -8,7 +8,7 @@ CUDA). The CUDA cases run where a GPU is present (the device runs them with
 import pytest
 import torch
 
-from mmbiformer.ops.functional import reference_attention
+from mmbiformer.ops.backends.reference import reference_attention
 from mmbiformer.ops.policy import captured_step, current_policy
 from mmbiformer.ops.backends import sdpa as sdpa_backend
 from mmbiformer.ops.backends.choose import choose_backend as _choose

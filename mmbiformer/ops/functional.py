@@ -14,7 +14,7 @@ from typing import Callable, NamedTuple, Optional
 import torch
 import torch.nn as nn
 
-from .attention import heads, merge_heads
+from .backends.reference import reference_attention
 from .backends.sdpa import SDPAPolicy
 from .backends.sdpa import routed_attention as sdpa_routed_attention
 from .dwconv import DepthwiseConv2d
@@ -52,26 +52,6 @@ def route(q_r: torch.Tensor, k_r: torch.Tensor, topk: int, scale: float,
     logits = (q_r * scale) @ k_r.transpose(-2, -1)
     top_logits, index = torch.topk(logits, k=topk, dim=-1)
     return Routing(top_logits.softmax(dim=-1) if weights else None, index)
-
-
-def reference_attention(q, kv, weights, index, num_heads, scale, soft_routing):
-    """Token attention of each region's queries over its routed regions' K/V, the plain
-    statement of the maths (the specification the backends are tested against).
-
-    q (N, R, l, qk_dim), kv (N, R, t, qk_dim + dim), weights / index (N, R, topk)
-    -> (N, R, l, dim). Gathers by advanced indexing (a topk-fold copy) and
-    materialises the attention matrix.
-    """
-    N, R, t, _ = kv.shape
-    qd, topk = q.shape[-1], index.shape[-1]
-    batch = torch.arange(N, device=kv.device).view(N, 1, 1)
-    kv_sel = kv[batch, index]  # (N, R, topk, t, qk_dim + dim)
-    if soft_routing:
-        kv_sel = kv_sel * weights[..., None, None]
-    k_sel, v_sel = kv_sel.reshape(N, R, topk * t, -1).split([qd, kv.shape[-1] - qd], -1)
-    attn = (heads(q, num_heads) * scale) @ heads(k_sel, num_heads).transpose(-2, -1)
-    out = attn.softmax(dim=-1) @ heads(v_sel, num_heads)
-    return merge_heads(out, N, R)
 
 
 def region_kv(kv: torch.Tensor, h: int, w: int, kv_down: Optional[nn.Module]) -> torch.Tensor:

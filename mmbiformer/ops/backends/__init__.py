@@ -1,6 +1,6 @@
 """Backends of BRA's token attention over routed regions:
 
-* ``reference``: plain PyTorch, the specification (``ops/bra.py``);
+* ``reference``: plain PyTorch, the specification (``reference.py``);
 * ``sdpa``: routed K/V gathered, PyTorch's fused attention (``sdpa.py``);
 * ``triton``: fused kernels reading q/k/v from the NHWC projection (``triton/``).
 
