@@ -52,7 +52,6 @@ def _check_checkout() -> None:
     another (``tools/setup.sh`` run in a second clone) imports the other clone's code:
     say so, once, rather than run it silently."""
     import os
-    import sys
     script = os.path.realpath(sys.argv[0]) if sys.argv and sys.argv[0] else ''
     root = os.path.dirname(os.path.dirname(script))
     ours = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))

@@ -44,7 +44,8 @@ thresholds are in ``docs/benchmark.md`` (runs 5, 7, 8 and 12).
 The choices themselves are pure functions of the policy, beside the backends
 (:mod:`mmbiformer.ops.backends.choose`). The policy in effect is held here, in one
 place (:func:`current_policy`). Change it for a block of code with
-:func:`runtime_policy`, for a whole run with :func:`set_runtime_policy` or, in a config, with the ``RuntimePolicyHook``
+:func:`runtime_policy`, for a whole run with :func:`set_runtime_policy` or, in a
+config, with the ``RuntimePolicyHook``
 (``mmbiformer/engine/runtime_policy_hook.py``).
 """
 import contextlib

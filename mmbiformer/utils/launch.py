@@ -14,7 +14,7 @@ from mmengine.config import Config, ConfigDict
 from ..data import guard_loading, unguard_loading
 from ..errors import UserError
 from .cfg_options import ConfigOptions
-from .config_walk import evaluators, type_name
+from .config_walk import LOADER_KEYS, evaluators, type_name
 from .distributed import check_launcher, dist_timeout
 
 
@@ -87,10 +87,7 @@ def _undo_tool_edits(cfg: Config) -> None:
             cfg.test_evaluator = kept[0] if len(kept) == 1 else kept
 
 
-LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
-
-
-def tool_config(args, loaders=LOADERS) -> Config:
+def tool_config(args, loaders=LOADER_KEYS) -> Config:
     """The config of a tool run (``train.py``, ``test.py``): loaded with
     ``--cfg-options`` and ``--work-dir``, its launcher set and checked; ``loaders``:
     the data loaders the tool runs (their workers are fitted to the machine)."""
@@ -117,7 +114,7 @@ def check_run_values(cfg: Config) -> None:
     if isinstance(loop, dict):
         for key in ('max_epochs', 'max_iters', 'val_interval', 'val_begin'):
             need(f'train_cfg.{key}', loop.get(key), 0 if key == 'val_begin' else 1)
-    for name in LOADERS:
+    for name in LOADER_KEYS:
         loader = cfg.get(name)
         if isinstance(loader, dict):
             need(f'{name}.batch_size', loader.get('batch_size'), 1)
@@ -145,7 +142,7 @@ def worker_budget() -> tuple:
     return (share - 2 if share >= 4 else share), cores, processes
 
 
-def fit_workers(cfg: Config, loaders=LOADERS) -> None:
+def fit_workers(cfg: Config, loaders=LOADER_KEYS) -> None:
     """Loader workers beyond what this process can keep busy load no faster (and PyTorch
     warns about more than the cores at every loader start): the budget of
     :func:`worker_budget`, said once for each of ``loaders`` (those a tool runs)."""
@@ -277,7 +274,7 @@ def fit_to_device(cfg: Config) -> None:
     if torch.cuda.is_available():
         return
     # Pinned memory only helps a copy to a GPU (PyTorch warns when there is none).
-    for key in LOADERS:
+    for key in LOADER_KEYS:
         if isinstance(cfg.get(key), dict) and cfg[key].get('pin_memory'):
             cfg[key].pin_memory = False
     wrapper = cfg.get('optim_wrapper')

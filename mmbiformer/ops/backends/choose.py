@@ -1,8 +1,8 @@
 """Which kernels BiFormer's ops run: pure functions of the runtime policy, passed in
 (:class:`~mmbiformer.ops.policy.RuntimePolicy`; the table of choices is in
 :mod:`mmbiformer.ops.policy`), and of what a call can use. Every choice of a backend is
-here, beside the backends; each backend says itself whether it can run (``can_run_*``:
-None, or the reason why not).
+here, beside the backends. ``reference`` and ``sdpa`` run every option on every
+device; the one backend that may not, Triton, says why in :func:`can_run_triton`.
 
 The ops ask with the policy in effect: ``choose_backend(..., policy=current_policy())``.
 """
@@ -14,18 +14,6 @@ from ..policy import RuntimePolicy, forward_only, tracing
 
 BACKENDS = ('reference', 'sdpa', 'triton')
 ATTN_IMPLS = ('auto', ) + BACKENDS
-
-
-def can_run_reference(device: torch.device, kv_downsample_mode: str,
-                      soft_routing: bool) -> Optional[str]:
-    """The reference runs every option on every device."""
-    return None
-
-
-def can_run_sdpa(device: torch.device, kv_downsample_mode: str,
-                 soft_routing: bool) -> Optional[str]:
-    """sdpa gathers the routed K/V as the reference does: every option, every device."""
-    return None
 
 
 def can_run_triton(device: torch.device, kv_downsample_mode: str = 'identity',
@@ -41,7 +29,8 @@ def can_run_triton(device: torch.device, kv_downsample_mode: str = 'identity',
 
 
 def choose_backend(impl: str, device: torch.device, kv_downsample_mode: str,
-                   soft_routing: bool, grad: bool, geometry: Optional[Tuple[int, int, int, int]],
+                   soft_routing: bool, grad: bool,
+                   geometry: Optional[Tuple[int, int, int, int]],
                    policy: RuntimePolicy) -> str:
     """The backend that runs BRA's token attention with ``attn_impl=impl`` on ``device``
     with these options; ``grad``: gradients are being recorded (training);

@@ -27,9 +27,9 @@ def partial_sum_programs(n_blocks: int, device: torch.device, per_sm: int,
     return max(1, min(n_blocks, target // c_blocks))
 
 
-# How :func:`sum_partials` adds the rows: 'sum' (``ws.sum(0)``) or 'mv' (a product with a
-# vector of ones: cuBLAS's matrix-vector kernel, not PyTorch's column reduction, which
-# took ~11 us for a (528, 256) float32 buffer on an H100; docs/benchmark.md, run 19).
+# How :func:`sum_partials` adds the rows: 'sum' (``ws.sum(0)``, PyTorch's column
+# reduction, slow on these few-hundred-row buffers) or 'mv' (a product with a vector of
+# ones: cuBLAS's matrix-vector kernel). 'mv' is not timed yet (docs/benchmark.md, run 19).
 PARTIALS_BY = 'sum'
 
 

@@ -23,9 +23,8 @@ from .accumulate import acc_dtype, acc_tl, partial_sum_programs, sum_partials
 
 # Elements of one program's tile (BLOCK_M rows x BLOCK_C channels), forward and
 # backward, and the warps of each; the backward runs a few programs per multiprocessor,
-# each over several row blocks. The backward's larger tile: 14% less time over
-# BiFormer-S's cls and det stages (docs/benchmark.md, run 19; `tools/benchmark.py
-# kernels --sweep --parts layer_norm`).
+# each over several row blocks. The backward's tile is the larger one its sweep picked
+# (docs/benchmark.md, run 19; `tools/benchmark.py kernels --sweep --parts layer_norm`).
 TILE = 4096
 BWD_TILE = 8192
 NUM_WARPS = 4
@@ -111,7 +110,8 @@ class _AddLayerNorm(torch.autograd.Function):
             scale if scale is not None else weight, dx, dr, ws, ws[:, 1], 2 * C,
             M, C, ctx.rows_per_sample, n_blocks,
             HAS_DXO=dxo is not None, HAS_SCALE=scale is not None, BLOCK_M=block_m,
-            BLOCK_C=block_c, DEFER=BWD_DEFER, STAGES=BWD_STAGES, ACC=acc_tl(xo.dtype), num_warps=NUM_WARPS)
+            BLOCK_C=block_c, DEFER=BWD_DEFER, STAGES=BWD_STAGES, ACC=acc_tl(xo.dtype),
+            num_warps=NUM_WARPS)
         dw, db = sum_partials(ws).to(weight.dtype).unbind(0)
         dx = dx.view(ctx.shape)
         if not ctx.has_r:

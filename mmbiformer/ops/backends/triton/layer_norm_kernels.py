@@ -68,8 +68,9 @@ def _add_ln_bwd(XO, DY, DXO, MEAN, RSTD, W, SCALE, DX, DR, DWP, DBP, s_p,
                 BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr, DEFER: tl.constexpr,
                 STAGES: tl.constexpr, ACC: tl.constexpr):
     """Row blocks pid, pid + programs, ...; dW and dB partial sums of those blocks
-    go to row ``pid`` of DWP / DBP (rows ``s_p`` apart). With ``DEFER`` they are summed over the rows once,
-    at the end (a tile-shaped accumulator), not per block across the threads.
+    go to row ``pid`` of DWP / DBP (rows ``s_p`` apart). With ``DEFER`` they are summed
+    over the rows once, at the end (a tile-shaped accumulator), not per block across the
+    threads.
     ``STAGES`` > 1 pipelines the walk over row blocks: the loads of the next
     STAGES - 1 blocks are in flight while one is computed (without, each block waits
     for its own loads: bound by memory latency, as the depthwise weight gradient was)."""

@@ -163,8 +163,9 @@ def inverse_routing(index: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
 # flight; 64 rows at Triton's default 3 stages were slower at every routed stage of
 # BiFormer-S (docs/benchmark.md, run 18; .dev_scripts/attention_sweep.py dkv).
 DKV_QUERY_TILES = dict(BLOCK_M=128, num_stages=2)
-# dQ walks its key tiles with 2 warps, 2 stages in flight: 6% less backward time than 4
-# warps at 3 stages over BiFormer-S's routed stages, 14% at det stage 3 (run 19).
+# dQ walks its key tiles with 2 warps, 2 stages in flight: faster than 4 warps at
+# Triton's default 3 stages at BiFormer-S's routed stages (docs/benchmark.md, run 19;
+# .dev_scripts/attention_sweep.py dq).
 DQ_KEY_TILES = dict(num_warps=2, num_stages=2)
 
 # Query tokens one dK/dV work item covers at most (whole routing regions, at least one):
