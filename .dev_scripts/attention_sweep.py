@@ -15,7 +15,7 @@ of ``DENSE_TILES[kernel]`` (query and key tiles, warps, stages):
 
 * ``dense_fwd``: timed: the forward; ``dense_dq``, ``dense_dkv``: the whole backward.
 
-docs/benchmark.md, runs 18-19.
+docs/benchmark_history.md, runs 18-19.
 
     PYTHONPATH=. python3 .dev_scripts/attention_sweep.py dq fwd dense_fwd ...
     # writes <which>.json to $OUT (or .) after every shape

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The token-mixer ablation figures of docs/benchmark.md and the README (one GPU):
+# The token-mixer ablation figures of docs/benchmark_history.md and the README (one GPU):
 # CUDA vs CPU agreement of each mixer, classifier speed and memory at 224 per variant,
 # and the short training comparison on generated ImageNet-layout data.
 #

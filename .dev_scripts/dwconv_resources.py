@@ -1,6 +1,6 @@
 """Registers, stack (spills) and shared memory of the depthwise-conv and add+LayerNorm
 Triton kernels compiled for sm_90 on a machine without a GPU (Triton's compiler and the
-cuobjdump it ships), per launch setting; the figures of docs/benchmark.md, run 17.
+cuobjdump it ships), per launch setting; the figures of docs/benchmark_history.md, run 17.
 
     PYTHONPATH=. python3 .dev_scripts/dwconv_resources.py
 

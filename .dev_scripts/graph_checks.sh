@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 29's open checks of the backbone's CUDA graphs (docs/benchmark.md, run 8), each
+# Issue 29's open checks of the backbone's CUDA graphs (docs/benchmark_history.md, run 8), each
 # section's output in OUT_DIR/SECTION.txt, each under its own time limit.
 #   bash .dev_scripts/graph_checks.sh OUT_DIR [SECTION...]
 # SECTION (default: tests trunk cls upernet accuracy):

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Whole-config training iterations, ours against the toolboxes' own Swin-T configs of
-# the same detector / segmentor, on one GPU and generated data (docs/benchmark.md,
+# the same detector / segmentor, on one GPU and generated data (docs/benchmark_history.md,
 # "Pipeline"). Each pair is one `tools/benchmark.py pipeline` run.
 #   bash .dev_scripts/pipeline_runs.sh OUT_DIR [SECTION...]
 # SECTION: maskrcnn, retinanet, upernet, newsize (default: all).

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Speed and memory of mmbiformer's BRA backends against the official BiFormer code and
-# timm's Swin-T, one after another on the same GPU (docs/benchmark.md).
+# timm's Swin-T, one after another on the same GPU (docs/benchmark_history.md).
 #   bash .dev_scripts/speed_side_by_side.sh OFFICIAL_ROOT [SECTION...]
 # OFFICIAL_ROOT: a checkout of github.com/rayleizhu/BiFormer (models/, ops/).
 # SECTION: bra, cls, trunk, compile (default: bra cls trunk).

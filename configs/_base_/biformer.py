@@ -18,11 +18,11 @@ biformer_s_det_backbone = dict(
         cuda_graph=dict(size_divisor=128, inference_graphs=64),
         # The MLPs' hidden activations are recomputed in the backward, not kept:
         # much less memory for one more first-layer product per block
-        # (docs/benchmark.md, run 8).
+        # (docs/benchmark_history.md, run 8).
         mlp_recompute='mlp'),
     # Stages 1-2 (the largest maps) recompute their blocks in the backward, so
     # that the steady state's memory peak stays near Swin-T's at a small cost in
-    # time (docs/benchmark.md, run 10).
+    # time (docs/benchmark_history.md, run 10).
     with_cp=[0, 1],
     init_cfg=dict(type='Pretrained', checkpoint='biformer-s_in1k'))
 

@@ -41,7 +41,7 @@ data_preprocessor = dict(type='SyncFreeClsDataPreprocessor')
 # the batch in a few kernels instead of a few per image; pinned for a fast copy.
 # 14 workers (mmpretrain's base has 5): one worker runs this pipeline far slower than
 # the captured step takes images; tools/train.py lowers the count to what the
-# machine's cores allow per process (docs/benchmark.md, run 12).
+# machine's cores allow per process (docs/benchmark_history.md, run 12).
 train_dataloader = dict(batch_size=128, collate_fn=dict(type='default_collate'),
                         num_workers=14, pin_memory=True,
                         sampler=dict(type='RepeatAugSampler', _delete_=True))

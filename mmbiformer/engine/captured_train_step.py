@@ -3,7 +3,7 @@
 Eager BiFormer training is bound by the host: a step launches about 4,000 small kernels
 (30 narrow blocks), and the GPU waits for Python. A CUDA graph records the launches of
 one step (forward, loss, backward, gradient clipping, optimizer step) and replays them
-with one call (``docs/benchmark.md``). This module does that inside mmengine's loop:
+with one call (``docs/benchmark_history.md``). This module does that inside mmengine's loop:
 
 * the data preprocessor (normalisation, Mixup/CutMix, which draw their random numbers
   on the host) runs eagerly every iteration; its output is copied into static tensors

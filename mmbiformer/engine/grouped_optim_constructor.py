@@ -6,7 +6,7 @@ has a ``paramwise_cfg`` (here: no weight decay on norms). PyTorch's multi-tensor
 (``foreach``) optimizers batch their kernels within a group only, so with one tensor per
 group every step launches a dozen kernels per parameter from Python, and BiFormer-S
 has about three times as many parameter tensors as Swin-T (measured steps:
-``docs/benchmark.md``, "Pipeline"). Merging groups whose settings are equal changes no
+``docs/benchmark_history.md``, "Pipeline"). Merging groups whose settings are equal changes no
 update: every parameter keeps its lr, weight decay and momentum terms.
 """
 from typing import List

@@ -4,7 +4,7 @@ Dense training (detection, segmentation) runs BiFormer on batches of many sizes,
 whole step cannot be captured once as classification's is
 (``captured_train_step.py``), and eager BiFormer is bound by the host: at detection
 sizes its forward and backward launch thousands of small kernels, and the host takes
-several times the GPU's time to issue them (``docs/benchmark.md``, run 8).
+several times the GPU's time to issue them (``docs/benchmark_history.md``, run 8).
 :class:`ShapeGraphs` captures the backbone alone, per input size, and replays it inside the eager step (partial-network capture,
 as ``torch.cuda.make_graphed_callables``); the neck, heads, losses and optimizer stay
 eager. What differs from ``make_graphed_callables``, and why:

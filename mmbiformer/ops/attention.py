@@ -19,7 +19,7 @@ def merge_heads(z: torch.Tensor, N: int, R: int) -> torch.Tensor:
 # cuDNN's attention is left out everywhere: PyTorch picks it on Hopper, and it builds a
 # graph on the host for every new shape, forward and backward, which dominated what a
 # new input size cost in dense training; once built it was not faster either
-# (docs/benchmark.md, "Pipeline"). Under torch.compile Inductor also hands it q/k/v
+# (docs/benchmark_history.md, "Pipeline"). Under torch.compile Inductor also hands it q/k/v
 # whose head dim is not contiguous, which it refuses.
 SDPA_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION,
                  SDPBackend.MATH]

@@ -19,12 +19,12 @@ fastest depthwise conv measured at a fixed size), with ``'native'`` PyTorch's ke
 take an NCHW copy. ``impl='triton'`` is ``'native'`` except there: the Triton kernels of
 ``backends/triton/dwconv.py`` (residual and bias in the same pass, V read in place, no
 copy, no plan per shape), slower than cuDNN's channels-last kernels today
-(``docs/benchmark.md``, run 4). Inside ``captured_step()`` (a CUDA graph's capture,
+(``docs/benchmark_history.md``, run 4). Inside ``captured_step()`` (a CUDA graph's capture,
 where launches cost nothing at replay) and in forward-only passes (inference, where no
 autograd records the op, so its host cost is one launch) ``'native'`` takes the Triton
-kernels too: they take less GPU time than PyTorch's (``docs/benchmark.md``, runs 8, 12).
+kernels too: they take less GPU time than PyTorch's (``docs/benchmark_history.md``, runs 8, 12).
 
-Measured costs: ``docs/gpu_runs.md`` ("the cause, the fix") and ``docs/benchmark.md``
+Measured costs: ``docs/gpu_runs.md`` ("the cause, the fix") and ``docs/benchmark_history.md``
 ("Pipeline").
 """
 import torch

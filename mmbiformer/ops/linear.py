@@ -4,7 +4,7 @@ the MLP's GELU + second layer with GELU recomputed in the backward (less memory)
 Autograd sums a linear layer's output gradient over its rows for the bias gradient with
 a reduction kernel that reaches a fraction of the memory bandwidth on BiFormer's narrow
 layers (64-384 output channels over 10^5 rows); cuBLAS's matrix-vector product with a
-ones vector reads the same gradient several times faster (docs/benchmark.md, run 7).
+ones vector reads the same gradient several times faster (docs/benchmark_history.md, run 7).
 The custom autograd function costs host time per call, so it is used only where that
 is paid once: in captured steps (the runtime policy, :mod:`mmbiformer.ops.policy`).
 Parameters and key names are ``nn.Linear``'s.
@@ -13,7 +13,7 @@ Parameters and key names are ``nn.Linear``'s.
 map twice: GELU's input for GELU's backward and GELU's output for the layer's weight
 gradient; with ``recompute=True`` the op keeps only the input and computes GELU again
 in its backward (one elementwise pass), which saves a sizeable share of BiFormer-S's
-activation memory (``docs/benchmark.md``, run 8).
+activation memory (``docs/benchmark_history.md``, run 8).
 """
 import torch
 import torch.nn as nn

@@ -132,7 +132,7 @@ def worker_budget() -> tuple:
     the cores this process may use shared among the machine's processes, less two for
     the main process and its pinning thread where there are four or more: with every
     core on a worker the main process starves, and the loader delivers less than with
-    two fewer workers (docs/benchmark.md, run 12)."""
+    two fewer workers (docs/benchmark_history.md, run 12)."""
     try:
         cores = len(os.sched_getaffinity(0))  # what PyTorch's own check counts
     except AttributeError:  # not on Linux

@@ -29,7 +29,7 @@ def partial_sum_programs(n_blocks: int, device: torch.device, per_sm: int,
 
 # How :func:`sum_partials` adds the rows: 'sum' (``ws.sum(0)``, PyTorch's column
 # reduction, slow on these few-hundred-row buffers) or 'mv' (a product with a vector of
-# ones: cuBLAS's matrix-vector kernel). 'mv' is not timed yet (docs/benchmark.md, run 19).
+# ones: cuBLAS's matrix-vector kernel). 'mv' is not timed yet (docs/benchmark_history.md, run 19).
 PARTIALS_BY = 'sum'
 
 

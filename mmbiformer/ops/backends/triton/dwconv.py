@@ -20,7 +20,7 @@ from .accumulate import acc_dtype, acc_tl, partial_sum_programs, sum_partials
 # tile, so they come from the caches), BLOCK_C channels (64 of bf16 are one 128-byte
 # line per pixel), warps per program, taps unrolled (UNROLL) and pipelined (STAGES).
 # ``tools/benchmark.py kernels --sweep`` times the candidates; these were fastest in
-# BiFormer-S's captured cls step on an H100 (docs/benchmark.md, run 18).
+# BiFormer-S's captured cls step on an H100 (docs/benchmark_history.md, run 18).
 CONFIG = dict(TH=8, TW=8, BLOCK_C=64, num_warps=2, UNROLL=0, STAGES=1)
 # The weight gradient's: chunks of PB pixels of a row, BLOCK_C channels, warps per
 # program, programs per multiprocessor (each writes a row of partial sums), chunks in

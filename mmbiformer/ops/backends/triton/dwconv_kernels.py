@@ -49,7 +49,7 @@ def _add_tap(acc, x_img, WT, h, w, mask_p, offs_c, mask_c, ky, kx, H, W, sw_t, s
 
 # Strides stay specialized: Triton then knows they are multiples of 16 elements, so the
 # pixel offsets are too and each pixel's channels load as 16-byte vectors (unspecialized,
-# the loads were 2-byte scalars, several times slower: docs/benchmark.md run 7). H and W
+# the loads were 2-byte scalars, several times slower: docs/benchmark_history.md run 7). H and W
 # are not, so that dense training's many input sizes share one compiled kernel.
 @triton.jit(do_not_specialize=['H', 'W'])
 def _dwconv_nhwc(X, WT, B, RES, Y,
@@ -65,7 +65,7 @@ def _dwconv_nhwc(X, WT, B, RES, Y,
     channels are scalar loads, more load instructions than the input's.
     ``UNROLL``: 2 unrolls every tap (the compiler then hoists all K*K loads, and at 8x8
     pixels x 64 channels spills registers), 1 one row of taps (kernel rows loop at run
-    time), 0 none (docs/benchmark.md, run 17, has the registers of each). ``STAGES`` > 1 software-
+    time), 0 none (docs/benchmark_history.md, run 17, has the registers of each). ``STAGES`` > 1 software-
     pipelines the run-time loop (its loads go through shared memory, issued STAGES - 1
     iterations ahead)."""
     h, w, mask_p = _tile(tl.program_id(0), H, W, TH, TW)

@@ -24,7 +24,7 @@ from .accumulate import acc_dtype, acc_tl, partial_sum_programs, sum_partials
 # Elements of one program's tile (BLOCK_M rows x BLOCK_C channels), forward and
 # backward, and the warps of each; the backward runs a few programs per multiprocessor,
 # each over several row blocks. The backward's tile is the larger one its sweep picked
-# (docs/benchmark.md, run 19; `tools/benchmark.py kernels --sweep --parts layer_norm`).
+# (docs/benchmark_history.md, run 19; `tools/benchmark.py kernels --sweep --parts layer_norm`).
 TILE = 4096
 BWD_TILE = 8192
 NUM_WARPS = 4

@@ -3,7 +3,7 @@ residual add in the same pass (``layer_norm.py`` wraps them).
 
 PyTorch's LayerNorm kernels give each row a thread block; BiFormer's rows are short
 (64 to 512 channels) and many (400k at stage 1 of a 128-image batch), and there they
-ran at a tenth of the memory bandwidth (docs/benchmark.md, run 5). Here a program
+ran at a tenth of the memory bandwidth (docs/benchmark_history.md, run 5). Here a program
 normalises a tile of BLOCK_M rows x BLOCK_C channels at once.
 
 Forward: ``xo = x + r * scale[sample]`` (r, scale optional), rounded to xo's dtype and
