@@ -61,7 +61,7 @@ def _compile(src, options: dict, full: bool) -> None:
 def _training_passes() -> None:
     """Forward and backward of every Triton op: the tiny BiFormer inside
     ``captured_step()`` (routed and dense BRA, depthwise convs), in fp32 and bf16, and
-    the fused add + LayerNorm."""
+    the fused add + LayerNorm and the MLP."""
     import mmbiformer.ops.backends.triton as backend
     backend.interpreting = lambda: True  # let the ops take CPU tensors
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -70,6 +70,7 @@ def _training_passes() -> None:
     from mmbiformer.models import BiFormer
     from mmbiformer.ops.policy import captured_step
     from mmbiformer.ops.backends.triton.layer_norm import add_layer_norm, layer_norm
+    from mmbiformer.ops.backends.triton.mlp import gelu_mlp
     for dtype in (torch.float32, torch.bfloat16):
         torch.manual_seed(0)
         # 64x64, n_win 2: routed kernels at stages 1-2, dense ones at stage 3.
@@ -82,6 +83,10 @@ def _training_passes() -> None:
         w, b = torch.ones(32, requires_grad=True), torch.zeros(32, requires_grad=True)
         s, y = add_layer_norm(x, r, w, b, 1e-6, None)
         (s.float().sum() + y.float().sum() + layer_norm(x, w, b, 1e-6).float().sum()).backward()
+        if dtype != torch.float32:  # the MLP's kernels compute in half precision only
+            params = [torch.randn(*s, requires_grad=True) for s in ((96, 32), (96, ), (32, 96),
+                                                                    (32, ))]
+            gelu_mlp(x, *params).float().sum().backward()
 
 
 def main() -> None:

@@ -205,7 +205,9 @@ def build(args, what: str, device):
                          dwconv_impl=args.dwconv_impl or 'native',
                          with_cp=args.with_cp or False,
                          runtime=dict(compile=args.compile,
-                                      cuda_graph=args.cuda_graph and device.type == 'cuda',
+                                      # --memory runs the graph's kernels eagerly (its policy)
+                                      cuda_graph=(args.cuda_graph and device.type == 'cuda'
+                                                  and not args.memory),
                                       mlp_recompute=args.mlp_recompute))
     model = model.to(device)
     if args.strided_impl:
@@ -249,6 +251,10 @@ def bench_cls(args, device):
         with torch.no_grad():
             logits()
 
+    if args.memory:
+        memory_breakdown(args, model, opt, lambda: F.cross_entropy(logits().float(), y),
+                         device)
+        return
     # --cuda-graph captures each mode's step in its own graph, in that mode, and
     # counts a mode's memory from its own capture (the graph's memory is allocated
     # then): the other mode's graph, still held, is not in its figure.
@@ -346,6 +352,23 @@ def bench_step(args, device):
         dist.destroy_process_group()
 
 
+def memory_breakdown(args, model, optimizer, loss_fn, device) -> None:
+    """``--memory``: where one training step's memory goes (benchmarking/memory.py),
+    with the captured step's kernels under ``--cuda-graph``."""
+    import contextlib
+
+    from mmbiformer.benchmarking.memory import breakdown, format_breakdown
+    from mmbiformer.ops.policy import captured_step
+    if device.type != 'cuda':
+        sys.exit('error: --memory measures CUDA memory: it needs a GPU')
+    model.train()
+    with captured_step() if args.cuda_graph else contextlib.nullcontext():
+        result = breakdown(model.parameters(), optimizer, loss_fn, device)
+    print(f'{args.timm or f"BiFormer-{args.arch}"} {args.what} training step, amp '
+          f'{args.amp}, {describe(args)}, {device_name(device)}')
+    print(format_breakdown(result))
+
+
 def captured(step):
     """``step`` (forward, backward and optimizer step on fixed tensors) captured once in
     a CUDA graph; the returned function replays it (no host work per kernel)."""
@@ -381,6 +404,13 @@ def bench_trunk(args, device):
     def step():
         step_at(x)
 
+    if args.memory:
+        def loss():
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                return sum(o.float().mean() for o in model(x))
+        memory_breakdown(args, model, torch.optim.SGD(model.parameters(), lr=0.), loss,
+                         device)
+        return
     ms, mem = timed(step, args.iters, args.warmup, device)
     profile(args, step)
     name = ('mmdet Swin-T' if args.mmdet_swin else
@@ -593,8 +623,8 @@ def kernels_main(argv) -> None:
     parser.add_argument('--iters', type=int, default=20)
     parser.add_argument('--json', metavar='PATH', help='also write the rows as JSON')
     parser.add_argument('--sweep', action='store_true',
-                        help="time the candidate launch settings of the depthwise convs "
-                        "and add + LayerNorm (of --parts) instead (ms per step per stage, "
+                        help="time the candidate launch settings of the depthwise convs, "
+                        "add + LayerNorm and the MLP (of --parts) instead (ms per step per stage, "
                         "fastest first)")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
@@ -605,6 +635,8 @@ def kernels_main(argv) -> None:
             result.update(kernels.sweep_dwconv(args.workload, args.iters))
         if 'layer_norm' in args.parts:
             result.update(kernels.sweep_layer_norm(args.workload, args.iters))
+        if 'mlp' in args.parts:
+            result.update(kernels.sweep_mlp(args.workload, args.iters))
         print(kernels.format_sweep(result))
     else:
         result = kernels.roofline(args.workload, args.iters, args.parts)
@@ -670,6 +702,10 @@ def main(argv=None):
     parser.add_argument('--attn', default='bra', choices=['bra', 'quadtree', 'shunted', 'window'],
                         help='token mixer of stages 1-3 (configs/cls/ablation/)')
     parser.add_argument('--compile', action='store_true')
+    parser.add_argument('--memory', action='store_true',
+                        help='cls, trunk: break one training step\'s memory down '
+                        '(parameters, optimizer state, gradients, what the forward keeps, '
+                        'by op) instead of timing it')
     parser.add_argument('--cuda-graph', action='store_true',
                         help='cls: capture the training step (forward, backward, AdamW) '
                         'and the inference step, each in a CUDA graph of its own, and time '

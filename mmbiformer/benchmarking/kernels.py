@@ -100,7 +100,7 @@ def _us(fn: Callable, iters: int, device) -> float:
     kernels it launches, as the profiler records them. Not the time between events
     around the calls: launching these kernels from Python takes longer than they run
     (the whole step runs them from a CUDA graph), so events would time the host
-    (docs/benchmark.md, run 18)."""
+    (docs/benchmark_history.md, run 18)."""
     if torch.device(device).type != 'cuda':
         return mean_ms(fn, iters, device=device) * 1e3
     prof = cuda_profile(fn, iters)
@@ -351,7 +351,76 @@ def attention_rows(stage: Stage, bw: float, iters: int, dev='cuda',
     return rows
 
 
-PARTS = ['dwconv', 'layer_norm', 'attention']
+def mlp_rows(stage: Stage, bw: float, iters: int, dev='cuda', dtype=torch.bfloat16,
+             library: bool = True) -> List[Row]:
+    """The MLP's kernels with GELU inside (``backends/triton/mlp.py``): the second
+    layer with GELU on its input (forward), the product of its backward with GELU's
+    derivative and GELU's output (``dP``, ``H``), against the same work by PyTorch's ops
+    (GELU, then cuBLAS; cuBLAS, then GELU's backward, which reads the kept H)."""
+    from ..ops.backends.triton.mlp import gelu_linear, linear_gelu_backward
+    T, C = stage.N * stage.H * stage.W, stage.C
+    one = T * C * dtype.itemsize
+    p = torch.randn(T, 3 * C, device=dev, dtype=dtype)
+    g = torch.randn(T, C, device=dev, dtype=dtype)
+    w = torch.randn(C, 3 * C, device=dev, dtype=dtype) * (3 * C) ** -0.5
+    b = torch.randn(C, device=dev, dtype=dtype)
+    with captured_step(), torch.no_grad():
+        rows = [Row('mlp fc2 with GELU fwd', stage.name, stage.blocks,
+                    _us(lambda: gelu_linear(p, w, b), iters, dev), 4 * one, 4 * one / bw),
+                Row('mlp fc2 with GELU bwd (dP, H)', stage.name, stage.blocks,
+                    _us(lambda: linear_gelu_backward(g, w, p), iters, dev), 10 * one,
+                    10 * one / bw)]
+        if library:
+            rows[0].library, rows[0].library_us = 'F.gelu + addmm', _us(
+                lambda: F.linear(F.gelu(p), w, b), iters, dev)
+            rows[1].library, rows[1].library_us = 'mm + gelu_backward', _us(
+                lambda: torch.ops.aten.gelu_backward(g @ w, p), iters, dev)
+    return rows
+
+
+def _mlp_candidates(warps):
+    return [dict(BLOCK_M=m, BLOCK_N=n, BLOCK_K=k, GROUP_M=8, num_warps=nw, num_stages=st)
+            for m, n, k, nw, st in ((128, 64, 64, 4, 3), (128, 128, 64, 4, 3),
+                                    (128, 128, 64, 8, 3), (128, 256, 64, 8, 3),
+                                    (64, 128, 64, 4, 3), (64, 64, 64, 4, 3),
+                                    (128, 128, 32, 4, 4), (256, 64, 64, 8, 3),
+                                    (256, 128, 64, 8, 3), (128, 64, 64, 4, 2),
+                                    (128, 128, 64, 4, 4), (128, 128, 64, 8, 2))
+            if nw in warps]
+
+
+MLP_FWD_CANDIDATES = _mlp_candidates((4, 8))
+MLP_BWD_CANDIDATES = _mlp_candidates((4, 8))
+
+
+def sweep_mlp(workloads=('cls', 'det'), iters: int = 20, dev='cuda',
+              stage_list: Optional[List[Stage]] = None) -> Dict:
+    """The MLP kernels under every candidate setting at every shape, as
+    :func:`sweep_dwconv`'s: ``{'mlp fwd' | 'mlp bwd': {setting: {shape: ms per step}}}``."""
+    from ..ops.backends.triton import mlp
+    bw = copy_bandwidth(torch.device(dev))
+    totals: Dict[str, Dict[str, Dict[str, float]]] = {'mlp fwd': {}, 'mlp bwd': {}}
+    shipped = dict(mlp.FWD_TILES), dict(mlp.BWD_TILES)
+    try:
+        for stage in stage_list or all_stages(workloads):
+            key = f'{stage.workload} s{stage.index}'
+            for part, candidates in (('fwd', MLP_FWD_CANDIDATES), ('bwd', MLP_BWD_CANDIDATES)):
+                for cfg in candidates:
+                    mlp.FWD_TILES, mlp.BWD_TILES = (cfg, shipped[1]) if part == 'fwd' else (
+                        shipped[0], cfg)
+                    try:
+                        row = mlp_rows(stage, bw, iters, dev, library=False)[
+                            0 if part == 'fwd' else 1]
+                        ms = row.us * row.per_step / 1e3
+                    except Exception:  # noqa: BLE001 (e.g. out of shared memory)
+                        ms = float('inf')
+                    totals['mlp ' + part].setdefault(setting_name(cfg), {})[key] = ms
+    finally:
+        mlp.FWD_TILES, mlp.BWD_TILES = shipped
+    return totals
+
+
+PARTS = ['dwconv', 'layer_norm', 'attention', 'mlp']
 
 
 def roofline(workloads=('cls', 'det'), iters: int = 20, parts=PARTS, device='cuda',
@@ -369,6 +438,8 @@ def roofline(workloads=('cls', 'det'), iters: int = 20, parts=PARTS, device='cud
             rows += layer_norm_rows(stage, bw, iters, device)
         if 'attention' in parts:
             rows += attention_rows(stage, bw, iters, device)
+        if 'mlp' in parts:
+            rows += mlp_rows(stage, bw, iters, device)
     name = torch.cuda.get_device_name(device) if device.type == 'cuda' else device.type
     return dict(device=name, copy_gbps=bw / 1e3,
                 rows=[dict(dataclasses.asdict(r), gbps=r.gbps, of_floor=r.of_floor)

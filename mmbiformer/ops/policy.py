@@ -18,6 +18,10 @@ op                                        captured           eager, forward-only
 ========================================  =================  ==================  =================
 ``Linear``: the bias gradient             matrix-vector      (no backward)       autograd's sum
                                           product (``linear_bias_grad_mv``)
+the MLP ``fc2(GELU(fc1(x)))``             GELU inside        three ops           three ops
+                                          ``fc2``'s Triton
+                                          products
+                                          (``gelu_mlp``)
 ``LayerNorm`` (and the residual add)      Triton             Triton on maps of at least
                                                              ``layer_norm_triton_min_elements``,
                                                              else PyTorch (both modes)
@@ -39,7 +43,7 @@ tracing or exporting and without Triton; under ``torch.compile`` the LayerNorm a
 ``Linear``'s bias gradient are PyTorch's (inductor fuses them with their neighbours;
 the matrix-vector product, which inductor rewrites as a slow elementwise kernel, lost
 there) and the custom ops stay (each is one node). The figures behind the
-thresholds are in ``docs/benchmark.md`` (runs 5, 7, 8 and 12).
+thresholds are in ``docs/benchmark_history.md`` (runs 5, 7, 8 and 12).
 
 The choices themselves are pure functions of the policy, beside the backends
 (:mod:`mmbiformer.ops.backends.choose`). The policy in effect is held here, in one
@@ -61,6 +65,10 @@ class RuntimePolicy:
     captured: bool = False
     # Captured training computes Linear's bias gradient as a matrix-vector product.
     linear_bias_grad_mv: bool = True
+    # Captured steps run the MLP with GELU inside the second layer's products (Triton;
+    # two passes over the hidden map fewer each way, one hidden map less kept). Off
+    # until timed on a GPU (`tools/benchmark.py cls --cuda-graph --policy gelu_mlp=true`).
+    gelu_mlp: bool = False
     # Eager LayerNorm runs the Triton kernels from this many elements up (stages 1-2
     # of a 128-image classification batch): below it their host cost is larger than
     # the GPU time they save.
@@ -75,7 +83,7 @@ class RuntimePolicy:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f'runtime policy: {name} must be an int >= 0, got {value!r}')
-        for name in ('captured', 'linear_bias_grad_mv'):
+        for name in ('captured', 'linear_bias_grad_mv', 'gelu_mlp'):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f'runtime policy: {name} must be a bool, got '
                                  f'{getattr(self, name)!r}')

@@ -24,7 +24,7 @@ from ...ops.layer_norm import LayerNorm, drop_path_scale
 from ...ops.global_attention import GlobalAttentionLePE  # noqa: F401 (old import path)
 from ...ops.dwconv import DepthwiseConv2d, GemmConv2d
 from ...ops.dwconv import set_impl as set_dwconv_impl
-from ...ops.linear import GeluLinear, Linear
+from ...ops.mlp import Mlp
 from ...ops.mixers import build_token_mixer, check_attn_cfg, resolve_attn_types
 from ...registry import MODELS
 
@@ -93,13 +93,7 @@ class BiFormerBlock(nn.Module):
             global_heads=global_heads, **bra_kwargs)
         self.norm2 = LayerNorm(dim, eps=1e-6)
         hidden = int(mlp_ratio * dim)
-        # Index 1 is an empty slot in the official MLP; kept so keys read mlp.0 / mlp.3.
-        if mlp_recompute == 'gelu':  # GELU inside the second layer's op (ops/linear.py)
-            self.mlp = nn.Sequential(Linear(dim, hidden), nn.Identity(), nn.Identity(),
-                                     GeluLinear(hidden, dim, recompute=True))
-        else:
-            self.mlp = nn.Sequential(Linear(dim, hidden), nn.Identity(), nn.GELU(),
-                                     Linear(hidden, dim))
+        self.mlp = Mlp(dim, hidden, gelu_recompute=mlp_recompute == 'gelu')
         self.mlp_recompute = mlp_recompute
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         # Randomness inside the body (dropout in a mixer) makes a recomputation read
@@ -111,6 +105,8 @@ class BiFormerBlock(nn.Module):
 
     def _mlp(self, h: torch.Tensor, inside_checkpoint: bool = False) -> torch.Tensor:
         if self.mlp_recompute == 'mlp' and not inside_checkpoint and _recomputes(self):
+            if self.mlp.runs_fused(h):  # the fused op recomputes its first layer itself
+                return self.mlp(h, recompute_fc1=True)
             # Nothing random inside the MLP (DropPath is outside): no RNG state to keep,
             # which also keeps it capturable in a CUDA graph.
             return cp.checkpoint(self.mlp, h, use_reentrant=False, preserve_rng_state=False)

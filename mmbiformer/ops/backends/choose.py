@@ -10,7 +10,7 @@ from typing import Optional, Tuple
 
 import torch
 
-from ..policy import RuntimePolicy, forward_only, tracing
+from ..policy import RuntimePolicy, autocast_dtype, forward_only, tracing
 
 BACKENDS = ('reference', 'sdpa', 'triton')
 ATTN_IMPLS = ('auto', ) + BACKENDS
@@ -82,3 +82,13 @@ def dwconv_runs_triton(impl: str, x: torch.Tensor, weight: torch.Tensor,
     wanted = impl == 'triton' or impl == 'native' and (
         policy.captured or forward_only(x, weight))
     return wanted and _triton_can_take(x)
+
+
+def mlp_runs_triton(x: torch.Tensor, policy: RuntimePolicy) -> bool:
+    """The MLP ``fc2(GELU(fc1(x)))`` by ``backends/triton/mlp.py`` (GELU inside the
+    second layer's products; half precision only), not as three ops: in captured
+    steps, where its custom autograd function's host cost is paid once."""
+    return (policy.captured and policy.gelu_mlp and _triton_can_take(x)
+            and not torch.compiler.is_compiling()
+            and (autocast_dtype(x.device.type) or x.dtype) in (torch.float16,
+                                                                torch.bfloat16))

@@ -1,0 +1,103 @@
+"""Triton kernels of the MLP's GELU folded into the products next to it, so that the
+GELU's own passes over the 3x-wide hidden map (forward: read the first layer's output,
+write GELU's; backward: read the hidden gradient and the first layer's output, write
+the input gradient) are not made:
+
+* ``_gelu_linear_fwd``: ``Y = GELU(P) @ W^T + b``; GELU is applied to each tile of ``P``
+  (the first layer's output) as it is loaded for the product.
+* ``_linear_gelu_bwd``: ``dP = (dY @ W) * GELU'(P)`` and ``H = GELU(P)`` (the second
+  layer's weight gradient needs it); the GELU terms are applied to the product's tile
+  in registers.
+
+GELU is the exact (erf) one in float32, as PyTorch's kernels compute it for every
+dtype: ``0.5 * x * (1 + erf(x / sqrt(2)))``, the derivative
+``cdf(x) + x * exp(-x^2 / 2) / sqrt(2 pi)``. Products accumulate in float32.
+All matrices are row-major with unit column stride; rows are addressed by their stride.
+"""
+import triton
+import triton.language as tl
+
+# Globals a kernel reads must be constexpr for Triton's compiler (the interpreter takes
+# any Python float).
+_SQRT1_2 = tl.constexpr(0.7071067811865476)
+_INV_SQRT_2PI = tl.constexpr(0.3989422804014327)
+
+
+@triton.jit
+def _gelu_cdf(x):
+    return 0.5 * (1.0 + tl.math.erf(x * _SQRT1_2))
+
+
+@triton.jit
+def _gelu_linear_fwd(P, W, B, Y, M, N, K, sp_m, sw_n, sy_m,
+                     HAS_BIAS: tl.constexpr, BLOCK_M: tl.constexpr,
+                     BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr):
+    """Grid: (tiles of Y,). P: (M, K), W: (N, K), Y: (M, N). Tiles are ordered in
+    groups of GROUP_M row tiles, so that the programs running at once share P's rows
+    and W's columns in the L2 cache."""
+    pid = tl.program_id(0)
+    tiles_m = tl.cdiv(M, BLOCK_M)
+    tiles_n = tl.cdiv(N, BLOCK_N)
+    in_group = GROUP_M * tiles_n
+    first_m = (pid // in_group) * GROUP_M
+    group_m = tl.minimum(tiles_m - first_m, GROUP_M)
+    pid_m = first_m + (pid % in_group) % group_m
+    pid_n = (pid % in_group) // group_m
+    offs_m = (pid_m * BLOCK_M + tl.arange(0, BLOCK_M)).to(tl.int64)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs_k = tl.arange(0, BLOCK_K)
+    mask_m = offs_m < M
+    mask_n = offs_n < N
+    acc = tl.zeros([BLOCK_M, BLOCK_N], tl.float32)
+    for k in range(0, K, BLOCK_K):
+        kk = k + offs_k
+        mask_k = kk < K
+        p = tl.load(P + offs_m[:, None] * sp_m + kk[None, :],
+                    mask=mask_m[:, None] & mask_k[None, :], other=0.).to(tl.float32)
+        h = (p * _gelu_cdf(p)).to(W.dtype.element_ty)  # GELU(0) = 0: masks stay 0
+        w = tl.load(W + offs_n[None, :] * sw_n + kk[:, None],
+                    mask=mask_k[:, None] & mask_n[None, :], other=0.)
+        acc = tl.dot(h, w, acc)
+    if HAS_BIAS:
+        acc += tl.load(B + offs_n, mask=mask_n, other=0.).to(tl.float32)[None, :]
+    tl.store(Y + offs_m[:, None] * sy_m + offs_n[None, :], acc.to(Y.dtype.element_ty),
+             mask=mask_m[:, None] & mask_n[None, :])
+
+
+@triton.jit
+def _linear_gelu_bwd(G, W, P, DP, H, M, N, K, sg_m, sw_k, sp_m, sdp_m, sh_m,
+                     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+                     GROUP_M: tl.constexpr):
+    """Grid: (tiles of dP,). G: (M, K) the output gradient, W: (K, N) the second
+    layer's weight, P: (M, N) the first layer's output; writes dP and H, (M, N)."""
+    pid = tl.program_id(0)
+    tiles_m = tl.cdiv(M, BLOCK_M)
+    tiles_n = tl.cdiv(N, BLOCK_N)
+    in_group = GROUP_M * tiles_n
+    first_m = (pid // in_group) * GROUP_M
+    group_m = tl.minimum(tiles_m - first_m, GROUP_M)
+    pid_m = first_m + (pid % in_group) % group_m
+    pid_n = (pid % in_group) // group_m
+    offs_m = (pid_m * BLOCK_M + tl.arange(0, BLOCK_M)).to(tl.int64)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs_k = tl.arange(0, BLOCK_K)
+    mask_m = offs_m < M
+    mask_n = offs_n < N
+    acc = tl.zeros([BLOCK_M, BLOCK_N], tl.float32)
+    for k in range(0, K, BLOCK_K):
+        kk = k + offs_k
+        mask_k = kk < K
+        g = tl.load(G + offs_m[:, None] * sg_m + kk[None, :],
+                    mask=mask_m[:, None] & mask_k[None, :], other=0.)
+        w = tl.load(W + kk[:, None] * sw_k + offs_n[None, :],
+                    mask=mask_k[:, None] & mask_n[None, :], other=0.)
+        acc = tl.dot(g, w, acc)
+    mask = mask_m[:, None] & mask_n[None, :]
+    x = tl.load(P + offs_m[:, None] * sp_m + offs_n[None, :], mask=mask,
+                other=0.).to(tl.float32)
+    cdf = _gelu_cdf(x)
+    pdf = tl.exp(-0.5 * x * x) * _INV_SQRT_2PI
+    tl.store(DP + offs_m[:, None] * sdp_m + offs_n[None, :],
+             (acc * (cdf + x * pdf)).to(DP.dtype.element_ty), mask=mask)
+    tl.store(H + offs_m[:, None] * sh_m + offs_n[None, :],
+             (x * cdf).to(H.dtype.element_ty), mask=mask)
