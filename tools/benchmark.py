@@ -614,7 +614,7 @@ def loader_main(argv) -> None:
 def kernels_main(argv) -> None:
     import json
 
-    from mmbiformer.benchmarking import kernels
+    from mmbiformer.benchmarking import attention_sweep, kernels
     parser = argparse.ArgumentParser(prog='benchmark.py kernels', description=kernels.__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--workload', nargs='+', choices=sorted(kernels.WORKLOADS),
@@ -622,9 +622,14 @@ def kernels_main(argv) -> None:
     parser.add_argument('--parts', nargs='+', choices=kernels.PARTS, default=kernels.PARTS)
     parser.add_argument('--iters', type=int, default=20)
     parser.add_argument('--json', metavar='PATH', help='also write the rows as JSON')
+    parser.add_argument('--attention-kernels', nargs='+',
+                        choices=sorted(attention_sweep.ROUTED) + sorted(attention_sweep.DENSE),
+                        help='--sweep: also vary these attention kernels\' settings '
+                        '(mmbiformer/benchmarking/attention_sweep.py)')
     parser.add_argument('--sweep', action='store_true',
                         help="time the candidate launch settings of the depthwise convs, "
-                        "add + LayerNorm and the MLP (of --parts) instead (ms per step per stage, "
+                        "add + LayerNorm and the MLP (of --parts; the attention kernels' "
+                        "with --attention-kernels) instead (ms per step per stage, "
                         "fastest first)")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
@@ -638,6 +643,8 @@ def kernels_main(argv) -> None:
         if 'mlp' in args.parts:
             result.update(kernels.sweep_mlp(args.workload, args.iters))
         print(kernels.format_sweep(result))
+        if args.attention_kernels:  # its own rows: (shape, setting, us, error) each
+            result['attention'] = attention_sweep.sweep_attention(args.attention_kernels)
     else:
         result = kernels.roofline(args.workload, args.iters, args.parts)
         print(kernels.format_table(result))

@@ -58,7 +58,7 @@ def _kernel_dtypes(dtype: torch.dtype) -> dict:
 # tile BLOCK_N, warps, pipeline stages. The forward and dQ programs own a query tile and
 # walk the key tiles; dK/dV's own a key tile and walk the query tiles. The fastest of 72
 # settings each at stage 3 of a 224 input, where they run (docs/benchmark_history.md, run 19;
-# `.dev_scripts/attention_sweep.py dense_fwd dense_dq dense_dkv`).
+# `tools/benchmark.py kernels --sweep --attention-kernels dense_fwd dense_dq dense_dkv`).
 DENSE_TILES = dict(fwd=dict(BLOCK_M=128, BLOCK_N=32, num_warps=2, num_stages=2),
                    dq=dict(BLOCK_M=128, BLOCK_N=32, num_warps=4, num_stages=1),
                    dkv=dict(BLOCK_M=64, BLOCK_N=64, num_warps=2, num_stages=3))
@@ -161,11 +161,12 @@ def inverse_routing(index: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
 # dK/dV's query tiles: 128 rows of the routing regions' tokens, 2 stages in flight. Each
 # program walks its tiles one after another, so fewer, larger tiles keep more loads in
 # flight; 64 rows at Triton's default 3 stages were slower at every routed stage of
-# BiFormer-S (docs/benchmark_history.md, run 18; .dev_scripts/attention_sweep.py dkv).
+# BiFormer-S (docs/benchmark_history.md, run 18;
+# tools/benchmark.py kernels --sweep --attention-kernels dkv).
 DKV_QUERY_TILES = dict(BLOCK_M=128, num_stages=2)
 # dQ walks its key tiles with 2 warps, 2 stages in flight: faster than 4 warps at
-# Triton's default 3 stages at BiFormer-S's routed stages (docs/benchmark_history.md, run 19;
-# .dev_scripts/attention_sweep.py dq).
+# Triton's default 3 stages at BiFormer-S's routed stages (docs/benchmark_history.md,
+# run 19; tools/benchmark.py kernels --sweep --attention-kernels dq).
 DQ_KEY_TILES = dict(num_warps=2, num_stages=2)
 
 # Query tokens one dK/dV work item covers at most (whole routing regions, at least one):

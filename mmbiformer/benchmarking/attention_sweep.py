@@ -15,21 +15,16 @@ of ``DENSE_TILES[kernel]`` (query and key tiles, warps, stages):
 
 * ``dense_fwd``: timed: the forward; ``dense_dq``, ``dense_dkv``: the whole backward.
 
-docs/benchmark_history.md, runs 18-19.
+The sweeps of docs/benchmark_history.md, runs 18-19.
 
-    PYTHONPATH=. python3 .dev_scripts/attention_sweep.py dq fwd dense_fwd ...
-    # writes <which>.json to $OUT (or .) after every shape
+    python3 tools/benchmark.py kernels --sweep --parts attention --attention-kernels dq fwd dense_fwd
 """
 import itertools
-import json
-import os
-import sys
+from typing import Dict, List
 
 import torch
 
-from mmbiformer.benchmarking import kernels
-from mmbiformer.ops.backends.triton import kernels as triton_kernels
-from mmbiformer.ops.backends.triton import routed_attention as ra
+from . import kernels
 
 ROUTED = {'dkv': ('_bra_bwd_dkv', 'BLOCK_M', (64, 128, 256)),
           'dq': ('_bra_bwd_dq', 'BLOCK_N', (32, 64, 128)),
@@ -49,6 +44,7 @@ class Overridden:
 
 
 def _inputs(st, dtype):
+    from ..ops.backends.triton import routed_attention as ra
     heads, R = st.C // kernels.HEAD_DIM, st.n_win ** 2
     qkv = torch.randn(st.N, st.H, st.W, 3 * st.C, device='cuda', dtype=dtype,
                       requires_grad=True)
@@ -83,7 +79,8 @@ def _time(st, over, fn, reference, results, apply, restore):
         print(st.name, over, f'{us:.1f} us (rel. err. against shipped {err:.1e})', flush=True)
 
 
-def sweep_routed(which, out_dir):
+def sweep_routed(which: str) -> List[Dict]:
+    from ..ops.backends.triton import kernels as triton_kernels
     name, tile, sizes = ROUTED[which]
     shipped = getattr(triton_kernels, name)
     settings = [{}] + [{tile: t, 'num_warps': w, 'num_stages': s}
@@ -97,7 +94,7 @@ def sweep_routed(which, out_dir):
             _time(st, over, fn, reference, results,
                   lambda: setattr(triton_kernels, name, Overridden(shipped, over)),
                   lambda: setattr(triton_kernels, name, shipped))
-        _write(out_dir, which, results)
+    return results
 
 
 def dense_settings(kernel):
@@ -110,7 +107,8 @@ def dense_settings(kernel):
     return out
 
 
-def sweep_dense(which, out_dir):
+def sweep_dense(which: str) -> List[Dict]:
+    from ..ops.backends.triton import routed_attention as ra
     kernel = DENSE[which]
     st = kernels.stages('cls')[2]
     forward, backward = _inputs(st, torch.bfloat16)
@@ -122,21 +120,9 @@ def sweep_dense(which, out_dir):
         _time(st, over, fn, reference, results,
               lambda: ra.DENSE_TILES[kernel].update(over),
               lambda: ra.DENSE_TILES.__setitem__(kernel, dict(shipped)))
-        if len(results) % 8 == 0:
-            _write(out_dir, which, results)
-    _write(out_dir, which, results)
+    return results
 
 
-def _write(out_dir, which, results):
-    with open(os.path.join(out_dir, f'{which}.json'), 'w') as f:
-        json.dump(results, f, indent=1)
-
-
-def main(*which):
-    out_dir = os.environ.get('OUT', '.')
-    for w in which or ('dkv', ):
-        (sweep_dense if w in DENSE else sweep_routed)(w, out_dir)
-
-
-if __name__ == '__main__':
-    main(*sys.argv[1:])
+def sweep_attention(which=('dkv', )) -> Dict[str, List[Dict]]:
+    """``{kernel: rows}`` for each of ``which`` (:data:`ROUTED` and :data:`DENSE` keys)."""
+    return {w: (sweep_dense if w in DENSE else sweep_routed)(w) for w in which}
