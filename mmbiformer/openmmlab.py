@@ -22,7 +22,7 @@ from . import compat  # noqa: E402
 compat.apply()
 
 from . import data, engine, models  # noqa: E402,F401  (their modules register)
-from . import after_toolbox  # noqa: E402
+from .toolbox_hooks import after_toolbox  # noqa: E402
 
 
 def _register_at_first_use(registry_module: str, registries: tuple, ours: str) -> None:

@@ -1,4 +1,4 @@
-"""Which checkpoint a run resumes from (``mmbiformer.utils.resume``), on work dirs laid
+"""Which checkpoint a run resumes from (``mmbiformer.engine.resume``), on work dirs laid
 out by hand: moved or copied work dirs, an empty ``last_checkpoint``, damaged files,
 and runs that would start from scratch over checkpoints or overwrite later ones."""
 import os
@@ -9,9 +9,9 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from mmbiformer.utils import resume as resume_mod
+from mmbiformer.engine import resume as resume_mod
 from mmbiformer.errors import UserError
-from mmbiformer.utils.resume import resolve_resume
+from mmbiformer.engine.resume import resolve_resume
 from helpers import ROOT
 
 
@@ -197,7 +197,7 @@ def test_a_resumed_run_at_its_end_says_nothing_was_left():
     says nothing when iterations ran, or for a run from scratch)."""
     from types import SimpleNamespace
 
-    from mmbiformer.utils.resume import NothingLeftToTrain
+    from mmbiformer.engine.resume import NothingLeftToTrain
     said = []
     logger = SimpleNamespace(warning=said.append)
     loop = SimpleNamespace(max_epochs=2)

@@ -15,7 +15,7 @@ import mmbiformer.openmmlab  # noqa: F401  (stack fixes, registrations)
 from mmbiformer.errors import ArgumentError
 from mmbiformer.weights.checkpoint import CheckpointError, check_model_checkpoint
 from mmbiformer.errors import UserError
-from mmbiformer.utils.checkpoint_refs import readable_checkpoint
+from mmbiformer.weights.checkpoint_refs import readable_checkpoint
 from mmbiformer.utils.images import read_image, shrink_to_side
 from mmbiformer.utils.launch import load_config
 from mmbiformer.utils.cfg_options import ConfigOptions

@@ -13,7 +13,7 @@ import mmbiformer.openmmlab  # noqa: F401  (stack fixes before any toolbox impor
 from mmbiformer.errors import ArgumentError
 from mmbiformer.weights.checkpoint import CheckpointError, check_model_checkpoint
 from mmbiformer.errors import UserError
-from mmbiformer.utils.checkpoint_refs import checkpoint_file
+from mmbiformer.weights.checkpoint_refs import checkpoint_file
 from mmbiformer.utils.data_checks import check_data
 from mmbiformer.utils.distributed import (
     dist_timeout, distributed_run, setup_cpu_distributed)

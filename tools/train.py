@@ -20,14 +20,14 @@ from mmbiformer.utils.batch_scaling import batch_policy
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmbiformer.errors import UserError
-from mmbiformer.utils.checkpoint_refs import readable_checkpoint
+from mmbiformer.weights.checkpoint_refs import readable_checkpoint
 from mmbiformer.utils.data_checks import check_data
 from mmbiformer.utils.distributed import (
     dist_timeout, distributed_run, setup_cpu_distributed)
 from mmbiformer.utils.launch import (
     add_hook, build_runner, config_errors, log_memory_footprint, fit_to_device,
     parse_tool_args, tool_config, use_amp)
-from mmbiformer.utils.resume import NothingLeftToTrain, newest_checkpoint, resolve_resume
+from mmbiformer.engine.resume import NothingLeftToTrain, newest_checkpoint, resolve_resume
 from mmbiformer.utils.work_dir_lock import work_dir_lock
 
 

@@ -68,7 +68,7 @@ def load_any_config(name: str, cfg_options: Optional[dict] = None):
 def loader_dataset(cfg, loader: str = 'train_dataloader') -> dict:
     """The dataset dict of ``loader`` (the train loader by default), dataset wrappers
     (Repeat/ClassBalanced) opened."""
-    from ..utils.config_walk import datasets
+    from ..data.config_walk import datasets
     found = [ds for _, ds in datasets(cfg, [loader])]
     if len(found) != 1:
         raise UserError(f'pipeline benchmark: {loader} reads {len(found)} datasets '
@@ -136,7 +136,7 @@ def point_at_data(cfg, kind: str, root: str, loader: str = 'train_dataloader') -
     root = root.rstrip('/') + '/'
     ds['data_root'] = root + 'ADEChallengeData2016' if kind == 'ade20k' else root
     if loader == 'test_dataloader':
-        from ..utils.config_walk import evaluators
+        from ..data.config_walk import evaluators
         for _, ev in evaluators(cfg, [loader]):
             if isinstance(ev, dict) and ev.get('ann_file'):
                 ev['ann_file'] = root + 'annotations/instances_val2017.json'

@@ -22,7 +22,7 @@ from mmengine.logging import print_log
 from mmengine.registry import TRANSFORMS
 
 from ..errors import UserError, error_summary
-from ..utils.config_walk import LOADER_KEYS, datasets, type_name
+from .config_walk import LOADER_KEYS, datasets, type_name
 
 # Loading transforms that read a file per sample (the toolboxes' names, any scope).
 LOADERS = ('LoadImageFromFile', 'LoadAnnotations')

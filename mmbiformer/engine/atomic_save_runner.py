@@ -12,7 +12,7 @@ rotation drops are removed only after that. ``tools/train.py`` builds every run 
 this runner. When the next run of the work dir starts, a ``.part`` left by a killed
 run is renamed into place if it is complete and the newest checkpoint (stopped between
 the write and the rename), and removed otherwise
-(:func:`mmbiformer.utils.resume.resolve_resume`).
+(:func:`mmbiformer.engine.resume.resolve_resume`).
 """
 import errno
 import glob

@@ -191,7 +191,7 @@ class NonFiniteLossHook(Hook):
     def _message(self, runner, wrapper, gradient: Optional[str] = None,
                  iteration: Optional[int] = None, terms: Optional[dict] = None) -> str:
         lrs = sorted({g['lr'] for g in wrapper.optimizer.param_groups})
-        from ..utils.resume import newest_checkpoint
+        from .resume import newest_checkpoint
         newest = newest_checkpoint(runner.work_dir)[0]
         fp16 = isinstance(wrapper, AmpOptimWrapper) and wrapper.cast_dtype in (
             None, torch.float16)

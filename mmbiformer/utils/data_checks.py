@@ -6,7 +6,7 @@ from typing import List, Optional
 from mmengine.config import Config
 
 from ..errors import UserError
-from .config_walk import DATA_LAYOUTS, _paths, datasets
+from ..data.config_walk import DATA_LAYOUTS, _paths, datasets
 
 def check_data(cfg: Config, loaders: List[str]) -> None:
     """Before anything runs, check every path the loaders and their evaluators read

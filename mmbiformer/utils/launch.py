@@ -1,8 +1,8 @@
 """What the tools share: their arguments, loading and fitting a config, building its
 model and runner. The rest of a tool's set-up lives by concern, each imported from its
-own module: data checks (``data_checks``, ``config_walk``), checkpoints
-(``checkpoint_refs``), process groups (``distributed``), images (``images``) and the
-errors (``mmbiformer.errors``)."""
+own module: data checks (``data_checks``; ``data.config_walk``), checkpoints
+(``weights.checkpoint_refs``), process groups (``distributed``), images (``images``)
+and the errors (``mmbiformer.errors``)."""
 import contextlib
 import os
 import os.path as osp
@@ -14,7 +14,7 @@ from mmengine.config import Config, ConfigDict
 from ..data import guard_loading, unguard_loading
 from ..errors import UserError
 from .cfg_options import ConfigOptions
-from .config_walk import LOADER_KEYS, evaluators, type_name
+from ..data.config_walk import LOADER_KEYS, evaluators, type_name
 from .distributed import check_launcher, dist_timeout
 
 

@@ -27,7 +27,7 @@ from mmbiformer.errors import ArgumentError
 from mmbiformer.weights.checkpoint import CheckpointError, check_model_checkpoint
 from mmbiformer.deploy import OPSETS, ExportError, check_opset
 from mmbiformer.errors import UserError
-from mmbiformer.utils.checkpoint_refs import readable_checkpoint
+from mmbiformer.weights.checkpoint_refs import readable_checkpoint
 from mmbiformer.utils.images import read_image
 from mmbiformer.utils.launch import build_model, load_config, prepare_output
 from mmbiformer.utils.cfg_options import ConfigOptions

@@ -5,7 +5,7 @@ from ..errors import UserError
 def checkpoint_file(ref: str) -> str:
     """A local checkpoint for a path, URL or model-zoo name, with tool errors (a
     missing file, a failed download, an unknown name with the close names)."""
-    from ..weights.model_zoo import ModelZooError, resolve_checkpoint
+    from .model_zoo import ModelZooError, resolve_checkpoint
     try:
         return resolve_checkpoint(ref)
     except (FileNotFoundError, ModelZooError) as e:
@@ -15,7 +15,7 @@ def checkpoint_file(ref: str) -> str:
 def readable_checkpoint(ref: str) -> str:
     """:func:`checkpoint_file`, then a safe load of it: a corrupt, empty or foreign
     file is a tool error here, before mmengine reads it with a raw traceback."""
-    from ..weights.checkpoint import CheckpointError, safe_load
+    from .checkpoint import CheckpointError, safe_load
     path = checkpoint_file(ref)
     try:
         safe_load(path, mmap=True)
@@ -26,7 +26,7 @@ def readable_checkpoint(ref: str) -> str:
 
 def check_resume_checkpoint(path: str) -> None:
     """Refuse, before training starts, a file that ``--resume`` cannot continue from."""
-    from ..weights.checkpoint import CheckpointError, safe_load
+    from .checkpoint import CheckpointError, safe_load
     try:
         ckpt = safe_load(path, mmap=True)
     except (CheckpointError, FileNotFoundError) as e:

@@ -21,7 +21,7 @@ from mmengine.logging import print_log
 
 from ..errors import UserError
 from ..weights.checkpoint import load_weights_only
-from .checkpoint_refs import check_resume_checkpoint, checkpoint_file
+from ..weights.checkpoint_refs import check_resume_checkpoint, checkpoint_file
 
 # The names mmengine's CheckpointHook gives (filename_tmpl 'epoch_{}.pth' / 'iter_{}.pth').
 CHECKPOINT_NAME = re.compile(r'^(epoch|iter)_(\d+)\.pth$')
@@ -130,7 +130,7 @@ def _finish_partial_saves(work_dir: str) -> None:
     that the run resumes from it. Any other (cut, or superseded) is removed."""
     if not (osp.isdir(work_dir) and _is_first_process()):
         return
-    from ..engine.atomic_save_runner import PART
+    from .atomic_save_runner import PART
     for name in sorted(os.listdir(work_dir)):
         if not name.endswith('.pth' + PART):
             continue
