@@ -95,14 +95,15 @@ def main() -> None:
     os.environ.pop('TRITON_INTERPRET', None)
     from mmbiformer.models import BiFormer
     from mmbiformer.models.backbones.biformer import ARCH_SETTINGS
-    from mmbiformer.ops.policy import captured_step
+    from mmbiformer.ops.policy import captured_step, runtime_policy
     # One block a stage: the blocks of a stage launch the same kernels at the same
     # shapes, and the CPU's passes at detection size are most of this check's time.
     arch = dict(ARCH_SETTINGS['small'], depths=[1, 1, 1, 1])
     for (N, H, W), n_win, dtype in SHAPES.values():
         model = BiFormer(arch, n_win=n_win, auto_pad=True, attn_impl='triton',
                          dwconv_impl='triton').to(dtype).train()
-        with captured_step():
+        # Every Triton path, those still off by default (the fused MLP) included.
+        with captured_step(), runtime_policy(gelu_mlp=True):
             outs = model(torch.randn(N, 3, H, W, dtype=dtype))
             sum(o.float().sum() for o in outs).backward()
     # The table for a reader (stderr), then the JSON line the test reads (stdout).
