@@ -375,3 +375,13 @@ def test_set_attn_impl_checks_and_reaches_every_op():
     with pytest.raises(ValueError, match='attn_impl must be one of'):
         set_attn_impl(model, 'fast')
     assert {m.attn_impl for m in ops} == {'reference'}
+
+
+def test_every_backend_takes_one_signature():
+    """``attention(qkv, routing, lce, spec)`` for each backend, so that BRA calls any of
+    them the same way (``ops/backends/spec.py``)."""
+    import inspect
+
+    from mmbiformer.ops.backends import BACKENDS, attention_of
+    signatures = {b: list(inspect.signature(attention_of(b)).parameters) for b in BACKENDS}
+    assert all(s == ['qkv', 'routing', 'lce', 'spec'] for s in signatures.values()), signatures

@@ -24,6 +24,7 @@ from . import functional
 from .backends import normalize_impl
 from .backends.choose import choose_backend
 from .backends.sdpa import SDPAPolicy
+from .backends.spec import region_kv
 from .dwconv import DepthwiseConv2d
 from .functional import Routing
 from .linear import Linear
@@ -194,7 +195,7 @@ class BiLevelRoutingAttention(nn.Module):
 
     def region_kv(self, kv: torch.Tensor, h: int, w: int) -> torch.Tensor:
         """Apply KV down-sampling per region: (N, R, h*w, C) -> (N, R, t, C)."""
-        return functional.region_kv(kv, h, w, self.kv_down)
+        return region_kv(kv, h, w, self.kv_down)
 
     def backend(self, x: torch.Tensor) -> str:
         """The backend that runs the token attention for input ``x``."""

@@ -14,11 +14,10 @@ from typing import Callable, NamedTuple, Optional
 import torch
 import torch.nn as nn
 
-from .backends.reference import reference_attention
+from .backends import attention_of
 from .backends.sdpa import SDPAPolicy
-from .backends.sdpa import routed_attention as sdpa_routed_attention
+from .backends.spec import AttentionSpec
 from .dwconv import DepthwiseConv2d
-from .regions import from_regions, to_regions
 
 
 class Routing(NamedTuple):
@@ -54,17 +53,6 @@ def route(q_r: torch.Tensor, k_r: torch.Tensor, topk: int, scale: float,
     return Routing(top_logits.softmax(dim=-1) if weights else None, index)
 
 
-def region_kv(kv: torch.Tensor, h: int, w: int, kv_down: Optional[nn.Module]) -> torch.Tensor:
-    """KV down-sampling per region (``kv_down`` a 2-d pooling, None for none):
-    (N, R, h*w, C) -> (N, R, t, C)."""
-    if kv_down is None or isinstance(kv_down, nn.Identity):
-        return kv
-    N, R, _, C = kv.shape
-    x = kv.reshape(N * R, h, w, C).permute(0, 3, 1, 2)
-    x = kv_down(x)
-    return x.flatten(2).transpose(1, 2).reshape(N, R, -1, C)
-
-
 def bi_level_routing_attention(qkv: torch.Tensor, routing: Routing, n_win: int,
                                num_heads: int, qk_dim: int, scale: float,
                                lce: Optional[DepthwiseConv2d] = None,
@@ -87,25 +75,5 @@ def bi_level_routing_attention(qkv: torch.Tensor, routing: Routing, n_win: int,
         (N, H, W, dv): attention over the tokens of each region's routed regions,
         heads side by side in channels, plus the LCE of V.
     """
-    if backend == 'triton':
-        if soft_routing or not (kv_down is None or isinstance(kv_down, nn.Identity)):
-            raise ValueError('the triton backend runs hard routing with identity KV only')
-        from .backends.triton.routed_attention import routed_attention
-        weights = (None, None) if lce is None else (lce.weight, lce.bias)
-        return routed_attention(qkv, routing.index, n_win, num_heads, qk_dim, scale,
-                                *weights)
-    if backend not in ('reference', 'sdpa'):
-        raise ValueError(f"backend must be 'reference', 'sdpa' or 'triton', got {backend!r}")
-    S = n_win
-    h, w = qkv.shape[1] // S, qkv.shape[2] // S
-    regions = to_regions(qkv, S)
-    q, kv = regions[..., :qk_dim], region_kv(regions[..., qk_dim:], h, w, kv_down)
-    args = (q, kv, routing.weights, routing.index, num_heads, scale, soft_routing)
-    if backend == 'sdpa':
-        out = sdpa_routed_attention(*args, policy=sdpa_policy)
-    else:
-        out = reference_attention(*args)
-    out = from_regions(out, S, h, w)
-    if lce is None:
-        return out
-    return lce.forward_nhwc(qkv[..., 2 * qk_dim:], residual=out)
+    spec = AttentionSpec(n_win, num_heads, qk_dim, scale, soft_routing, kv_down, sdpa_policy)
+    return attention_of(backend)(qkv, routing, lce, spec)

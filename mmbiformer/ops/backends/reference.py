@@ -5,6 +5,13 @@ while tracing or exporting."""
 import torch
 
 from ..attention import heads, merge_heads
+from .spec import AttentionSpec, in_regions
+
+
+def attention(qkv: torch.Tensor, routing, lce, spec: AttentionSpec) -> torch.Tensor:
+    """The backends' signature (``spec.py``): :func:`reference_attention` on the region
+    layout, plus the LCE."""
+    return in_regions(reference_attention, qkv, routing, lce, spec)
 
 
 def reference_attention(q, kv, weights, index, num_heads, scale, soft_routing):

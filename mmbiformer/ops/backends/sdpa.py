@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from ..attention import heads, merge_heads, sdpa
+from .spec import AttentionSpec, in_regions
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,17 @@ class _GatherRegions(torch.autograd.Function):
 def gather_regions(kv: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """kv (N, R, t, C), index (N, R, topk) -> (N, R, topk, t, C), deterministic."""
     return _GatherRegions.apply(kv, index)
+
+
+def attention(qkv: torch.Tensor, routing, lce, spec: AttentionSpec) -> torch.Tensor:
+    """The backends' signature (``spec.py``): :func:`routed_attention` on the region
+    layout with ``spec.sdpa`` (None: :class:`SDPAPolicy`'s defaults), plus the LCE."""
+    policy = spec.sdpa or SDPAPolicy()
+
+    def core(*args):
+        return routed_attention(*args, policy=policy)
+
+    return in_regions(core, qkv, routing, lce, spec)
 
 
 def routed_attention(q: torch.Tensor, kv: torch.Tensor, weights: torch.Tensor,

@@ -93,6 +93,18 @@ def _cuda_reason(index: int) -> Optional[str]:
     return reason
 
 
+def attention(qkv: torch.Tensor, routing, lce, spec) -> torch.Tensor:
+    """The backends' signature (``backends/spec.py``): the fused kernels of
+    ``routed_attention.py`` on the NHWC projection, the LCE inside. Hard routing and
+    identity KV only (:func:`~mmbiformer.ops.backends.choose.can_run_triton`)."""
+    if spec.soft_routing or not spec.identity_kv:
+        raise ValueError('the triton backend runs hard routing with identity KV only')
+    from .routed_attention import routed_attention
+    weights = (None, None) if lce is None else (lce.weight, lce.bias)
+    return routed_attention(qkv, routing.index, spec.n_win, spec.num_heads, spec.qk_dim,
+                            spec.scale, *weights)
+
+
 # Every dimension of a ``tl.dot`` tile is at least this: the routed kernels' query
 # tiles (one region each) have at least this many rows.
 MIN_TILE = 16
