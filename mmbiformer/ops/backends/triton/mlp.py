@@ -12,8 +12,9 @@ the autocast dtype):
   ``recompute_fc1``, only ``x``: the backward computes P again).
 
 That is two passes over the hidden map fewer each way, and one hidden map less kept.
-The bias gradients are matrix-vector products (``ops/linear.py``'s reason), and the
-other products are cuBLAS's.
+The first layer's bias gradient comes from the backward kernel's tiles (no pass reads
+dP for it), the second's is a matrix-vector product (``ops/linear.py``'s reason), and
+the other products are cuBLAS's.
 """
 from typing import Dict, Optional, Tuple
 
@@ -23,6 +24,7 @@ import triton
 
 from ...policy import autocast_dtype
 from . import mlp_kernels as kernels
+from .accumulate import sum_partials
 
 # Launch settings per kernel: (BLOCK_M, BLOCK_N cap, BLOCK_K cap, warps, stages). The
 # tile's N and K shrink to the matrix's (powers of two). Picked by
@@ -54,18 +56,22 @@ def gelu_linear(p: torch.Tensor, w: torch.Tensor, b: Optional[torch.Tensor]) -> 
     return y
 
 
-def linear_gelu_backward(g: torch.Tensor, w: torch.Tensor,
-                         p: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """``(dP, H)``: ``dP = (g @ w) * GELU'(p)`` and ``H = GELU(p)``, for ``g`` (M, K),
-    ``w`` (K, N) and ``p`` (M, N)."""
+def linear_gelu_backward(g: torch.Tensor, w: torch.Tensor, p: torch.Tensor
+                         ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(dP, H, dP.sum(0))``: ``dP = (g @ w) * GELU'(p)`` and ``H = GELU(p)``, for
+    ``g`` (M, K), ``w`` (K, N) and ``p`` (M, N); the column sums (float32) from the
+    kernel's per-tile sums, added in a fixed order."""
     M, K = g.shape
     N = w.shape[1]
     dp = torch.empty(M, N, device=p.device, dtype=p.dtype)
     h = torch.empty_like(dp)
     grid, cfg = _launch(BWD_TILES, M, N, K)
-    kernels._linear_gelu_bwd[(grid, )](g, w, p, dp, h, M, N, K, g.stride(0), w.stride(0),
-                                       p.stride(0), dp.stride(0), h.stride(0), **cfg)
-    return dp, h
+    db = torch.empty(triton.cdiv(M, cfg['BLOCK_M']), N, device=p.device,
+                     dtype=torch.float32)
+    kernels._linear_gelu_bwd[(grid, )](g, w, p, dp, h, db, M, N, K, g.stride(0),
+                                       w.stride(0), p.stride(0), dp.stride(0), h.stride(0),
+                                       **cfg)
+    return dp, h, sum_partials(db)
 
 
 def _col_sums(t: torch.Tensor) -> torch.Tensor:
@@ -94,12 +100,12 @@ class _GeluMlp(torch.autograd.Function):
         if p is None:
             p = F.linear(xc, w1c, b1c)
         g = grad.reshape(-1, grad.shape[-1]).to(w2c.dtype).contiguous()
-        dp, h = linear_gelu_backward(g, w2c, p)
+        dp, h, db1 = linear_gelu_backward(g, w2c, p)
         x_dtype, w1_dtype, b1_dtype, w2_dtype, b2_dtype = ctx.dtypes
         needs = ctx.needs_input_grad
         dx = (dp @ w1c).to(x_dtype).view(ctx.shape) if needs[0] else None
         dw1 = (dp.t() @ xc).to(w1_dtype) if needs[1] else None
-        db1 = _col_sums(dp).to(b1_dtype) if needs[2] else None
+        db1 = db1.to(b1_dtype) if needs[2] else None
         dw2 = (g.t() @ h).to(w2_dtype) if needs[3] else None
         db2 = _col_sums(g).to(b2_dtype) if needs[4] else None
         return dx, dw1, db1, dw2, db2, None, None

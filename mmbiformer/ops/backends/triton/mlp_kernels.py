@@ -7,7 +7,8 @@ the input gradient) are not made:
   (the first layer's output) as it is loaded for the product.
 * ``_linear_gelu_bwd``: ``dP = (dY @ W) * GELU'(P)`` and ``H = GELU(P)`` (the second
   layer's weight gradient needs it); the GELU terms are applied to the product's tile
-  in registers.
+  in registers, and the tile's column sums of dP (the first layer's bias gradient)
+  written beside it.
 
 GELU is the exact (erf) one in float32, as PyTorch's kernels compute it for every
 dtype: ``0.5 * x * (1 + erf(x / sqrt(2)))``, the derivative
@@ -65,11 +66,13 @@ def _gelu_linear_fwd(P, W, B, Y, M, N, K, sp_m, sw_n, sy_m,
 
 
 @triton.jit
-def _linear_gelu_bwd(G, W, P, DP, H, M, N, K, sg_m, sw_k, sp_m, sdp_m, sh_m,
+def _linear_gelu_bwd(G, W, P, DP, H, DB, M, N, K, sg_m, sw_k, sp_m, sdp_m, sh_m,
                      BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
                      GROUP_M: tl.constexpr):
     """Grid: (tiles of dP,). G: (M, K) the output gradient, W: (K, N) the second
-    layer's weight, P: (M, N) the first layer's output; writes dP and H, (M, N)."""
+    layer's weight, P: (M, N) the first layer's output; writes dP and H, (M, N), and
+    DB (row tiles, N) float32: each tile's column sums of dP (the first layer's bias
+    gradient, once the caller adds the rows up), so that no pass reads dP again for it."""
     pid = tl.program_id(0)
     tiles_m = tl.cdiv(M, BLOCK_M)
     tiles_n = tl.cdiv(N, BLOCK_N)
@@ -97,7 +100,9 @@ def _linear_gelu_bwd(G, W, P, DP, H, M, N, K, sg_m, sw_k, sp_m, sdp_m, sh_m,
                 other=0.).to(tl.float32)
     cdf = _gelu_cdf(x)
     pdf = tl.exp(-0.5 * x * x) * _INV_SQRT_2PI
-    tl.store(DP + offs_m[:, None] * sdp_m + offs_n[None, :],
-             (acc * (cdf + x * pdf)).to(DP.dtype.element_ty), mask=mask)
+    dp = acc * (cdf + x * pdf)  # rows past M: acc and x are 0, so dp is too
+    tl.store(DP + offs_m[:, None] * sdp_m + offs_n[None, :], dp.to(DP.dtype.element_ty),
+             mask=mask)
+    tl.store(DB + pid_m * N + offs_n, tl.sum(dp, 0), mask=mask_n)
     tl.store(H + offs_m[:, None] * sh_m + offs_n[None, :],
              (x * cdf).to(H.dtype.element_ty), mask=mask)
