@@ -275,3 +275,44 @@ def test_weight_gradient_keeps_the_parameter_strides():
     assert plain.weight.grad.stride() != plain.weight.stride()  # what the hook undoes
     assert conv.weight.grad.stride() == conv.weight.stride()
     torch.testing.assert_close(conv.weight.grad, plain.weight.grad, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize('channels_last', [True, False])
+def test_channel_bias_gradient_is_autograds(channels_last):
+    """The position embedding's bias add with its gradient as a matrix-vector product
+    (``add_channel_bias``) against autograd's ``y + b`` (fp64: exact up to order)."""
+    from mmbiformer.ops.dwconv import add_channel_bias
+    torch.manual_seed(0)
+    y = torch.randn(2, 6, 5, 7, dtype=torch.float64)
+    if channels_last:
+        y = y.contiguous(memory_format=torch.channels_last)
+    b = torch.randn(6, dtype=torch.float64, requires_grad=True)
+    g = torch.randn(2, 6, 5, 7, dtype=torch.float64)
+    results = []
+    for op in (add_channel_bias, lambda y, b: y + b.view(1, -1, 1, 1)):
+        y_ = y.detach().requires_grad_()
+        out = op(y_, b)
+        results.append((out, *torch.autograd.grad(out, (y_, b), g)))
+    for a, e in zip(*results):
+        torch.testing.assert_close(a, e, rtol=1e-12, atol=1e-12)
+
+
+@cuda
+def test_captured_cudnn_conv_bias_gradient_as_mv_cuda():
+    """``conv_bias_grad_mv``: the cuDNN position embedding's gradients under bf16
+    autocast equal those of the conv with its own bias."""
+    from mmbiformer.ops.policy import captured_step, runtime_policy
+    torch.manual_seed(0)
+    conv = DepthwiseConv2d(32, 3, impl='cudnn').cuda()
+    x = torch.randn(4, 32, 14, 14, device='cuda').contiguous(memory_format=torch.channels_last)
+    results = []
+    for mv in (True, False):
+        conv.zero_grad(set_to_none=True)
+        x_ = x.detach().requires_grad_()
+        with captured_step(), runtime_policy(conv_bias_grad_mv=mv):
+            with torch.autocast('cuda', dtype=torch.bfloat16):
+                out = conv(x_)
+            out.float().square().sum().backward()
+        results.append((out.float(), x_.grad, conv.weight.grad, conv.bias.grad))
+    for a, e in zip(*results):
+        torch.testing.assert_close(a, e, rtol=2e-2, atol=2e-2 * e.abs().max().item())

@@ -25,6 +25,9 @@ the MLP ``fc2(GELU(fc1(x)))``             GELU inside        three ops          
 ``LayerNorm`` (and the residual add)      Triton             Triton on maps of at least
                                                              ``layer_norm_triton_min_elements``,
                                                              else PyTorch (both modes)
+``DepthwiseConv2d(impl='cudnn')``: the    matrix-vector      (no backward)       autograd's sum
+bias gradient                             product
+                                          (``conv_bias_grad_mv``)
 ``DepthwiseConv2d(impl='native')``        Triton             Triton, with the    PyTorch's
                                                              block's residual    depthwise kernels
                                                              add
@@ -65,6 +68,10 @@ class RuntimePolicy:
     captured: bool = False
     # Captured training computes Linear's bias gradient as a matrix-vector product.
     linear_bias_grad_mv: bool = True
+    # Captured training computes a cuDNN depthwise conv's bias gradient (the position
+    # embedding's, impl='cudnn') as a matrix-vector product over its channels-last
+    # output gradient, not autograd's column reduction. Off until timed on a GPU.
+    conv_bias_grad_mv: bool = False
     # Captured steps run the MLP with GELU inside the second layer's products (Triton;
     # two passes over the hidden map fewer each way, one hidden map less kept). Off
     # until timed on a GPU (`tools/benchmark.py cls --cuda-graph --policy gelu_mlp=true`).
@@ -83,7 +90,7 @@ class RuntimePolicy:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f'runtime policy: {name} must be an int >= 0, got {value!r}')
-        for name in ('captured', 'linear_bias_grad_mv', 'gelu_mlp'):
+        for name in ('captured', 'linear_bias_grad_mv', 'conv_bias_grad_mv', 'gelu_mlp'):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f'runtime policy: {name} must be a bool, got '
                                  f'{getattr(self, name)!r}')
@@ -173,6 +180,14 @@ def forward_only(*tensors: Optional[torch.Tensor]) -> bool:
 
 
 # -- the choices of the table -------------------------------------------------------------
+def conv_bias_grad_as_mv(x: torch.Tensor, has_bias: bool) -> bool:
+    """``DepthwiseConv2d(impl='cudnn')`` on ``x``: its bias added by an op whose
+    backward is a matrix-vector product (``ops/dwconv.py``), not inside the conv."""
+    return (has_bias and x.is_cuda and _policy.captured and _policy.conv_bias_grad_mv
+            and torch.is_grad_enabled() and not torch.compiler.is_compiling()
+            and not tracing())
+
+
 def linear_bias_grad_as_mv(has_bias: bool) -> bool:
     """``Linear``: its bias gradient as a matrix-vector product (a custom autograd
     function), not autograd's reduction."""
