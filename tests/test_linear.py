@@ -102,7 +102,7 @@ def test_backbone_recomputing_equals_keeping(mode):
     from helpers import TINY_ARCH
     torch.manual_seed(0)
     ref = BiFormer(TINY_ARCH, n_win=2).double().train()
-    ours = BiFormer(TINY_ARCH, n_win=2, runtime=dict(mlp_recompute=mode)).double().train()
+    ours = BiFormer(TINY_ARCH, n_win=2, mlp_recompute=mode).double().train()
     assert ours.state_dict().keys() == ref.state_dict().keys()
     ours.load_state_dict(ref.state_dict())
     x = torch.randn(2, 3, 64, 64, dtype=torch.double)
@@ -133,8 +133,8 @@ def test_backbone_modes_keep_less():
     from helpers import TINY_ARCH
     x = torch.randn(1, 3, 64, 64)
     kept = {mode: _kept_bytes(
-        BiFormer(TINY_ARCH, n_win=2, runtime=dict(mlp_recompute=mode)).train(), x)
+        BiFormer(TINY_ARCH, n_win=2, mlp_recompute=mode).train(), x)
             for mode in (None, 'gelu', 'mlp')}
     assert kept[None] > kept['gelu'] > kept['mlp'], kept
     with pytest.raises(ValueError, match="mlp_recompute must be one of"):
-        BiFormer(TINY_ARCH, n_win=2, runtime=dict(mlp_recompute="all"))
+        BiFormer(TINY_ARCH, n_win=2, mlp_recompute="all")

@@ -99,7 +99,7 @@ def test_backbone_with_the_fused_mlp_matches_the_modules(mlp_recompute):
     from mmbiformer.ops.policy import captured_step, runtime_policy
     from helpers import TINY_ARCH
     torch.manual_seed(0)
-    model = BiFormer(TINY_ARCH, n_win=2, runtime=dict(mlp_recompute=mlp_recompute)).cuda()
+    model = BiFormer(TINY_ARCH, n_win=2, mlp_recompute=mlp_recompute).cuda()
     x = torch.randn(2, 3, 64, 64, device='cuda')
     results = []
     for fused in (True, False):

@@ -21,8 +21,8 @@ from helpers import TINY_ARCH, requires_cuda
 
 def tiny(cuda_graph=False, compile=False, mlp_recompute=None, **kwargs):
     torch.manual_seed(0)
-    return BiFormer(TINY_ARCH, n_win=2, runtime=dict(
-        cuda_graph=cuda_graph, compile=compile, mlp_recompute=mlp_recompute), **kwargs)
+    return BiFormer(TINY_ARCH, n_win=2, mlp_recompute=mlp_recompute,
+                    runtime=dict(cuda_graph=cuda_graph, compile=compile), **kwargs)
 
 
 @pytest.mark.parametrize('cfg, message', [
@@ -51,14 +51,21 @@ def test_runtime_options_are_checked_and_the_old_ones_still_work():
     with pytest.raises(ValueError, match=r"unexpected arguments \['cuda_graphs'\]"):
         BiFormer(TINY_ARCH, cuda_graphs=True)
     # The options BiFormer took before ``runtime``: moved into it, with a warning.
-    with pytest.warns(FutureWarning, match=r'write runtime=dict\(cuda_graph=\.\.\., '
-                      r'mlp_recompute=\.\.\.\)'):
+    with pytest.warns(FutureWarning, match=r'write runtime=dict\(cuda_graph=\.\.\.\)'):
         old = BiFormer(TINY_ARCH, n_win=2, runtime=dict(compile=False),
                        cuda_graph=dict(size_divisor=64), mlp_recompute='gelu')
     assert old.runtime.options() == dict(
         cuda_graph=dict(size_divisor=64, max_graphs=16, warmup=1, inference_graphs=0),
-        compile=False, mlp_recompute='gelu')
+        compile=False)
     assert isinstance(old.stages[0][0].mlp[3], GeluLinear)
+    # ``runtime=dict(mlp_recompute=...)``: out of the runtime, onto the network.
+    with pytest.warns(FutureWarning, match=r'write BiFormer\(mlp_recompute=\.\.\.\), '
+                      r'beside with_cp'):
+        old = BiFormer(TINY_ARCH, n_win=2, runtime=dict(mlp_recompute='gelu'))
+    assert isinstance(old.stages[0][0].mlp[3], GeluLinear)
+    assert old.runtime.options() == dict(cuda_graph=False, compile=False)
+    with pytest.raises(ValueError, match='disagree'):
+        BiFormer(TINY_ARCH, mlp_recompute='mlp', runtime=dict(mlp_recompute='gelu'))
 
 
 def test_a_copied_model_gets_a_runtime_of_its_own():

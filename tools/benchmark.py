@@ -150,8 +150,8 @@ class Classifier(torch.nn.Module):
                                  bra_cfg=bra_cfg(args),
                                  dwconv_impl=args.dwconv_impl or 'cudnn',
                                  with_cp=args.with_cp or False,
-                                 runtime=dict(compile=args.compile,
-                                              mlp_recompute=args.mlp_recompute))
+                                 mlp_recompute=args.mlp_recompute,
+                                 runtime=dict(compile=args.compile))
         self.head = torch.nn.Linear(self.backbone.embed_dims[-1], 1000)
 
     def forward(self, x):
@@ -204,11 +204,11 @@ def build(args, what: str, device):
                          bra_cfg=bra_cfg(args), attn_types=attn_types(args),
                          dwconv_impl=args.dwconv_impl or 'native',
                          with_cp=args.with_cp or False,
+                         mlp_recompute=args.mlp_recompute,
                          runtime=dict(compile=args.compile,
                                       # --memory runs the graph's kernels eagerly (its policy)
                                       cuda_graph=(args.cuda_graph and device.type == 'cuda'
-                                                  and not args.memory),
-                                      mlp_recompute=args.mlp_recompute))
+                                                  and not args.memory)))
     model = model.to(device)
     if args.strided_impl:
         from mmbiformer.ops.dwconv import GemmConv2d
@@ -729,7 +729,7 @@ def main(argv=None):
                         help='sdpa backend: keep gathered K/V for backward instead of '
                         'gathering again')
     parser.add_argument('--mlp-recompute', choices=['gelu', 'mlp'],
-                        help="ours: BiFormer(runtime=dict(mlp_recompute=...)), the MLP's backward "
+                        help="ours: BiFormer(mlp_recompute=...), the MLP's backward "
                         "recomputes GELU / the first layer and GELU (less memory)")
     parser.add_argument('--with-cp', type=int, nargs='+', metavar='STAGE',
                         help='ours: BiFormer(with_cp=[STAGE...]), those stages\' blocks '

@@ -15,15 +15,14 @@ biformer_s_det_backbone = dict(
         # graphs serve COCO's many sizes (mmbiformer/engine/shape_graphs.py).
         # Validation and testing replay one graph per image size (at most 64 kept):
         # the host launches one graph instead of each of the backbone's kernels.
-        cuda_graph=dict(size_divisor=128, inference_graphs=64),
-        # The MLPs' hidden activations are recomputed in the backward, not kept:
-        # much less memory for one more first-layer product per block
-        # (docs/benchmark_history.md, run 8).
-        mlp_recompute='mlp'),
-    # Stages 1-2 (the largest maps) recompute their blocks in the backward, so
-    # that the steady state's memory peak stays near Swin-T's at a small cost in
-    # time (docs/benchmark_history.md, run 10).
+        cuda_graph=dict(size_divisor=128, inference_graphs=64)),
+    # What the backward recomputes instead of keeping. Stages 1-2 (the largest maps)
+    # recompute their blocks, so that the steady state's memory peak stays near
+    # Swin-T's at a small cost in time (docs/benchmark_history.md, run 10); the MLPs
+    # of the others their hidden activations: much less memory for one more
+    # first-layer product per block (run 8).
     with_cp=[0, 1],
+    mlp_recompute='mlp',
     init_cfg=dict(type='Pretrained', checkpoint='biformer-s_in1k'))
 
 # COCO (mmdet): the backbone's graphs for every size the pipelines can make are
@@ -41,9 +40,9 @@ biformer_s_seg_backbone = dict(
         # Training replays the backbone as CUDA graphs, one per exact size (one
         # size: the crops); a multi-GPU run keeps the stem's SyncBN and so runs it
         # eagerly (warned).
-        cuda_graph=dict(size_divisor=None),
-        # The MLPs' hidden activations are recomputed in the backward, not kept.
-        mlp_recompute='mlp'),
+        cuda_graph=dict(size_divisor=None)),
+    # The MLPs' hidden activations are recomputed in the backward, not kept.
+    mlp_recompute='mlp',
     init_cfg=dict(type='Pretrained', checkpoint='biformer-s_in1k'))
 
 # Mixed precision with a dynamic loss scale; no weight decay on norms.

@@ -6,7 +6,7 @@ not depend on it, so the same weights train with graphs and evaluate eagerly. Co
 name it in one place, as the backbone's ``runtime``::
 
     backbone=dict(type='BiFormer', arch='small', ...,
-                  runtime=dict(cuda_graph=dict(size_divisor=128), mlp_recompute='mlp'))
+                  runtime=dict(cuda_graph=dict(size_divisor=128)))
 
 Options:
 
@@ -24,10 +24,10 @@ Options:
   run eagerly.
 * ``compile`` (bool | dict): ``torch.compile`` the forward on CUDA inputs (a dict is
   passed to ``torch.compile``); not with ``cuda_graph``.
-* ``mlp_recompute`` (None | ``'gelu'`` | ``'mlp'``): what each MLP's backward computes
-  again instead of keeping it (training only; the same numbers and state-dict keys):
-  ``'gelu'`` GELU's output, ``'mlp'`` the first layer and GELU. The backbone reads it
-  when it builds its blocks.
+
+What the backward recomputes is the network's own setting, not the runtime's: the
+backbone's ``with_cp`` and ``mlp_recompute`` arguments (``runtime=dict(mlp_recompute=...)``
+of earlier versions still works, with a warning).
 """
 import copy
 import logging
@@ -45,8 +45,7 @@ from ..ops.policy import tracing
 from .shape_graphs import InferenceGraphs, ShapeGraphs, crop_outputs, padded_size
 
 GRAPH_DEFAULTS = dict(size_divisor=None, max_graphs=16, warmup=1, inference_graphs=0)
-MLP_RECOMPUTE = (None, 'gelu', 'mlp')
-RUNTIME_KEYS = ('cuda_graph', 'compile', 'mlp_recompute')
+RUNTIME_KEYS = ('cuda_graph', 'compile')
 
 
 def _graph_options(cuda_graph) -> Optional[dict]:
@@ -87,10 +86,9 @@ class BackboneRuntime:
     Args:
         cuda_graph (bool | dict): See the module docstring.
         compile (bool | dict): See the module docstring.
-        mlp_recompute (str, optional): See the module docstring.
     """
 
-    def __init__(self, cuda_graph=False, compile=False, mlp_recompute: Optional[str] = None):
+    def __init__(self, cuda_graph=False, compile=False):
         self.cuda_graph = _graph_options(cuda_graph)
         if not isinstance(compile, (bool, dict)):
             raise ArgumentError(f'compile must be a bool or a dict of torch.compile '
@@ -98,10 +96,6 @@ class BackboneRuntime:
         if compile and self.cuda_graph is not None:
             raise ArgumentError('cuda_graph cannot be combined with compile; choose one')
         self.compile = ({} if compile is True else dict(compile)) if compile else None
-        if mlp_recompute not in MLP_RECOMPUTE:
-            raise ArgumentError(f'mlp_recompute must be one of {MLP_RECOMPUTE}, got '
-                                f'{mlp_recompute!r}')
-        self.mlp_recompute = mlp_recompute
         self._reset()
 
     def _reset(self) -> None:
@@ -129,8 +123,7 @@ class BackboneRuntime:
         return cls(**cfg)
 
     def options(self) -> dict:
-        return dict(cuda_graph=self.cuda_graph or False, compile=self.compile or False,
-                    mlp_recompute=self.mlp_recompute)
+        return dict(cuda_graph=self.cuda_graph or False, compile=self.compile or False)
 
     def __deepcopy__(self, memo):
         return type(self)(**copy.deepcopy(self.options(), memo))

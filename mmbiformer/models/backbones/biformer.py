@@ -172,21 +172,40 @@ def _cp_stages(with_cp) -> Tuple[int, ...]:
                         f'{with_cp!r}')
 
 
-def _runtime(runtime, deprecated: dict) -> BackboneRuntime:
-    """The ``runtime`` argument, with the options BiFormer took itself before it
-    (``cuda_graph``, ``compile``, ``mlp_recompute``) moved into it, with a warning."""
+MLP_RECOMPUTE = (None, 'gelu', 'mlp')
+
+
+def _runtime(runtime, deprecated: dict,
+             mlp_recompute: Optional[str]) -> Tuple[BackboneRuntime, Optional[str]]:
+    """``(runtime, mlp_recompute)`` from the arguments, through the one deprecation path
+    of earlier versions' options, each with a warning that says what to write:
+    ``cuda_graph`` / ``compile`` given to BiFormer itself move into ``runtime``;
+    ``runtime=dict(mlp_recompute=...)`` moves out of it, beside ``with_cp``."""
     unknown = sorted(set(deprecated) - set(RUNTIME_KEYS))
     if unknown:
         raise ArgumentError(f'BiFormer got unexpected arguments {unknown}')
+    if isinstance(runtime, dict) and 'mlp_recompute' in runtime:
+        runtime = dict(runtime)
+        moved = runtime.pop('mlp_recompute')
+        if mlp_recompute is not None and moved != mlp_recompute:
+            raise ArgumentError(f'mlp_recompute={mlp_recompute!r} and runtime=dict('
+                                f'mlp_recompute={moved!r}) disagree: keep the first')
+        mlp_recompute = moved
+        warnings.warn('BiFormer(runtime=dict(mlp_recompute=...)) is deprecated: write '
+                      'BiFormer(mlp_recompute=...), beside with_cp (what the backward '
+                      'recomputes is set on the network)', FutureWarning, stacklevel=3)
+    if mlp_recompute not in MLP_RECOMPUTE:
+        raise ArgumentError(f'mlp_recompute must be one of {MLP_RECOMPUTE}, got '
+                            f'{mlp_recompute!r}')
     if not deprecated:
-        return BackboneRuntime.build(runtime)
+        return BackboneRuntime.build(runtime), mlp_recompute
     if isinstance(runtime, BackboneRuntime):
         runtime = runtime.options()
     moved = dict(runtime or {}, **deprecated)
     warnings.warn(f'BiFormer({", ".join(f"{k}=..." for k in deprecated)}) is deprecated: '
                   f'write runtime=dict({", ".join(f"{k}=..." for k in deprecated)}) '
                   f'(mmbiformer/engine/backbone_runtime.py)', FutureWarning, stacklevel=3)
-    return BackboneRuntime.build(moved)
+    return BackboneRuntime.build(moved), mlp_recompute
 
 
 def _per_stage(value, name: str) -> list:
@@ -221,6 +240,10 @@ class BiFormer(BaseModule):
         norm_eval (bool): Keep BatchNorm layers in eval mode while training.
         with_cp (bool | list[int]): Activation checkpointing, in every stage or in
             the stages listed.
+        mlp_recompute (str, optional): What each MLP's backward computes again instead
+            of keeping it (training only; the same numbers and keys): ``'gelu'``
+            GELU's output, ``'mlp'`` the first layer and GELU. Default None: nothing.
+            With ``with_cp``, everything the backward recomputes.
         auto_pad (bool): Pad maps to multiples of ``n_win`` inside BRA, so that any
             input size works. Default True.
         norm_cfg (dict): Norm of the stem and down-sampling convs.
@@ -235,7 +258,7 @@ class BiFormer(BaseModule):
             Default: BiFormer's own (:mod:`mmbiformer.ops.mixers`).
         attn_cfg (dict, optional): Options of those mixers by type.
         runtime (dict, optional): How the forward runs, not what it computes
-            (CUDA graphs, ``torch.compile``, MLP recomputation;
+            (CUDA graphs, ``torch.compile``;
             :mod:`mmbiformer.engine.backbone_runtime`). Default: eager.
         init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=...)`` loads
             an official ImageNet checkpoint or one of ours.
@@ -251,6 +274,7 @@ class BiFormer(BaseModule):
                  frozen_stages: int = -1,
                  norm_eval: bool = False,
                  with_cp: Union[bool, Sequence[int]] = False,
+                 mlp_recompute: Optional[str] = None,
                  auto_pad: bool = True,
                  norm_cfg: dict = dict(type='BN'),
                  attn_impl: str = 'auto',
@@ -262,8 +286,7 @@ class BiFormer(BaseModule):
                  init_cfg: dict = None,
                  **deprecated):
         super().__init__(init_cfg=init_cfg)
-        self.runtime = _runtime(runtime, deprecated)
-        mlp_recompute = self.runtime.mlp_recompute
+        self.runtime, mlp_recompute = _runtime(runtime, deprecated, mlp_recompute)
         arch = _resolve_arch(arch)
         dims = list(arch['embed_dims'])
         self.embed_dims = dims
