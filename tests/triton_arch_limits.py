@@ -13,6 +13,7 @@ and sm_89 take sm_86's code generation and have at least its limit, so sm_86 sta
 them.
 
     python3 tests/triton_arch_limits.py   # the table on stderr, JSON on stdout
+    python3 tests/triton_arch_limits.py --registers   # also sm_90 registers and spills
 
 Registers need no check: a thread uses at most 255 (the compiler spills beyond), and the
 kernels launch at most 8 warps, 256 x 255 < 65536 registers a block on every
@@ -66,8 +67,30 @@ def _shared_bytes(src, options: dict, arch: int) -> int:
     return metadata['shared']
 
 
+def _registers(src, options: dict) -> tuple:
+    """(registers a thread, bytes spilled) of ``src`` compiled for sm_90 to a cubin,
+    from the ptxas Triton ships (``-v``). Spills and a full 255 registers mark a kernel
+    that waits on local memory or runs few warps per multiprocessor: what to look at
+    first in a kernel far from its floor."""
+    import re
+    import subprocess
+    import tempfile
+    kernel = triton.compile(src, target=GPUTarget('cuda', 90, 32), options=options)
+    ptxas = os.path.join(os.path.dirname(triton.__file__), 'backends', 'nvidia', 'bin', 'ptxas')
+    with tempfile.NamedTemporaryFile('w', suffix='.ptx') as f:
+        f.write(kernel.asm['ptx'])
+        f.flush()
+        log = subprocess.run([ptxas, '-arch=sm_90a', '-v', f.name, '-o', os.devnull],
+                             capture_output=True, text=True).stderr
+    regs = re.findall(r'Used (\d+) registers', log)
+    spills = re.findall(r'(\d+) bytes spill stores', log)
+    return int(regs[0]) if regs else -1, int(spills[0]) if spills else -1
+
+
 def main() -> None:
-    shared, errors, seen = {}, {}, set()
+    """``--registers``: also print (stderr) each launch's registers and spills on sm_90."""
+    with_registers = '--registers' in sys.argv[1:]
+    shared, errors, seen, registers = {}, {}, set(), []
 
     def hook(key, repr, fn, compile, is_manual_warmup, already_compiled):
         options = {k: compile[k] for k in OPTIONS}
@@ -84,6 +107,12 @@ def main() -> None:
         seen.add(same_tiles)
         src = triton.compiler.ASTSource(fn.jit_function, compile['signature'],
                                         compile['constants'], compile['configs'][0])
+        if with_registers:
+            names = fn.jit_function.arg_names
+            tiles = {names[k[0]]: getattr(v, 'name', v) for k, v in compile['constants'].items()
+                     if isinstance(k, tuple) and len(k) == 1}
+            registers.append((fn.name, options['num_warps'], options['num_stages'],
+                              *_registers(src, options), str(tiles)))
         for arch in SHARED_LIMITS:
             try:
                 used = _shared_bytes(src, options, arch)
@@ -116,6 +145,11 @@ def main() -> None:
             sum(o.float().sum() for o in outs).backward()
     # The table for a reader (stderr), then the JSON line the test reads (stdout).
     print(table(shared), file=sys.stderr)
+    if with_registers:
+        print('\n| kernel | warps | stages | registers | spilled B | constexprs |\n'
+              '|---|---|---|---|---|---|', file=sys.stderr)
+        for row in sorted(registers):
+            print('| ' + ' | '.join(str(c) for c in row) + ' |', file=sys.stderr)
     print(json.dumps(dict(limits={str(a): v for a, v in SHARED_LIMITS.items()},
                           shared=shared, errors=errors)))
 
