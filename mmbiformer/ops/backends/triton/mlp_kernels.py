@@ -30,22 +30,27 @@ def _gelu_cdf(x):
 
 
 @triton.jit
-def _gelu_linear_fwd(P, W, B, Y, M, N, K, sp_m, sw_n, sy_m,
-                     HAS_BIAS: tl.constexpr, BLOCK_M: tl.constexpr,
-                     BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr):
-    """Grid: (tiles of Y,). P: (M, K), W: (N, K), Y: (M, N). Tiles are ordered in
-    groups of GROUP_M row tiles, so that the programs running at once share P's rows
-    and W's columns in the L2 cache."""
+def _output_tile(M, N, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, GROUP_M: tl.constexpr):
+    """This program's tile of the (M, N) output: its row-tile index, its rows (int64)
+    and its columns. Tiles are ordered in groups of GROUP_M row tiles, so that the
+    programs running at once share their operands' rows and columns in the L2 cache."""
     pid = tl.program_id(0)
-    tiles_m = tl.cdiv(M, BLOCK_M)
     tiles_n = tl.cdiv(N, BLOCK_N)
     in_group = GROUP_M * tiles_n
     first_m = (pid // in_group) * GROUP_M
-    group_m = tl.minimum(tiles_m - first_m, GROUP_M)
+    group_m = tl.minimum(tl.cdiv(M, BLOCK_M) - first_m, GROUP_M)
     pid_m = first_m + (pid % in_group) % group_m
     pid_n = (pid % in_group) // group_m
     offs_m = (pid_m * BLOCK_M + tl.arange(0, BLOCK_M)).to(tl.int64)
-    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    return pid_m, offs_m, pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+
+
+@triton.jit
+def _gelu_linear_fwd(P, W, B, Y, M, N, K, sp_m, sw_n, sy_m,
+                     HAS_BIAS: tl.constexpr, BLOCK_M: tl.constexpr,
+                     BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr):
+    """Grid: (tiles of Y,). P: (M, K), W: (N, K), Y: (M, N)."""
+    pid_m, offs_m, offs_n = _output_tile(M, N, BLOCK_M, BLOCK_N, GROUP_M)
     offs_k = tl.arange(0, BLOCK_K)
     mask_m = offs_m < M
     mask_n = offs_n < N
@@ -73,16 +78,7 @@ def _linear_gelu_bwd(G, W, P, DP, H, DB, M, N, K, sg_m, sw_k, sp_m, sdp_m, sh_m,
     layer's weight, P: (M, N) the first layer's output; writes dP and H, (M, N), and
     DB (row tiles, N) float32: each tile's column sums of dP (the first layer's bias
     gradient, once the caller adds the rows up), so that no pass reads dP again for it."""
-    pid = tl.program_id(0)
-    tiles_m = tl.cdiv(M, BLOCK_M)
-    tiles_n = tl.cdiv(N, BLOCK_N)
-    in_group = GROUP_M * tiles_n
-    first_m = (pid // in_group) * GROUP_M
-    group_m = tl.minimum(tiles_m - first_m, GROUP_M)
-    pid_m = first_m + (pid % in_group) % group_m
-    pid_n = (pid % in_group) // group_m
-    offs_m = (pid_m * BLOCK_M + tl.arange(0, BLOCK_M)).to(tl.int64)
-    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    pid_m, offs_m, offs_n = _output_tile(M, N, BLOCK_M, BLOCK_N, GROUP_M)
     offs_k = tl.arange(0, BLOCK_K)
     mask_m = offs_m < M
     mask_n = offs_n < N
