@@ -46,24 +46,38 @@ def _output_tile(M, N, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, GROUP_M: tl
 
 
 @triton.jit
+def _product(A, B, offs_m, offs_n, mask_m, mask_n, K, sa_m, sb_k, sb_n,
+             GELU_A: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+             BLOCK_K: tl.constexpr):
+    """``A[offs_m, :] @ B[:, offs_n]`` in float32 (A's rows by stride ``sa_m``, unit
+    columns; B's element (k, n) at ``k * sb_k + n * sb_n``), with GELU applied to each
+    tile of A as it is loaded where ``GELU_A``."""
+    offs_k = tl.arange(0, BLOCK_K)
+    acc = tl.zeros([BLOCK_M, BLOCK_N], tl.float32)
+    for k in range(0, K, BLOCK_K):
+        kk = k + offs_k
+        mask_k = kk < K
+        a = tl.load(A + offs_m[:, None] * sa_m + kk[None, :],
+                    mask=mask_m[:, None] & mask_k[None, :], other=0.)
+        if GELU_A:  # GELU(0) = 0: the masked entries stay 0
+            a32 = a.to(tl.float32)
+            a = (a32 * _gelu_cdf(a32)).to(B.dtype.element_ty)
+        b = tl.load(B + kk[:, None] * sb_k + offs_n[None, :] * sb_n,
+                    mask=mask_k[:, None] & mask_n[None, :], other=0.)
+        acc = tl.dot(a, b, acc)
+    return acc
+
+
+@triton.jit
 def _gelu_linear_fwd(P, W, B, Y, M, N, K, sp_m, sw_n, sy_m,
                      HAS_BIAS: tl.constexpr, BLOCK_M: tl.constexpr,
                      BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr):
     """Grid: (tiles of Y,). P: (M, K), W: (N, K), Y: (M, N)."""
     pid_m, offs_m, offs_n = _output_tile(M, N, BLOCK_M, BLOCK_N, GROUP_M)
-    offs_k = tl.arange(0, BLOCK_K)
     mask_m = offs_m < M
     mask_n = offs_n < N
-    acc = tl.zeros([BLOCK_M, BLOCK_N], tl.float32)
-    for k in range(0, K, BLOCK_K):
-        kk = k + offs_k
-        mask_k = kk < K
-        p = tl.load(P + offs_m[:, None] * sp_m + kk[None, :],
-                    mask=mask_m[:, None] & mask_k[None, :], other=0.).to(tl.float32)
-        h = (p * _gelu_cdf(p)).to(W.dtype.element_ty)  # GELU(0) = 0: masks stay 0
-        w = tl.load(W + offs_n[None, :] * sw_n + kk[:, None],
-                    mask=mask_k[:, None] & mask_n[None, :], other=0.)
-        acc = tl.dot(h, w, acc)
+    acc = _product(P, W, offs_m, offs_n, mask_m, mask_n, K, sp_m, 1, sw_n, True,
+                   BLOCK_M, BLOCK_N, BLOCK_K)
     if HAS_BIAS:
         acc += tl.load(B + offs_n, mask=mask_n, other=0.).to(tl.float32)[None, :]
     tl.store(Y + offs_m[:, None] * sy_m + offs_n[None, :], acc.to(Y.dtype.element_ty),
@@ -79,18 +93,10 @@ def _linear_gelu_bwd(G, W, P, DP, H, DB, M, N, K, sg_m, sw_k, sp_m, sdp_m, sh_m,
     DB (row tiles, N) float32: each tile's column sums of dP (the first layer's bias
     gradient, once the caller adds the rows up), so that no pass reads dP again for it."""
     pid_m, offs_m, offs_n = _output_tile(M, N, BLOCK_M, BLOCK_N, GROUP_M)
-    offs_k = tl.arange(0, BLOCK_K)
     mask_m = offs_m < M
     mask_n = offs_n < N
-    acc = tl.zeros([BLOCK_M, BLOCK_N], tl.float32)
-    for k in range(0, K, BLOCK_K):
-        kk = k + offs_k
-        mask_k = kk < K
-        g = tl.load(G + offs_m[:, None] * sg_m + kk[None, :],
-                    mask=mask_m[:, None] & mask_k[None, :], other=0.)
-        w = tl.load(W + kk[:, None] * sw_k + offs_n[None, :],
-                    mask=mask_k[:, None] & mask_n[None, :], other=0.)
-        acc = tl.dot(g, w, acc)
+    acc = _product(G, W, offs_m, offs_n, mask_m, mask_n, K, sg_m, sw_k, 1, False,
+                   BLOCK_M, BLOCK_N, BLOCK_K)
     mask = mask_m[:, None] & mask_n[None, :]
     x = tl.load(P + offs_m[:, None] * sp_m + offs_n[None, :], mask=mask,
                 other=0.).to(tl.float32)
