@@ -13,10 +13,10 @@ from mmbiformer.ops.mlp import Mlp
 from helpers import requires_cuda
 
 CPU = torch.device('cpu')
-DEVICES = [pytest.param(CPU, torch.float16, marks=pytest.mark.skipif(
+DEVICES = [pytest.param(CPU, torch.float16, id='cpu-fp16', marks=pytest.mark.skipif(
     unavailable_reason(CPU) is not None, reason=f'Triton on CPU: {unavailable_reason(CPU)}'))]
-DEVICES += [pytest.param(torch.device('cuda'), dtype, marks=requires_cuda)
-            for dtype in (torch.bfloat16, torch.float16)]
+DEVICES += [pytest.param(torch.device('cuda'), dtype, id=f'cuda-{name}', marks=requires_cuda)
+            for dtype, name in ((torch.bfloat16, 'bf16'), (torch.float16, 'fp16'))]
 
 
 def _weights(C, hidden, device, gen):
