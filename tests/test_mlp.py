@@ -110,6 +110,17 @@ def test_backbone_with_the_fused_mlp_matches_the_modules(mlp_recompute):
                 outs = model(x)
             sum((o.float() * torch.arange(o.numel(), device='cuda').view_as(o).sin()).sum()
                 for o in outs).backward()
-        results.append([o.float() for o in outs] + [p.grad.float() for p in model.parameters()])
-    for a, b in zip(*results):
-        torch.testing.assert_close(a, b, rtol=5e-2, atol=5e-2 * b.abs().max().item())
+        results.append(([o.float() for o in outs],
+                        {n: p.grad.float() for n, p in model.named_parameters()}))
+
+    def rel(a, b):
+        return ((a - b).norm() / b.norm()).item()
+
+    (outs, grads), (ref_outs, ref_grads) = results
+    assert max(rel(a, b) for a, b in zip(outs, ref_outs)) < 2e-2
+    # The MLPs' own gradients closely; all gradients together within bf16's noise (a
+    # near-cancelling sum deep in the backward, e.g. a stem BatchNorm's bias gradient,
+    # can differ by more than its own size between two roundings).
+    assert max(rel(grads[n], ref_grads[n]) for n in grads if '.mlp.' in n) < 5e-2
+    assert rel(torch.cat([g.flatten() for g in grads.values()]),
+               torch.cat([g.flatten() for g in ref_grads.values()])) < 5e-2
