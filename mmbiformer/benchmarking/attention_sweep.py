@@ -17,7 +17,8 @@ of ``DENSE_TILES[kernel]`` (query and key tiles, warps, stages):
 
 The sweeps of docs/benchmark_history.md, runs 18-19.
 
-    python3 tools/benchmark.py kernels --sweep --parts attention --attention-kernels dq fwd dense_fwd
+    python3 tools/benchmark.py kernels --sweep --parts attention \
+        --attention-kernels dq fwd dense_fwd
 """
 import itertools
 from typing import Dict, List

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .backends.choose import dwconv_runs_triton
+from .linear import column_sums
 from .policy import autocast_dtype, conv_bias_grad_as_mv, current_policy
 
 IMPLS = ('native', 'cudnn', 'triton')
@@ -131,9 +132,7 @@ class _AddChannelBias(torch.autograd.Function):
     def backward(ctx, grad):
         C = grad.shape[1]
         if grad.is_contiguous(memory_format=torch.channels_last):
-            rows = grad.permute(0, 2, 3, 1).reshape(-1, C)  # a view
-            ones = torch.ones(rows.shape[0], dtype=grad.dtype, device=grad.device)
-            db = torch.mv(rows.t(), ones)
+            db = column_sums(grad.permute(0, 2, 3, 1).reshape(-1, C))  # a view
         else:
             db = grad.sum((0, 2, 3))
         return grad, db.to(ctx.bias_dtype)

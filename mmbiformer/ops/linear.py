@@ -22,8 +22,11 @@ import torch.nn.functional as F
 from .policy import autocast_dtype, linear_bias_grad_as_mv, tracing
 
 
-def _ones(n: int, like: torch.Tensor) -> torch.Tensor:
-    return torch.ones(n, dtype=like.dtype, device=like.device)
+def column_sums(rows: torch.Tensor) -> torch.Tensor:
+    """``rows.sum(0)`` of a 2-D tensor, as cuBLAS's matrix-vector product with a
+    vector of ones (see the module's docstring for why), in ``rows``' dtype."""
+    ones = torch.ones(rows.shape[0], dtype=rows.dtype, device=rows.device)
+    return torch.mv(rows.t(), ones)
 
 
 def _compute_dtype(t: torch.Tensor) -> torch.dtype:
@@ -42,7 +45,7 @@ def _linear_grads(needs, grad, xc, wc, x_dtype, w_dtype, b_dtype):
     if needs[1]:
         grad_w = (g2.t() @ xc.reshape(-1, xc.shape[-1])).to(w_dtype)
     if needs[2]:
-        grad_b = torch.mv(g2.t(), _ones(g2.shape[0], g2)).to(b_dtype)
+        grad_b = column_sums(g2).to(b_dtype)
     return grad_x, grad_w, grad_b
 
 

@@ -1,11 +1,11 @@
 """BiFormer's MLP: ``fc2(GELU(fc1(x)))``, with the official code's key names
 (``mlp.0``, ``mlp.3``; index 1 is an empty slot there).
 
-In captured steps with the policy's ``gelu_mlp`` switch on (:mod:`mmbiformer.ops.policy`;
-off by default: slower, for less memory) it runs as one op with GELU inside the second layer's Triton
-products (``backends/triton/mlp.py``): two passes over the 3x-wide hidden map fewer
-each way, and one hidden map less kept for the backward. Elsewhere it is the three
-modules, run one after another.
+In captured steps with the policy's ``gelu_mlp`` switch on
+(:mod:`mmbiformer.ops.policy`; off by default: slower, for less memory) it runs as one
+op with GELU inside the second layer's Triton products (``backends/triton/mlp.py``):
+two passes over the 3x-wide hidden map fewer each way, and one hidden map less kept
+for the backward. Elsewhere it is the three modules, run one after another.
 """
 import torch
 import torch.nn as nn

@@ -70,13 +70,13 @@ class RuntimePolicy:
     linear_bias_grad_mv: bool = True
     # Captured training computes a cuDNN depthwise conv's bias gradient (the position
     # embedding's, impl='cudnn') as a matrix-vector product over its channels-last
-    # output gradient, not autograd's column reduction: the cls step 1.1 ms faster.
+    # output gradient, not autograd's column reduction, which reaches a fraction of the
+    # bandwidth on these maps (timed: docs/benchmark_history.md, run 20).
     conv_bias_grad_mv: bool = True
     # Captured steps run the MLP with GELU inside the second layer's products (Triton;
     # two passes over the hidden map fewer each way, one hidden map less kept). Off:
-    # its Triton products are slower than cuBLAS's and GELU's passes together (the
-    # cls step +4.4 ms), for 1.55 GiB less memory there (docs/train_test.md, "When
-    # GPU memory is short").
+    # its Triton products are slower than cuBLAS's and GELU's passes together; a
+    # memory option (docs/train_test.md, "When GPU memory is short").
     gelu_mlp: bool = False
     # Eager LayerNorm runs the Triton kernels from this many elements up (stages 1-2
     # of a 128-image classification batch): below it their host cost is larger than

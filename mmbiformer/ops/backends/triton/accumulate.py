@@ -3,6 +3,8 @@ inputs: the tests' exact checks) and how many programs write partial sums that a
 then added in a fixed order. One definition for every kernel family of this backend."""
 import torch
 
+from ...linear import column_sums
+
 
 def acc_dtype(dtype: torch.dtype) -> torch.dtype:
     """The torch dtype of accumulators and statistics written to memory."""
@@ -36,7 +38,5 @@ PARTIALS_BY = 'sum'
 def sum_partials(ws: torch.Tensor) -> torch.Tensor:
     """The rows of ``ws`` (programs, ...) added up, in a fixed order (deterministic)."""
     if PARTIALS_BY == 'mv' and ws.is_cuda:
-        flat = ws.reshape(ws.shape[0], -1)
-        ones = torch.ones(ws.shape[0], device=ws.device, dtype=ws.dtype)
-        return torch.mv(flat.t(), ones).view(ws.shape[1:])
+        return column_sums(ws.reshape(ws.shape[0], -1)).view(ws.shape[1:])
     return ws.sum(0)

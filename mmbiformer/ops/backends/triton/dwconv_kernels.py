@@ -65,9 +65,9 @@ def _dwconv_nhwc(X, WT, B, RES, Y,
     channels are scalar loads, more load instructions than the input's.
     ``UNROLL``: 2 unrolls every tap (the compiler then hoists all K*K loads, and at 8x8
     pixels x 64 channels spills registers), 1 one row of taps (kernel rows loop at run
-    time), 0 none (docs/benchmark_history.md, run 17, has the registers of each). ``STAGES`` > 1 software-
-    pipelines the run-time loop (its loads go through shared memory, issued STAGES - 1
-    iterations ahead)."""
+    time), 0 none (docs/benchmark_history.md, run 17, has the registers of each).
+    ``STAGES`` > 1 software-pipelines the run-time loop (its loads go through shared
+    memory, issued STAGES - 1 iterations ahead)."""
     h, w, mask_p = _tile(tl.program_id(0), H, W, TH, TW)
     n = tl.program_id(1).to(tl.int64)
     offs_c = tl.program_id(2) * BLOCK_C + tl.arange(0, BLOCK_C)

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 import triton
 
+from ...linear import column_sums
 from ...policy import autocast_dtype
 from . import mlp_kernels as kernels
 from .accumulate import sum_partials
@@ -78,11 +79,6 @@ def linear_gelu_backward(g: torch.Tensor, w: torch.Tensor, p: torch.Tensor
     return dp, h, sum_partials(db)
 
 
-def _col_sums(t: torch.Tensor) -> torch.Tensor:
-    """``t.sum(0)`` as cuBLAS's matrix-vector product with ones (``ops/linear.py``)."""
-    return torch.mv(t.t(), torch.ones(t.shape[0], dtype=t.dtype, device=t.device))
-
-
 class _GeluMlp(torch.autograd.Function):
     """``fc2(GELU(fc1(x)))`` in ``dtype``; gradients in each input's dtype."""
 
@@ -111,7 +107,7 @@ class _GeluMlp(torch.autograd.Function):
         dw1 = (dp.t() @ xc).to(w1_dtype) if needs[1] else None
         db1 = db1.to(b1_dtype) if needs[2] else None
         dw2 = (g.t() @ h).to(w2_dtype) if needs[3] else None
-        db2 = _col_sums(g).to(b2_dtype) if needs[4] else None
+        db2 = column_sums(g).to(b2_dtype) if needs[4] else None
         return dx, dw1, db1, dw2, db2, None, None
 
 
