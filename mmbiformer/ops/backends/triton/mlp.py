@@ -30,10 +30,10 @@ from .accumulate import sum_partials
 # Launch settings per kernel: (BLOCK_M, BLOCK_N cap, BLOCK_K cap, warps, stages). The
 # tile's N and K shrink to the matrix's (powers of two). Chosen so that no thread
 # spills registers on sm_90 (ptxas): about 64 accumulator elements a thread. The sweep
-# (`tools/benchmark.py kernels --sweep --parts mlp`) found faster tiles (run 20) but
-# none near cuBLAS with GELU's passes, so the op stays off by default. The backward's
-# epilogue holds the product, P and GELU's terms at once, so its tile is half the
-# forward's; at 128 x 128 it spilled with 4 or 8 warps.
+# (`tools/benchmark.py kernels --sweep --parts mlp`; docs/benchmark_history.md) found
+# faster tiles, but none near cuBLAS with GELU's passes, so the op stays off by
+# default. The backward's epilogue holds the product, P and GELU's terms at once, so
+# its tile is half the forward's; at 128 x 128 it spilled with 4 or 8 warps.
 FWD_TILES: Dict[str, int] = dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, GROUP_M=8,
                                  num_warps=8, num_stages=3)
 BWD_TILES: Dict[str, int] = dict(BLOCK_M=128, BLOCK_N=64, BLOCK_K=64, GROUP_M=8,
