@@ -199,16 +199,45 @@ def test_functional_entry_matches_reference(backend):
         functional.bi_level_routing_attention(*args, backend='flash')
 
 
-def test_inverse_routing_lists_each_query_region_once():
-    from mmbiformer.ops.backends.triton.routed_attention import inverse_routing
+@needs_triton
+@pytest.mark.parametrize('chunk', [1, 2, 3, 8])
+def test_dkv_work_lists_each_query_region_once(chunk):
+    """The inverse routing and its work items (one kernel) against their definition:
+    each key region's items cover, in order, the query regions that routed to it,
+    ascending, in runs of at most ``chunk``; one item (count 0) for a region nobody
+    routed to; regions with several items get consecutive workspace slots of their
+    own; every other row is empty."""
+    from mmbiformer.ops.backends.triton.routed_attention import dkv_work
+    torch.manual_seed(0)
     index = torch.tensor([[[1, 2], [1, 0], [3, 1], [1, 2]], [[0, 3], [3, 0], [2, 1], [0, 2]]])
-    routed_by, routed_ptr = inverse_routing(index)
-    N, R, _ = index.shape
-    for n in range(N):
-        for k in range(R):
-            got = routed_by[routed_ptr[n * R + k]:routed_ptr[n * R + k + 1]].tolist()
+    skewed = torch.stack([torch.cat([torch.tensor([5]), torch.randperm(37)[:2] + 6])
+                          for _ in range(3 * 43)]).view(3, 43, 3)  # 43 rows send to 5
+    # 150 regions: the kernel walks the key regions in blocks, carrying its counts.
+    many = torch.stack([torch.randperm(150)[:4] for _ in range(2 * 150)]).view(2, 150, 4)
+    for index in (index, skewed, many):
+        N, R, topk = index.shape
+        routed_by, items, slot_first, n_items, n_slots = dkv_work(index, chunk)
+        seen, slots = {}, []
+        for key, first, count, slot in items.tolist():
+            if key < 0:
+                assert (first, count, slot) == (0, 0, -1)
+                continue
+            seen.setdefault(key, []).append((routed_by[first:first + count].tolist(), slot))
+        assert sorted(seen) == list(range(N * R))
+        for key, runs in seen.items():
+            n, k = divmod(key, R)
             want = [r for r in range(R) if k in index[n, r].tolist()]
-            assert got == want
+            assert sum((run for run, _ in runs), []) == want
+            assert all(len(run) == min(chunk, len(want) - i * chunk)
+                       for i, (run, _) in enumerate(runs))
+            assert n_items[key] == len(runs) == max(1, -(-len(want) // chunk))
+            if len(runs) > 1:
+                first = slot_first[key].item()
+                assert [slot for _, slot in runs] == list(range(first, first + len(runs)))
+                slots += [slot for _, slot in runs]
+            else:
+                assert runs[0][1] == -1 and slot_first[key] == -1
+        assert len(set(slots)) == len(slots) and all(0 <= s < n_slots for s in slots)
 
 
 @pytest.mark.parametrize('dense', [True, False])

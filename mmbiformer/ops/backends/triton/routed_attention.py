@@ -17,7 +17,7 @@ import torch
 import triton
 
 from ...policy import forward_only
-from . import MIN_TILE, dense_kernels, kernels, use_dense
+from . import MIN_TILE, dense_kernels, kernels, routing_kernels, use_dense
 from .accumulate import acc_dtype, acc_tl
 from .dwconv import conv_nhwc_into, weight_grad
 
@@ -140,24 +140,6 @@ def _(qkv, index, lce_weight, lce_bias, n_win, num_heads, qk_dim, scale):
             qkv.new_empty(N, R, num_heads, RH * RW, dtype=acc_dtype(qkv.dtype)))
 
 
-def inverse_routing(index: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """CSR of "which query regions routed to key region k", per image.
-
-    index (N, R, topk) -> ``routed_by`` (N*R*topk,) query-region ids and ``routed_ptr``
-    (N*R + 1,): the query regions of key region ``k`` of image ``n`` are
-    ``routed_by[routed_ptr[n*R + k]:routed_ptr[n*R + k + 1]]``, ascending. Stable sort
-    and binary search only, so deterministic.
-    """
-    N, R, topk = index.shape
-    key = (index + torch.arange(N, device=index.device).view(N, 1, 1) * R).flatten()
-    key, order = torch.sort(key, stable=True)
-    query = torch.arange(R, device=index.device).repeat_interleave(topk).repeat(N)
-    routed_by = query[order].to(torch.int32)
-    bounds = torch.arange(N * R + 1, device=index.device)
-    routed_ptr = torch.searchsorted(key, bounds).to(torch.int32)
-    return routed_by, routed_ptr
-
-
 # dK/dV's query tiles: 128 rows of the routing regions' tokens, 2 stages in flight. Each
 # program walks its tiles one after another, so fewer, larger tiles keep more loads in
 # flight; 64 rows at Triton's default 3 stages were slower at every routed stage of
@@ -174,37 +156,28 @@ DQ_KEY_TILES = dict(num_warps=2, num_stages=2)
 QUERIES_PER_ITEM = 512
 
 
-def dkv_work_items(routed_ptr: torch.Tensor, topk: int, chunk: int):
-    """Cut each key region's list of routing regions into runs of at most ``chunk``.
-
-    routed_ptr: (K + 1,) CSR offsets of :func:`inverse_routing` (K = N*R key regions).
-    Returns ``items`` (T, 4) int32 rows ``(key, first, count, slot)``, ``slot_first``
-    and ``n_items`` (K,) int32, and the number of workspace slots. ``T`` is a bound
-    known from the shapes alone (no device sync): rows past the real items have
-    ``key = -1``. Items of a key region cut in several runs get consecutive workspace
-    slots (``slot >= 0``), starting at ``slot_first[key]``; others have ``slot = -1``.
-    """
-    K = routed_ptr.numel() - 1
-    counts = routed_ptr[1:] - routed_ptr[:-1]
-    n_items = ((counts + chunk - 1) // chunk).clamp_min(1)
-    item_end = torch.cumsum(n_items, 0)
-    item_start = item_end - n_items
-    bound = K + triton.cdiv(K * topk, chunk)  # sum(ceil(c / chunk) or 1) <= this
-    i = torch.arange(bound, device=routed_ptr.device)
-    key = torch.searchsorted(item_end, i, right=True)
-    valid = key < K
-    key_c = key.clamp_max(K - 1)
-    j = i - item_start[key_c]
-    first = routed_ptr[key_c] + j * chunk
-    count = torch.where(valid, (counts[key_c] - j * chunk).clamp_max(chunk), 0)
-    split = valid & (n_items[key_c] > 1)
-    slot = torch.where(split, torch.cumsum(split, 0) - 1, -1)
-    items = torch.stack([torch.where(valid, key, -1), first, count, slot], 1)
-    slot_first = torch.where(n_items > 1, slot[item_start], -1)
-    # Split regions have count > chunk, so their items number < 2 * count / chunk.
-    n_slots = triton.cdiv(2 * K * topk, chunk)
-    return (items.to(torch.int32).contiguous(), slot_first.to(torch.int32),
-            n_items.to(torch.int32), n_slots)
+def dkv_work(index: torch.Tensor, chunk: int):
+    """The inverse routing, cut into ``_bra_bwd_dkv``'s work items of at most ``chunk``
+    query regions (``routing_kernels.py`` says what each output holds): ``routed_by``,
+    ``items``, ``slot_first``, ``n_items`` and the number of workspace slots, all from
+    one launch. Sizes are bounds known from the shapes (no device sync): per image,
+    ``sum(max(1, ceil(c / chunk)))`` over its key regions' list lengths ``c`` (summing
+    to ``R * topk``) is at most ``R + ceil(R * topk / chunk)``, and a region cut in
+    several items has ``c > chunk``, so fewer than ``2 * c / chunk`` of them."""
+    N, R, topk = index.shape
+    items_per_img = R + triton.cdiv(R * topk, chunk)
+    slots_per_img = triton.cdiv(2 * R * topk, chunk)
+    dev = index.device
+    routed_by = torch.empty(N * R * topk, device=dev, dtype=torch.int32)
+    items = torch.empty(N * items_per_img, 4, device=dev, dtype=torch.int32)
+    slot_first = torch.empty(N * R, device=dev, dtype=torch.int32)
+    n_items = torch.empty(N * R, device=dev, dtype=torch.int32)
+    block_r = triton.next_power_of_2(R)
+    routing_kernels._inverse_routing[(N, )](
+        index, routed_by, items, slot_first, n_items, R, topk, chunk, items_per_img,
+        slots_per_img, BLOCK_K=max(1, min(64, 4096 // block_r)), BLOCK_R=block_r,
+        BLOCK_TAIL=128, num_warps=4)
+    return routed_by, items, slot_first, n_items, N * slots_per_img
 
 
 def _dense_backward(grad_out, qkv, index, out, lse, delta, dqkv, n_win, RH, RW, R,
@@ -235,11 +208,10 @@ def _routed_backward(grad_out, qkv, index, out, lse, delta, dqkv, n_win, RH, RW,
         qkv, index, out, grad_out, lse, delta, dqkv, *strides,
         scale * LOG2E, scale, n_win, RH, RW, R, topk, num_heads, qk_dim,
         **dict(common, **DQ_KEY_TILES))
-    routed_by, routed_ptr = inverse_routing(index)
     # Key tiles hold one region's tokens; query tiles run over the routing regions'.
     kv_blocks = dict(common, BLOCK_N=blocks['BLOCK_M'], **DKV_QUERY_TILES)
     chunk = max(1, triton.cdiv(QUERIES_PER_ITEM, L))
-    items, slot_first, n_items, n_slots = dkv_work_items(routed_ptr, topk, chunk)
+    routed_by, items, slot_first, n_items, n_slots = dkv_work(index, chunk)
     ws = torch.empty(max(n_slots, 1), L, qk_dim + dv, device=qkv.device,
                      dtype=acc_dtype(qkv.dtype))
     # Work items on the first grid axis: the only one that takes more than 65535.
