@@ -240,6 +240,36 @@ def test_dkv_work_lists_each_query_region_once(chunk):
         assert len(set(slots)) == len(slots) and all(0 <= s < n_slots for s in slots)
 
 
+@needs_triton
+@pytest.mark.parametrize('dtype', [torch.float64, torch.float16])
+def test_region_means_kernel(dtype):
+    """The means of q and k per region, read in place from a projection with v beside
+    them (regions of 3 x 5 tokens, 24 channels of q and k each), against PyTorch's."""
+    from mmbiformer.ops import functional
+    from mmbiformer.ops.backends.triton.routing import region_means
+    qkv = torch.randn(2, 4 * 3, 4 * 5, 2 * 24 + 40).to(dtype)
+    for got, want in zip(region_means(qkv, 4, 24), functional.region_means(qkv, 4, 24)):
+        assert got.dtype == dtype and got.shape == (2, 16, 24)
+        tol = 1e-12 if dtype == torch.float64 else 1e-3
+        torch.testing.assert_close(got, want, rtol=tol, atol=tol)
+
+
+@needs_triton
+def test_top_regions_kernel():
+    """torch.topk's indices (largest first) on rows without ties, rows not filling the
+    last program and widths that are no power of two; among equal logits the lower
+    index first, and NaN above everything, as topk ranks it."""
+    from mmbiformer.ops.backends.triton.routing import top_regions
+    torch.manual_seed(0)
+    for shape, k in (((3, 49, 49), 1), ((3, 49, 49), 16), ((2, 70, 70), 7),
+                     ((1, 4, 4), 4), ((1, 256, 256), 3)):
+        logits = torch.randn(shape)
+        assert torch.equal(top_regions(logits, k), torch.topk(logits, k, -1).indices)
+    ties = torch.tensor([[[1., 3., 3., 0., 3.], [0., float('nan'), 2., 2., -1.]]])
+    assert top_regions(ties, 3).tolist() == [[[1, 2, 4], [1, 2, 3]]]
+    assert top_regions(torch.full((1, 2, 3), float('-inf')), 3).tolist() == [[[0, 1, 2]] * 2]
+
+
 @pytest.mark.parametrize('dense', [True, False])
 def test_both_sdpa_branches_are_exercised(dense, monkeypatch):
     calls = []
@@ -393,6 +423,23 @@ def test_backbone_matches_reference_cuda_fp32(impl, monkeypatch):
         got = model(x)
     for a, b in zip(got, ref):
         assert ((a - b).norm() / b.norm()).item() < 1e-4
+
+
+@cuda
+def test_captured_routing_matches_eager():
+    """Inside a captured step the region means and top-k run the Triton kernels: the
+    same routing as PyTorch's ops (fp32, no ties)."""
+    from mmbiformer.ops import functional
+    from mmbiformer.ops.backends.triton import routing
+    torch.manual_seed(0)
+    for case in [(56, 56, 7, 1), (64, 80, 16, 16), (14, 14, 7, 16)]:
+        op = _op(*case, False, 'identity', dim=64, heads=2).cuda()
+        qkv = op.qkv(torch.randn(2, case[0], case[1], 64, device='cuda'))
+        eager = op.route_means(*functional.region_means(qkv, op.n_win, op.qk_dim), False)
+        with captured_step():
+            means = routing.region_means(qkv, op.n_win, op.qk_dim)
+            fast = op.route_means(*means, False, routing.top_regions)
+        assert torch.equal(fast.index, eager.index)
 
 
 def test_set_attn_impl_checks_and_reaches_every_op():

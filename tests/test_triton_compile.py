@@ -23,7 +23,8 @@ def launched_kernels() -> set:
     for f in os.listdir(KERNELS):
         if f.endswith('.py'):
             with open(os.path.join(KERNELS, f)) as src:
-                names |= set(re.findall(r'\b(?:kernels|dense_kernels)\.(\w+)\[', src.read()))
+                names |= set(re.findall(r'\b(?:kernels|dense_kernels|routing_kernels)\.(\w+)\[',
+                                        src.read()))
     return names
 
 

@@ -60,8 +60,8 @@ def _compile(src, options: dict, full: bool) -> None:
 
 def _training_passes() -> None:
     """Forward and backward of every Triton op: the tiny BiFormer inside
-    ``captured_step()`` (routed and dense BRA, depthwise convs), in fp32 and bf16, and
-    the fused add + LayerNorm and the MLP."""
+    ``captured_step()`` (routed and dense BRA, depthwise convs), in fp32 and bf16, the
+    routing's kernels, the fused add + LayerNorm and the MLP."""
     import mmbiformer.ops.backends.triton as backend
     backend.interpreting = lambda: True  # let the ops take CPU tensors
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -79,6 +79,10 @@ def _training_passes() -> None:
         with captured_step():
             outs = model(torch.randn(2, 3, 64, 64, dtype=dtype))
             sum(o.float().sum() for o in outs).backward()
+        # The routing's kernels (on CUDA only inside captured steps; here called).
+        from mmbiformer.ops.backends.triton import routing
+        q_r, _ = routing.region_means(torch.randn(2, 8, 12, 64, dtype=dtype), 4, 16)
+        routing.top_regions(torch.randn(2, 16, 16, dtype=dtype), 4)
         x, r = (torch.randn(2, 4, 4, 32, dtype=dtype, requires_grad=True) for _ in range(2))
         w, b = torch.ones(32, requires_grad=True), torch.zeros(32, requires_grad=True)
         s, y = add_layer_norm(x, r, w, b, 1e-6, None)

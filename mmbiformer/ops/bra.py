@@ -22,7 +22,7 @@ import torch.nn as nn
 from ..errors import ArgumentError
 from . import functional
 from .backends import normalize_impl
-from .backends.choose import choose_backend
+from .backends.choose import choose_backend, routing_runs_triton
 from .backends.sdpa import SDPAPolicy
 from .backends.spec import region_kv
 from .dwconv import DepthwiseConv2d
@@ -186,12 +186,12 @@ class BiLevelRoutingAttention(nn.Module):
         the indices of the kept regions."""
         return self.route_means(q.mean(2), k.mean(2))
 
-    def route_means(self, q_r: torch.Tensor, k_r: torch.Tensor,
-                    weights: bool = True) -> Routing:
+    def route_means(self, q_r: torch.Tensor, k_r: torch.Tensor, weights: bool = True,
+                    top_regions=None) -> Routing:
         """:meth:`route` from the region means of q and k, (N, S*S, C) each
-        (``weights=False``: the index only)."""
+        (``weights=False``: the index only, by ``top_regions`` if given)."""
         return functional.route(q_r, k_r, self.topk, self.scale, self.router.emb,
-                       self.diff_routing, weights)
+                                self.diff_routing, weights, top_regions)
 
     def region_kv(self, kv: torch.Tensor, h: int, w: int) -> torch.Tensor:
         """Apply KV down-sampling per region: (N, R, h*w, C) -> (N, R, t, C)."""
@@ -222,9 +222,15 @@ class BiLevelRoutingAttention(nn.Module):
                 f'pass auto_pad=True to pad it, or resize the input')
         qkv = self.qkv(x)
         backend = self.backend(x)
-        q_r, k_r = functional.region_means(qkv, self.n_win, self.qk_dim)
+        if not self.diff_routing and routing_runs_triton(qkv, current_policy()):
+            from .backends.triton import routing as fast
+            q_r, k_r = fast.region_means(qkv, self.n_win, self.qk_dim)
+            top_regions = fast.top_regions
+        else:
+            q_r, k_r = functional.region_means(qkv, self.n_win, self.qk_dim)
+            top_regions = None
         # The Triton kernels route hard: they never read the weights.
-        routing = self.route_means(q_r, k_r, weights=backend != 'triton')
+        routing = self.route_means(q_r, k_r, backend != 'triton', top_regions)
         out = functional.bi_level_routing_attention(
             qkv, routing, self.n_win, self.num_heads, self.qk_dim, self.scale, self.lepe,
             backend, self.soft_routing, self.kv_down, self.sdpa_policy)

@@ -40,15 +40,19 @@ def region_means(qkv: torch.Tensor, n_win: int, qk_dim: int):
 
 def route(q_r: torch.Tensor, k_r: torch.Tensor, topk: int, scale: float,
           embed: Callable = nn.Identity(), differentiable: bool = False,
-          weights: bool = True) -> Routing:
+          weights: bool = True, top_regions: Optional[Callable] = None) -> Routing:
     """Region-to-region routing: each region keeps the ``topk`` regions of largest
     affinity ``(embed(q_r) * scale) @ embed(k_r)^T``. Gradients flow through the
     logits only if ``differentiable`` (BiFormer detaches them by default). Without
-    ``weights`` (hard routing never reads them) their softmax is not computed."""
+    ``weights`` (hard routing never reads them) their softmax is not computed, and
+    ``top_regions(logits, topk)``, if given, picks the indices instead of
+    ``torch.topk`` (``backends/triton/routing.py``)."""
     if not differentiable:
         q_r, k_r = q_r.detach(), k_r.detach()
     q_r, k_r = embed(q_r), embed(k_r)
     logits = (q_r * scale) @ k_r.transpose(-2, -1)
+    if top_regions is not None and not weights:
+        return Routing(None, top_regions(logits, topk))
     top_logits, index = torch.topk(logits, k=topk, dim=-1)
     return Routing(top_logits.softmax(dim=-1) if weights else None, index)
 

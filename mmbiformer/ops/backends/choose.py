@@ -84,6 +84,14 @@ def dwconv_runs_triton(impl: str, x: torch.Tensor, weight: torch.Tensor,
     return wanted and _triton_can_take(x)
 
 
+def routing_runs_triton(qkv: torch.Tensor, policy: RuntimePolicy) -> bool:
+    """BRA's region means and top-k by ``backends/triton/routing.py`` (forward only, so
+    not where the routing is differentiable): in captured steps, where a launch is paid
+    once; eagerly, PyTorch's few ops cost less host time than launching Triton kernels
+    from Python."""
+    return (policy.captured and _triton_can_take(qkv) and not torch.compiler.is_compiling())
+
+
 def mlp_runs_triton(x: torch.Tensor, policy: RuntimePolicy) -> bool:
     """The MLP ``fc2(GELU(fc1(x)))`` by ``backends/triton/mlp.py`` (GELU inside the
     second layer's products; half precision only), not as three ops: in captured

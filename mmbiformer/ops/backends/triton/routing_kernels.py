@@ -1,9 +1,19 @@
-"""Triton kernel of the routing's bookkeeping for the routed backward: one launch per
-block where PyTorch ops took ~50 (a sort, searches, scans, gathers; a few microseconds
-each inside a captured step, more than the routed kernels' own time at small maps).
+"""Triton kernels of BRA's region routing: one launch each where PyTorch ops took
+several, or took a few times their floor (inside a captured step a small kernel costs a
+few microseconds however little it does).
 
-``_inverse_routing``, one program per image: from the routing ``index`` (R regions,
-``TOPK`` routed regions each) it writes
+* ``_region_means``: the mean query and key of each region, read in place from the NHWC
+  projection (a strided mean over the region's rows and columns in PyTorch); sums in
+  float32 (float64 for float64 inputs), the mean rounded to the projection's dtype as
+  PyTorch's ``mean`` rounds it.
+* ``_top_regions``: the indices of each row's ``K`` largest routing logits, largest
+  first (PyTorch's ``topk``, ~27 us a call at BiFormer-S's 49-region rows). Among equal
+  logits the lower index comes first; NaN ranks above everything, as in ``topk``.
+* ``_inverse_routing``: the bookkeeping of the routed backward (below).
+
+``_inverse_routing`` (in place of ~50 PyTorch ops: a sort, searches, scans, gathers),
+one program per image: from the routing ``index`` (R regions, ``TOPK`` routed regions
+each) it writes
 
 * ``ROUTED_BY``: for each key region ``k``, the query regions that routed to it,
   ascending, back to back (image ``n``'s lists fill entries ``n*R*TOPK`` onward: every
@@ -21,6 +31,45 @@ output sizes are bounds known from the shapes (no device synchronisation).
 """
 import triton
 import triton.language as tl
+
+
+@triton.jit(do_not_specialize=['S', 'RH', 'RW'])
+def _region_means(QKV, OUT, s_n, s_h, s_w, S, RH, RW, C, inv_l,
+                  BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr, ACC: tl.constexpr):
+    """Grid: (image x region, channel blocks). OUT (N, S*S, C) contiguous: the mean of
+    channels ``0 .. C`` over the region's RH x RW tokens."""
+    nr = tl.program_id(0)
+    n = (nr // (S * S)).to(tl.int64)
+    r = nr % (S * S)
+    offs_c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    mask_c = offs_c < C
+    base = QKV + n * s_n + (r // S) * RH * s_h + (r % S) * RW * s_w
+    acc = tl.zeros([BLOCK_T, BLOCK_C], ACC)
+    for t0 in range(0, RH * RW, BLOCK_T):
+        t = t0 + tl.arange(0, BLOCK_T)
+        rows = (t // RW) * s_h + (t % RW) * s_w
+        acc += tl.load(base + rows[:, None] + offs_c[None, :],
+                       mask=(t < RH * RW)[:, None] & mask_c[None, :], other=0.).to(ACC)
+    mean = tl.sum(acc, 0) * inv_l
+    tl.store(OUT + nr.to(tl.int64) * C + offs_c, mean.to(OUT.dtype.element_ty), mask=mask_c)
+
+
+@triton.jit(do_not_specialize=['rows', 'R', 'K'])
+def _top_regions(LOGITS, INDEX, rows, R, K,
+                 BLOCK_ROWS: tl.constexpr, BLOCK_R: tl.constexpr, ACC: tl.constexpr):
+    """Grid: row blocks. LOGITS (rows, R) and INDEX (rows, K) contiguous."""
+    offs_m = tl.program_id(0) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
+    offs_r = tl.arange(0, BLOCK_R)
+    mask_m = offs_m < rows
+    x = tl.load(LOGITS + offs_m[:, None].to(tl.int64) * R + offs_r[None, :],
+                mask=mask_m[:, None] & (offs_r < R)[None, :], other=0.).to(ACC)
+    x = tl.where(x != x, float('inf'), x)
+    left = (offs_r < R)[None, :] & mask_m[:, None]  # not taken yet
+    for i in range(K):
+        top = tl.max(tl.where(left, x, -float('inf')), 1)
+        at = tl.min(tl.where(left & (x == top[:, None]), offs_r[None, :], BLOCK_R), 1)
+        tl.store(INDEX + offs_m.to(tl.int64) * K + i, at.to(tl.int64), mask=mask_m)
+        left = left & (offs_r[None, :] != at[:, None])
 
 
 @triton.jit(do_not_specialize=['R', 'TOPK', 'chunk', 'ITEMS_PER_IMG', 'SLOTS_PER_IMG'])
