@@ -193,6 +193,42 @@ def test_replayed_graph_matches_eager_steps(amp, clip):
                                    msg=lambda m, name=name: f'{name}: {m}')
 
 
+def test_half_weights_give_autocasts_gradients_bit_for_bit():
+    """The weights autocast casts once, cast together into half-precision stand-ins
+    (one copy each way): the same loss and gradients as autocast's own casts; the
+    LayerNorms (read in float32) and the position embedding's weight (a hook of its
+    own) keep their parameters."""
+    from mmbiformer.engine.half_weights import HalfWeights, autocast_cast_once
+    from mmbiformer.models import BiFormer
+    torch.manual_seed(0)
+    model = BiFormer(TINY_ARCH, n_win=2, out_indices=(3, ))
+    x = torch.randn(2, 3, 64, 64)
+
+    def loss():
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            return model(x)[0].float().square().mean()
+
+    params = autocast_cast_once(model, loss, torch.bfloat16)
+    names = {id(p): n for n, p in model.named_parameters()}
+    chosen = sorted(names[id(p)] for p in params)
+    assert chosen and all(n.endswith(('.weight', '.bias')) for n in chosen)
+    assert {'stages.0.0.attn.qkv.qkv.weight', 'stages.0.0.mlp.3.bias'} <= set(chosen)
+    assert not any('norm' in n or n.endswith('pos_embed.weight') for n in chosen), chosen
+    ref = loss()
+    ref.backward()
+    ref_grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad(set_to_none=True)
+    half = HalfWeights(params, torch.bfloat16)
+    with half.swapped(model):
+        got = loss()
+        got.backward()
+    half.grads_to_params()
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # restored
+    assert torch.equal(got, ref)
+    for n, p in model.named_parameters():
+        assert p.grad.dtype == torch.float32 and torch.equal(p.grad, ref_grads[n]), n
+
+
 def test_foreach_ema_equals_mmengine_ema_bit_for_bit():
     from mmengine.model import ExponentialMovingAverage
 

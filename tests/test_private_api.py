@@ -125,3 +125,16 @@ def test_batches_copied_without_waiting():
     assert preprocessor._non_blocking is True
     assert 'non_blocking=self._non_blocking' in inspect.getsource(
         BaseDataPreprocessor.cast_data)
+
+
+def test_dispatch_watch_sees_casts_and_hooks_are_found():
+    layer = torch.nn.Linear(2, 2)
+    seen = []
+    with api.dispatch_watch(lambda func, tensors, kwargs: seen.append(
+            (str(func), any(t is layer.weight for t in tensors), kwargs.get('dtype')))):
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            layer(torch.randn(3, 2))
+    assert ('aten._to_copy.default', True, torch.bfloat16) in seen
+    assert not api.has_hooks(layer.weight)
+    layer.weight.register_hook(lambda g: g)
+    assert api.has_hooks(layer.weight)

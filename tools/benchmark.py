@@ -29,6 +29,7 @@ Timings use CUDA events on a GPU (wall clock on CPU), after warm-up iterations;
 memory is ``torch.cuda.max_memory_allocated`` for the measured step.
 """
 import argparse
+import contextlib
 import os.path as osp
 import sys
 import time
@@ -37,6 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from mmbiformer.benchmarking.timing import mean_ms
+from mmbiformer.engine.half_weights import half_weights_for
 from mmbiformer.engine.shape_graphs import graph_pool_spare
 from mmbiformer.models import BiFormer
 from mmbiformer.ops import BiLevelRoutingAttention
@@ -44,6 +46,7 @@ from mmbiformer.ops.backends import ATTN_IMPLS, BACKENDS
 from mmbiformer.ops.backends.triton import unavailable_reason
 from mmbiformer.ops.dwconv import IMPLS as DWCONV_IMPLS
 from mmbiformer.ops.dwconv import set_impl as set_dwconv_impl
+from mmbiformer.ops.policy import captured_step, current_policy
 
 DTYPES = {'none': None, 'fp16': torch.float16, 'bf16': torch.bfloat16}
 # (name, N, H, W, C, n_win, topk, heads): classification stage 1, segmentation
@@ -242,9 +245,14 @@ def bench_cls(args, device):
                             cache_enabled=not args.cuda_graph):
             return model(x)
 
+    half = None  # the captured step's one cast of the weights each way, as the loop's
+
     def train_step():
         opt.zero_grad(set_to_none=True)
-        F.cross_entropy(logits().float(), y).backward()
+        with half.swapped(model) if half else contextlib.nullcontext():
+            F.cross_entropy(logits().float(), y).backward()
+        if half:
+            half.grads_to_params()
         opt.step()
 
     def infer_step():
@@ -262,6 +270,9 @@ def bench_cls(args, device):
     if args.mode in ('train', 'both'):
         model.train()
         if args.cuda_graph:
+            if current_policy().half_weight_copies:
+                with captured_step():
+                    half = half_weights_for(model, logits, dtype)
             torch.cuda.reset_peak_memory_stats()
             train_step = captured(train_step)
         ms, mem = timed(train_step, args.iters, args.warmup, device,
@@ -355,10 +366,7 @@ def bench_step(args, device):
 def memory_breakdown(args, model, optimizer, loss_fn, device) -> None:
     """``--memory``: where one training step's memory goes (benchmarking/memory.py),
     with the captured step's kernels under ``--cuda-graph``."""
-    import contextlib
-
     from mmbiformer.benchmarking.memory import breakdown, format_breakdown
-    from mmbiformer.ops.policy import captured_step
     if device.type != 'cuda':
         sys.exit('error: --memory measures CUDA memory: it needs a GPU')
     model.train()
@@ -372,7 +380,6 @@ def memory_breakdown(args, model, optimizer, loss_fn, device) -> None:
 def captured(step):
     """``step`` (forward, backward and optimizer step on fixed tensors) captured once in
     a CUDA graph; the returned function replays it (no host work per kernel)."""
-    from mmbiformer.ops.policy import captured_step
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
     with captured_step():  # kernels chosen for GPU time: no host cost once captured

@@ -51,7 +51,8 @@ from mmengine.logging import MMLogger
 from mmengine.optim import AmpOptimWrapper
 from mmengine.registry import HOOKS
 
-from ..ops.policy import captured_step
+from ..ops.policy import captured_step, current_policy
+from .half_weights import HalfWeights, half_weights_for
 from .private_api import (accumulative_counts, count_step, foreach_copy_,
                           let_scaler_hand_over_found_inf, reset_scaler_step_state,
                           run_forward, scale_update_param)
@@ -256,6 +257,10 @@ class CapturedTrainStep:
         if self.ddp is not None:
             self.flat_grads = FlatGradients([p for p in self._params() if p.requires_grad],
                                             getattr(self.ddp, 'process_group', None))
+        # One cast of the weights autocast casts, each way (half_weights.py): set at
+        # the first warm-up; one process only (data-parallel steps use stand-ins).
+        self.half: Optional[HalfWeights] = None
+        self.half_checked = False
         self.capture_s = 0.0  # seconds spent capturing
         self.frozen = None
         self.layout = None
@@ -294,8 +299,11 @@ class CapturedTrainStep:
         DDP keeps the parameters' gradient accumulators, made on the default stream,
         which a capture (and the warm-up's side stream) must not meet."""
         if self.flat_grads is None:
-            loss, log_vars = self._loss(data)
-            loss.backward()
+            with self.half.swapped(self.model) if self.half else contextlib.nullcontext():
+                loss, log_vars = self._loss(data)
+                loss.backward()
+            if self.half:
+                self.half.grads_to_params()
             return log_vars
         with stand_ins(self.model, self.flat_grads.params) as leaves:
             loss, log_vars = self._loss(data)
@@ -497,9 +505,22 @@ class CapturedTrainStep:
         side = self._side_stream()
         side.wait_stream(torch.cuda.current_stream())
         with captured_step(), torch.cuda.stream(side):
+            if not self.half_checked:
+                self.half_checked = True
+                self.half = self._half_weights(data)
             out = self._eager(data)
         torch.cuda.current_stream().wait_stream(side)
         return out
+
+    def _half_weights(self, data: dict) -> Optional[HalfWeights]:
+        if self.flat_grads is not None or not current_policy().half_weight_copies:
+            return None
+
+        def forward():
+            with self._autocast():
+                run_forward(self.model, data)
+
+        return half_weights_for(self.model, forward, training_autocast_dtype(self.wrapper))
 
     def _eager_preprocessed(self, data) -> dict:
         """mmengine's ``train_step`` (DDP's, data-parallel) after its data preprocessor

@@ -41,6 +41,25 @@ def count_step(optim_wrapper) -> None:
 
 
 # -- torch ---------------------------------------------------------------------------------
+@contextlib.contextmanager
+def dispatch_watch(seen):
+    """Calls ``seen(func, tensors, kwargs)`` for every aten (or custom) op dispatched
+    inside the block, with the op's tensor arguments (``TorchDispatchMode``)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_flatten
+
+    class _Watch(TorchDispatchMode):
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            leaves = tree_flatten((args, kwargs))[0]
+            seen(func, [t for t in leaves if isinstance(t, torch.Tensor)], kwargs)
+            return func(*args, **kwargs)
+
+    with _Watch():
+        yield
+
+
 def let_scaler_hand_over_found_inf(optimizer: torch.optim.Optimizer) -> None:
     """``GradScaler.step`` then passes ``found_inf`` and the scale to the optimizer's
     (fused) step, which skips on the GPU, instead of checking on the host."""
@@ -68,6 +87,11 @@ def foreach_lerp_(dst: Sequence[torch.Tensor], end: Sequence[torch.Tensor],
 def foreach_norm(tensors: Sequence[torch.Tensor]) -> Sequence[torch.Tensor]:
     """The 2-norm of each tensor, in as few kernels as possible."""
     return torch._foreach_norm(list(tensors))
+
+
+def has_hooks(tensor: torch.Tensor) -> bool:
+    """Whether ``tensor`` has gradient hooks of its own (``register_hook``)."""
+    return bool(tensor._backward_hooks)
 
 
 def module_parameters(module: torch.nn.Module) -> Iterator[Tuple[str, torch.Tensor]]:

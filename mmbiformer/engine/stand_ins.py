@@ -1,6 +1,6 @@
 """Parameters replaced by stand-in leaves on the same memory, for CUDA graph captures."""
 import contextlib
-from typing import List
+from typing import List, Optional
 
 import torch
 
@@ -8,9 +8,11 @@ from .private_api import module_parameters, set_module_parameter
 
 
 @contextlib.contextmanager
-def stand_ins(module: torch.nn.Module, params: List[torch.Tensor]):
+def stand_ins(module: torch.nn.Module, params: List[torch.Tensor],
+              leaves: Optional[List[torch.Tensor]] = None):
     """``params`` replaced, in every submodule of ``module`` that holds them, by new
-    leaf tensors on the same memory (yielded in the order of ``params``).
+    leaf tensors on the same memory (yielded in the order of ``params``), or by
+    ``leaves`` if given (``half_weights.py``: half-precision copies).
 
     A parameter's gradient accumulator lives as long as anything refers to it: DDP's
     reducer keeps one per parameter, made on the default stream, and a capture that met
@@ -19,7 +21,9 @@ def stand_ins(module: torch.nn.Module, params: List[torch.Tensor]):
     So would an earlier step's loss that a caller keeps (a log, a hook). Stand-ins get
     accumulators of their own; a graph reads and writes the parameters' memory all the
     same."""
-    replacement = {id(p): torch.nn.Parameter(p.detach(), p.requires_grad) for p in params}
+    if leaves is None:
+        leaves = [torch.nn.Parameter(p.detach(), p.requires_grad) for p in params]
+    replacement = {id(p): leaf for p, leaf in zip(params, leaves)}
     swapped = []
     try:
         for sub in module.modules():

@@ -25,6 +25,12 @@ the MLP ``fc2(GELU(fc1(x)))``             GELU inside        three ops          
 ``LayerNorm`` (and the residual add)      Triton             Triton on maps of at least
                                                              ``layer_norm_triton_min_elements``,
                                                              else PyTorch (both modes)
+the weights autocast casts (and their     one multi-tensor   one cast per        one cast each
+gradients back)                           copy each way      parameter           way per
+                                          (``half_weight_                        parameter
+                                          copies``)
+BRA's routing: region means and top-k     Triton, one        PyTorch's ``mean``  PyTorch's ``mean``
+                                          launch each        and ``topk``        and ``topk``
 ``DepthwiseConv2d(impl='cudnn')``: the    matrix-vector      (no backward)       autograd's sum
 bias gradient                             product
                                           (``conv_bias_grad_mv``)
@@ -78,6 +84,10 @@ class RuntimePolicy:
     # its Triton products are slower than cuBLAS's and GELU's passes together; a
     # memory option (docs/train_test.md, "When GPU memory is short").
     gelu_mlp: bool = False
+    # Captured training steps cast the weights autocast would cast one at a time (and
+    # their gradients back) with one multi-tensor copy each way
+    # (``engine/half_weights.py``).
+    half_weight_copies: bool = True
     # Eager LayerNorm runs the Triton kernels from this many elements up (stages 1-2
     # of a 128-image classification batch): below it their host cost is larger than
     # the GPU time they save.
@@ -92,7 +102,8 @@ class RuntimePolicy:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f'runtime policy: {name} must be an int >= 0, got {value!r}')
-        for name in ('captured', 'linear_bias_grad_mv', 'conv_bias_grad_mv', 'gelu_mlp'):
+        for name in ('captured', 'linear_bias_grad_mv', 'conv_bias_grad_mv', 'gelu_mlp',
+                     'half_weight_copies'):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f'runtime policy: {name} must be a bool, got '
                                  f'{getattr(self, name)!r}')
