@@ -230,7 +230,8 @@ class BiLevelRoutingAttention(nn.Module):
             q_r, k_r = functional.region_means(qkv, self.n_win, self.qk_dim)
             top_regions = None
         # The Triton kernels route hard: they never read the weights.
-        routing = self.route_means(q_r, k_r, backend != 'triton', top_regions)
+        routing = self.route_means(q_r, k_r, weights=backend != 'triton',
+                                   top_regions=top_regions)
         out = functional.bi_level_routing_attention(
             qkv, routing, self.n_win, self.num_heads, self.qk_dim, self.scale, self.lepe,
             backend, self.soft_routing, self.kv_down, self.sdpa_policy)
