@@ -174,7 +174,11 @@ FWD_CANDIDATES = ([dict(TH=8, TW=8, BLOCK_C=64, num_warps=nw, UNROLL=0, STAGES=s
                      for st in (1, 2)]
                   + [dict(TH=4, TW=8, BLOCK_C=64, num_warps=2, UNROLL=0, STAGES=st)
                      for st in (1, 3)]
-                  + [dict(TH=8, TW=16, BLOCK_C=64, num_warps=8, UNROLL=0, STAGES=3)])
+                  + [dict(TH=8, TW=16, BLOCK_C=64, num_warps=8, UNROLL=0, STAGES=3)]
+                  # Interior tiles without masks (INTERIOR in dwconv_kernels.py).
+                  + [dict(TH=th, TW=8, BLOCK_C=64, num_warps=nw, UNROLL=0, STAGES=st,
+                          INTERIOR=True)
+                     for th in (8, 16) for nw in (2, 4) for st in (1, 2)])
 DW_CANDIDATES = ([dict(PB=4, BLOCK_C=64, num_warps=4, progs_per_sm=ps, STAGES=st)
                   for ps in (2, 4) for st in (1, 2, 3, 4)]
                  + [dict(PB=8, BLOCK_C=32, num_warps=4, progs_per_sm=4, STAGES=st)

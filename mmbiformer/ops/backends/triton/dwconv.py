@@ -69,7 +69,7 @@ def conv_nhwc_into(out: torch.Tensor, x: torch.Tensor, weight: torch.Tensor,
         *x.stride()[:3], *res.stride()[:3], *out.stride()[:3], *taps.stride(), H, W, C,
         K=k, FLIP=flip, HAS_BIAS=bias is not None, HAS_RES=residual is not None,
         ADD_X=add_input, TH=TH, TW=TW, BLOCK_C=block_c, UNROLL=cfg['UNROLL'],
-        STAGES=cfg['STAGES'],
+        STAGES=cfg['STAGES'], INTERIOR=cfg.get('INTERIOR', False),
         ACC=acc_tl(x.dtype), num_warps=cfg['num_warps'])
     return out
 

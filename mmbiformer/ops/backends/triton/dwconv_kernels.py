@@ -58,7 +58,8 @@ def _dwconv_nhwc(X, WT, B, RES, Y,
                  K: tl.constexpr, FLIP: tl.constexpr, HAS_BIAS: tl.constexpr,
                  HAS_RES: tl.constexpr, ADD_X: tl.constexpr,
                  TH: tl.constexpr, TW: tl.constexpr, BLOCK_C: tl.constexpr,
-                 UNROLL: tl.constexpr, STAGES: tl.constexpr, ACC: tl.constexpr):
+                 UNROLL: tl.constexpr, STAGES: tl.constexpr, ACC: tl.constexpr,
+                 INTERIOR: tl.constexpr = False):
     """Grid: (tiles of the map, images, channel blocks). WT: the weight as (K*K, C) with
     strides (sw_t, sw_c). With each tap's weights contiguous (sw_c == 1) a tap's are one
     vector load; as the (C, 1, K, K) parameter holds them (sw_c == K*K) each thread's
@@ -67,14 +68,35 @@ def _dwconv_nhwc(X, WT, B, RES, Y,
     pixels x 64 channels spills registers), 1 one row of taps (kernel rows loop at run
     time), 0 none (docs/benchmark_history.md, run 17, has the registers of each).
     ``STAGES`` > 1 software-pipelines the run-time loop (its loads go through shared
-    memory, issued STAGES - 1 iterations ahead)."""
+    memory, issued STAGES - 1 iterations ahead). ``INTERIOR``: a tile whose taps all
+    fall inside the map (and a full channel block) loads without masks, from one
+    pointer tile offset per tap (no per-pixel bounds or addresses in the loop)."""
     h, w, mask_p = _tile(tl.program_id(0), H, W, TH, TW)
     n = tl.program_id(1).to(tl.int64)
     offs_c = tl.program_id(2) * BLOCK_C + tl.arange(0, BLOCK_C)
     mask_c = offs_c < C
     x_img = X + n * sx_n + offs_c[None, :]
     acc = tl.zeros([TH * TW, BLOCK_C], ACC)
-    if UNROLL == 2:  # every tap unrolled
+    PAD: tl.constexpr = K // 2
+    inside = False
+    if INTERIOR:
+        tiles_w = tl.cdiv(W, TW)
+        h0 = (tl.program_id(0) // tiles_w) * TH
+        w0 = (tl.program_id(0) % tiles_w) * TW
+        inside = ((h0 >= PAD) & (h0 + TH + PAD <= H) & (w0 >= PAD) & (w0 + TW + PAD <= W)
+                  & ((tl.program_id(2) + 1) * BLOCK_C <= C))
+    if inside:
+        base = x_img + (h * sx_h + w * sx_w)[:, None]
+        for t in tl.range(K * K, num_stages=STAGES):
+            ky = t // K
+            kx = t % K
+            if FLIP:
+                shift = (PAD - ky) * sx_h + (PAD - kx) * sx_w
+            else:
+                shift = (ky - PAD) * sx_h + (kx - PAD) * sx_w
+            wt = tl.load(WT + t * sw_t + offs_c * sw_c)
+            acc += tl.load(base + shift).to(ACC) * wt.to(ACC)[None, :]
+    elif UNROLL == 2:  # every tap unrolled
         for ky in tl.static_range(K):
             for kx in tl.static_range(K):
                 acc = _add_tap(acc, x_img, WT, h, w, mask_p, offs_c, mask_c, ky, kx,
