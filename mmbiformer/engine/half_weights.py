@@ -66,10 +66,21 @@ class HalfWeights:
     def __len__(self) -> int:
         return len(self.params)
 
-    @contextlib.contextmanager
-    def swapped(self, model: torch.nn.Module):
+    def cast(self) -> None:
+        """The parameters' values into their stand-ins (one multi-tensor copy)."""
         with torch.no_grad():
             foreach_copy_(self.halves, self.params)
+
+    def leaves(self, params: List[torch.Tensor]) -> List[torch.Tensor]:
+        """Stand-ins for ``params``: the half-precision one where there is one, else a
+        new leaf on the parameter's memory (as ``stand_ins`` makes)."""
+        half = {id(p): h for p, h in zip(self.params, self.halves)}
+        return [half.get(id(p)) or torch.nn.Parameter(p.detach(), p.requires_grad)
+                for p in params]
+
+    @contextlib.contextmanager
+    def swapped(self, model: torch.nn.Module):
+        self.cast()
         for h in self.halves:
             h.grad = None  # the backward writes fresh gradients (no add into old ones)
         with stand_ins(model, self.params, self.halves):

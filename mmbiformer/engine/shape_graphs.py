@@ -46,7 +46,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from ..ops.policy import autocast_dtype, captured_step
+from ..ops.policy import autocast_dtype, captured_step, current_policy
+from .half_weights import HalfWeights, half_weights_for
 from .private_api import foreach_copy_, holding_graph_pool
 from .rank_log import log_every_rank
 from .stand_ins import stand_ins
@@ -173,6 +174,7 @@ class ShapeGraphs:
         self.graphs: Dict[tuple, _Graph] = {}
         self.pool = None
         self.params: List[nn.Parameter] = []
+        self.halves: Dict[torch.dtype, Optional[HalfWeights]] = {}
         self.grad_flat: Optional[torch.Tensor] = None
         self.name = name
         self.full_noted = False
@@ -248,13 +250,30 @@ class ShapeGraphs:
             # so far copy their gradients into the old buffers, so they go too, and
             # with them their pool (one nothing holds cannot be captured into again).
             self.graphs.clear()
+            self.halves.clear()
             self.side = self.pool = None
             self.params = params
             self.grad_flat = torch.zeros(sum(p.numel() for p in params),
                                          dtype=params[0].dtype, device=params[0].device)
         return self.views_of(self.grad_flat)
 
-    def _pass(self, x: torch.Tensor, params: List[torch.Tensor]):
+    def _half_weights(self, x: torch.Tensor) -> Optional[HalfWeights]:
+        """The module's weights autocast casts once, cast together each pass
+        (``half_weights.py``), for this autocast dtype; found once per dtype and set of
+        trained parameters."""
+        dtype = autocast_dtype()
+        if not current_policy().half_weight_copies or dtype is None:
+            return None
+        if dtype not in self.halves:
+            with captured_step(), capture_autocast():
+                self.halves[dtype] = half_weights_for(self.module,
+                                                      lambda: self.forward(x), dtype)
+        return self.halves[dtype]
+
+    def _pass(self, x: torch.Tensor, params: List[torch.Tensor],
+              half: Optional[HalfWeights] = None):
+        if half is not None:
+            half.cast()
         outs = tuple(self.forward(x))
         grads = torch.autograd.grad(
             [o for o in outs if o.requires_grad], params,
@@ -267,14 +286,16 @@ class ShapeGraphs:
         saved = [b.detach().clone() for b in self.module.buffers()]
         if self.side is None:  # one stream and one pool serve every size
             self.side, self.pool = torch.cuda.Stream(), torch.cuda.graph_pool_handle()
+        half = self._half_weights(x)
+        leaves = half.leaves(self.params) if half is not None else None
         with captured_step(), capture_autocast(), \
-                stand_ins(self.module, self.params) as params, \
+                stand_ins(self.module, self.params, leaves) as params, \
                 holding_graph_pool(self.pool, x.device) as end_warm_up:
             # The warm-up allocates from the pool on the capture's stream (a freed
             # block serves its own stream only), so the capture reuses its memory.
             with on_side_stream(self.side):
                 for _ in range(self.warmup):
-                    outs, _ = self._pass(x, params)
+                    outs, _ = self._pass(x, params, half)
             end_warm_up()
             if not all(o.requires_grad for o in outs):
                 raise ValueError('ShapeGraphs: every output must depend on the parameters')
@@ -284,6 +305,8 @@ class ShapeGraphs:
             graph.outs, graph.grad_outs = tuple(statics[:len(outs)]), statics[len(outs):]
             del outs
             with capturing(graph.fwd, self.pool, self.side):
+                if half is not None:
+                    half.cast()
                 outs = tuple(self.forward(graph.x))
                 # Copied out of the pool, so that the pool's memory of this size is free
                 # for the other sizes' graphs once both graphs are captured.
@@ -292,8 +315,12 @@ class ShapeGraphs:
                 grads = torch.autograd.grad(outs, params, graph.grad_outs,
                                             allow_unused=True)
                 graph.used = [g is not None for g in grads]
-                foreach_copy_([b for b, g in zip(buffers, grads) if g is not None],
-                                     [g for g in grads if g is not None])
+                # One copy per gradient dtype (a list of mixed dtypes would be copied
+                # one tensor at a time); half-precision ones are cast on the way.
+                for dtype in {g.dtype for g in grads if g is not None}:
+                    foreach_copy_([b for b, g in zip(buffers, grads)
+                                   if g is not None and g.dtype == dtype],
+                                  [g for g in grads if g is not None and g.dtype == dtype])
             # The replays need the graphs, not the autograd graph of the capture: holding
             # it kept the capture stream's AccumulateGrad nodes alive, and every later
             # backward then synchronised the streams (PyTorch warns of it).
