@@ -173,10 +173,12 @@ def dkv_work(index: torch.Tensor, chunk: int):
     slot_first = torch.empty(N * R, device=dev, dtype=torch.int32)
     n_items = torch.empty(N * R, device=dev, dtype=torch.int32)
     block_r = triton.next_power_of_2(R)
+    # Key regions a step: a (BLOCK_K, BLOCK_R) tile of 4096 "routed" flags (more took
+    # every register and 64 KB of shared memory, the limit of sm_75).
     routing_kernels._inverse_routing[(N, )](
         index, routed_by, items, slot_first, n_items, R, topk, chunk, items_per_img,
         slots_per_img, BLOCK_K=max(1, min(64, 4096 // block_r)), BLOCK_R=block_r,
-        BLOCK_TAIL=128, num_warps=4)
+        BLOCK_TAIL=128, num_warps=8)
     return routed_by, items, slot_first, n_items, N * slots_per_img
 
 

@@ -91,7 +91,8 @@ def _inverse_routing(INDEX, ROUTED_BY, ITEMS, SLOT_FIRST, N_ITEMS,
     for k0 in range(0, R, BLOCK_K):
         offs_k = k0 + tl.arange(0, BLOCK_K)
         mask_k = offs_k < R
-        # routed[k, r]: query region r routed to key region k.
+        # routed[k, r]: query region r routed to key region k. (The image's routing is
+        # read again for each block of key regions, from the L1 cache after the first.)
         routed = tl.zeros([BLOCK_K, BLOCK_R], tl.int32)
         for t in range(0, TOPK):
             idx = tl.load(index + t, mask=mask_r, other=-1)
