@@ -99,10 +99,18 @@ class HalfWeights:
 def half_weights_for(model: torch.nn.Module, forward: Callable[[], object],
                      dtype: Optional[torch.dtype]) -> Optional[HalfWeights]:
     """:class:`HalfWeights` for the parameters ``forward`` casts once to ``dtype``
-    (None without autocast, off CUDA, or when there are none)."""
+    (None without autocast, off CUDA, or when there are none). The watched forward
+    leaves no trace: the random generators and the model's buffers (BatchNorm's
+    running statistics) are as they were before it."""
     if dtype not in (torch.float16, torch.bfloat16):
         return None
-    params = autocast_cast_once(model, forward, dtype)
-    if not params or not params[0].is_cuda:
+    device = next(model.parameters()).device
+    if device.type != 'cuda':
         return None
-    return HalfWeights(params, dtype)
+    buffers = [(b, b.detach().clone()) for b in model.buffers()]
+    with torch.random.fork_rng(devices=[device]):
+        params = autocast_cast_once(model, forward, dtype)
+    with torch.no_grad():
+        for b, saved in buffers:
+            b.copy_(saved)
+    return HalfWeights(params, dtype) if params else None
