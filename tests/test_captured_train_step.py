@@ -168,9 +168,12 @@ def test_hook_declines_without_cuda_and_leaves_the_step(tmp_path):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='CUDA graphs need a GPU')
-@pytest.mark.parametrize('amp,clip', [(None, None), ('bfloat16', dict(max_norm=1.0)),
-                                      ('float16', None)])
-def test_replayed_graph_matches_eager_steps(amp, clip):
+@pytest.mark.parametrize('amp,clip,half', [(None, None, False),
+                                           ('bfloat16', dict(max_norm=1.0), False),
+                                           ('float16', None, False), ('bfloat16', None, True)])
+def test_replayed_graph_matches_eager_steps(amp, clip, half):
+    """``half``: the captured step casts the weights once each way (half_weights.py)."""
+    from mmbiformer.ops.policy import runtime_policy
     batches = [batch(i, n=8, size=64) for i in range(7)] + [batch(9, n=5, size=64)]
     results = []
     for capture in (False, True):
@@ -180,8 +183,9 @@ def test_replayed_graph_matches_eager_steps(amp, clip):
         # The eager reference with the kernels the captured step chooses (Triton norms
         # and attention where they apply): the comparison is of the replay, not of
         # two kernels' rounding, which Adam's normalised updates would magnify.
-        with captured_step():
+        with captured_step(), runtime_policy(half_weight_copies=half):
             losses = train(model, wrapper, step, batches, lr_at=5)
+        assert (step.half is not None) == (half and capture)
         results.append((losses, copy.deepcopy(model.state_dict()), step.counts))
     (ref_losses, ref_state, _), (losses, state, counts) = results
     # Iterations 0-1 warm-up, 2 captured and replayed, 3-6 replayed, 7 (5 images) eager.

@@ -188,8 +188,12 @@ def _grads(model):
 
 
 @requires_cuda
-@pytest.mark.parametrize('dtype', [None, torch.bfloat16])
-def test_replays_match_eager_passes(dtype):
+@pytest.mark.parametrize('dtype, half', [(None, False), (torch.bfloat16, False),
+                                         (torch.bfloat16, True)])
+def test_replays_match_eager_passes(dtype, half, monkeypatch):
+    """``half``: the graphs cast the weights once each way (half_weights.py)."""
+    from mmbiformer.ops import policy
+    monkeypatch.setattr(policy, '_policy', policy.policy_with(half_weight_copies=half))
     graphed = tiny(cuda_graph=dict(size_divisor=64, max_graphs=4)).cuda().train()
     eager = tiny().cuda().train()
     eager.load_state_dict(graphed.state_dict())
@@ -216,6 +220,8 @@ def test_replays_match_eager_passes(dtype):
         for a, b in zip(_grads(graphed), _grads(eager)):
             torch.testing.assert_close(a, b, **tol)
     assert len(graphed.runtime.training_graphs.graphs) == 3  # one per padded size
+    halves = graphed.runtime.training_graphs.halves
+    assert bool(halves and all(halves.values())) == half
 
 
 @requires_cuda

@@ -86,8 +86,9 @@ class RuntimePolicy:
     gelu_mlp: bool = False
     # Captured training steps cast the weights autocast would cast one at a time (and
     # their gradients back) with one multi-tensor copy each way
-    # (``engine/half_weights.py``).
-    half_weight_copies: bool = True
+    # (``engine/half_weights.py``). Off until timed on a GPU (the same gradients,
+    # bit for bit, on the CPU).
+    half_weight_copies: bool = False
     # Eager LayerNorm runs the Triton kernels from this many elements up (stages 1-2
     # of a 128-image classification batch): below it their host cost is larger than
     # the GPU time they save.
