@@ -159,13 +159,14 @@ def test_triton_nhwc_matches_conv2d_cpu(case):
 @needs_triton
 @pytest.mark.parametrize('k, C', [(5, 64), (3, 70)])
 def test_triton_nhwc_interior_tiles_cpu(k, C, monkeypatch):
-    """``INTERIOR``: tiles whose taps lie inside the map load without masks (the
-    middle tile of a 20 x 21 map; channels past the first full block take the masked
-    path), forward and the mirrored input gradient."""
+    """``INTERIOR``: tiles whose taps lie inside the map load without masks (4 x 4
+    tiles: the middle ones of a 12 x 13 map; channels past the first full block take
+    the masked path), forward and the mirrored input gradient."""
     from mmbiformer.ops.backends.triton import dwconv as triton_dwconv
-    monkeypatch.setattr(triton_dwconv, 'CONFIG', dict(triton_dwconv.CONFIG, INTERIOR=True))
+    monkeypatch.setattr(triton_dwconv, 'CONFIG',
+                        dict(triton_dwconv.CONFIG, TH=4, TW=4, INTERIOR=True))
     torch.manual_seed(0)
-    _triton_vs_reference(torch.randn(1, 20, 21, C + 5), C, k, True, True, False, CPU,
+    _triton_vs_reference(torch.randn(1, 12, 13, C + 5), C, k, True, True, False, CPU,
                          torch.float64, 1e-12)
 
 
