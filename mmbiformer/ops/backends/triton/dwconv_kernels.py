@@ -30,16 +30,26 @@ def _tile(pid_t, H, W, TH: tl.constexpr, TW: tl.constexpr):
 
 
 @triton.jit
+def _tap_shift(ky, kx, K: tl.constexpr, FLIP: tl.constexpr):
+    """Row and column shift of the input that tap (ky, kx) reads (mirrored with
+    ``FLIP``)."""
+    PAD: tl.constexpr = K // 2
+    if FLIP:
+        dy = PAD - ky
+        dx = PAD - kx
+    else:
+        dy = ky - PAD
+        dx = kx - PAD
+    return dy, dx
+
+
+@triton.jit
 def _add_tap(acc, x_img, WT, h, w, mask_p, offs_c, mask_c, ky, kx, H, W, sw_t, sw_c,
              sx_h, sx_w, K: tl.constexpr, FLIP: tl.constexpr, ACC: tl.constexpr):
     """``acc`` plus tap (ky, kx) of the convolution (mirrored with ``FLIP``)."""
-    PAD: tl.constexpr = K // 2
-    if FLIP:
-        hh = h + (PAD - ky)
-        ww = w + (PAD - kx)
-    else:
-        hh = h + (ky - PAD)
-        ww = w + (kx - PAD)
+    dy, dx = _tap_shift(ky, kx, K, FLIP)
+    hh = h + dy
+    ww = w + dx
     ok = mask_p & (hh >= 0) & (hh < H) & (ww >= 0) & (ww < W)
     x = tl.load(x_img + (hh * sx_h + ww * sx_w)[:, None], mask=ok[:, None] & mask_c[None, :],
                 other=0.)
@@ -88,14 +98,9 @@ def _dwconv_nhwc(X, WT, B, RES, Y,
     if inside:
         base = x_img + (h * sx_h + w * sx_w)[:, None]
         for t in tl.range(K * K, num_stages=STAGES):
-            ky = t // K
-            kx = t % K
-            if FLIP:
-                shift = (PAD - ky) * sx_h + (PAD - kx) * sx_w
-            else:
-                shift = (ky - PAD) * sx_h + (kx - PAD) * sx_w
+            dy, dx = _tap_shift(t // K, t % K, K, FLIP)
             wt = tl.load(WT + t * sw_t + offs_c * sw_c)
-            acc += tl.load(base + shift).to(ACC) * wt.to(ACC)[None, :]
+            acc += tl.load(base + dy * sx_h + dx * sx_w).to(ACC) * wt.to(ACC)[None, :]
     elif UNROLL == 2:  # every tap unrolled
         for ky in tl.static_range(K):
             for kx in tl.static_range(K):
