@@ -226,7 +226,6 @@ def test_half_weights_give_autocasts_gradients_bit_for_bit():
     with half.swapped(model):
         got = loss()
         got.backward()
-    half.grads_to_params()
     assert all(p.dtype == torch.float32 for p in model.parameters())  # restored
     assert torch.equal(got, ref)
     for n, p in model.named_parameters():

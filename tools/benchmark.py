@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from mmbiformer.benchmarking.timing import mean_ms
-from mmbiformer.engine.half_weights import half_weights_for
+from mmbiformer.engine.half_weights import half_weights_for, swapped_in
 from mmbiformer.engine.shape_graphs import graph_pool_spare
 from mmbiformer.models import BiFormer
 from mmbiformer.ops import BiLevelRoutingAttention
@@ -249,10 +249,8 @@ def bench_cls(args, device):
 
     def train_step():
         opt.zero_grad(set_to_none=True)
-        with half.swapped(model) if half else contextlib.nullcontext():
+        with swapped_in(half, model):
             F.cross_entropy(logits().float(), y).backward()
-        if half:
-            half.grads_to_params()
         opt.step()
 
     def infer_step():

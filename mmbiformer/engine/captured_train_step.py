@@ -52,7 +52,7 @@ from mmengine.optim import AmpOptimWrapper
 from mmengine.registry import HOOKS
 
 from ..ops.policy import captured_step, current_policy
-from .half_weights import HalfWeights, half_weights_for
+from .half_weights import HalfWeights, half_weights_for, swapped_in
 from .private_api import (accumulative_counts, count_step, foreach_copy_,
                           let_scaler_hand_over_found_inf, reset_scaler_step_state,
                           run_forward, scale_update_param)
@@ -299,11 +299,9 @@ class CapturedTrainStep:
         DDP keeps the parameters' gradient accumulators, made on the default stream,
         which a capture (and the warm-up's side stream) must not meet."""
         if self.flat_grads is None:
-            with self.half.swapped(self.model) if self.half else contextlib.nullcontext():
+            with swapped_in(self.half, self.model):
                 loss, log_vars = self._loss(data)
                 loss.backward()
-            if self.half:
-                self.half.grads_to_params()
             return log_vars
         with stand_ins(self.model, self.flat_grads.params) as leaves:
             loss, log_vars = self._loss(data)

@@ -55,28 +55,24 @@ class HalfWeights:
     """Half-precision stand-ins of ``params`` (from :func:`autocast_cast_once`).
 
     ``with half.swapped(model):`` casts every parameter into its stand-in (one
-    multi-tensor copy) and puts the stand-ins in the modules' slots, then restores the
-    parameters; run the forward and the backward inside. :meth:`grads_to_params` then
-    casts the stand-ins' gradients into the parameters' ``.grad`` (one copy)."""
+    multi-tensor copy) and puts the stand-ins in the modules' slots; run the forward
+    and the backward inside. On leaving it restores the parameters and casts the
+    stand-ins' gradients into the parameters' ``.grad`` (one copy)."""
 
     def __init__(self, params: List[torch.Tensor], dtype: torch.dtype):
         self.params = params
         self.halves = [torch.nn.Parameter(torch.empty_like(p, dtype=dtype)) for p in params]
-
-    def __len__(self) -> int:
-        return len(self.params)
 
     def cast(self) -> None:
         """The parameters' values into their stand-ins (one multi-tensor copy)."""
         with torch.no_grad():
             foreach_copy_(self.halves, self.params)
 
-    def leaves(self, params: List[torch.Tensor]) -> List[torch.Tensor]:
-        """Stand-ins for ``params``: the half-precision one where there is one, else a
-        new leaf on the parameter's memory (as ``stand_ins`` makes)."""
+    def leaves(self, params: List[torch.Tensor]) -> List[Optional[torch.Tensor]]:
+        """``stand_ins``' ``leaves`` for ``params``: the half-precision stand-in where
+        there is one, else None (a leaf on the parameter's memory)."""
         half = {id(p): h for p, h in zip(self.params, self.halves)}
-        return [half.get(id(p)) or torch.nn.Parameter(p.detach(), p.requires_grad)
-                for p in params]
+        return [half.get(id(p)) for p in params]
 
     @contextlib.contextmanager
     def swapped(self, model: torch.nn.Module):
@@ -85,8 +81,9 @@ class HalfWeights:
             h.grad = None  # the backward writes fresh gradients (no add into old ones)
         with stand_ins(model, self.params, self.halves):
             yield
+        self._grads_to_params()
 
-    def grads_to_params(self) -> None:
+    def _grads_to_params(self) -> None:
         pairs = [(p, h.grad) for p, h in zip(self.params, self.halves) if h.grad is not None]
         if not pairs:
             return
@@ -94,6 +91,11 @@ class HalfWeights:
         foreach_copy_(grads, [g for _, g in pairs])
         for (p, _), g in zip(pairs, grads):
             p.grad = g if p.grad is None else p.grad + g
+
+
+def swapped_in(half: Optional[HalfWeights], model: torch.nn.Module):
+    """``half.swapped(model)``, or nothing to do without ``half``."""
+    return half.swapped(model) if half is not None else contextlib.nullcontext()
 
 
 def half_weights_for(model: torch.nn.Module, forward: Callable[[], object],

@@ -74,8 +74,16 @@ def reset_scaler_step_state(scaler: torch.amp.GradScaler) -> None:
 
 
 def foreach_copy_(dst: Sequence[torch.Tensor], src: Sequence[torch.Tensor]) -> None:
-    """``dst[i].copy_(src[i])`` for all ``i`` in as few kernels as possible."""
-    torch._foreach_copy_(list(dst), list(src))
+    """``dst[i].copy_(src[i])`` for all ``i`` in as few kernels as possible: one
+    multi-tensor copy per pair of dtypes (PyTorch copies a list of mixed dtypes one
+    tensor at a time)."""
+    groups = {}
+    for d, s in zip(dst, src):
+        pair = groups.setdefault((d.dtype, s.dtype), ([], []))
+        pair[0].append(d)
+        pair[1].append(s)
+    for d, s in groups.values():
+        torch._foreach_copy_(d, s)
 
 
 def foreach_lerp_(dst: Sequence[torch.Tensor], end: Sequence[torch.Tensor],

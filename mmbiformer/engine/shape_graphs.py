@@ -315,12 +315,9 @@ class ShapeGraphs:
                 grads = torch.autograd.grad(outs, params, graph.grad_outs,
                                             allow_unused=True)
                 graph.used = [g is not None for g in grads]
-                # One copy per gradient dtype (a list of mixed dtypes would be copied
-                # one tensor at a time); half-precision ones are cast on the way.
-                for dtype in {g.dtype for g in grads if g is not None}:
-                    foreach_copy_([b for b, g in zip(buffers, grads)
-                                   if g is not None and g.dtype == dtype],
-                                  [g for g in grads if g is not None and g.dtype == dtype])
+                # Half-precision gradients (half_weights.py) are cast on the way.
+                foreach_copy_([b for b, g in zip(buffers, grads) if g is not None],
+                              [g for g in grads if g is not None])
             # The replays need the graphs, not the autograd graph of the capture: holding
             # it kept the capture stream's AccumulateGrad nodes alive, and every later
             # backward then synchronised the streams (PyTorch warns of it).

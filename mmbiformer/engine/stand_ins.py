@@ -12,7 +12,7 @@ def stand_ins(module: torch.nn.Module, params: List[torch.Tensor],
               leaves: Optional[List[torch.Tensor]] = None):
     """``params`` replaced, in every submodule of ``module`` that holds them, by new
     leaf tensors on the same memory (yielded in the order of ``params``), or by
-    ``leaves`` if given (``half_weights.py``: half-precision copies).
+    ``leaves[i]`` where given and not None (``half_weights.py``: half-precision copies).
 
     A parameter's gradient accumulator lives as long as anything refers to it: DDP's
     reducer keeps one per parameter, made on the default stream, and a capture that met
@@ -21,8 +21,8 @@ def stand_ins(module: torch.nn.Module, params: List[torch.Tensor],
     So would an earlier step's loss that a caller keeps (a log, a hook). Stand-ins get
     accumulators of their own; a graph reads and writes the parameters' memory all the
     same."""
-    if leaves is None:
-        leaves = [torch.nn.Parameter(p.detach(), p.requires_grad) for p in params]
+    leaves = [leaf if leaf is not None else torch.nn.Parameter(p.detach(), p.requires_grad)
+              for p, leaf in zip(params, leaves or [None] * len(params))]
     replacement = {id(p): leaf for p, leaf in zip(params, leaves)}
     swapped = []
     try:
