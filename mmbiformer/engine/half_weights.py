@@ -2,8 +2,8 @@
 
 Under autocast every ``Linear`` and convolution casts its float32 weight and bias to the
 autocast dtype as it runs, and autograd casts each of their gradients back: two small
-kernels per parameter per step, ~640 of ~2 us each in BiFormer-S's captured
-classification step (docs/benchmark_history.md, run 19). Here those parameters get
+kernels per parameter per step, each costing a launch however small it is (their share
+of BiFormer-S's captured step: docs/benchmark_history.md, run 19). Here those parameters get
 half-precision stand-ins (``stand_ins.py``) that the step's forward reads instead:
 one ``_foreach_copy_`` casts every weight before the forward, autocast finds them
 already in its dtype and casts nothing, and after the backward one ``_foreach_copy_``

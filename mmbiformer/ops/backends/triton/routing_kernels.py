@@ -7,8 +7,9 @@ few microseconds however little it does).
   float32 (float64 for float64 inputs), the mean rounded to the projection's dtype as
   PyTorch's ``mean`` rounds it.
 * ``_top_regions``: the indices of each row's ``K`` largest routing logits, largest
-  first (PyTorch's ``topk``, ~27 us a call at BiFormer-S's 49-region rows). Among equal
-  logits the lower index comes first; NaN ranks above everything, as in ``topk``.
+  first (PyTorch's ``topk`` takes several times longer on BiFormer's short rows:
+  docs/benchmark_history.md, run 19). Among equal logits the lower index comes first;
+  NaN ranks above everything, as in ``topk``.
 * ``_inverse_routing``: the bookkeeping of the routed backward (below).
 
 ``_inverse_routing`` (in place of ~50 PyTorch ops: a sort, searches, scans, gathers),
