@@ -49,7 +49,7 @@ for s in ${*:-tests trunk cls upernet accuracy}; do
         for seed in ${SEEDS:-0 1}; do
             for graphs in True False; do
                 # LIMIT: a fresh machine's first capture compiles the Triton kernels (~30 s)
-                EXTRA_OPTS="randomness.seed=$seed model.backbone.runtime.cuda_graph=$graphs" \
+                EXTRA_OPTS="randomness.seed=$seed custom_hooks.0.cuda_graph=$graphs" \
                     LIMIT=${LIMIT:-100} DET_EPOCHS=${DET_EPOCHS:-3} timeout 160 \
                     bash tools/gpu_tasks.sh "$OUTD/acc_${graphs}_$seed" retinanet
                 rm -rf "$OUTD/acc_${graphs}_$seed/retinanet"  # checkpoints

@@ -95,3 +95,9 @@ def test_the_op_layer_imports_no_toolbox_part():
     """``mmbiformer.ops`` needs only PyTorch (and ``errors``): no engine, models or
     tools' helpers under it."""
     assert set(import_edges().get('ops', {})) <= {'errors'}
+
+
+def test_the_network_imports_no_engine():
+    """The backbone is the network: how it runs (CUDA graphs, compilation) is attached
+    from outside by the engine, so ``mmbiformer.models`` imports nothing of it."""
+    assert 'engine' not in import_edges().get('models', {})

@@ -1,5 +1,5 @@
 """The private names of mmengine and torch that the engine reaches (through
-``mmbiformer/engine/private_api.py``), checked against the installed versions: a
+``mmbiformer/private_api.py``), checked against the installed versions: a
 version that renames or changes one fails here, by name."""
 import inspect
 import warnings
@@ -9,7 +9,7 @@ import torch
 from mmengine.model import BaseModel
 from mmengine.optim import OptimWrapper
 
-from mmbiformer.engine import private_api as api
+from mmbiformer import private_api as api
 
 
 def test_optim_wrapper_books():

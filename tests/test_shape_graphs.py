@@ -1,18 +1,25 @@
-"""BiFormer's backbone replayed as CUDA graphs per input size (``runtime.cuda_graph``:
+"""BiFormer's backbone replayed as CUDA graphs per input size (a ``BackboneRuntime``
+attached from outside, by ``BackboneRuntimeHook`` in the configs:
 mmbiformer/engine/backbone_runtime.py runs mmbiformer/engine/shape_graphs.py).
 
-CPU: the options' errors, the old options' deprecation, the output sizes the crop uses against the eager outputs, and
-the CPU / inference fallbacks. CUDA: the replayed forward and backward against eager
+CPU: the options' errors, the hook and the old options' deprecation, copies and pickles
+of a backbone with a runtime, the output sizes the crop uses against the eager outputs,
+and the CPU / inference fallbacks. CUDA: the replayed forward and backward against eager
 passes of the same module with the same kernels (inside ``captured_step()``) at
 several sizes, padded to a bucket and cropped back; gradients that accumulate; running
 statistics updated once per iteration; sizes beyond ``max_graphs`` run eagerly."""
 import copy
+import pickle
+import types
 import warnings
 
 import pytest
 import torch
+from mmengine.config import Config
 
-from mmbiformer.engine.backbone_runtime import BackboneRuntime
+from mmbiformer.engine import BackboneRuntimeHook
+from mmbiformer.engine.backbone_runtime import BackboneRuntime, network_forward, runtime_of
+from mmbiformer.engine.backbone_runtime_hook import configured_runtime
 from mmbiformer.models import BiFormer
 from mmbiformer.ops.linear import GeluLinear
 from mmbiformer.ops.policy import captured_step
@@ -21,8 +28,9 @@ from helpers import TINY_ARCH, requires_cuda
 
 def tiny(cuda_graph=False, compile=False, mlp_recompute=None, **kwargs):
     torch.manual_seed(0)
-    return BiFormer(TINY_ARCH, n_win=2, mlp_recompute=mlp_recompute,
-                    runtime=dict(cuda_graph=cuda_graph, compile=compile), **kwargs)
+    model = BiFormer(TINY_ARCH, n_win=2, mlp_recompute=mlp_recompute, **kwargs)
+    BackboneRuntime(cuda_graph=cuda_graph, compile=compile).attach(model)
+    return model
 
 
 @pytest.mark.parametrize('cfg, message', [
@@ -35,26 +43,44 @@ def tiny(cuda_graph=False, compile=False, mlp_recompute=None, **kwargs):
 def test_bad_options_are_named(cfg, message):
     with pytest.raises(ValueError, match=message.replace('[', r'\[').replace(']', r'\]')):
         tiny(cuda_graph=cfg)
+    with pytest.raises(ValueError, match=message.replace('[', r'\[').replace(']', r'\]')):
+        BackboneRuntimeHook(cuda_graph=cfg)  # when the config's hooks are built
 
 
 def test_not_with_random_checkpointing_or_compile():
-    assert tiny(cuda_graph=True, with_cp=[0]).runtime.cuda_graph is not None  # no RNG
+    assert runtime_of(tiny(cuda_graph=True, with_cp=[0])).cuda_graph is not None  # no RNG
+    random = torch.nn.Linear(2, 2)
+    random.recomputes_randomly = True
     with pytest.raises(ValueError, match='with_cp on blocks with dropout inside'):
-        BackboneRuntime(cuda_graph=True).check(random_recompute=True)
+        BackboneRuntime(cuda_graph=True).attach(random)
     with pytest.raises(ValueError, match='compile'):
         tiny(cuda_graph=True, compile=True)
 
 
-def test_runtime_options_are_checked_and_the_old_ones_still_work():
+def test_the_backbone_is_the_network():
+    """Built alone, BiFormer runs its own forward: no runtime, nothing of the engine."""
+    model = BiFormer(TINY_ARCH, n_win=2)
+    assert runtime_of(model) is None and 'forward' not in vars(model)
+    attached = BackboneRuntime(cuda_graph=True).attach(model)
+    assert runtime_of(model) is attached
+    x = torch.randn(1, 3, 40, 50)
+    with torch.no_grad():  # CPU: the runtime runs the network itself
+        for got, want in zip(model(x), network_forward(model)(x)):
+            torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+def test_old_runtime_arguments_still_work_and_say_what_to_write():
     with pytest.raises(ValueError, match=r"runtime: unknown keys \['graphs'\]"):
         BiFormer(TINY_ARCH, runtime=dict(graphs=True))
     with pytest.raises(ValueError, match=r"unexpected arguments \['cuda_graphs'\]"):
         BiFormer(TINY_ARCH, cuda_graphs=True)
-    # The options BiFormer took before ``runtime``: moved into it, with a warning.
-    with pytest.warns(FutureWarning, match=r'write runtime=dict\(cuda_graph=\.\.\.\)'):
+    # runtime= and the options BiFormer took before it: attached, with a warning that
+    # names the hook and its arguments.
+    with pytest.warns(FutureWarning, match=r"custom_hooks = \[dict\(type='BackboneRuntimeHook', "
+                      r"compile=False, cuda_graph=\{'size_divisor': 64\}\)\]"):
         old = BiFormer(TINY_ARCH, n_win=2, runtime=dict(compile=False),
                        cuda_graph=dict(size_divisor=64), mlp_recompute='gelu')
-    assert old.runtime.options() == dict(
+    assert runtime_of(old).options() == dict(
         cuda_graph=dict(size_divisor=64, max_graphs=16, warmup=1, inference_graphs=0),
         compile=False)
     assert isinstance(old.stages[0][0].mlp[3], GeluLinear)
@@ -63,9 +89,45 @@ def test_runtime_options_are_checked_and_the_old_ones_still_work():
                       r'beside with_cp'):
         old = BiFormer(TINY_ARCH, n_win=2, runtime=dict(mlp_recompute='gelu'))
     assert isinstance(old.stages[0][0].mlp[3], GeluLinear)
-    assert old.runtime.options() == dict(cuda_graph=False, compile=False)
+    assert runtime_of(old) is None
     with pytest.raises(ValueError, match='disagree'):
         BiFormer(TINY_ARCH, mlp_recompute='mlp', runtime=dict(mlp_recompute='gelu'))
+
+
+def _runner(model):
+    return types.SimpleNamespace(model=types.SimpleNamespace(module=model))  # DDP-like
+
+
+def test_the_hook_attaches_the_configs_runtime_to_the_backbone(capsys):
+    model = types.SimpleNamespace(backbone=BiFormer(TINY_ARCH, n_win=2))
+    hook = BackboneRuntimeHook(cuda_graph=dict(size_divisor=128))
+    hook.before_run(_runner(model))
+    runtime = runtime_of(model.backbone)
+    assert runtime.cuda_graph['size_divisor'] == 128 and runtime.compile is None
+    hook.before_run(_runner(model))  # train, then test: the graphs stay
+    assert runtime_of(model.backbone) is runtime
+    BackboneRuntimeHook(compile=True).before_run(_runner(model))  # another one replaces it
+    assert runtime_of(model.backbone).compile == {}
+    with pytest.raises(ValueError, match='has none: remove the hook'):
+        BackboneRuntimeHook(cuda_graph=True).before_run(_runner(torch.nn.Linear(2, 2)))
+
+
+def test_configs_give_their_runtime_through_the_hook():
+    det = Config.fromfile('configs/det/maskrcnn_biformer_s.py')
+    assert 'runtime' not in det.model.backbone
+    assert configured_runtime(det)['cuda_graph'] == dict(
+        size_divisor=128, max_graphs=16, warmup=1, inference_graphs=64)
+    assert [h['type'] for h in det.custom_hooks] == ['BackboneRuntimeHook', 'CaptureAheadHook']
+    seg = Config.fromfile('configs/seg/upernet_biformer_t.py')
+    assert configured_runtime(seg)['cuda_graph']['size_divisor'] is None
+    shunted = Config.fromfile('configs/det/ablation/maskrcnn_biformer_s_shunted.py')
+    assert configured_runtime(shunted) == dict(cuda_graph=False, compile=False)
+    # --cfg-options custom_hooks.0.cuda_graph=False, as the docs say
+    det.merge_from_dict({'custom_hooks.0.cuda_graph': False}, allow_list_keys=True)
+    assert configured_runtime(det) == dict(cuda_graph=False, compile=False)
+    # A config of earlier versions: the backbone's runtime.
+    old = Config(dict(model=dict(backbone=dict(type='BiFormer', runtime=dict(compile=True)))))
+    assert configured_runtime(old) == dict(cuda_graph=False, compile={})
 
 
 def test_a_copied_model_gets_a_runtime_of_its_own():
@@ -75,11 +137,18 @@ def test_a_copied_model_gets_a_runtime_of_its_own():
     x = torch.randn(2, 3, 64, 64)
     model(x)
     copied = copy.deepcopy(model)
-    assert copied.runtime is not model.runtime
-    assert copied.runtime.options() == model.runtime.options()
+    assert runtime_of(copied) is not runtime_of(model)
+    assert runtime_of(copied).options() == runtime_of(model).options()
+    assert vars(copied)['forward'].module() is copied
     copied(x)
     with pytest.raises(ValueError, match='runs one backbone'):
-        model.runtime(copied, x)
+        runtime_of(model).attach(copied)
+    # Pickled (torch.save of a whole model): the runtime comes back, attached.
+    loaded = pickle.loads(pickle.dumps(model))
+    assert runtime_of(loaded).options() == runtime_of(model).options()
+    assert vars(loaded)['forward'].module() is loaded
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.eval()(x), model.eval()(x), rtol=0, atol=0)
 
 
 def test_output_sizes_match_the_eager_outputs():
@@ -95,13 +164,13 @@ def test_cpu_inference_runs_eagerly():
     with torch.no_grad():
         for _ in range(2):
             model(torch.randn(1, 3, 40, 50))
-    assert model.runtime.inference_graphs is None
+    assert runtime_of(model).inference_graphs is None
 
 
 def test_cpu_training_runs_eagerly():
     model = tiny(cuda_graph=dict(size_divisor=64)).train()
     outs = model(torch.randn(1, 3, 40, 50))
-    assert model.runtime.training_graphs is None
+    assert runtime_of(model).training_graphs is None
     assert [tuple(o.shape[-2:]) for o in outs] == model.output_sizes(40, 50)
 
 
@@ -112,11 +181,11 @@ def test_kernel_warm_up_covers_the_inference_graphs_kernels(monkeypatch):
     from mmbiformer.ops.policy import in_captured_step
     from mmbiformer.engine import kernel_warmup
     monkeypatch.setattr(torch.cuda, 'synchronize', lambda: None)
+    network = BiFormer.forward
+    monkeypatch.setattr(BiFormer, 'forward', lambda self, x: seen.append(in_captured_step())
+                        or network(self, x))
     for options, want in ((False, [False]), (dict(inference_graphs=4), [False, True])):
-        model = tiny(cuda_graph=options)
-        seen, eager = [], model.forward_eager
-        monkeypatch.setattr(model, 'forward_eager',
-                            lambda x, eager=eager: seen.append(in_captured_step()) or eager(x))
+        model, seen = tiny(cuda_graph=options), []
         kernel_warmup.warm_up(model, dict(test=[(64, 64)], train=[], dtype=torch.float16),
                               log=lambda *args: None)
         assert seen == want
@@ -134,8 +203,8 @@ def test_capture_ahead_hook_asks_for_the_planned_training_sizes(monkeypatch):
     model = types.SimpleNamespace(backbone=tiny(
         cuda_graph=dict(size_divisor=128, inference_graphs=64)).train())
     asked = []
-    capture = model.backbone.runtime.capture_ahead
-    monkeypatch.setattr(model.backbone.runtime, 'capture_ahead',
+    capture = runtime_of(model.backbone).capture_ahead
+    monkeypatch.setattr(runtime_of(model.backbone), 'capture_ahead',
                         lambda *args, **kw: asked.append((*args, kw)) or capture(*args, **kw))
     loader = types.SimpleNamespace(batch_size=None,
                                    batch_sampler=types.SimpleNamespace(batch_size=2))
@@ -161,8 +230,8 @@ def test_capture_ahead_hook_asks_for_the_planned_training_sizes(monkeypatch):
     # Every padded size COCO's test resize can make, not the kernel warm-up's sample.
     assert test_kw['inference'] and test_batch == 1 and test_dtype is None
     assert len(test_sizes) == 43 and set(plan(cfg)['test']) < set(test_sizes)
-    assert model.backbone.runtime.training_graphs is None  # CPU: nothing captured
-    assert model.backbone.runtime.inference_graphs is None and model.backbone.training
+    assert runtime_of(model.backbone).training_graphs is None  # CPU: nothing captured
+    assert runtime_of(model.backbone).inference_graphs is None and model.backbone.training
     # A test-only run (tools/test.py, the pipeline benchmark) has no training parts.
     cfg.train_dataloader = cfg.optim_wrapper = None
     assert len(plan(cfg, EVERY_ASPECT)['test']) == 43
@@ -219,8 +288,8 @@ def test_replays_match_eager_passes(dtype, half, monkeypatch):
             torch.testing.assert_close(a, b, **tol)
         for a, b in zip(_grads(graphed), _grads(eager)):
             torch.testing.assert_close(a, b, **tol)
-    assert len(graphed.runtime.training_graphs.graphs) == 3  # one per padded size
-    halves = graphed.runtime.training_graphs.halves
+    assert len(runtime_of(graphed).training_graphs.graphs) == 3  # one per padded size
+    halves = runtime_of(graphed).training_graphs.halves
     assert bool(halves and all(halves.values())) == half
 
 
@@ -233,7 +302,7 @@ def test_warm_ups_allocate_from_the_graphs_pool():
     for size in (64, 96):
         x = torch.randn(2, 3, size, size, device='cuda')
         sum(o.float().sum() for o in graphed(x)).backward()
-    side = graphed.runtime.training_graphs.side.cuda_stream
+    side = runtime_of(graphed).training_graphs.side.cuda_stream
     assert not [s for s in torch.cuda.memory_snapshot()
                 if tuple(s['segment_pool_id']) == (0, 0) and s['stream'] == side]
 
@@ -246,9 +315,9 @@ def test_sizes_captured_ahead_are_replayed_as_captured_later():
     ahead = tiny(cuda_graph=dict(size_divisor=64)).cuda().train()
     later = tiny(cuda_graph=dict(size_divisor=64)).cuda().train()
     later.load_state_dict(ahead.state_dict())
-    assert ahead.runtime.capture_ahead(ahead, 2, [(64, 64), (70, 90), (60, 64)],
+    assert runtime_of(ahead).capture_ahead(ahead, 2, [(64, 64), (70, 90), (60, 64)],
                                        torch.float16) == 2  # padded: (64, 64) twice
-    graphs = ahead.runtime.training_graphs.graphs
+    graphs = runtime_of(ahead).training_graphs.graphs
     keys = set(graphs)
     for i, (h, w) in enumerate([(70, 90), (60, 64)]):
         x = torch.randn(2, 3, h, w, device='cuda')
@@ -269,15 +338,15 @@ def test_inference_sizes_captured_ahead_replay_from_the_first_image():
     """With ``inference=True`` the exact sizes are captured in eval mode (the training
     mode restored); a size's first image then replays, with the eager outputs."""
     model = tiny(out_indices=(0, 1, 2, 3), cuda_graph=dict(inference_graphs=4)).cuda().train()
-    assert model.runtime.capture_ahead(model, 1, [(64, 96), (96, 64)], inference=True) == 2
+    assert runtime_of(model).capture_ahead(model, 1, [(64, 96), (96, 64)], inference=True) == 2
     assert model.training
     model.eval()
     x = torch.randn(1, 3, 96, 64, device='cuda')
     with torch.no_grad():
         got = model(x)
         with captured_step():
-            want = model.forward_eager(x)
-    graphs = model.runtime.inference_graphs
+            want = network_forward(model)(x)
+    graphs = runtime_of(model).inference_graphs
     assert len(graphs.graphs) == 2 and sum(graphs.seen.values()) == 0  # replayed
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
@@ -307,11 +376,11 @@ def test_sizes_beyond_max_graphs_run_eagerly():
     for h in (64, 96, 64):
         outs = model(torch.randn(1, 3, h, 64, device='cuda'))
         sum(o.sum() for o in outs).backward()
-    assert len(model.runtime.training_graphs.graphs) == 1
+    assert len(runtime_of(model).training_graphs.graphs) == 1
     model.eval()
     with torch.no_grad():
         model(torch.randn(1, 3, 128, 64, device='cuda'))  # inference: eager
-    assert len(model.runtime.training_graphs.graphs) == 1
+    assert len(runtime_of(model).training_graphs.graphs) == 1
 
 
 @requires_cuda
@@ -332,7 +401,7 @@ def test_other_trainable_parameters_recapture():
     assert all(p.grad is None for p in graphed.downsample_layers[0].parameters())
     for a, b in zip(_grads(graphed), _grads(eager)):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
-    assert len(graphed.runtime.training_graphs.graphs) == 1
+    assert len(runtime_of(graphed).training_graphs.graphs) == 1
 
 
 @requires_cuda
@@ -349,12 +418,13 @@ def test_a_second_call_before_the_backward_runs_eagerly():
             loss.backward()
     for g, e in zip(_grads(graphed), _grads(eager)):
         torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-5)
-    assert graphed.runtime.training_graphs.nested_noted and len(graphed.runtime.training_graphs.graphs) == 1
+    graphs = runtime_of(graphed).training_graphs
+    assert graphs.nested_noted and len(graphs.graphs) == 1
     graphed.zero_grad(set_to_none=True)
     out = graphed(a)  # outputs dropped without a backward free the way for replays
     del out
     sum(o.sum() for o in graphed(b)).backward()
-    assert graphed.runtime.training_graphs.pending is None
+    assert runtime_of(graphed).training_graphs.pending is None
 
 
 @requires_cuda
@@ -379,7 +449,7 @@ def test_captures_while_a_kept_loss_holds_an_earlier_graph(mlp_recompute):
                 kept.append(loss)
         for a, b in zip(_grads(graphed), _grads(eager)):
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
-    assert len(graphed.runtime.training_graphs.graphs) == 3
+    assert len(runtime_of(graphed).training_graphs.graphs) == 3
     assert [id(p) for p in graphed.parameters()] == ids  # the parameters are back
 
 
@@ -479,8 +549,8 @@ def test_inference_graphs_match_eager_forwards(dtype):
     with torch.no_grad(), amp:
         got = [model(x) for x in inputs]
         with captured_step():
-            want = [model.forward_eager(x) for x in inputs]
-    graphs = model.runtime.inference_graphs
+            want = [network_forward(model)(x) for x in inputs]
+    graphs = runtime_of(model).inference_graphs
     assert len(graphs.graphs) == 2 and graphs.seen[((2, 3, 80, 80), torch.float32,
                                                     inputs[0].device, dtype)] == 2
     tol = dict(rtol=1e-2, atol=1e-2) if dtype else dict(rtol=1e-4, atol=1e-5)
@@ -501,12 +571,12 @@ def test_inside_an_enclosing_capture_the_backbone_runs_eagerly():
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side), captured_step():
-            want = model.forward_eager(x)
+            want = network_forward(model)(x)
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph), captured_step():
             outs = model(x)
         graph.replay()
-    assert not model.runtime.inference_graphs.graphs
+    assert not runtime_of(model).inference_graphs.graphs
     for a, b in zip(outs, want):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)

@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from mmbiformer.benchmarking.timing import mean_ms
+from mmbiformer.engine.backbone_runtime import BackboneRuntime
 from mmbiformer.engine.half_weights import half_weights_for, swapped_in
 from mmbiformer.engine.shape_graphs import graph_pool_spare
 from mmbiformer.models import BiFormer
@@ -153,8 +154,9 @@ class Classifier(torch.nn.Module):
                                  bra_cfg=bra_cfg(args),
                                  dwconv_impl=args.dwconv_impl or 'cudnn',
                                  with_cp=args.with_cp or False,
-                                 mlp_recompute=args.mlp_recompute,
-                                 runtime=dict(compile=args.compile))
+                                 mlp_recompute=args.mlp_recompute)
+        if args.compile:
+            BackboneRuntime(compile=True).attach(self.backbone)
         self.head = torch.nn.Linear(self.backbone.embed_dims[-1], 1000)
 
     def forward(self, x):
@@ -207,11 +209,10 @@ def build(args, what: str, device):
                          bra_cfg=bra_cfg(args), attn_types=attn_types(args),
                          dwconv_impl=args.dwconv_impl or 'native',
                          with_cp=args.with_cp or False,
-                         mlp_recompute=args.mlp_recompute,
-                         runtime=dict(compile=args.compile,
-                                      # --memory runs the graph's kernels eagerly (its policy)
-                                      cuda_graph=(args.cuda_graph and device.type == 'cuda'
-                                                  and not args.memory)))
+                         mlp_recompute=args.mlp_recompute)
+        # --memory runs the graph's kernels eagerly (its policy).
+        graphs = args.cuda_graph and device.type == 'cuda' and not args.memory
+        BackboneRuntime(compile=args.compile, cuda_graph=graphs).attach(model)
     model = model.to(device)
     if args.strided_impl:
         from mmbiformer.ops.dwconv import GemmConv2d
@@ -220,7 +221,7 @@ def build(args, what: str, device):
                 m.impl = args.strided_impl
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    # Ours compiles its backbone itself (``BiFormer(runtime=dict(compile=True))``).
+    # Ours compiles its backbone only, through its runtime (above).
     foreign = args.timm or args.impl == 'official' or args.mmdet_swin
     return torch.compile(model) if args.compile and foreign else model
 
@@ -721,8 +722,8 @@ def main(argv=None):
     parser.add_argument('--cuda-graph', action='store_true',
                         help='cls: capture the training step (forward, backward, AdamW) '
                         'and the inference step, each in a CUDA graph of its own, and time '
-                        'their replays; trunk: BiFormer(runtime=dict(cuda_graph='
-                        'True)), forward and backward replayed per input size (memory '
+                        'their replays; trunk: BackboneRuntime(cuda_graph=True) attached '
+                        'to the backbone, forward and backward replayed per input size (memory '
                         'includes the graphs\' pool)')
     parser.add_argument('--timm', metavar='NAME', help='time this timm model instead')
     parser.add_argument('--mmdet-swin', action='store_true',

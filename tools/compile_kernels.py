@@ -8,9 +8,9 @@ that the first iterations of training and testing there do not wait for compiles
 Each config's backbone runs over the input sizes its test and training pipelines make
 (``mmbiformer/engine/kernel_warmup.py``); Triton keeps what it compiles in its cache on
 this machine (``~/.triton/cache``, or ``TRITON_CACHE_DIR``), for every later process.
-``--cfg-options`` applies to every config, as the jobs will run them (e.g.
-``model.backbone.runtime.cuda_graph.inference_graphs=64`` also compiles the kernels
-inference graphs record).
+``--cfg-options`` applies to every config, as the jobs will run them. Where a config's
+``BackboneRuntimeHook`` replays inference graphs, the kernels those graphs record are
+compiled too.
 """
 import argparse
 import os.path as osp
@@ -21,6 +21,8 @@ import torch
 import mmbiformer.openmmlab  # noqa: F401  (stack fixes before any toolbox import)
 from mmbiformer.errors import ArgumentError
 from mmbiformer.utils.cfg_options import ConfigOptions
+from mmbiformer.engine.backbone_runtime import BackboneRuntime
+from mmbiformer.engine.backbone_runtime_hook import configured_runtime
 from mmbiformer.engine.kernel_warmup import plan, warm_up
 from mmbiformer.errors import UserError
 from mmbiformer.utils.launch import build_model, load_config
@@ -40,6 +42,7 @@ def main(argv=None):
         cfg = load_config(path, args.cfg_options)
         cfg.model.get('backbone', {})['init_cfg'] = None  # weights do not matter here
         backbone = build_model(cfg).backbone.cuda()
+        BackboneRuntime(**configured_runtime(cfg)).attach(backbone)
         print(f'{osp.relpath(path)}: ', end='', flush=True)
         warm_up(backbone, plan(cfg))
         del backbone

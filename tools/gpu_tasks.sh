@@ -37,7 +37,11 @@ for task in ${*:-cls retinanet det seg}; do
         [ -d data/g_in ] || python3 tools/generate_data.py imagenet data/g_in --num-classes 8 \
             --num-train 64 --num-val 8 --size 256 256
         extra="" cfg=configs/cls/biformer_s_in1k.py
-        [ "$task" = cls-compile ] && extra="model.backbone.runtime.compile=True"
+        if [ "$task" = cls-compile ]; then  # the config's hooks, and the backbone compiled
+            cfg="$OUTD/cls_compile.py"
+            printf "_base_ = '%s'\ncustom_hooks = [dict(type='BackboneRuntimeHook', compile=True), *_base_.custom_hooks]\n" \
+                "$PWD/configs/cls/biformer_s_in1k.py" > "$cfg"
+        fi
         case $task in cls-quadtree|cls-shunted|cls-window)
             cfg=configs/cls/ablation/biformer_s_${task#cls-}_in1k.py ;; esac
         # No Mixup/CutMix and lr 2.5e-4 (the recipe's 1e-3 is for 1024 images a step and

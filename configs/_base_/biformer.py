@@ -8,14 +8,6 @@
 biformer_s_det_backbone = dict(
     _delete_=True, type='BiFormer', arch='small', n_win=16, auto_pad=True,
     drop_path_rate=0.2, norm_eval=True,
-    # How it runs (mmbiformer/engine/backbone_runtime.py), not what it computes.
-    runtime=dict(
-        # Training replays the backbone as CUDA graphs, one per padded size: each
-        # batch is padded to multiples of 128 (outputs cropped back), so a few
-        # graphs serve COCO's many sizes (mmbiformer/engine/shape_graphs.py).
-        # Validation and testing replay one graph per image size (at most 64 kept):
-        # the host launches one graph instead of each of the backbone's kernels.
-        cuda_graph=dict(size_divisor=128, inference_graphs=64)),
     # What the backward recomputes instead of keeping. Stages 1-2 (the largest maps)
     # recompute their blocks, so that the steady state's memory peak stays near
     # Swin-T's at a small cost in time (docs/benchmark_history.md, run 10); the MLPs
@@ -25,25 +17,36 @@ biformer_s_det_backbone = dict(
     mlp_recompute='mlp',
     init_cfg=dict(type='Pretrained', checkpoint='biformer-s_in1k'))
 
-# COCO (mmdet): the backbone's graphs for every size the pipelines can make are
-# captured before the first iteration and before the first validation or test, so
-# that no iteration stalls on a capture (and, in distributed training, no rank waits
-# for another's). Used as ``custom_hooks = _base_.biformer_det_hooks``.
-biformer_det_hooks = [dict(type='CaptureAheadHook')]
+# COCO (mmdet): how the backbone runs (mmbiformer/engine/backbone_runtime.py), not what
+# it computes. Used as ``custom_hooks = _base_.biformer_det_hooks``.
+biformer_det_hooks = [
+    dict(type='BackboneRuntimeHook',
+         # Training replays the backbone as CUDA graphs, one per padded size: each
+         # batch is padded to multiples of 128 (outputs cropped back), so a few graphs
+         # serve COCO's many sizes (mmbiformer/engine/shape_graphs.py). Validation and
+         # testing replay one graph per image size (at most 64 kept): the host
+         # launches one graph instead of each of the backbone's kernels.
+         # Eager: --cfg-options custom_hooks.0.cuda_graph=False
+         cuda_graph=dict(size_divisor=128, inference_graphs=64)),
+    # The graphs for every size the pipelines can make are captured before the first
+    # iteration and before the first validation or test, so that no iteration stalls
+    # on a capture (and, in distributed training, no rank waits for another's).
+    dict(type='CaptureAheadHook'),
+]
 
 # ADE20K (mmseg): n_win 8 with auto-padding, SyncBN in the conv stem when distributed
 # (single-process runs turn it back into BN: mmengine's Runner).
 biformer_s_seg_backbone = dict(
     _delete_=True, type='BiFormer', arch='small', n_win=8, auto_pad=True,
     out_indices=(0, 1, 2, 3), norm_cfg=dict(type='SyncBN', requires_grad=True),
-    runtime=dict(
-        # Training replays the backbone as CUDA graphs, one per exact size (one
-        # size: the crops); a multi-GPU run keeps the stem's SyncBN and so runs it
-        # eagerly (warned).
-        cuda_graph=dict(size_divisor=None)),
     # The MLPs' hidden activations are recomputed in the backward, not kept.
     mlp_recompute='mlp',
     init_cfg=dict(type='Pretrained', checkpoint='biformer-s_in1k'))
+
+# ADE20K (mmseg): training replays the backbone as CUDA graphs, one per exact size (one
+# size: the crops); a multi-GPU run keeps the stem's SyncBN and so runs it eagerly
+# (warned). Used as ``custom_hooks = _base_.biformer_seg_hooks``.
+biformer_seg_hooks = [dict(type='BackboneRuntimeHook', cuda_graph=dict(size_divisor=None))]
 
 # Mixed precision with a dynamic loss scale; no weight decay on norms.
 biformer_optim_wrapper = dict(

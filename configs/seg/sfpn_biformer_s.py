@@ -19,6 +19,7 @@ model = dict(
     decode_head=dict(num_classes=150))
 
 train_dataloader = dict(batch_size=4)
+custom_hooks = _base_.biformer_seg_hooks
 
 optim_wrapper = dict(
     _delete_=True,

@@ -21,6 +21,7 @@ model = dict(
     auxiliary_head=dict(in_channels=256, num_classes=150))
 
 train_dataloader = dict(batch_size=2)
+custom_hooks = _base_.biformer_seg_hooks
 
 optim_wrapper = dict(
     _delete_=True,

@@ -20,7 +20,7 @@ from mmengine.hooks import RuntimeInfoHook
 from mmengine.registry import HOOKS
 
 from .host_copies import LaggedValues
-from .private_api import copy_batches_without_waiting
+from ..private_api import copy_batches_without_waiting
 
 
 @HOOKS.register_module()

@@ -1,12 +1,14 @@
 """How a backbone's forward runs: eagerly, compiled, or replayed as CUDA graphs.
 
-The backbone computes (``forward_eager``, the network as written); a
-:class:`BackboneRuntime` decides how each call runs it. The model and its state dict do
-not depend on it, so the same weights train with graphs and evaluate eagerly. Configs
-name it in one place, as the backbone's ``runtime``::
+The backbone is the network: its ``forward`` computes. A :class:`BackboneRuntime`,
+attached from outside, decides how each call runs that forward. The model and its
+state dict do not depend on it, so the same weights train with graphs and evaluate
+eagerly. Configs name it as a hook (:class:`~.backbone_runtime_hook.BackboneRuntimeHook`),
+which attaches it to ``model.backbone`` before the run::
 
-    backbone=dict(type='BiFormer', arch='small', ...,
-                  runtime=dict(cuda_graph=dict(size_divisor=128)))
+    custom_hooks = [dict(type='BackboneRuntimeHook', cuda_graph=dict(size_divisor=128))]
+
+and code attaches one itself: ``BackboneRuntime(cuda_graph=True).attach(backbone)``.
 
 Options:
 
@@ -26,8 +28,8 @@ Options:
   passed to ``torch.compile``); not with ``cuda_graph``.
 
 What the backward recomputes is the network's own setting, not the runtime's: the
-backbone's ``with_cp`` and ``mlp_recompute`` arguments (``runtime=dict(mlp_recompute=...)``
-of earlier versions still works, with a warning).
+backbone's ``with_cp`` and ``mlp_recompute`` arguments. ``BiFormer(runtime=...)`` of
+earlier versions still works, with a warning that says what to write instead.
 """
 import copy
 import logging
@@ -41,6 +43,7 @@ from mmengine.logging import print_log
 from torch import nn
 
 from ..errors import ArgumentError
+from ..registry import RUNTIMES
 from ..ops.policy import tracing
 from .shape_graphs import InferenceGraphs, ShapeGraphs, crop_outputs, padded_size
 
@@ -74,14 +77,15 @@ def _graph_options(cuda_graph) -> Optional[dict]:
     return cfg
 
 
+@RUNTIMES.register_module()
 class BackboneRuntime:
-    """Runs a backbone's ``forward_eager`` as its options say (module docstring).
+    """Runs a backbone's ``forward`` as its options say (module docstring).
 
-    A backbone owns one (``backbone.runtime``) and calls it as ``runtime(self, x)``.
-    The graphs it captures are its state: ``training_graphs`` (:class:`ShapeGraphs`,
-    None until the first graphed training call) and ``inference_graphs``
-    (:class:`InferenceGraphs`). A deep copy (mmengine's EMA copies the model) has the
-    options, not the graphs, and serves the copy.
+    :meth:`attach` puts it between a backbone's calls and its ``forward``. The graphs it
+    captures are its state: ``training_graphs`` (:class:`ShapeGraphs`, None until the
+    first graphed training call) and ``inference_graphs`` (:class:`InferenceGraphs`).
+    A deep copy of the backbone (mmengine's EMA copies the model) gets a runtime of its
+    own, with the options and none of the graphs.
 
     Args:
         cuda_graph (bool | dict): See the module docstring.
@@ -93,9 +97,10 @@ class BackboneRuntime:
         if not isinstance(compile, (bool, dict)):
             raise ArgumentError(f'compile must be a bool or a dict of torch.compile '
                                 f'arguments, got {compile!r}')
-        if compile and self.cuda_graph is not None:
+        # A dict, even an empty one (no torch.compile arguments), compiles.
+        self.compile = None if compile is False else {} if compile is True else dict(compile)
+        if self.compile is not None and self.cuda_graph is not None:
             raise ArgumentError('cuda_graph cannot be combined with compile; choose one')
-        self.compile = ({} if compile is True else dict(compile)) if compile else None
         self._reset()
 
     def _reset(self) -> None:
@@ -123,7 +128,13 @@ class BackboneRuntime:
         return cls(**cfg)
 
     def options(self) -> dict:
-        return dict(cuda_graph=self.cuda_graph or False, compile=self.compile or False)
+        # ``compile=True`` is held as {} (no torch.compile arguments): not False.
+        return dict(cuda_graph=self.cuda_graph if self.cuda_graph is not None else False,
+                    compile=self.compile if self.compile is not None else False)
+
+    @property
+    def eager(self) -> bool:
+        return self.cuda_graph is None and self.compile is None
 
     def __deepcopy__(self, memo):
         return type(self)(**copy.deepcopy(self.options(), memo))
@@ -137,35 +148,40 @@ class BackboneRuntime:
     def __repr__(self) -> str:
         return f'{type(self).__name__}({self.options()})'
 
-    def check(self, random_recompute: bool) -> None:
-        """``random_recompute``: some block the backbone recomputes draws random
-        numbers inside, which reads the RNG state on the host: no graph can hold it."""
-        if random_recompute and self.cuda_graph is not None:
+    def attach(self, module: nn.Module) -> 'BackboneRuntime':
+        """Run ``module``'s calls through this runtime from now on (its ``forward``
+        then runs as the options say; a runtime attached before is replaced). The
+        module must give ``output_sizes(h, w)`` and ``in_channels`` for the graphs, and
+        may say ``recomputes_randomly`` (a block its backward recomputes draws random
+        numbers, which no graph can hold). Returns the runtime."""
+        owner = self._owner() if self._owner is not None else None
+        if owner is not None and owner is not module:  # the graphs hold its parameters
+            raise ArgumentError('a BackboneRuntime runs one backbone; give each its own '
+                                '(BackboneRuntime.build copies the options)')
+        if self.cuda_graph is not None and getattr(module, 'recomputes_randomly', False):
             raise ArgumentError('cuda_graph cannot be combined with with_cp on blocks with '
                                 'dropout inside (their recomputation reads the RNG state '
                                 'on the host); choose one')
+        self._owner = weakref.ref(module)
+        module.forward = _RuntimeForward(self, module)
+        return self
 
     # -- running ---------------------------------------------------------------------
     def __call__(self, module: nn.Module, x: torch.Tensor) -> tuple:
-        """``module.forward_eager(x)``, run as the options say (``module`` also gives
-        ``output_sizes``, and its ``training`` flag and norms)."""
-        if self.cuda_graph is None and self.compile is None:  # eager: nothing to hold
-            return module.forward_eager(x)
-        owner = self._owner() if self._owner is not None else None
-        if owner is None:
-            self._owner = weakref.ref(module)
-        elif owner is not module:  # the graphs hold the first one's parameters
-            raise ArgumentError('a BackboneRuntime runs one backbone; give each its own '
-                                '(BackboneRuntime.build copies the options)')
+        """``module``'s own ``forward(x)``, run as the options say (``module`` also
+        gives ``output_sizes``, its ``training`` flag and norms)."""
+        network = network_forward(module)
+        if self.eager:  # nothing to hold
+            return network(x)
         if self.cuda_graph is not None and self._trains_graphed(module, x):
             return self._graphed(module, x)
         if self.cuda_graph is not None and self._infers_graphed(module, x):
             return self._inference_graphs_of(module)(x)
         if self.compile is not None and x.is_cuda:
             if self._compiled is None:
-                self._compiled = torch.compile(module.forward_eager, **self.compile)
+                self._compiled = torch.compile(network, **self.compile)
             return self._compiled(x)
-        return module.forward_eager(x)
+        return network(x)
 
     def _trains_graphed(self, module: nn.Module, x: torch.Tensor) -> bool:
         if not (module.training and x.is_cuda and torch.is_grad_enabled()) or tracing():
@@ -199,14 +215,14 @@ class BackboneRuntime:
     def _graphs_of(self, module: nn.Module) -> ShapeGraphs:
         if self.training_graphs is None:
             self.training_graphs = ShapeGraphs(
-                module, module.forward_eager, max_graphs=self.cuda_graph['max_graphs'],
+                module, network_forward(module), max_graphs=self.cuda_graph['max_graphs'],
                 warmup=self.cuda_graph['warmup'], name=type(module).__name__)
         return self.training_graphs
 
     def _inference_graphs_of(self, module: nn.Module) -> InferenceGraphs:
         if self.inference_graphs is None:
             self.inference_graphs = InferenceGraphs(
-                module.forward_eager, self.cuda_graph['inference_graphs'],
+                network_forward(module), self.cuda_graph['inference_graphs'],
                 name=type(module).__name__)
         return self.inference_graphs
 
@@ -261,3 +277,37 @@ class BackboneRuntime:
             if inference:
                 module.train(mode)
         return len(graphs.graphs) - before
+
+
+def network_forward(module: nn.Module) -> Callable:
+    """``module``'s own ``forward`` (its class's: the network as written), bound to it,
+    past any runtime attached to it."""
+    return type(module).forward.__get__(module, type(module))
+
+
+def runtime_of(module: nn.Module) -> Optional[BackboneRuntime]:
+    """The runtime attached to ``module`` (None: its forward runs as written)."""
+    forward = vars(module).get('forward')
+    return forward.runtime if isinstance(forward, _RuntimeForward) else None
+
+
+class _RuntimeForward:
+    """What :meth:`BackboneRuntime.attach` puts in a module's ``forward``: calls go
+    through the runtime. It holds the module weakly (the module holds it); a deep copy
+    of the module gets a new runtime, attached to the copy."""
+
+    def __init__(self, runtime: BackboneRuntime, module: nn.Module):
+        self.runtime = runtime
+        self.module = weakref.ref(module)
+
+    def __call__(self, x: torch.Tensor) -> tuple:
+        return self.runtime(self.module(), x)
+
+    def __deepcopy__(self, memo):
+        module = self.module()
+        # Copied as part of its module (EMA's deepcopy): memo holds the module's copy.
+        copied = memo.get(id(module), module)
+        return _RuntimeForward(copy.deepcopy(self.runtime, memo), copied)
+
+    def __reduce__(self):  # pickling a module with a runtime (a weak reference cannot)
+        return _RuntimeForward, (self.runtime, self.module())

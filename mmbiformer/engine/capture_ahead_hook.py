@@ -1,6 +1,7 @@
 """Capture the backbone's training graphs for the config's input sizes before training.
 
-A backbone replayed as CUDA graphs per input size (``runtime.cuda_graph``) captures
+A backbone replayed as CUDA graphs per input size (``cuda_graph`` of its runtime,
+:class:`~.backbone_runtime_hook.BackboneRuntimeHook`) captures
 each size the first time a batch of it comes: a warm-up pass, the capture and the
 graph's instantiation stall that iteration, and in data-parallel training every rank
 waits at the next collective for the one that captures. The sizes are known from the
@@ -12,7 +13,8 @@ every rank, and says what it took; sizes outside the plan are still captured whe
 come. Where the runtime replays inference graphs (``inference_graphs``), it does the
 same before the first validation or test: every padded size the test pipeline can make
 (43 for COCO at 1333x800), so that no image of the first pass waits for a capture.
-Use it as ``custom_hooks = [dict(type='CaptureAheadHook')]``.
+Use it after the runtime's hook: ``custom_hooks = [dict(type='BackboneRuntimeHook',
+cuda_graph=...), dict(type='CaptureAheadHook')]``.
 """
 import time
 
@@ -20,6 +22,7 @@ import torch
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 
+from .backbone_runtime import runtime_of
 from .captured_train_step import training_autocast_dtype
 from .rank_log import log_every_rank
 
@@ -28,7 +31,7 @@ from .rank_log import log_every_rank
 class CaptureAheadHook(Hook):
     """Before training, capture the backbone's graphs for every planned input size
     (module docstring). Does nothing where the backbone has no graphs to capture (no
-    ``runtime.cuda_graph``, no GPU, SyncBN across processes)."""
+    ``cuda_graph`` runtime, no GPU, SyncBN across processes)."""
 
     priority = 'LOW'  # after the hooks that set the model up (frozen stages, EMA)
 
@@ -39,8 +42,8 @@ class CaptureAheadHook(Hook):
     def _backbone(runner):
         model = getattr(runner.model, 'module', runner.model)
         backbone = getattr(model, 'backbone', None)
-        runtime = getattr(backbone, 'runtime', None)
-        return (backbone, runtime) if hasattr(runtime, 'capture_ahead') else (None, None)
+        runtime = runtime_of(backbone) if backbone is not None else None
+        return (backbone, runtime) if runtime is not None else (None, None)
 
     def _ahead(self, runner, loader, dtype, inference: bool) -> None:
         from .kernel_warmup import EVERY_ASPECT, plan

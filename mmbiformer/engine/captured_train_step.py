@@ -53,7 +53,7 @@ from mmengine.registry import HOOKS
 
 from ..ops.policy import captured_step, current_policy
 from .half_weights import HalfWeights, half_weights_for, swapped_in
-from .private_api import (accumulative_counts, count_step, foreach_copy_,
+from ..private_api import (accumulative_counts, count_step, foreach_copy_,
                           let_scaler_hand_over_found_inf, reset_scaler_step_state,
                           run_forward, scale_update_param)
 from .rank_log import log_every_rank

@@ -11,7 +11,7 @@ import torch
 from mmengine.model import ExponentialMovingAverage
 from mmengine.registry import MODELS
 
-from .private_api import foreach_copy_, foreach_lerp_
+from ..private_api import foreach_copy_, foreach_lerp_
 
 
 @MODELS.register_module()

@@ -19,7 +19,7 @@ from typing import Callable, List, Optional
 
 import torch
 
-from .private_api import dispatch_watch, foreach_copy_, has_hooks
+from ..private_api import dispatch_watch, foreach_copy_, has_hooks
 from .stand_ins import stand_ins
 
 _CASTS = ('aten._to_copy.default', 'aten.to.dtype', 'aten.to.dtype_layout')

@@ -13,6 +13,9 @@ from typing import Iterable, List, Optional, Tuple
 
 import torch
 
+from .backbone_runtime import network_forward, runtime_of
+from .backbone_runtime_hook import configured_runtime
+
 # Width / height ratios of the images swept (COCO's and ADE20K's range, both ways).
 ASPECTS = tuple(0.5 * 4 ** (i / 15) for i in range(16))
 # Fine enough that every padded size of that range comes out (graphs captured ahead
@@ -72,8 +75,7 @@ def plan(cfg, aspects: Iterable[float] = ASPECTS) -> dict:
     step uses, in the training's autocast dtype), and that dtype."""
     test_pipe = _nested(cfg, 'test_dataloader', 'dataset', 'pipeline')
     train_pipe = _nested(cfg, 'train_dataloader', 'dataset', 'pipeline')
-    backbone = cfg.model.get('backbone', {})
-    graph = (backbone.get('runtime') or {}).get('cuda_graph', backbone.get('cuda_graph'))
+    graph = configured_runtime(cfg)['cuda_graph']
     divisor = (graph.get('size_divisor') if isinstance(graph, dict) else None) or 32
     crop = _crop_size(train_pipe)
     scale = _resize_scale(test_pipe)
@@ -95,15 +97,16 @@ def warm_up(backbone: torch.nn.Module, sizes: dict, log=print) -> float:
     device = next(backbone.parameters()).device
     start = time.perf_counter()
     backbone.eval()
-    runtime = getattr(backbone, 'runtime', None)
+    runtime = runtime_of(backbone)
     graphs = bool(runtime and runtime.cuda_graph and runtime.cuda_graph['inference_graphs'])
+    network = network_forward(backbone)
     with torch.no_grad():
         for h, w in sizes['test']:
             x = torch.randn(1, 3, h, w, device=device)
             backbone(x)
             if graphs:  # an inference graph records the kernels a captured step takes
                 with captured_step():
-                    backbone.forward_eager(x)
+                    network(x)
     backbone.train()
     for h, w in sizes['train']:
         x = torch.randn(2, 3, h, w, device=device)
@@ -111,7 +114,7 @@ def warm_up(backbone: torch.nn.Module, sizes: dict, log=print) -> float:
         # choose the kernels their forward chose.
         with captured_step():
             with torch.autocast('cuda', dtype=sizes['dtype']):
-                outs = backbone.forward_eager(x)  # the body the graphs capture
+                outs = network(x)  # the body the graphs capture
             sum(o.float().mean() for o in outs).backward()
     backbone.zero_grad(set_to_none=True)
     torch.cuda.synchronize()

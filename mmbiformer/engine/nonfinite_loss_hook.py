@@ -36,7 +36,7 @@ from mmengine.optim import AmpOptimWrapper
 from mmengine.registry import HOOKS
 
 from .host_copies import LaggedValues
-from .private_api import foreach_norm
+from ..private_api import foreach_norm
 
 
 class NonFiniteLossError(RuntimeError):

@@ -48,7 +48,7 @@ from torch import nn
 
 from ..ops.policy import autocast_dtype, captured_step, current_policy
 from .half_weights import HalfWeights, half_weights_for
-from .private_api import foreach_copy_, holding_graph_pool
+from ..private_api import foreach_copy_, holding_graph_pool
 from .rank_log import log_every_rank
 from .stand_ins import stand_ins
 

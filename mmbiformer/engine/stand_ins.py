@@ -4,7 +4,7 @@ from typing import List, Optional
 
 import torch
 
-from .private_api import module_parameters, set_module_parameter
+from ..private_api import module_parameters, set_module_parameter
 
 
 @contextlib.contextmanager

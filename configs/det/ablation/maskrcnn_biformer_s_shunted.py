@@ -9,7 +9,8 @@ _base_ = ['../maskrcnn_biformer_s.py']
 model = dict(
     backbone=dict(
         attn_types=('shunted', 'shunted', 'shunted', 'global'),
-        # Eager: the shunted mixers have not been run captured on a GPU yet.
-        runtime=dict(cuda_graph=False),
         init_cfg=dict(type='Pretrained',
                       checkpoint='work_dirs/biformer_s_shunted_in1k/epoch_300.pth')))
+# Eager (no BackboneRuntimeHook): the shunted mixers have not been run captured on a GPU
+# yet.
+custom_hooks = []

@@ -17,7 +17,6 @@ from mmengine.model import BaseModule
 from mmengine.model.weight_init import trunc_normal_
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ...engine.backbone_runtime import RUNTIME_KEYS, BackboneRuntime
 from ...errors import ArgumentError
 from ...ops.policy import forward_only, tracing
 from ...ops.layer_norm import LayerNorm, drop_path_scale
@@ -26,7 +25,7 @@ from ...ops.dwconv import DepthwiseConv2d, GemmConv2d
 from ...ops.dwconv import set_impl as set_dwconv_impl
 from ...ops.mlp import Mlp
 from ...ops.mixers import build_token_mixer, check_attn_cfg, resolve_attn_types
-from ...registry import MODELS
+from ...registry import MODELS, RUNTIMES
 
 # Architecture presets (official facts). ``topks`` of -2: global attention with LePE.
 ARCH_SETTINGS: Dict[str, dict] = {
@@ -175,12 +174,18 @@ def _cp_stages(with_cp) -> Tuple[int, ...]:
 MLP_RECOMPUTE = (None, 'gelu', 'mlp')
 
 
-def _runtime(runtime, deprecated: dict,
-             mlp_recompute: Optional[str]) -> Tuple[BackboneRuntime, Optional[str]]:
-    """``(runtime, mlp_recompute)`` from the arguments, through the one deprecation path
-    of earlier versions' options, each with a warning that says what to write:
-    ``cuda_graph`` / ``compile`` given to BiFormer itself move into ``runtime``;
-    ``runtime=dict(mlp_recompute=...)`` moves out of it, beside ``with_cp``."""
+# How the backbone runs: the engine's (its runtime), named here only for the arguments
+# that earlier versions took.
+RUNTIME_KEYS = ('cuda_graph', 'compile')
+
+
+def _deprecated_runtime(runtime, deprecated: dict,
+                        mlp_recompute: Optional[str]) -> Tuple[Optional[dict], Optional[str]]:
+    """``(runtime options or None, mlp_recompute)`` from the arguments, through the one
+    deprecation path of earlier versions' options, each with a warning that says what to
+    write: ``runtime=dict(...)``, ``cuda_graph=`` and ``compile=`` go to the engine's
+    ``BackboneRuntimeHook``; ``runtime=dict(mlp_recompute=...)`` moves beside
+    ``with_cp``."""
     unknown = sorted(set(deprecated) - set(RUNTIME_KEYS))
     if unknown:
         raise ArgumentError(f'BiFormer got unexpected arguments {unknown}')
@@ -194,18 +199,29 @@ def _runtime(runtime, deprecated: dict,
         warnings.warn('BiFormer(runtime=dict(mlp_recompute=...)) is deprecated: write '
                       'BiFormer(mlp_recompute=...), beside with_cp (what the backward '
                       'recomputes is set on the network)', FutureWarning, stacklevel=3)
+        runtime = runtime or None
     if mlp_recompute not in MLP_RECOMPUTE:
         raise ArgumentError(f'mlp_recompute must be one of {MLP_RECOMPUTE}, got '
                             f'{mlp_recompute!r}')
-    if not deprecated:
-        return BackboneRuntime.build(runtime), mlp_recompute
-    if isinstance(runtime, BackboneRuntime):
+    if runtime is None and not deprecated:
+        return None, mlp_recompute
+    if hasattr(runtime, 'options'):  # a runtime object
         runtime = runtime.options()
-    moved = dict(runtime or {}, **deprecated)
-    warnings.warn(f'BiFormer({", ".join(f"{k}=..." for k in deprecated)}) is deprecated: '
-                  f'write runtime=dict({", ".join(f"{k}=..." for k in deprecated)}) '
+    if runtime is not None and not isinstance(runtime, dict):
+        raise ArgumentError(f'runtime must be a dict with keys {list(RUNTIME_KEYS)}, '
+                            f'got {runtime!r}')
+    options = dict({k: v for k, v in (runtime or {}).items() if k != 'type'}, **deprecated)
+    unknown = sorted(set(options) - set(RUNTIME_KEYS))
+    if unknown:
+        raise ArgumentError(f'runtime: unknown keys {unknown}; valid: {list(RUNTIME_KEYS)}')
+    written = ', '.join(f'{k}={v!r}' for k, v in options.items())
+    warnings.warn(f'BiFormer(runtime=...) and its cuda_graph= / compile= are deprecated: '
+                  f'how the backbone runs is the engine\'s, attached from outside. Write '
+                  f'custom_hooks = [dict(type=\'BackboneRuntimeHook\', {written})] in the '
+                  f'config (configs/_base_/biformer.py), or in code '
+                  f'BackboneRuntime({written}).attach(backbone) '
                   f'(mmbiformer/engine/backbone_runtime.py)', FutureWarning, stacklevel=3)
-    return BackboneRuntime.build(moved), mlp_recompute
+    return options, mlp_recompute
 
 
 def _per_stage(value, name: str) -> list:
@@ -257,9 +273,10 @@ class BiFormer(BaseModule):
             (``'bra'``, ``'global'``, ``'quadtree'``, ``'shunted'``, ``'window'``).
             Default: BiFormer's own (:mod:`mmbiformer.ops.mixers`).
         attn_cfg (dict, optional): Options of those mixers by type.
-        runtime (dict, optional): How the forward runs, not what it computes
-            (CUDA graphs, ``torch.compile``;
-            :mod:`mmbiformer.engine.backbone_runtime`). Default: eager.
+        runtime (dict, optional): Deprecated: how the forward runs (CUDA graphs,
+            ``torch.compile``) is attached from outside, by the engine's
+            ``BackboneRuntimeHook`` (:mod:`mmbiformer.engine.backbone_runtime`). Given
+            here, it is attached as before, with a warning that says what to write.
         init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=...)`` loads
             an official ImageNet checkpoint or one of ours.
     """
@@ -286,7 +303,7 @@ class BiFormer(BaseModule):
                  init_cfg: dict = None,
                  **deprecated):
         super().__init__(init_cfg=init_cfg)
-        self.runtime, mlp_recompute = _runtime(runtime, deprecated, mlp_recompute)
+        runtime, mlp_recompute = _deprecated_runtime(runtime, deprecated, mlp_recompute)
         arch = _resolve_arch(arch)
         dims = list(arch['embed_dims'])
         self.embed_dims = dims
@@ -357,8 +374,6 @@ class BiFormer(BaseModule):
                     mlp_recompute=mlp_recompute, **bra_kwargs) for j in range(depths[i])
             ]
             self.stages.append(nn.Sequential(*blocks))
-        self.runtime.check(random_recompute=any(
-            b.random_body for i in self.cp_stages for b in self.stages[i]))
 
         if out_norm == 'layernorm':
             # A ModuleDict keyed '0'..'3' gives the official names extra_norms.i.
@@ -368,6 +383,14 @@ class BiFormer(BaseModule):
             self.norm = nn.BatchNorm2d(dims[-1])
         set_dwconv_impl(self, dwconv_impl)
         self._freeze_stages()
+        if runtime is not None:  # the deprecated argument (warned)
+            RUNTIMES.build(dict(type='BackboneRuntime', **runtime)).attach(self)
+
+    @property
+    def recomputes_randomly(self) -> bool:
+        """Some block the backward recomputes (``with_cp``) draws random numbers inside,
+        which reads the RNG state on the host: no CUDA graph can hold it."""
+        return any(b.random_body for i in self.cp_stages for b in self.stages[i])
 
     # -- weights -------------------------------------------------------------
     def _default_init(self, m: nn.Module) -> None:
@@ -429,25 +452,10 @@ class BiFormer(BaseModule):
         return x
 
     def forward(self, x: torch.Tensor) -> tuple:
+        """The outputs of the stages in ``out_indices`` for an NCHW batch ``x``."""
         if x.dim() != 4:
             raise ArgumentError(f'BiFormer expects an NCHW image batch, got shape '
                                 f'{tuple(x.shape)}')
-        return self.runtime(self, x)
-
-    def output_sizes(self, h: int, w: int) -> list:
-        """(height, width) of each returned stage for an ``h`` x ``w`` input: every
-        down-sampling conv (3x3, stride 2, padding 1) halves, rounding up."""
-        sizes = []
-        for i in range(4):
-            for _ in range(2 if i == 0 else 1):  # the stem has two such convs
-                h, w = -(-h // 2), -(-w // 2)
-            if i in self.out_indices:
-                sizes.append((h, w))
-        return sizes
-
-    def forward_eager(self, x: torch.Tensor) -> tuple:
-        """The network's outputs for ``x``, computed as written (``forward`` hands
-        this to ``runtime``, which may compile or capture it)."""
         outs = []
         if x.is_cuda:  # the stem's convs then write channels-last maps
             x = x.contiguous(memory_format=torch.channels_last)
@@ -467,3 +475,13 @@ class BiFormer(BaseModule):
             x = x.permute(0, 3, 1, 2)  # NCHW in shape, channels-last in memory
         return tuple(outs)
 
+    def output_sizes(self, h: int, w: int) -> list:
+        """(height, width) of each returned stage for an ``h`` x ``w`` input: every
+        down-sampling conv (3x3, stride 2, padding 1) halves, rounding up."""
+        sizes = []
+        for i in range(4):
+            for _ in range(2 if i == 0 else 1):  # the stem has two such convs
+                h, w = -(-h // 2), -(-w // 2)
+            if i in self.out_indices:
+                sizes.append((h, w))
+        return sizes

@@ -22,7 +22,7 @@ from mmpretrain.registry import BATCH_AUGMENTS, MODELS
 from mmpretrain.structures import DataSample, batch_label_to_onehot, cat_batch_labels
 from mmpretrain.structures.utils import tensor_split
 
-from ...engine.private_api import copy_batches_without_waiting
+from ...private_api import copy_batches_without_waiting
 
 
 def _permutation(batch: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Every private attribute of mmengine (0.10.7) and torch that the engine relies on,
+"""Every private attribute of mmengine (0.10.7) and torch that mmbiformer relies on,
 each behind one function here.
 
 The captured steps bypass ``OptimWrapper.update_params`` and ``BaseModel.train_step``
