@@ -45,3 +45,30 @@ def test_configs_name_them(config, path):
     for key in path.split('.'):
         node = node[key]
     assert node in ('FP32FocalLoss', 'BF16SafeRoIExtractor')
+
+
+@pytest.mark.parametrize('capability, dtype, warned', [
+    ((7, 5), 'bfloat16', True), ((7, 0), 'bfloat16', True), ((8, 6), 'bfloat16', False),
+    ((7, 5), 'float16', False), ((7, 5), None, False)])
+def test_bf16_on_gpus_without_bf16_arithmetic_is_warned(capability, dtype, warned,
+                                                         monkeypatch):
+    """A T4 or V100 emulates bf16: a config asking for it hears the fp16 option."""
+    from mmengine.logging import MMLogger
+    from mmbiformer.utils.launch import fit_to_device
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(torch.cuda, 'get_device_capability', lambda *a: capability)
+    monkeypatch.setattr(torch.cuda, 'get_device_name', lambda *a: 'Tesla T4')
+    said = []
+    monkeypatch.setattr(MMLogger.get_current_instance(), 'warning', said.append)
+    monkeypatch.setattr(MMLogger.get_current_instance(), 'log',
+                        lambda level, msg, *a, **k: said.append(msg))
+    wrapper = dict(type='AmpOptimWrapper', optimizer=dict(type='AdamW', lr=1e-3))
+    if dtype:
+        wrapper['dtype'] = dtype
+    cfg = Config(dict(optim_wrapper=wrapper))
+    fit_to_device(cfg)
+    assert cfg.optim_wrapper == wrapper  # the config's choice stands
+    text = ' '.join(said)
+    assert ('--cfg-options optim_wrapper.dtype=float16' in text) == warned
+    if warned:
+        assert f'compute capability {capability[0]}.{capability[1]}' in text

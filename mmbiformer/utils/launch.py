@@ -270,8 +270,12 @@ def fit_to_device(cfg: Config) -> None:
 
     The configs ask for AmpOptimWrapper (the official recipes train in fp16); mmengine
     refuses it without CUDA, which would make every config unusable on CPU.
+    On a GPU without bf16 arithmetic (V100, T4, RTX 20: compute capability below 8.0),
+    a config that asks for bf16 is warned: PyTorch emulates bf16 there, several times
+    slower than fp16.
     """
     if torch.cuda.is_available():
+        _warn_emulated_bf16(cfg)
         return
     # Pinned memory only helps a copy to a GPU (PyTorch warns when there is none).
     for key in LOADER_KEYS:
@@ -286,3 +290,19 @@ def fit_to_device(cfg: Config) -> None:
     wrapper.type = 'OptimWrapper'
     print_log('No CUDA device: mixed precision (AmpOptimWrapper) is off, training in fp32.',
               logger='current', level=30)
+
+
+def _warn_emulated_bf16(cfg: Config) -> None:
+    wrapper = cfg.get('optim_wrapper') or {}
+    if (wrapper.get('type') != 'AmpOptimWrapper'
+            or str(wrapper.get('dtype')).replace('torch.', '') not in ('bfloat16', 'bf16')):
+        return
+    major, minor = torch.cuda.get_device_capability()
+    if major >= 8:
+        return
+    from mmengine.logging import print_log
+    print_log(f'optim_wrapper.dtype is bfloat16, and {torch.cuda.get_device_name()} '
+              f'(compute capability {major}.{minor}) has no bf16 arithmetic: PyTorch '
+              f'emulates it, several times slower than fp16. Train in fp16: '
+              f'--cfg-options optim_wrapper.dtype=float16 (with a dynamic loss scale, '
+              f'as --amp sets).', logger='current', level=30)
