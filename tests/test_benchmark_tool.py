@@ -248,3 +248,54 @@ def test_pipeline_test_mode_runs_the_test_loop_alone(tmp_path):
     assert cfg.train_dataloader is None and cfg.train_cfg is None and cfg.val_cfg is None
     assert cfg.model.backbone.init_cfg is None and cfg.test_cfg.fp16
     assert cfg.test_dataloader.num_workers == 2
+
+
+def test_fits_search_doubles_then_bisects():
+    """The most images that fit each card: monotone trials, each card starting from the
+    smaller card's answer, the limit said as such."""
+    from mmbiformer.benchmarking import fits
+    capacity = {12: 5, 16: 7, 24: 11, 80: 40}  # images that fit, per card
+    tried = []
+
+    def run(config, n, card):
+        tried.append((card, n))
+        return n <= capacity[card]
+
+    table = fits.search(['a.py'], [80, 12, 24, 16], run, limit=32)
+    assert table == {'a.py': {12: 5, 16: 7, 24: 11, 80: 32}}
+    # doubling, then bisecting; the next card from 12 GiB's 5
+    assert tried[:6] == [(12, 1), (12, 2), (12, 4), (12, 8), (12, 6), (12, 5)]
+    assert tried[6:9] == [(16, 10), (16, 7), (16, 8)]
+    assert fits.largest_batch(lambda n: False) == 0
+    assert fits.largest_batch(lambda n: True, limit=5) == 5
+    text = fits.format_table(table, 32)
+    assert '12 GiB' in text and '80 GiB' in text and '>=32' in text, text
+
+
+def test_fits_trials_are_capped_and_only_out_of_memory_says_no(monkeypatch, tmp_path):
+    import argparse
+    from mmbiformer.benchmarking import fits, pipeline
+    args = argparse.Namespace(work_dir=str(tmp_path), iters=3, amp=True, phase_sync=False,
+                              batch=None, workers=None, data_root=str(tmp_path), profile=None,
+                              size=None, cfg_options=None, memory_cap=None)
+    commands = []
+
+    def call(cmd, stdout, stderr):  # the trial process: out of memory above 4 images
+        commands.append(cmd)
+        batch = int(cmd[cmd.index('--batch') + 1])
+        stdout.write('torch.OutOfMemoryError: CUDA out of memory. Tried to allocate'
+                     if batch > 4 else 'RuntimeError: something else')
+        return 1
+
+    monkeypatch.setattr(pipeline.subprocess, 'call', call)
+    assert fits.run_trial(args, 'a.py', 8, 12.0, 'tool') is False
+    cmd = commands[-1]
+    assert cmd[cmd.index('--memory-cap') + 1] == '12.0' and cmd[cmd.index('--iters') + 1] == '3'
+    with pytest.raises(pipeline.RunFailed, match='failed'):  # not memory: the search stops
+        fits.run_trial(args, 'a.py', 2, 12.0, 'tool')
+    assert args.batch is None and args.memory_cap is None  # each trial has its own
+    if not torch.cuda.is_available():
+        with pytest.raises(pipeline.UserError, match='needs one'):
+            pipeline.cap_memory(12)
+        with pytest.raises(pipeline.UserError, match='it needs a GPU'):
+            fits.run(argparse.Namespace(**vars(args), fits=[12.0], limit=4), 'tool')

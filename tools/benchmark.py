@@ -532,9 +532,9 @@ def pipeline_arguments(parser) -> None:
                         'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py')
     parser.add_argument('--vs', nargs='+', metavar='CONFIG',
                         help='more configs (paths or mm*:: names) to time in the same run')
-    parser.add_argument('--iters', type=int, default=40,
+    parser.add_argument('--iters', type=int,
                         help='iterations per pass (the generated data has iters x batch '
-                        'x GPUs training images)')
+                        'x GPUs training images; default 40, with --fits 3)')
     parser.add_argument('--data-root', help='use this data (in the layout of the '
                         "config's dataset) instead of generating it")
     parser.add_argument('--size', type=int, nargs=2, metavar=('H', 'W'),
@@ -566,8 +566,16 @@ def pipeline_arguments(parser) -> None:
                         "images of varied sizes, s/img of the first and the second pass")
     parser.add_argument('--cfg-options', nargs='+', action=ConfigOptions,
                         help='overrides for every model')
+    parser.add_argument('--fits', type=float, nargs='+', metavar='GIB',
+                        help='instead of timing: the most images per GPU that train on a '
+                        'card of each of these sizes, e.g. 12 16 24 80 (this GPU capped; '
+                        'mmbiformer/benchmarking/fits.py)')
+    parser.add_argument('--limit', type=int, default=32,
+                        help='--fits: try at most this many images per GPU')
     parser.add_argument('--single', metavar='JSON', help='(internal) time CONFIG in this '
                         'process and write the result here')
+    parser.add_argument('--memory-cap', type=float, metavar='GIB', help='(internal) --fits: '
+                        'cap this process to a card of GIB')
 
 
 def pipeline_main(argv) -> None:
@@ -579,6 +587,8 @@ def pipeline_main(argv) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     pipeline_arguments(parser)
     args = parser.parse_args(argv)
+    if args.iters is None:
+        args.iters = 3 if args.fits else 40
     try:
         if args.single:  # one model in this process (started by compare, below)
             from mmbiformer.utils.distributed import distributed_run
@@ -588,8 +598,13 @@ def pipeline_main(argv) -> None:
                 with open(args.single, 'w') as f:
                     json.dump(result, f)
             return
-        results = pipeline.compare(args, tool=osp.abspath(__file__))
-        print(pipeline.table(results))
+        if args.fits:
+            from mmbiformer.benchmarking import fits
+            results = fits.run(args, tool=osp.abspath(__file__))
+            print(fits.format_table(results, args.limit))
+        else:
+            results = pipeline.compare(args, tool=osp.abspath(__file__))
+            print(pipeline.table(results))
         if args.out:
             with open(args.out, 'w') as f:
                 json.dump(results, f, indent=1)

@@ -442,6 +442,20 @@ def summarise(clock: IterationClock, batch: int, world: int) -> dict:
                 fb_first=first, fb_steady=second)
 
 
+def cap_memory(card_gib: float) -> None:
+    """Let this process's allocator use what a card of ``card_gib`` GiB would leave
+    it: that, less the CUDA context this process holds (outside the allocator, and a
+    smaller card holds one too)."""
+    if not torch.cuda.is_available():
+        raise UserError('--memory-cap caps a GPU\'s memory: it needs one')
+    free, total = torch.cuda.mem_get_info()
+    context = total - free - torch.cuda.memory_reserved()
+    if card_gib * 2**30 > total:
+        raise UserError(f'a {card_gib:g} GiB card is larger than this GPU '
+                        f'({total / 2**30:.1f} GiB)')
+    torch.cuda.set_per_process_memory_fraction(max(card_gib * 2**30 - context, 0) / total)
+
+
 def run_single(args) -> dict:
     """Build and run one model (this process): training, or under ``args.test`` the
     test loop twice; the summary as a dict."""
@@ -457,6 +471,12 @@ def run_single(args) -> dict:
     world = int(os.environ.get('WORLD_SIZE', 1))
     kind, size, root = benchmark_data(args, cfg, args.iters * batch * world)
     point_at_data(cfg, kind, root, loader)
+    cap = getattr(args, 'memory_cap', None)
+    if cap:
+        cap_memory(cap)
+        # A trial of ``fits`` reads the images of its own iterations out of the data
+        # made for the largest trial (an epoch of all of them would be far longer).
+        loader_dataset(cfg, loader)['indices'] = args.iters * batch * world
     name = osp.splitext(osp.basename(args.config.split('::')[-1]))[0]
     work_dir = osp.join(args.work_dir, name + ('_test' if test else ''))
     if test:
@@ -495,6 +515,14 @@ def run_single(args) -> dict:
     return result
 
 
+class RunFailed(UserError):
+    """A model's run ended in an error; ``log``: the path of its whole output."""
+
+    def __init__(self, message: str, log: str):
+        super().__init__(message)
+        self.log = log
+
+
 def run_in_subprocess(args, config: str, gpus: int, tool: str) -> dict:
     """``run_single`` for ``config`` in a fresh process (``gpus`` > 1: under torchrun):
     ``tool pipeline CONFIG --single OUT ...``, ``tool`` being the script that runs
@@ -509,7 +537,8 @@ def run_in_subprocess(args, config: str, gpus: int, tool: str) -> dict:
     if getattr(args, 'test', False):
         single.append('--test')
     for flag, value in (('--batch', args.batch), ('--workers', args.workers),
-                        ('--data-root', args.data_root), ('--profile', args.profile)):
+                        ('--data-root', args.data_root), ('--profile', args.profile),
+                        ('--memory-cap', getattr(args, 'memory_cap', None))):
         if value is not None:
             single += [flag, str(value)]
     if args.size:
@@ -528,8 +557,8 @@ def run_in_subprocess(args, config: str, gpus: int, tool: str) -> dict:
     if code != 0 or not osp.isfile(out):
         with open(log) as f:
             tail = ''.join(f.readlines()[-25:])
-        raise UserError(f'pipeline benchmark of {config} failed (exit {code}); log '
-                        f'{log} ends:\n{tail}')
+        raise RunFailed(f'pipeline benchmark of {config} failed (exit {code}); log '
+                        f'{log} ends:\n{tail}', log)
     with open(out) as f:
         return json.load(f)
 
