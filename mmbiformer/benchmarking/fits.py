@@ -47,14 +47,23 @@ def trial_ran_out_of_memory(log_text: str) -> bool:
 
 
 def search(configs: List[str], cards: List[float], run: Callable[[str, int, float], bool],
-           limit: int = 32) -> Dict[str, Dict[float, int]]:
+           limit: int = 32, say: Callable[[str], None] = lambda line: None
+           ) -> Dict[str, Dict[float, int]]:
     """``{config: {card GiB: largest images per GPU}}``: cards in increasing size, each
-    starting from the smaller card's answer (what fits 12 GiB fits 16)."""
+    starting from the smaller card's answer (what fits 12 GiB fits 16); each trial and
+    answer ``say``-ed as it comes (a long search cut short keeps what it found)."""
     table = {}
+
+    def trial(config, n, card):
+        fitted = run(config, n, card)
+        say(f'{row_name(config)}: {n} images on {card:g} GiB: '
+            f'{"trains" if fitted else "out of memory"}')
+        return fitted
+
     for config in configs:
         table[config], good = {}, 0
         for card in sorted(cards):
-            good = largest_batch(lambda n: run(config, n, card), good, limit)
+            good = largest_batch(lambda n: trial(config, n, card), good, limit)
             table[config][card] = good
     return table
 
@@ -104,4 +113,5 @@ def run(args, tool: str) -> Dict[str, Dict[float, int]]:
         cfg = load_any_config(configs[0], args.cfg_options)
         _, _, args.data_root = benchmark_data(args, cfg, need_images(args))
     return search(configs, list(args.fits),
-                  lambda config, n, card: run_trial(args, config, n, card, tool), args.limit)
+                  lambda config, n, card: run_trial(args, config, n, card, tool), args.limit,
+                  say=lambda line: print(line, flush=True))
