@@ -171,6 +171,24 @@ def test_triton_nhwc_interior_tiles_cpu(k, C, monkeypatch):
 
 
 @needs_triton
+@pytest.mark.parametrize('case', TRITON_CASES[:2] + [(1, 9, 6, 70, 3, True, True, False)])
+def test_triton_nhwc_row_kernels_cpu(case, monkeypatch):
+    """``ROWS``: the row-streaming kernels (forward, mirrored input gradient, weight and
+    bias gradients) on strips of 4 columns and chunks of 4 rows (cut by the map's edges;
+    a program of the weight gradient sums several segments), the tap weights held in
+    registers (k = 3 here) or reloaded each row (k = 5)."""
+    from mmbiformer.ops.backends.triton import dwconv as triton_dwconv
+    N, H, W, C, k, bias, residual, add_input = case
+    monkeypatch.setattr(triton_dwconv, 'CONFIG', dict(ROWS=True, RH=4, TW=4, BLOCK_C=64,
+                                                      num_warps=4, HOIST=k == 3))
+    monkeypatch.setattr(triton_dwconv, 'DW_CONFIG', dict(ROWS=True, RH=4, TW=4, BLOCK_C=64,
+                                                         num_warps=4, progs_per_sm=1))
+    torch.manual_seed(0)
+    _triton_vs_reference(torch.randn(N, H, W, C + 5), C, k, bias, residual, add_input, CPU,
+                         torch.float64, 1e-12)
+
+
+@needs_triton
 @pytest.mark.parametrize('dtype, tol, captured', [(torch.float16, 2e-3, False),
                                                   (torch.bfloat16, 1e-2, False),
                                                   (torch.float16, 2e-3, True)])

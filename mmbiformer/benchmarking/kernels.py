@@ -178,14 +178,24 @@ FWD_CANDIDATES = ([dict(TH=8, TW=8, BLOCK_C=64, num_warps=nw, UNROLL=0, STAGES=s
                   # Interior tiles without masks (INTERIOR in dwconv_kernels.py).
                   + [dict(TH=th, TW=8, BLOCK_C=64, num_warps=nw, UNROLL=0, STAGES=st,
                           INTERIOR=True)
-                     for th in (8, 16) for nw in (2, 4) for st in (1, 2)])
+                     for th in (8, 16) for nw in (2, 4) for st in (1, 2)]
+                  # Row-streaming kernels (ROWS): strips of TW columns, RH rows a program,
+                  # the tap weights in registers (HOIST) or reloaded each row.
+                  + [dict(ROWS=True, RH=rh, TW=tw, BLOCK_C=bc, num_warps=nw, HOIST=ho)
+                     for rh in (16, 32) for tw, bc, nw in ((16, 64, 8), (8, 64, 4), (16, 32, 4),
+                                                           (16, 64, 16))
+                     for ho in (True, False)])
 DW_CANDIDATES = ([dict(PB=4, BLOCK_C=64, num_warps=4, progs_per_sm=ps, STAGES=st)
                   for ps in (2, 4) for st in (1, 2, 3, 4)]
                  + [dict(PB=8, BLOCK_C=32, num_warps=4, progs_per_sm=4, STAGES=st)
                     for st in (2, 3, 4)]
                  + [dict(PB=16, BLOCK_C=32, num_warps=4, progs_per_sm=ps, STAGES=st)
                     for ps in (2, 4) for st in (2, 3)]
-                 + [dict(PB=4, BLOCK_C=64, num_warps=2, progs_per_sm=4, STAGES=1)])
+                 + [dict(PB=4, BLOCK_C=64, num_warps=2, progs_per_sm=4, STAGES=1)]
+                 + [dict(ROWS=True, RH=rh, TW=tw, BLOCK_C=bc, num_warps=nw, progs_per_sm=ps)
+                    for rh in (16, 32) for tw, bc, nw in ((8, 32, 4), (16, 32, 4), (8, 64, 4),
+                                                          (8, 32, 8))
+                    for ps in (2, 4)])
 
 
 def sweep_dwconv(workloads=('cls', 'det'), iters: int = 20, dev='cuda',

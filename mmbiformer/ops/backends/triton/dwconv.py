@@ -21,6 +21,9 @@ from .accumulate import acc_dtype, acc_tl, partial_sum_programs, sum_partials
 # line per pixel), warps per program, taps unrolled (UNROLL) and pipelined (STAGES).
 # ``tools/benchmark.py kernels --sweep`` times the candidates; these were fastest in
 # BiFormer-S's captured cls step on an H100 (docs/benchmark_history.md, run 18).
+# ``ROWS=True`` (with RH, TW, BLOCK_C, num_warps, HOIST) runs the row-streaming kernels
+# instead, in either setting: K times fewer loads a pixel, not timed yet
+# (docs/benchmark_history.md, run 22).
 CONFIG = dict(TH=8, TW=8, BLOCK_C=64, num_warps=2, UNROLL=0, STAGES=1)
 # The weight gradient's: chunks of PB pixels of a row, BLOCK_C channels, warps per
 # program, programs per multiprocessor (each writes a row of partial sums), chunks in
@@ -62,7 +65,19 @@ def conv_nhwc_into(out: torch.Tensor, x: torch.Tensor, weight: torch.Tensor,
     if in_captured_step():
         taps = taps.contiguous()
     res = residual if residual is not None else out
-    TH, TW, block_c = cfg['TH'], cfg['TW'], _block_c(C, cfg)
+    block_c = _block_c(C, cfg)
+    if cfg.get('ROWS'):
+        RH, TW = cfg['RH'], cfg['TW']
+        grid = (triton.cdiv(H, RH) * triton.cdiv(W, TW), N, triton.cdiv(C, block_c))
+        kernels._dwconv_rows[grid](
+            x, taps, bias if bias is not None else taps, res, out,
+            *x.stride()[:3], *res.stride()[:3], *out.stride()[:3], *taps.stride(), H, W, C,
+            K=k, FLIP=flip, HAS_BIAS=bias is not None, HAS_RES=residual is not None,
+            ADD_X=add_input, RH=RH, TW=TW, BLOCK_C=block_c, HOIST=cfg.get('HOIST', True),
+            ACC=acc_tl(x.dtype),
+            num_warps=cfg['num_warps'])
+        return out
+    TH, TW = cfg['TH'], cfg['TW']
     grid = (triton.cdiv(H, TH) * triton.cdiv(W, TW), N, triton.cdiv(C, block_c))
     kernels._dwconv_nhwc[grid](
         x, taps, bias if bias is not None else taps, res, out,
@@ -79,21 +94,28 @@ def weight_grad(x: torch.Tensor, grad: torch.Tensor, k: int,
     """(dW (C, 1, k, k), dB (C,)) of ``conv(x)`` for the output gradient ``grad``, both
     in float32 (float64 for float64 inputs)."""
     cfg = cfg or DW_CONFIG
-    PB = cfg['PB']
     N, H, W, C = x.shape
     block_c = _block_c(C, cfg)
     c_blocks = triton.cdiv(C, block_c)
-    n_chunks = N * H * triton.cdiv(W, PB)
-    progs = partial_sum_programs(n_chunks, x.device, cfg['progs_per_sm'], c_blocks)
-    per_prog = triton.cdiv(n_chunks, progs)
-    progs = triton.cdiv(n_chunks, per_prog)
+    rows = cfg.get('ROWS', False)
+    # Work units: row-strip segments (ROWS) or chunks of PB pixels of a row.
+    n_units = (N * triton.cdiv(H, cfg['RH']) * triton.cdiv(W, cfg['TW']) if rows
+               else N * H * triton.cdiv(W, cfg['PB']))
+    progs = partial_sum_programs(n_units, x.device, cfg['progs_per_sm'], c_blocks)
+    per_prog = triton.cdiv(n_units, progs)
+    progs = triton.cdiv(n_units, per_prog)
     kk_pad = triton.next_power_of_2(k * k)  # > k * k (odd): row k * k holds dB
     ws = torch.empty(progs, kk_pad, C, device=x.device, dtype=acc_dtype(x.dtype))
-    kernels._dwconv_nhwc_dw[(progs, c_blocks)](
-        x, grad, ws, *x.stride()[:3], *grad.stride()[:3], H, W, C, n_chunks, per_prog,
-        K=k, KK_PAD=kk_pad, PB=PB, BLOCK_C=block_c, STAGES=cfg['STAGES'],
-        ACC=acc_tl(x.dtype),
-        num_warps=cfg['num_warps'])
+    if rows:
+        kernels._dwconv_rows_dw[(progs, c_blocks)](
+            x, grad, ws, *x.stride()[:3], *grad.stride()[:3], H, W, C, n_units, per_prog,
+            K=k, KK_PAD=kk_pad, RH=cfg['RH'], TW=cfg['TW'], BLOCK_C=block_c,
+            ACC=acc_tl(x.dtype), num_warps=cfg['num_warps'])
+    else:
+        kernels._dwconv_nhwc_dw[(progs, c_blocks)](
+            x, grad, ws, *x.stride()[:3], *grad.stride()[:3], H, W, C, n_units, per_prog,
+            K=k, KK_PAD=kk_pad, PB=cfg['PB'], BLOCK_C=block_c, STAGES=cfg['STAGES'],
+            ACC=acc_tl(x.dtype), num_warps=cfg['num_warps'])
     total = sum_partials(ws)
     # Two tensors of their own (custom ops may not return views of one another).
     return total[:k * k].t().contiguous().view(C, 1, k, k), total[k * k].clone()

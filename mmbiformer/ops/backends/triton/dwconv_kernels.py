@@ -14,6 +14,9 @@ caches rather than from memory.
 * ``_dwconv_nhwc_dw``: the weight and bias gradients, one row of partial sums per
   program (``sum over pixels dY * shifted X``), which the caller adds up in a fixed
   order: deterministic, no atomics.
+* ``_dwconv_rows``, ``_dwconv_rows_dw``: the same two by rows of a strip (``ROWS`` in
+  the launch settings), each input row loaded once per horizontal shift instead of
+  once per tap.
 """
 import triton
 import triton.language as tl
@@ -186,4 +189,155 @@ def _dwconv_nhwc_dw(X, DY, WS,
     ws = WS + pid * KK_PAD * C
     tl.store(ws + taps[:, None] * C + offs_c[None, :], tl.sum(acc, 1),
              mask=is_tap[:, None] & mask_c[None, :])
+    tl.store(ws + K * K * C + offs_c, tl.sum(acc_b, 0), mask=mask_c)
+
+
+# -- Row-streaming kernels ---------------------------------------------------------------
+# The tile kernels above read each input pixel once per tap (K*K loads of shifted tiles,
+# mostly from the caches): their load instructions, not memory, bound them (run 18's
+# table: 3-9x the bytes' floor). These walk the rows of a strip TW pixels wide, loading
+# each input row once per horizontal shift (K loads), and keep the K output rows (or,
+# for the weight gradient, the K output-gradient rows) that the row touches in
+# registers, as a ring that turns one row per step: K times fewer loads per pixel.
+
+
+@triton.jit
+def _shifted_row(img, r, w, offs_c, mask_c, H, W, sx_h, sx_w, K: tl.constexpr,
+                 ACC: tl.constexpr):
+    """Row ``r`` of the strip ``w`` shifted by each of the K column offsets of a tap
+    row, as a tuple of K (TW, BLOCK_C) tiles (zeros outside the map)."""
+    PAD: tl.constexpr = K // 2
+    row_ok = (r >= 0) & (r < H)
+    xs = ()
+    for kx in tl.static_range(K):
+        ww = w + (kx - PAD)
+        ok = row_ok & (ww >= 0) & (ww < W)
+        xs = xs + (tl.load(img + r * sx_h + (ww * sx_w)[:, None],
+                           mask=ok[:, None] & mask_c[None, :], other=0.).to(ACC), )
+    return xs
+
+
+@triton.jit
+def _tap_weight(WT, t, offs_c, mask_c, sw_t, sw_c, K: tl.constexpr, FLIP: tl.constexpr,
+                ACC: tl.constexpr):
+    """The weights of tap ``t`` (row-major), mirrored with FLIP (the input gradient)."""
+    src = K * K - 1 - t if FLIP else t
+    return tl.load(WT + src * sw_t + offs_c * sw_c, mask=mask_c, other=0.).to(ACC)
+
+
+@triton.jit(do_not_specialize=['H', 'W'])
+def _dwconv_rows(X, WT, B, RES, Y,
+                 sx_n, sx_h, sx_w, sr_n, sr_h, sr_w, sy_n, sy_h, sy_w, sw_t, sw_c,
+                 H, W, C,
+                 K: tl.constexpr, FLIP: tl.constexpr, HAS_BIAS: tl.constexpr,
+                 HAS_RES: tl.constexpr, ADD_X: tl.constexpr,
+                 RH: tl.constexpr, TW: tl.constexpr, BLOCK_C: tl.constexpr,
+                 HOIST: tl.constexpr, ACC: tl.constexpr):
+    """What ``_dwconv_nhwc`` computes, by rows. Grid: (strips of TW columns x chunks of
+    RH rows, images, channel blocks). Input row ``r`` feeds output rows ``r - PAD`` to
+    ``r + PAD``, through tap row ``K - 1 - i`` into ring entry ``i`` (output row
+    ``r - PAD + i``); after it, entry 0 is complete and is written. ``HOIST`` keeps the
+    K*K tap weights of a thread's channels in registers (K*K per channel it holds: few
+    channels a thread, i.e. TW * BLOCK_C / threads small, or it spills), else each row
+    reloads them from the cache."""
+    PAD: tl.constexpr = K // 2
+    strips = tl.cdiv(W, TW)
+    h0 = (tl.program_id(0) // strips) * RH
+    w = (tl.program_id(0) % strips) * TW + tl.arange(0, TW)
+    mask_w = w < W
+    n = tl.program_id(1).to(tl.int64)
+    offs_c = tl.program_id(2) * BLOCK_C + tl.arange(0, BLOCK_C)
+    mask_c = offs_c < C
+    x_img = X + n * sx_n + offs_c[None, :]
+    wts = ()
+    if HOIST:
+        for t in tl.static_range(K * K):
+            wts = wts + (_tap_weight(WT, t, offs_c, mask_c, sw_t, sw_c, K, FLIP, ACC), )
+    bias = tl.zeros([BLOCK_C], ACC)
+    if HAS_BIAS:
+        bias = tl.load(B + offs_c, mask=mask_c, other=0.).to(ACC)
+    ring = ()
+    for i in tl.static_range(K):
+        ring = ring + (tl.zeros([TW, BLOCK_C], ACC), )
+    for r in tl.range(h0 - PAD, h0 + RH + PAD):
+        xs = _shifted_row(x_img, r, w, offs_c, mask_c, H, W, sx_h, sx_w, K, ACC)
+        fed = ()
+        for i in tl.static_range(K):
+            a = ring[i]
+            for kx in tl.static_range(K):
+                t = (K - 1 - i) * K + kx
+                if HOIST:
+                    wt = wts[t]
+                else:
+                    wt = _tap_weight(WT, t, offs_c, mask_c, sw_t, sw_c, K, FLIP, ACC)
+                a += xs[kx] * wt[None, :]
+            fed = fed + (a, )
+        o = r - PAD  # the output row fed[0] completes
+        mask = (o >= h0) & (o < H) & mask_w[:, None] & mask_c[None, :]
+        out = fed[0] + bias[None, :]
+        if ADD_X:
+            out += tl.load(x_img + o * sx_h + (w * sx_w)[:, None], mask=mask,
+                           other=0.).to(ACC)
+        if HAS_RES:
+            out += tl.load(RES + n * sr_n + o * sr_h + (w * sr_w)[:, None] + offs_c[None, :],
+                           mask=mask, other=0.).to(ACC)
+        tl.store(Y + n * sy_n + o * sy_h + (w * sy_w)[:, None] + offs_c[None, :],
+                 out.to(Y.dtype.element_ty), mask=mask)
+        ring = ()
+        for i in tl.static_range(1, K):
+            ring = ring + (fed[i], )
+        ring = ring + (tl.zeros([TW, BLOCK_C], ACC), )
+
+
+@triton.jit(do_not_specialize=['H', 'W', 'n_segs', 'segs_per_prog'])
+def _dwconv_rows_dw(X, DY, WS,
+                    sx_n, sx_h, sx_w, sd_n, sd_h, sd_w,
+                    H, W, C, n_segs, segs_per_prog,
+                    K: tl.constexpr, KK_PAD: tl.constexpr, RH: tl.constexpr,
+                    TW: tl.constexpr, BLOCK_C: tl.constexpr, ACC: tl.constexpr):
+    """What ``_dwconv_nhwc_dw`` computes, by rows. Grid: (programs, channel blocks). A
+    segment is RH rows of a strip TW columns wide of one image; program ``i`` sums
+    segments ``i * segs_per_prog`` onward and writes ``WS[i]`` (rows: the K*K taps,
+    then the bias). Input row ``r`` meets output-gradient rows ``r - PAD`` to
+    ``r + PAD`` (ring entry ``i``: row ``r - PAD + i``, tap row ``K - 1 - i``); each
+    segment's own gradient rows enter the ring once, so every row is summed once."""
+    PAD: tl.constexpr = K // 2
+    offs_c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    mask_c = offs_c < C
+    strips = tl.cdiv(W, TW)
+    chunks = tl.cdiv(H, RH)
+    acc = ()
+    for t in tl.static_range(K * K):
+        acc = acc + (tl.zeros([TW, BLOCK_C], ACC), )
+    acc_b = tl.zeros([TW, BLOCK_C], ACC)
+    first = tl.program_id(0) * segs_per_prog
+    last = tl.minimum(first + segs_per_prog, n_segs)
+    for s in tl.range(first, last):
+        n = (s // (chunks * strips)).to(tl.int64)
+        h0 = ((s // strips) % chunks) * RH
+        w = (s % strips) * TW + tl.arange(0, TW)
+        mask_w = w < W
+        x_img = X + n * sx_n + offs_c[None, :]
+        dy_img = DY + n * sd_n + offs_c[None, :]
+        ring = ()
+        for i in tl.static_range(K):
+            ring = ring + (tl.zeros([TW, BLOCK_C], ACC), )
+        for r in tl.range(h0 - PAD, h0 + RH + PAD):
+            o = r + PAD  # the gradient row that enters the ring
+            ok = (o >= h0) & (o < h0 + RH) & (o < H)
+            d = tl.load(dy_img + o * sd_h + (w * sd_w)[:, None],
+                        mask=ok & mask_w[:, None] & mask_c[None, :], other=0.).to(ACC)
+            turned = ()
+            for i in tl.static_range(1, K):
+                turned = turned + (ring[i], )
+            ring = turned + (d, )
+            acc_b += d
+            xs = _shifted_row(x_img, r, w, offs_c, mask_c, H, W, sx_h, sx_w, K, ACC)
+            summed = ()
+            for t in tl.static_range(K * K):
+                summed = summed + (acc[t] + xs[t % K] * ring[K - 1 - t // K], )
+            acc = summed
+    ws = WS + tl.program_id(0) * KK_PAD * C
+    for t in tl.static_range(K * K):
+        tl.store(ws + t * C + offs_c, tl.sum(acc[t], 0), mask=mask_c)
     tl.store(ws + K * K * C + offs_c, tl.sum(acc_b, 0), mask=mask_c)
