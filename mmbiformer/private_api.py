@@ -60,6 +60,13 @@ def dispatch_watch(seen):
         yield
 
 
+def saved_tensors_hooks_in_effect():
+    """The ``(pack, unpack)`` pair of the innermost ``saved_tensors_hooks`` block around
+    the caller (an activation checkpoint's, a memory count's), or None: a nested block's
+    hooks replace the outer ones, so hooks that should compose call these."""
+    return torch._C._autograd._top_saved_tensors_default_hooks(False)
+
+
 def let_scaler_hand_over_found_inf(optimizer: torch.optim.Optimizer) -> None:
     """``GradScaler.step`` then passes ``found_inf`` and the scale to the optimizer's
     (fused) step, which skips on the GPU, instead of checking on the host."""

@@ -127,3 +127,55 @@ def test_block_equals_plain_formulation(drop_path):
     torch.testing.assert_close(out, y)
     if drop_path:  # the draws did drop something
         assert not torch.equal(out, block.eval()(x))
+
+
+@needs_triton
+def test_norm_outputs_recomputed_are_not_kept_and_give_the_same_gradients(monkeypatch):
+    """``norm_output_recompute`` (captured steps): the Linear after each norm keeps a
+    note instead of the norm's output, and its backward gets the output computed again
+    by the norm's kernel: the same loss and gradients, bit for bit, and two maps fewer
+    kept a block (counted by hooks outside, which still see every other saved tensor)."""
+    from mmbiformer.ops.backends import choose
+    from mmbiformer.ops.policy import captured_step, runtime_policy
+    monkeypatch.setattr(choose, '_triton_can_take', lambda x: True)  # CPU: interpreter
+    torch.manual_seed(0)
+    block = BiFormerBlock(16, num_heads=2, topk=2, n_win=2, mlp_ratio=2,
+                          drop_path=0.5).train()
+    x = torch.randn(2, 8, 8, 16)
+    runs = []
+    for recompute in (False, True):
+        kept = {}
+
+        def pack(t):
+            kept[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+            return t
+
+        torch.manual_seed(1)
+        with captured_step(), runtime_policy(norm_output_recompute=recompute), \
+                torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            out = block(x.clone().requires_grad_())
+        grads = torch.autograd.grad((out * torch.arange(16.)).sum(), list(block.parameters()))
+        runs.append((out, grads, sum(kept.values())))
+    (out0, grads0, kept0), (out1, grads1, kept1) = runs
+    assert torch.equal(out0, out1)
+    assert all(torch.equal(a, b) for a, b in zip(grads0, grads1))
+    assert kept0 - kept1 == 2 * x.numel() * x.element_size()
+
+
+@cuda
+def test_norm_outputs_recomputed_give_the_same_bits_cuda():
+    """On the GPU, under bf16 autocast: the norm-only kernel that recomputes an output
+    gives the bits the fused add + norm kernel gave in the forward."""
+    from mmbiformer.ops.policy import captured_step, runtime_policy
+    torch.manual_seed(0)
+    block = BiFormerBlock(64, num_heads=2, topk=4, n_win=4, mlp_ratio=3).cuda().train()
+    x = torch.randn(4, 32, 32, 64, device='cuda')
+    runs = []
+    for recompute in (False, True):
+        with captured_step(), runtime_policy(norm_output_recompute=recompute), \
+                torch.autocast('cuda', dtype=torch.bfloat16):
+            out = block(x.clone().requires_grad_())
+        grads = torch.autograd.grad(out.float().sum(), list(block.parameters()))
+        runs.append((out, grads))
+    assert torch.equal(runs[0][0], runs[1][0])
+    assert all(torch.equal(a, b) for a, b in zip(runs[0][1], runs[1][1]))

@@ -138,3 +138,11 @@ def test_dispatch_watch_sees_casts_and_hooks_are_found():
     assert not api.has_hooks(layer.weight)
     layer.weight.register_hook(lambda g: g)
     assert api.has_hooks(layer.weight)
+
+
+def test_saved_tensors_hooks_in_effect_is_the_innermost_pair():
+    assert api.saved_tensors_hooks_in_effect() is None
+    pair = (lambda t: t, lambda t: t)
+    with torch.autograd.graph.saved_tensors_hooks(*pair):
+        assert api.saved_tensors_hooks_in_effect() == pair
+    assert api.saved_tensors_hooks_in_effect() is None

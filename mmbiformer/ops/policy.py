@@ -29,6 +29,10 @@ the weights autocast casts (and their     one multi-tensor   one cast per       
 gradients back)                           copy each way      parameter           way per
                                           (``half_weight_                        parameter
                                           copies``)
+a norm's output kept for the next Linear  computed again     (no backward)       kept
+                                          in the backward
+                                          (``norm_output_
+                                          recompute``)
 BRA's routing: region means and top-k     Triton, one        PyTorch's ``mean``  PyTorch's ``mean``
                                           launch each        and ``topk``        and ``topk``
 ``DepthwiseConv2d(impl='cudnn')``: the    matrix-vector      (no backward)       autograd's sum
@@ -89,6 +93,11 @@ class RuntimePolicy:
     # (``engine/half_weights.py``). Off until timed on a GPU (the same gradients,
     # bit for bit, on the CPU).
     half_weight_copies: bool = False
+    # Captured training keeps no copy of a block's norm outputs for the Linear that
+    # reads them: the backward computes them again from the residual sums the norms
+    # keep anyway (one elementwise pass a norm; ops/layer_norm.py). Off until timed
+    # on a GPU (a memory option: the same gradients, bit for bit, on the CPU).
+    norm_output_recompute: bool = False
     # Eager LayerNorm runs the Triton kernels from this many elements up (stages 1-2
     # of a 128-image classification batch): below it their host cost is larger than
     # the GPU time they save.
@@ -104,7 +113,7 @@ class RuntimePolicy:
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f'runtime policy: {name} must be an int >= 0, got {value!r}')
         for name in ('captured', 'linear_bias_grad_mv', 'conv_bias_grad_mv', 'gelu_mlp',
-                     'half_weight_copies'):
+                     'half_weight_copies', 'norm_output_recompute'):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f'runtime policy: {name} must be a bool, got '
                                  f'{getattr(self, name)!r}')

@@ -3,6 +3,7 @@
 Module names follow the official BiFormer code, so official ImageNet checkpoints load
 with their key names as published (``downsample_layers.*``, ``stages.*``, ``norm.*``).
 """
+import contextlib
 import copy
 import warnings
 from typing import Dict, Optional, Sequence, Tuple, Union
@@ -18,7 +19,8 @@ from mmengine.model.weight_init import trunc_normal_
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ...errors import ArgumentError
-from ...ops.policy import forward_only, tracing
+from ...ops.backends.choose import norm_output_recomputes
+from ...ops.policy import current_policy, forward_only, tracing
 from ...ops.layer_norm import LayerNorm, drop_path_scale
 from ...ops.global_attention import GlobalAttentionLePE  # noqa: F401 (old import path)
 from ...ops.dwconv import DepthwiseConv2d, GemmConv2d
@@ -121,8 +123,20 @@ class BiFormerBlock(nn.Module):
             h = self.norm1(x)
         else:
             x, h = self.norm1.add_forward(x, self.pos_embed.forward_nhwc(x))
-        x, h = self.norm2.add_forward(x, self.attn(h), attn_scale)
-        return x, self._mlp(h, inside_checkpoint)
+        with self._norm_output_recomputed(self.norm1, x, h, inside_checkpoint):
+            a = self.attn(h)
+        x, h = self.norm2.add_forward(x, a, attn_scale)
+        with self._norm_output_recomputed(self.norm2, x, h, inside_checkpoint):
+            return x, self._mlp(h, inside_checkpoint)
+
+    @staticmethod
+    def _norm_output_recomputed(norm: LayerNorm, source: torch.Tensor, output: torch.Tensor,
+                                inside_checkpoint: bool):
+        """The norm's output computed again in the backward, not kept, where the policy
+        says so; not inside an activation checkpoint, which keeps nothing of the body."""
+        if inside_checkpoint or not norm_output_recomputes(current_policy()):
+            return contextlib.nullcontext()
+        return norm.output_recomputed(source, output)
 
     def forward(self, x: torch.Tensor, recompute: bool = False) -> torch.Tensor:  # NHWC
         """``recompute``: keep only ``x`` for the backward, which runs the body again

@@ -100,3 +100,10 @@ def mlp_runs_triton(x: torch.Tensor, policy: RuntimePolicy) -> bool:
             and not torch.compiler.is_compiling()
             and (autocast_dtype(x.device.type) or x.dtype) in (torch.float16,
                                                                 torch.bfloat16))
+
+
+def norm_output_recomputes(policy: RuntimePolicy) -> bool:
+    """A block's norm outputs computed again in the backward rather than kept
+    (``LayerNorm.output_recomputed``): in captured steps, where the saved-tensor hooks'
+    host cost is paid once."""
+    return policy.captured and policy.norm_output_recompute and not tracing()

@@ -132,8 +132,9 @@ def add_layer_norm(x: torch.Tensor, r: torch.Tensor, weight: torch.Tensor,
 
 
 def layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
-               eps: float) -> torch.Tensor:
-    """``F.layer_norm`` over the last dimension of ``x``."""
-    y_dtype = autocast_dtype(x.device.type)
+               eps: float, y_dtype: Optional[torch.dtype] = None) -> torch.Tensor:
+    """``F.layer_norm`` over the last dimension of ``x``, in ``y_dtype`` (default: the
+    autocast dtype when autocast is on, else ``x``'s)."""
+    y_dtype = y_dtype or autocast_dtype(x.device.type)
     with torch.autocast(x.device.type, enabled=False):
         return _AddLayerNorm.apply(x, None, None, weight, bias, eps, y_dtype)
