@@ -143,6 +143,10 @@ def main() -> None:
         with captured_step(), runtime_policy(gelu_mlp=True):
             outs = model(torch.randn(N, 3, H, W, dtype=dtype))
             sum(o.float().sum() for o in outs).backward()
+    # The depthwise convs by rows (launch settings the sweep offers, off by default).
+    from triton_sm90 import _row_dwconv_passes
+    for (N, H, W), n_win, dtype in SHAPES.values():
+        _row_dwconv_passes(dtype, shape=(1, 56, 56, 64))
     # The table for a reader (stderr), then the JSON line the test reads (stdout).
     print(table(shared), file=sys.stderr)
     if with_registers:

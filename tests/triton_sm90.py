@@ -87,10 +87,30 @@ def _training_passes() -> None:
         w, b = torch.ones(32, requires_grad=True), torch.zeros(32, requires_grad=True)
         s, y = add_layer_norm(x, r, w, b, 1e-6, None)
         (s.float().sum() + y.float().sum() + layer_norm(x, w, b, 1e-6).float().sum()).backward()
+        # The depthwise convs by rows (ROWS launch settings, off by default; the sweep's).
+        _row_dwconv_passes(dtype)
         if dtype != torch.float32:  # the MLP's kernels compute in half precision only
             params = [torch.randn(*s, requires_grad=True) for s in ((96, 32), (96, ), (32, 96),
                                                                     (32, ))]
             gelu_mlp(x, *params).float().sum().backward()
+
+
+def _row_dwconv_passes(dtype: torch.dtype, shape=(2, 9, 11, 64)) -> None:
+    """Forward and backward of the depthwise conv by the row-streaming kernels, with
+    and without the weights held in registers, 3x3 and 5x5 (``ROWS`` settings)."""
+    from mmbiformer.ops.backends.triton import dwconv
+    shipped = dwconv.CONFIG, dwconv.DW_CONFIG
+    try:
+        for hoist in (True, False):
+            dwconv.CONFIG = dict(ROWS=True, RH=16, TW=16, BLOCK_C=64, num_warps=8, HOIST=hoist)
+            dwconv.DW_CONFIG = dict(ROWS=True, RH=16, TW=8, BLOCK_C=32, num_warps=4,
+                                    progs_per_sm=4)
+            for k in (3, 5):
+                x = torch.randn(*shape, dtype=dtype, requires_grad=True)
+                w = torch.randn(shape[-1], 1, k, k, dtype=dtype, requires_grad=True)
+                dwconv.dwconv_nhwc(x, w, None, x, False).float().sum().backward()
+    finally:
+        dwconv.CONFIG, dwconv.DW_CONFIG = shipped
 
 
 def main() -> None:

@@ -265,11 +265,13 @@ def _dwconv_rows(X, WT, B, RES, Y,
         for i in tl.static_range(K):
             a = ring[i]
             for kx in tl.static_range(K):
-                t = (K - 1 - i) * K + kx
+                # Tap (K - 1 - i, kx); the index written out, not named: a name would
+                # no longer be a compile-time constant, which tuple indexing needs.
                 if HOIST:
-                    wt = wts[t]
+                    wt = wts[(K - 1 - i) * K + kx]
                 else:
-                    wt = _tap_weight(WT, t, offs_c, mask_c, sw_t, sw_c, K, FLIP, ACC)
+                    wt = _tap_weight(WT, (K - 1 - i) * K + kx, offs_c, mask_c, sw_t, sw_c,
+                                     K, FLIP, ACC)
                 a += xs[kx] * wt[None, :]
             fed = fed + (a, )
         o = r - PAD  # the output row fed[0] completes
