@@ -50,7 +50,10 @@ def test_bad_options_are_named(cfg, message):
 def test_not_with_random_checkpointing_or_compile():
     assert runtime_of(tiny(cuda_graph=True, with_cp=[0])).cuda_graph is not None  # no RNG
     random = torch.nn.Linear(2, 2)
-    random.recomputes_randomly = True
+    with pytest.raises(ValueError, match=r"Linear lacks \['output_sizes', 'in_channels'\]"):
+        BackboneRuntime(cuda_graph=True).attach(random)
+    BackboneRuntime(compile=True).attach(random)  # any module compiles
+    random.recomputes_randomly, random.output_sizes, random.in_channels = True, None, 2
     with pytest.raises(ValueError, match='with_cp on blocks with dropout inside'):
         BackboneRuntime(cuda_graph=True).attach(random)
     with pytest.raises(ValueError, match='compile'):

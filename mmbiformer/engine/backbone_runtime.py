@@ -158,6 +158,11 @@ class BackboneRuntime:
         if owner is not None and owner is not module:  # the graphs hold its parameters
             raise ArgumentError('a BackboneRuntime runs one backbone; give each its own '
                                 '(BackboneRuntime.build copies the options)')
+        missing = [a for a in ('output_sizes', 'in_channels') if not hasattr(module, a)]
+        if self.cuda_graph is not None and missing:
+            raise ArgumentError(f'cuda_graph replays a backbone that gives output_sizes(h, w) '
+                                f'and in_channels (BiFormer does); {type(module).__name__} '
+                                f'lacks {missing}: use compile=True, or no runtime')
         if self.cuda_graph is not None and getattr(module, 'recomputes_randomly', False):
             raise ArgumentError('cuda_graph cannot be combined with with_cp on blocks with '
                                 'dropout inside (their recomputation reads the RNG state '
