@@ -133,6 +133,23 @@ def test_configs_give_their_runtime_through_the_hook():
     assert configured_runtime(old) == dict(cuda_graph=False, compile={})
 
 
+def test_test_tool_adds_inference_graphs_to_any_config():
+    """``tools/test.py --cuda-graph``: the config's runtime hook gets inference graphs,
+    or the config gets one such hook; a compiled backbone is refused."""
+    from mmbiformer.engine.backbone_runtime_hook import with_inference_graphs
+    cls = Config.fromfile('configs/cls/biformer_s_in1k.py')
+    with_inference_graphs(cls)
+    assert configured_runtime(cls)['cuda_graph']['inference_graphs'] == 64
+    assert [h['type'] for h in cls.custom_hooks][-1] == 'BackboneRuntimeHook'
+    seg = Config.fromfile('configs/seg/upernet_biformer_s.py')
+    with_inference_graphs(seg)
+    assert configured_runtime(seg)['cuda_graph'] == dict(
+        size_divisor=None, max_graphs=16, warmup=1, inference_graphs=64)
+    compiled = Config(dict(custom_hooks=[dict(type='BackboneRuntimeHook', compile=True)]))
+    with pytest.raises(ValueError, match='compiles its backbone'):
+        with_inference_graphs(compiled)
+
+
 def test_a_copied_model_gets_a_runtime_of_its_own():
     """mmengine's EMA deep-copies the model: the copy gets the options, and graphs of
     its own (a runtime's graphs hold one module's parameters)."""

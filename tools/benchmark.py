@@ -566,6 +566,9 @@ def pipeline_arguments(parser) -> None:
                         "images of varied sizes, s/img of the first and the second pass")
     parser.add_argument('--cfg-options', nargs='+', action=ConfigOptions,
                         help='overrides for every model')
+    parser.add_argument('--cuda-graph', action='store_true',
+                        help="--test: our models' backbones replay inference as CUDA "
+                        "graphs, as tools/test.py --cuda-graph")
     parser.add_argument('--fits', type=float, nargs='+', metavar='GIB',
                         help='instead of timing: the most images per GPU that train on a '
                         'card of each of these sizes, e.g. 12 16 24 80 (this GPU capped; '

@@ -481,6 +481,10 @@ def run_single(args) -> dict:
     work_dir = osp.join(args.work_dir, name + ('_test' if test else ''))
     if test:
         prepare_test(cfg, work_dir, args.amp, args.workers)
+        ours = (cfg.model.get('backbone') or {}).get('type') == 'BiFormer'
+        if getattr(args, 'cuda_graph', False) and ours:
+            from ..engine.backbone_runtime_hook import with_inference_graphs
+            with_inference_graphs(cfg)  # as tools/test.py --cuda-graph
     else:
         prepare(cfg, args.iters, work_dir, args.amp, args.workers)
     cfg.launcher = 'pytorch' if world > 1 else 'none'
@@ -536,6 +540,8 @@ def run_in_subprocess(args, config: str, gpus: int, tool: str) -> dict:
         single.append('--pass-sync')
     if getattr(args, 'test', False):
         single.append('--test')
+    if getattr(args, 'cuda_graph', False):
+        single.append('--cuda-graph')
     for flag, value in (('--batch', args.batch), ('--workers', args.workers),
                         ('--data-root', args.data_root), ('--profile', args.profile),
                         ('--memory-cap', getattr(args, 'memory_cap', None))):

@@ -56,3 +56,22 @@ def configured_runtime(cfg) -> dict:
                                           if k not in ('type', 'priority')}).options
     backbone = (cfg.get('model') or {}).get('backbone') or {}
     return BackboneRuntime.build(backbone.get('runtime')).options()
+
+
+def with_inference_graphs(cfg, graphs: int = 64) -> None:
+    """Have ``cfg``'s backbone replay its inference as CUDA graphs, one per input size,
+    for up to ``graphs`` sizes (``tools/test.py --cuda-graph``): its
+    ``BackboneRuntimeHook`` gets ``inference_graphs``, or the config one such hook."""
+    hooks = cfg.get('custom_hooks') or []
+    for hook in hooks:
+        if hook.get('type') in ('BackboneRuntimeHook', BackboneRuntimeHook):
+            if hook.get('compile'):
+                raise ArgumentError('--cuda-graph: this config compiles its backbone '
+                                    '(BackboneRuntimeHook compile=...); choose one')
+            graph = hook.get('cuda_graph') or {}
+            graph = dict(graph) if isinstance(graph, dict) else {}
+            graph['inference_graphs'] = max(graph.get('inference_graphs', 0), graphs)
+            hook['cuda_graph'] = graph
+            return
+    cfg.custom_hooks = list(hooks) + [
+        dict(type='BackboneRuntimeHook', cuda_graph=dict(inference_graphs=graphs))]
