@@ -299,3 +299,27 @@ def test_fits_trials_are_capped_and_only_out_of_memory_says_no(monkeypatch, tmp_
             pipeline.cap_memory(12)
         with pytest.raises(pipeline.UserError, match='it needs a GPU'):
             fits.run(argparse.Namespace(**vars(args), fits=[12.0], limit=4), 'tool')
+
+
+def test_pipeline_says_where_the_memory_sits(monkeypatch):
+    """GPU runs end with parameters, gradients, optimizer state, the graphs' pools and
+    the allocator's peaks (here with stand-ins for the CUDA queries)."""
+    from mmbiformer.benchmarking import memory, pipeline
+    from mmbiformer.engine import shape_graphs
+    monkeypatch.setattr(shape_graphs, 'graph_pools', lambda: (3 * 2**30, 2**30))
+    monkeypatch.setattr(torch.cuda, 'max_memory_allocated', lambda: 5 * 2**30)
+    monkeypatch.setattr(torch.cuda, 'max_memory_reserved', lambda: 7 * 2**30)
+    model = torch.nn.Linear(256, 256)
+    optimizer = torch.optim.AdamW(model.parameters())
+    model(torch.randn(2, 256)).sum().backward()
+    optimizer.step()
+    parts = memory.run_parts(model, optimizer)
+    per = (256 * 256 + 256) * 4 / 2**30
+    assert parts['parameters'] == pytest.approx(per) and parts['gradients'] == pytest.approx(per)
+    assert parts['optimizer state'] == pytest.approx(2 * per, rel=1e-3)  # + step counters
+    assert (parts["graphs' pools"], parts["graphs' pools, free"]) == (3, 1)
+    assert (parts['peak allocated'], parts['peak reserved']) == (5, 7)
+    result = dict(config='configs/det/maskrcnn_biformer_s.py', world=1, device='GPU',
+                  batch=2, workers=2, size=[800, 1216], memory=parts, passes=[],
+                  new_size_extra_median=0., new_size_extra_max=0., optim_wrapper='AmpOptimWrapper')
+    assert "graphs' pools 3.00" in pipeline.table([result])

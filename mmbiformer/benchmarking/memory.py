@@ -60,8 +60,7 @@ def breakdown(params: Iterable[torch.Tensor], optimizer, loss_fn: Callable[[], t
         torch.cuda.synchronize(device)
         peak = torch.cuda.max_memory_allocated(device)
     grads = storage_bytes(p.grad for p in params)
-    state = storage_bytes(t for s in optimizer.state.values() for t in s.values()
-                          if torch.is_tensor(t))
+    state = optimizer_state_bytes(optimizer)
     by_op: Dict[str, int] = {}
     for nbytes, op in kept.values():
         by_op[op] = by_op.get(op, 0) + nbytes
@@ -75,6 +74,31 @@ def breakdown(params: Iterable[torch.Tensor], optimizer, loss_fn: Callable[[], t
     return dict(rows={k: v / GiB for k, v in rows.items()},
                 saved_by_op={k: v / GiB for k, v in sorted(by_op.items(),
                                                             key=lambda kv: -kv[1])})
+
+
+def optimizer_state_bytes(optimizer) -> int:
+    if optimizer is None:  # several optimizers (a wrapper dict): not counted
+        return 0
+    return storage_bytes(t for s in optimizer.state.values() for t in s.values()
+                         if torch.is_tensor(t))
+
+
+def run_parts(model: torch.nn.Module, optimizer) -> Dict[str, float]:
+    """Where a training run's GPU memory sits at this moment, in GiB, with the run's
+    peaks: parameters, their gradients, the optimizer's state, the CUDA graphs' private
+    pools (their free part: where a replayed graph's activations live), and the
+    allocator's peaks of allocated and reserved memory (reserved beyond allocated and
+    the pools' free part: cached blocks, fragmentation)."""
+    from ..engine.shape_graphs import graph_pools
+    params = list(model.parameters())
+    held, spare = graph_pools()
+    parts = {'parameters': storage_bytes(params),
+             'gradients': storage_bytes(p.grad for p in params),
+             'optimizer state': optimizer_state_bytes(optimizer),
+             "graphs' pools": held, "graphs' pools, free": spare,
+             'peak allocated': torch.cuda.max_memory_allocated(),
+             'peak reserved': torch.cuda.max_memory_reserved()}
+    return {k: v / GiB for k, v in parts.items()}
 
 
 def format_breakdown(result: Dict, top: int = 12) -> str:

@@ -510,6 +510,10 @@ def run_single(args) -> dict:
     else:
         runner.train()
     result = summarise(clock, batch, world)
+    if torch.cuda.is_available() and not test:
+        from .memory import run_parts
+        result['memory'] = run_parts(runner.model,
+                                     getattr(runner.optim_wrapper, 'optimizer', None))
     wrapper = None if test else cfg.optim_wrapper.get('type', 'OptimWrapper')
     result.update(config=args.config, batch=batch, world=world, size=list(size),
                   phase_sync=bool(args.phase_sync), pass_sync=clock.pass_sync,
@@ -601,6 +605,10 @@ def table(results: List[dict]) -> str:
         lines.append(f'{"":<58} new input size: +{1000 * r["new_size_extra_median"]:.0f} ms '
                      f'{work} (median per iteration, first pass - steady, same batch), '
                      f'max +{1000 * r["new_size_extra_max"]:.0f} ms')
+    for r in results:  # where the memory sits at the run's end (GPU runs)
+        if r.get('memory'):
+            lines.append(f'memory of {row_name(r["config"])}, GiB: ' + ', '.join(
+                f'{k} {v:.2f}' for k, v in r['memory'].items()))
     for r in results:  # multi-GPU scaling against 1 GPU: steady state, then epoch 1
         one = [o for o in results if o['config'] == r['config'] and o['world'] == 1]
         if r['world'] > 1 and one:
