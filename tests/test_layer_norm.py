@@ -179,3 +179,29 @@ def test_norm_outputs_recomputed_give_the_same_bits_cuda():
         runs.append((out, grads))
     assert torch.equal(runs[0][0], runs[1][0])
     assert all(torch.equal(a, b) for a, b in zip(runs[0][1], runs[1][1]))
+
+
+@needs_triton
+def test_a_recomputed_norm_output_is_freed(monkeypatch):
+    """Nothing holds the norm's output once the block is left (the Linear holds a note,
+    the hooks no reference); its backward still gets the exact output."""
+    import gc
+    import weakref
+    from mmbiformer.ops.backends import choose
+    from mmbiformer.ops.policy import captured_step
+    monkeypatch.setattr(choose, '_triton_can_take', lambda x: True)  # CPU: interpreter
+    torch.manual_seed(0)
+    norm, linear = LayerNorm(16, eps=1e-6), torch.nn.Linear(16, 8)
+    x, r = torch.randn(2, 4, 4, 16, requires_grad=True), torch.randn(2, 4, 4, 16)
+    with captured_step():
+        s, y = norm.add_forward(x, r)
+        with norm.output_recomputed(s, y):
+            out = linear(y)
+    want = torch.autograd.grad(out.sum(), linear.weight, retain_graph=True)[0]
+    ref, rows = weakref.ref(y), y.detach().reshape(-1, 16).clone()
+    del y
+    gc.collect()
+    assert ref() is None  # freed: only the note is kept
+    got = torch.autograd.grad(out.sum(), linear.weight)[0]
+    assert torch.equal(got, want)
+    assert torch.equal(want, torch.ones(len(rows), 8).t() @ rows)

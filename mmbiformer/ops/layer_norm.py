@@ -88,11 +88,13 @@ class LayerNorm(nn.LayerNorm):
             yield
             return
         outer = saved_tensors_hooks_in_effect()
-        storage = output.untyped_storage().data_ptr()
+        # The hooks hold these, not ``output``: autograd keeps the hooks with every
+        # tensor saved inside, and holding the output there would keep it alive.
+        storage, dtype = output.untyped_storage().data_ptr(), output.dtype
 
         def pack(t):
             if t.untyped_storage().data_ptr() == storage:
-                return _NormOutput(self, source, output.dtype, t)
+                return _NormOutput(self, source, dtype, t)
             return outer[0](t) if outer else t
 
         def unpack(saved):
