@@ -323,3 +323,28 @@ def test_pipeline_says_where_the_memory_sits(monkeypatch):
                   batch=2, workers=2, size=[800, 1216], memory=parts, passes=[],
                   new_size_extra_median=0., new_size_extra_max=0., optim_wrapper='AmpOptimWrapper')
     assert "graphs' pools 3.00" in pipeline.table([result])
+
+
+def test_fits_command_end_to_end(bench_tool, monkeypatch, tmp_path, capsys):
+    """``pipeline CONFIG --fits ...``: data made once for the largest trial, each trial
+    asked in turn, the table printed and written (trials stand in: no GPU here)."""
+    import json
+    from mmbiformer.benchmarking import fits
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    asked = []
+
+    def trial(args, config, batch, card, tool):
+        asked.append((batch, card, args.iters, args.data_root))
+        return batch <= {12.0: 1, 16.0: 3}[card]
+
+    monkeypatch.setattr(fits, 'run_trial', trial)
+    out = tmp_path / 'fits.json'
+    bench_tool.main(['pipeline', osp.join(ROOT, 'configs/det/retinanet_biformer_t.py'),
+                     '--fits', '16', '12', '--limit', '4', '--size', '64', '64',
+                     '--work-dir', str(tmp_path), '--out', str(out)])
+    text = capsys.readouterr().out
+    assert [a[:2] for a in asked] == [(1, 12.), (2, 12.), (2, 16.), (4, 16.), (3, 16.)]
+    assert {a[2] for a in asked} == {3} and len({a[3] for a in asked}) == 1  # made once
+    assert 'retinanet_biformer_t.py' in text and '12 GiB' in text, text
+    assert json.loads(out.read_text()) == {
+        osp.join(ROOT, 'configs/det/retinanet_biformer_t.py'): {'12.0': 1, '16.0': 3}}
