@@ -270,6 +270,21 @@ def test_top_regions_kernel():
     assert top_regions(torch.full((1, 2, 3), float('-inf')), 3).tolist() == [[[0, 1, 2]] * 2]
 
 
+@needs_triton
+def test_routing_bits_kernel():
+    """Each query region's routed regions as one int64 mask: against the bits written
+    out, region 63 (the sign bit) and rows not filling the last program included."""
+    from mmbiformer.ops.backends.triton.routing import routing_bits
+    torch.manual_seed(0)
+    for N, R, k in ((2, 49, 16), (3, 64, 5), (1, 7, 1)):
+        index = torch.stack([torch.randperm(R)[:k] for _ in range(N * R)]).view(N, R, k)
+        index[0, 0] = torch.arange(R - k, R)  # the last region (R - 1) routed
+        masks = [sum(1 << i for i in row) for row in index.view(-1, k).tolist()]
+        want = [m - 2**64 if m >= 2**63 else m for m in masks]  # as int64 reads them
+        assert routing_bits(index).view(-1).tolist() == want
+    assert routing_bits(torch.tensor([[[63, 0]]])).item() == -(2**63) + 1
+
+
 @pytest.mark.parametrize('dense', [True, False])
 def test_both_sdpa_branches_are_exercised(dense, monkeypatch):
     calls = []

@@ -67,9 +67,9 @@ DENSE_TILES = dict(fwd=dict(BLOCK_M=128, BLOCK_N=32, num_warps=2, num_stages=2),
 def _routing_bits(index: torch.Tensor) -> torch.Tensor:
     """(N, R, topk) routed region ids (R <= 64) -> (N, R) int64: bit k set where query
     region r routes to key region k (bit 63 is the sign bit: the kernels shift and mask,
-    so it reads as any other)."""
-    bits = torch.bitwise_left_shift(torch.ones_like(index, dtype=torch.int64), index)
-    return bits.sum(-1)  # distinct powers of two: the sum is their OR
+    so it reads as any other). One launch (three PyTorch ops took three)."""
+    from .routing import routing_bits
+    return routing_bits(index)
 
 
 def _dense_args(qkv: torch.Tensor, n_win: int, RH: int, RW: int, R: int, num_heads: int,

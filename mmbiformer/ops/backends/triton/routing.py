@@ -1,5 +1,6 @@
 """BRA's region routing on the Triton kernels of ``routing_kernels.py``: the regions'
-mean q and k, and each region's top-k routed regions. Forward only: the routing is
+mean q and k, each region's top-k routed regions, and those as bit masks (the dense
+kernels' form). Forward only: the routing is
 detached (BiFormer's ``diff_routing=False``), so nothing here has a backward.
 :func:`~mmbiformer.ops.backends.choose.routing_runs_triton` says when they run."""
 from typing import Tuple
@@ -44,3 +45,16 @@ def top_regions(logits: torch.Tensor, k: int) -> torch.Tensor:
         logits, index, rows, R, K=k, BLOCK_ROWS=block_rows, BLOCK_R=block_r,
         ACC=acc_tl(logits.dtype), num_warps=4)
     return index
+
+
+def routing_bits(index: torch.Tensor) -> torch.Tensor:
+    """(N, R, topk) routed region ids (R <= 64) -> (N, R) int64: bit ``k`` set where
+    query region r routes to key region k, in one launch."""
+    index = index.contiguous()
+    rows, topk = index.numel() // index.shape[-1], index.shape[-1]
+    bits = torch.empty(index.shape[:-1], device=index.device, dtype=torch.int64)
+    block_rows = max(1, min(256, 4096 // triton.next_power_of_2(topk)))
+    kernels._routing_bits[(triton.cdiv(rows, block_rows), )](
+        index, bits, rows, TOPK=topk, TOPK_PAD=triton.next_power_of_2(topk),
+        BLOCK_ROWS=block_rows, num_warps=4)
+    return bits

@@ -11,6 +11,8 @@ few microseconds however little it does).
   docs/benchmark_history.md, run 19). Among equal logits the lower index comes first;
   NaN ranks above everything, as in ``topk``.
 * ``_inverse_routing``: the bookkeeping of the routed backward (below).
+* ``_routing_bits``: each query region's routed regions as one int64 bit mask (the
+  dense kernels' form of the routing, for maps of at most 64 regions).
 
 ``_inverse_routing`` (in place of ~50 PyTorch ops: a sort, searches, scans, gathers),
 one program per image: from the routing ``index`` (R regions, ``TOPK`` routed regions
@@ -133,3 +135,17 @@ def _inverse_routing(INDEX, ROUTED_BY, ITEMS, SLOT_FIRST, N_ITEMS,
         tl.store(rows + 1, tl.zeros([BLOCK_TAIL], tl.int32), mask=ok)
         tl.store(rows + 2, tl.zeros([BLOCK_TAIL], tl.int32), mask=ok)
         tl.store(rows + 3, tl.full([BLOCK_TAIL], -1, tl.int32), mask=ok)
+
+
+@triton.jit
+def _routing_bits(INDEX, BITS, rows, TOPK: tl.constexpr, TOPK_PAD: tl.constexpr,
+                  BLOCK_ROWS: tl.constexpr):
+    """Grid: blocks of BLOCK_ROWS rows of INDEX (rows, TOPK) int64, region ids below
+    64. BITS[row]: bit ``k`` set where the row routes to region ``k`` (the sum of
+    distinct powers of two is their OR; bit 63 is the sign bit)."""
+    r = tl.program_id(0) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
+    t = tl.arange(0, TOPK_PAD)
+    ok = (r < rows)[:, None] & (t < TOPK)[None, :]
+    idx = tl.load(INDEX + r[:, None].to(tl.int64) * TOPK + t[None, :], mask=ok, other=0)
+    bits = tl.where(ok, tl.full([BLOCK_ROWS, TOPK_PAD], 1, tl.int64) << idx, 0)
+    tl.store(BITS + r, tl.sum(bits, 1), mask=r < rows)
