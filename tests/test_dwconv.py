@@ -216,6 +216,21 @@ def test_triton_nhwc_matches_conv2d_cuda(case):
 
 
 @cuda
+@pytest.mark.parametrize('hoist', [True, False])
+@pytest.mark.parametrize('case', [(4, 56, 56, 64, 5, True, True, False),
+                                  (2, 100, 152, 128, 3, True, False, True),
+                                  (2, 9, 11, 20, 5, True, True, False)])
+def test_triton_nhwc_row_kernels_cuda(case, hoist, monkeypatch):
+    """The row-streaming kernels (``ROWS``, the sweep's first settings) on the GPU."""
+    from mmbiformer.ops.backends.triton import dwconv as triton_dwconv
+    monkeypatch.setattr(triton_dwconv, 'CONFIG', dict(ROWS=True, RH=16, TW=16, BLOCK_C=64,
+                                                      num_warps=8, HOIST=hoist))
+    monkeypatch.setattr(triton_dwconv, 'DW_CONFIG', dict(ROWS=True, RH=16, TW=8, BLOCK_C=32,
+                                                         num_warps=4, progs_per_sm=4))
+    test_triton_nhwc_matches_conv2d_cuda(case)
+
+
+@cuda
 def test_triton_nhwc_deterministic_cuda():
     from mmbiformer.ops.backends.triton.dwconv import dwconv_nhwc
     torch.manual_seed(0)
