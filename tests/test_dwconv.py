@@ -182,7 +182,7 @@ def test_triton_nhwc_row_kernels_cpu(case, monkeypatch):
     monkeypatch.setattr(triton_dwconv, 'CONFIG', dict(ROWS=True, RH=4, TW=4, BLOCK_C=64,
                                                       num_warps=4, HOIST=k == 3))
     monkeypatch.setattr(triton_dwconv, 'DW_CONFIG', dict(ROWS=True, RH=4, TW=4, BLOCK_C=64,
-                                                         num_warps=4, progs_per_sm=1))
+                                                         num_warps=4, progs_per_sm=1, STAGES=2))
     torch.manual_seed(0)
     _triton_vs_reference(torch.randn(N, H, W, C + 5), C, k, bias, residual, add_input, CPU,
                          torch.float64, 1e-12)

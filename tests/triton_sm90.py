@@ -97,14 +97,16 @@ def _training_passes() -> None:
 
 def _row_dwconv_passes(dtype: torch.dtype, shape=(2, 9, 11, 64)) -> None:
     """Forward and backward of the depthwise conv by the row-streaming kernels, with
-    and without the weights held in registers, 3x3 and 5x5 (``ROWS`` settings)."""
+    and without the weights held in registers, pipelined or not, 3x3 and 5x5 (``ROWS``
+    settings)."""
     from mmbiformer.ops.backends.triton import dwconv
     shipped = dwconv.CONFIG, dwconv.DW_CONFIG
     try:
-        for hoist in (True, False):
-            dwconv.CONFIG = dict(ROWS=True, RH=16, TW=16, BLOCK_C=64, num_warps=8, HOIST=hoist)
+        for hoist, stages in ((True, 1), (False, 3)):
+            dwconv.CONFIG = dict(ROWS=True, RH=16, TW=16, BLOCK_C=64, num_warps=8, HOIST=hoist,
+                                 STAGES=stages)
             dwconv.DW_CONFIG = dict(ROWS=True, RH=16, TW=8, BLOCK_C=32, num_warps=4,
-                                    progs_per_sm=4)
+                                    progs_per_sm=4, STAGES=stages + 1)
             for k in (3, 5):
                 x = torch.randn(*shape, dtype=dtype, requires_grad=True)
                 w = torch.randn(shape[-1], 1, k, k, dtype=dtype, requires_grad=True)

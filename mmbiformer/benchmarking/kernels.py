@@ -184,7 +184,11 @@ FWD_CANDIDATES = ([dict(TH=8, TW=8, BLOCK_C=64, num_warps=nw, UNROLL=0, STAGES=s
                   + [dict(ROWS=True, RH=rh, TW=tw, BLOCK_C=bc, num_warps=nw, HOIST=ho)
                      for rh in (16, 32) for tw, bc, nw in ((16, 64, 8), (8, 64, 4), (16, 32, 4),
                                                            (16, 64, 16))
-                     for ho in (True, False)])
+                     for ho in (True, False)]
+                  # ... and their walk down the rows pipelined (STAGES).
+                  + [dict(ROWS=True, RH=16, TW=tw, BLOCK_C=64, num_warps=nw, HOIST=False,
+                          STAGES=st)
+                     for tw, nw in ((16, 8), (8, 4)) for st in (2, 3)])
 DW_CANDIDATES = ([dict(PB=4, BLOCK_C=64, num_warps=4, progs_per_sm=ps, STAGES=st)
                   for ps in (2, 4) for st in (1, 2, 3, 4)]
                  + [dict(PB=8, BLOCK_C=32, num_warps=4, progs_per_sm=4, STAGES=st)
@@ -195,7 +199,9 @@ DW_CANDIDATES = ([dict(PB=4, BLOCK_C=64, num_warps=4, progs_per_sm=ps, STAGES=st
                  + [dict(ROWS=True, RH=rh, TW=tw, BLOCK_C=bc, num_warps=nw, progs_per_sm=ps)
                     for rh in (16, 32) for tw, bc, nw in ((8, 32, 4), (16, 32, 4), (8, 64, 4),
                                                           (8, 32, 8))
-                    for ps in (2, 4)])
+                    for ps in (2, 4)]
+                 + [dict(ROWS=True, RH=16, TW=8, BLOCK_C=32, num_warps=4, progs_per_sm=4,
+                         STAGES=st) for st in (2, 3, 4)])
 
 
 def sweep_dwconv(workloads=('cls', 'det'), iters: int = 20, dev='cuda',

@@ -74,7 +74,7 @@ def conv_nhwc_into(out: torch.Tensor, x: torch.Tensor, weight: torch.Tensor,
             *x.stride()[:3], *res.stride()[:3], *out.stride()[:3], *taps.stride(), H, W, C,
             K=k, FLIP=flip, HAS_BIAS=bias is not None, HAS_RES=residual is not None,
             ADD_X=add_input, RH=RH, TW=TW, BLOCK_C=block_c, HOIST=cfg.get('HOIST', True),
-            ACC=acc_tl(x.dtype),
+            STAGES=cfg.get('STAGES', 1), ACC=acc_tl(x.dtype),
             num_warps=cfg['num_warps'])
         return out
     TH, TW = cfg['TH'], cfg['TW']
@@ -110,7 +110,7 @@ def weight_grad(x: torch.Tensor, grad: torch.Tensor, k: int,
         kernels._dwconv_rows_dw[(progs, c_blocks)](
             x, grad, ws, *x.stride()[:3], *grad.stride()[:3], H, W, C, n_units, per_prog,
             K=k, KK_PAD=kk_pad, RH=cfg['RH'], TW=cfg['TW'], BLOCK_C=block_c,
-            ACC=acc_tl(x.dtype), num_warps=cfg['num_warps'])
+            STAGES=cfg.get('STAGES', 1), ACC=acc_tl(x.dtype), num_warps=cfg['num_warps'])
     else:
         kernels._dwconv_nhwc_dw[(progs, c_blocks)](
             x, grad, ws, *x.stride()[:3], *grad.stride()[:3], H, W, C, n_units, per_prog,

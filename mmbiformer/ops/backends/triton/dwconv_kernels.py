@@ -232,14 +232,15 @@ def _dwconv_rows(X, WT, B, RES, Y,
                  K: tl.constexpr, FLIP: tl.constexpr, HAS_BIAS: tl.constexpr,
                  HAS_RES: tl.constexpr, ADD_X: tl.constexpr,
                  RH: tl.constexpr, TW: tl.constexpr, BLOCK_C: tl.constexpr,
-                 HOIST: tl.constexpr, ACC: tl.constexpr):
+                 HOIST: tl.constexpr, ACC: tl.constexpr, STAGES: tl.constexpr = 1):
     """What ``_dwconv_nhwc`` computes, by rows. Grid: (strips of TW columns x chunks of
     RH rows, images, channel blocks). Input row ``r`` feeds output rows ``r - PAD`` to
     ``r + PAD``, through tap row ``K - 1 - i`` into ring entry ``i`` (output row
     ``r - PAD + i``); after it, entry 0 is complete and is written. ``HOIST`` keeps the
     K*K tap weights of a thread's channels in registers (K*K per channel it holds: few
     channels a thread, i.e. TW * BLOCK_C / threads small, or it spills), else each row
-    reloads them from the cache."""
+    reloads them from the cache. ``STAGES`` > 1 pipelines the walk down the rows (the
+    next rows' loads in flight while one is summed)."""
     PAD: tl.constexpr = K // 2
     strips = tl.cdiv(W, TW)
     h0 = (tl.program_id(0) // strips) * RH
@@ -259,7 +260,7 @@ def _dwconv_rows(X, WT, B, RES, Y,
     ring = ()
     for i in tl.static_range(K):
         ring = ring + (tl.zeros([TW, BLOCK_C], ACC), )
-    for r in tl.range(h0 - PAD, h0 + RH + PAD):
+    for r in tl.range(h0 - PAD, h0 + RH + PAD, num_stages=STAGES):
         xs = _shifted_row(x_img, r, w, offs_c, mask_c, H, W, sx_h, sx_w, K, ACC)
         fed = ()
         for i in tl.static_range(K):
@@ -296,13 +297,15 @@ def _dwconv_rows_dw(X, DY, WS,
                     sx_n, sx_h, sx_w, sd_n, sd_h, sd_w,
                     H, W, C, n_segs, segs_per_prog,
                     K: tl.constexpr, KK_PAD: tl.constexpr, RH: tl.constexpr,
-                    TW: tl.constexpr, BLOCK_C: tl.constexpr, ACC: tl.constexpr):
+                    TW: tl.constexpr, BLOCK_C: tl.constexpr, ACC: tl.constexpr,
+                    STAGES: tl.constexpr = 1):
     """What ``_dwconv_nhwc_dw`` computes, by rows. Grid: (programs, channel blocks). A
     segment is RH rows of a strip TW columns wide of one image; program ``i`` sums
     segments ``i * segs_per_prog`` onward and writes ``WS[i]`` (rows: the K*K taps,
     then the bias). Input row ``r`` meets output-gradient rows ``r - PAD`` to
     ``r + PAD`` (ring entry ``i``: row ``r - PAD + i``, tap row ``K - 1 - i``); each
-    segment's own gradient rows enter the ring once, so every row is summed once."""
+    segment's own gradient rows enter the ring once, so every row is summed once.
+    ``STAGES``: as in ``_dwconv_rows``."""
     PAD: tl.constexpr = K // 2
     offs_c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     mask_c = offs_c < C
@@ -324,7 +327,7 @@ def _dwconv_rows_dw(X, DY, WS,
         ring = ()
         for i in tl.static_range(K):
             ring = ring + (tl.zeros([TW, BLOCK_C], ACC), )
-        for r in tl.range(h0 - PAD, h0 + RH + PAD):
+        for r in tl.range(h0 - PAD, h0 + RH + PAD, num_stages=STAGES):
             o = r + PAD  # the gradient row that enters the ring
             ok = (o >= h0) & (o < h0 + RH) & (o < H)
             d = tl.load(dy_img + o * sd_h + (w * sd_w)[:, None],
