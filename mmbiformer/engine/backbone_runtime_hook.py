@@ -10,6 +10,8 @@ built (a bad value stops the run before any data is read). Turned off from the
 command line with ``--cfg-options custom_hooks.0.cuda_graph=False`` (the hook is the
 first of our configs' ``custom_hooks``).
 """
+from typing import Optional
+
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.registry import HOOKS
@@ -47,13 +49,21 @@ class BackboneRuntimeHook(Hook):
         BackboneRuntime(**self.options).attach(backbone)
 
 
+def _runtime_hook(cfg) -> Optional[dict]:
+    """The config's ``BackboneRuntimeHook`` entry of ``custom_hooks`` (None: none)."""
+    for hook in cfg.get('custom_hooks') or []:
+        if hook.get('type') in ('BackboneRuntimeHook', BackboneRuntimeHook):
+            return hook
+    return None
+
+
 def configured_runtime(cfg) -> dict:
     """The runtime options a config gives its backbone: its ``BackboneRuntimeHook``'s,
     or those of the deprecated ``model.backbone.runtime`` (eager where it names none)."""
-    for hook in cfg.get('custom_hooks') or []:
-        if hook.get('type') in ('BackboneRuntimeHook', BackboneRuntimeHook):
-            return BackboneRuntimeHook(**{k: v for k, v in hook.items()
-                                          if k not in ('type', 'priority')}).options
+    hook = _runtime_hook(cfg)
+    if hook is not None:
+        return BackboneRuntimeHook(**{k: v for k, v in hook.items()
+                                      if k not in ('type', 'priority')}).options
     backbone = (cfg.get('model') or {}).get('backbone') or {}
     return BackboneRuntime.build(backbone.get('runtime')).options()
 
@@ -62,16 +72,15 @@ def with_inference_graphs(cfg, graphs: int = 64) -> None:
     """Have ``cfg``'s backbone replay its inference as CUDA graphs, one per input size,
     for up to ``graphs`` sizes (``tools/test.py --cuda-graph``): its
     ``BackboneRuntimeHook`` gets ``inference_graphs``, or the config one such hook."""
-    hooks = cfg.get('custom_hooks') or []
-    for hook in hooks:
-        if hook.get('type') in ('BackboneRuntimeHook', BackboneRuntimeHook):
-            if hook.get('compile'):
-                raise ArgumentError('--cuda-graph: this config compiles its backbone '
-                                    '(BackboneRuntimeHook compile=...); choose one')
-            graph = hook.get('cuda_graph') or {}
-            graph = dict(graph) if isinstance(graph, dict) else {}
-            graph['inference_graphs'] = max(graph.get('inference_graphs', 0), graphs)
-            hook['cuda_graph'] = graph
-            return
-    cfg.custom_hooks = list(hooks) + [
-        dict(type='BackboneRuntimeHook', cuda_graph=dict(inference_graphs=graphs))]
+    hook = _runtime_hook(cfg)
+    if hook is None:
+        cfg.custom_hooks = list(cfg.get('custom_hooks') or []) + [
+            dict(type='BackboneRuntimeHook', cuda_graph=dict(inference_graphs=graphs))]
+        return
+    if hook.get('compile'):
+        raise ArgumentError('--cuda-graph: this config compiles its backbone '
+                            '(BackboneRuntimeHook compile=...); choose one')
+    graph = hook.get('cuda_graph') or {}
+    graph = dict(graph) if isinstance(graph, dict) else {}
+    graph['inference_graphs'] = max(graph.get('inference_graphs', 0), graphs)
+    hook['cuda_graph'] = graph

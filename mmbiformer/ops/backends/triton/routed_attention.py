@@ -20,6 +20,7 @@ from ...policy import forward_only
 from . import MIN_TILE, dense_kernels, kernels, routing_kernels, use_dense
 from .accumulate import acc_dtype, acc_tl
 from .dwconv import conv_nhwc_into, weight_grad
+from .routing import routing_bits
 
 LOG2E = 1.4426950408889634
 
@@ -64,14 +65,6 @@ DENSE_TILES = dict(fwd=dict(BLOCK_M=128, BLOCK_N=32, num_warps=2, num_stages=2),
                    dkv=dict(BLOCK_M=64, BLOCK_N=64, num_warps=2, num_stages=3))
 
 
-def _routing_bits(index: torch.Tensor) -> torch.Tensor:
-    """(N, R, topk) routed region ids (R <= 64) -> (N, R) int64: bit k set where query
-    region r routes to key region k (bit 63 is the sign bit: the kernels shift and mask,
-    so it reads as any other). One launch (three PyTorch ops took three)."""
-    from .routing import routing_bits
-    return routing_bits(index)
-
-
 def _dense_args(qkv: torch.Tensor, n_win: int, RH: int, RW: int, R: int, num_heads: int,
                 qk_dim: int, cq: int, cv: int, kernel: str) -> tuple:
     """Size arguments and meta-parameters of the dense ``kernel`` (a key of
@@ -104,7 +97,7 @@ def _attention(qkv: torch.Tensor, index: torch.Tensor, n_win: int, num_heads: in
         sizes, meta = _dense_args(qkv, n_win, RH, RW, R, num_heads, qk_dim, cq, cv, 'fwd')
         grid = (triton.cdiv(H * W, meta['BLOCK_M']), num_heads, N)
         dense_kernels._dense_fwd[grid](
-            qkv, _routing_bits(index), attn, lse, *qkv.stride()[:3], *attn.stride()[:3],
+            qkv, routing_bits(index), attn, lse, *qkv.stride()[:3], *attn.stride()[:3],
             scale * LOG2E, *sizes, **meta)
     else:
         blocks = _blocks(L, topk * L, cq, cv)
@@ -185,7 +178,7 @@ def dkv_work(index: torch.Tensor, chunk: int):
 def _dense_backward(grad_out, qkv, index, out, lse, delta, dqkv, n_win, RH, RW, R,
                     num_heads, qk_dim, cq, cv, scale):
     N, H, W = qkv.shape[:3]
-    keep = _routing_bits(index)
+    keep = routing_bits(index)
     strides = (*qkv.stride()[:3], *out.stride()[:3])
     sizes, meta = _dense_args(qkv, n_win, RH, RW, R, num_heads, qk_dim, cq, cv, 'dq')
     grid = (triton.cdiv(H * W, meta['BLOCK_M']), num_heads, N)

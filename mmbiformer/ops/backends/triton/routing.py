@@ -49,7 +49,8 @@ def top_regions(logits: torch.Tensor, k: int) -> torch.Tensor:
 
 def routing_bits(index: torch.Tensor) -> torch.Tensor:
     """(N, R, topk) routed region ids (R <= 64) -> (N, R) int64: bit ``k`` set where
-    query region r routes to key region k, in one launch."""
+    query region r routes to key region k (bit 63 is the sign bit: the dense kernels
+    shift and mask, so it reads as any other), in one launch."""
     index = index.contiguous()
     rows, topk = index.numel() // index.shape[-1], index.shape[-1]
     bits = torch.empty(index.shape[:-1], device=index.device, dtype=torch.int64)
