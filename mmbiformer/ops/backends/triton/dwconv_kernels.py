@@ -60,6 +60,23 @@ def _add_tap(acc, x_img, WT, h, w, mask_p, offs_c, mask_c, ky, kx, H, W, sw_t, s
     return acc + x.to(ACC) * wt.to(ACC)[None, :]
 
 
+@triton.jit
+def _write_output(acc, bias, x_img, RES, Y, n, h, w, mask, offs_c, sx_h, sx_w,
+                  sr_n, sr_h, sr_w, sy_n, sy_h, sy_w, HAS_BIAS: tl.constexpr,
+                  HAS_RES: tl.constexpr, ADD_X: tl.constexpr, ACC: tl.constexpr):
+    """``Y = acc [+ X] [+ bias] [+ RES]`` at pixels (h, w) of image n: h and w per pixel
+    (a tile), or one row h and its columns w."""
+    if ADD_X:
+        acc += tl.load(x_img + (h * sx_h + w * sx_w)[:, None], mask=mask, other=0.).to(ACC)
+    if HAS_BIAS:
+        acc += bias[None, :]
+    if HAS_RES:
+        acc += tl.load(RES + n * sr_n + (h * sr_h + w * sr_w)[:, None] + offs_c[None, :],
+                       mask=mask, other=0.).to(ACC)
+    tl.store(Y + n * sy_n + (h * sy_h + w * sy_w)[:, None] + offs_c[None, :],
+             acc.to(Y.dtype.element_ty), mask=mask)
+
+
 # Strides stay specialized: Triton then knows they are multiples of 16 elements, so the
 # pixel offsets are too and each pixel's channels load as 16-byte vectors (unspecialized,
 # the loads were 2-byte scalars, several times slower: docs/benchmark_history.md run 7). H and W
@@ -118,16 +135,12 @@ def _dwconv_nhwc(X, WT, B, RES, Y,
         for t in tl.range(K * K, num_stages=STAGES):
             acc = _add_tap(acc, x_img, WT, h, w, mask_p, offs_c, mask_c, t // K, t % K,
                            H, W, sw_t, sw_c, sx_h, sx_w, K, FLIP, ACC)
-    mask = mask_p[:, None] & mask_c[None, :]
-    if ADD_X:
-        acc += tl.load(x_img + (h * sx_h + w * sx_w)[:, None], mask=mask, other=0.).to(ACC)
+    bias = tl.zeros([BLOCK_C], ACC)
     if HAS_BIAS:
-        acc += tl.load(B + offs_c, mask=mask_c, other=0.).to(ACC)[None, :]
-    if HAS_RES:
-        acc += tl.load(RES + n * sr_n + (h * sr_h + w * sr_w)[:, None] + offs_c[None, :],
-                       mask=mask, other=0.).to(ACC)
-    tl.store(Y + n * sy_n + (h * sy_h + w * sy_w)[:, None] + offs_c[None, :],
-             acc.to(Y.dtype.element_ty), mask=mask)
+        bias = tl.load(B + offs_c, mask=mask_c, other=0.).to(ACC)
+    _write_output(acc, bias, x_img, RES, Y, n, h, w, mask_p[:, None] & mask_c[None, :],
+                  offs_c, sx_h, sx_w, sr_n, sr_h, sr_w, sy_n, sy_h, sy_w,
+                  HAS_BIAS, HAS_RES, ADD_X, ACC)
 
 
 @triton.jit(do_not_specialize=['H', 'W', 'n_chunks', 'chunks_per_prog'])
@@ -276,16 +289,10 @@ def _dwconv_rows(X, WT, B, RES, Y,
                 a += xs[kx] * wt[None, :]
             fed = fed + (a, )
         o = r - PAD  # the output row fed[0] completes
-        mask = (o >= h0) & (o < H) & mask_w[:, None] & mask_c[None, :]
-        out = fed[0] + bias[None, :]
-        if ADD_X:
-            out += tl.load(x_img + o * sx_h + (w * sx_w)[:, None], mask=mask,
-                           other=0.).to(ACC)
-        if HAS_RES:
-            out += tl.load(RES + n * sr_n + o * sr_h + (w * sr_w)[:, None] + offs_c[None, :],
-                           mask=mask, other=0.).to(ACC)
-        tl.store(Y + n * sy_n + o * sy_h + (w * sy_w)[:, None] + offs_c[None, :],
-                 out.to(Y.dtype.element_ty), mask=mask)
+        _write_output(fed[0], bias, x_img, RES, Y, n, o, w,
+                      (o >= h0) & (o < H) & mask_w[:, None] & mask_c[None, :], offs_c,
+                      sx_h, sx_w, sr_n, sr_h, sr_w, sy_n, sy_h, sy_w,
+                      HAS_BIAS, HAS_RES, ADD_X, ACC)
         ring = ()
         for i in tl.static_range(1, K):
             ring = ring + (fed[i], )
